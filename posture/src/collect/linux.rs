@@ -1,0 +1,7 @@
+//! Linux collectors: thin shims over `crate::parse::linux`.
+
+use super::{CheckId, Collector};
+
+pub(crate) fn collectors() -> Vec<(CheckId, Collector)> {
+    vec![(CheckId::AgentVersion, super::agent_version)]
+}

@@ -1,0 +1,1 @@
+//! Parsers for Linux sources (compiled on every OS).

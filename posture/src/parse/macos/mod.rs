@@ -1,0 +1,1 @@
+//! Parsers for macOS sources (compiled on every OS).

@@ -1,0 +1,1 @@
+//! Parsers for Windows sources (compiled on every OS).
