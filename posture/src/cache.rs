@@ -64,10 +64,14 @@ impl Cache {
     }
 
     /// The entry for `key` if its stamp matches and it is at most `max_age` old.
-    pub fn get(&self, key: &str, stamp: &str, max_age: Duration, now: OffsetDateTime) -> Option<Hit> {
-        let path = self.path(key)?;
-        let bytes = std::fs::read(path).ok()?;
-        let entry: Entry = serde_json::from_slice(&bytes).ok()?;
+    pub fn get(
+        &self,
+        key: &str,
+        stamp: &str,
+        max_age: Duration,
+        now: OffsetDateTime,
+    ) -> Option<Hit> {
+        let entry: Entry = self.load_state(key)?;
         fresh(&entry, stamp, max_age, now).map(|age| Hit {
             value: entry.value,
             age,
@@ -77,31 +81,61 @@ impl Cache {
     /// Stores `value` for `key` under `stamp`. Failures only cost speed, so
     /// they are logged, not returned.
     pub fn put(&self, key: &str, stamp: &str, value: &str, now: OffsetDateTime) {
-        let Some(path) = self.path(key) else { return };
         let entry = Entry {
             stored_at: now,
             stamp: stamp.to_owned(),
             value: value.to_owned(),
+        };
+        self.store_state(key, &entry);
+    }
+
+    /// Loads a small piece of state kept between collections (e.g. when a
+    /// pending update was first seen); `None` when absent or unreadable.
+    pub fn load_state<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let bytes = std::fs::read(self.path(key)?).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Stores state for [`Cache::load_state`]; failures are logged only.
+    /// Returns false when nothing could be kept (cache disabled or I/O error).
+    pub fn store_state<T: Serialize>(&self, key: &str, state: &T) -> bool {
+        let Some(path) = self.path(key) else {
+            return false;
         };
         let write = || -> std::io::Result<()> {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
             let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, serde_json::to_vec(&entry).map_err(std::io::Error::other)?)?;
+            std::fs::write(
+                &tmp,
+                serde_json::to_vec(state).map_err(std::io::Error::other)?,
+            )?;
             std::fs::rename(&tmp, &path)
         };
-        if let Err(err) = write() {
-            tracing::debug!(key, error = %err, "could not write posture cache");
+        match write() {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::debug!(key, error = %err, "could not write posture state");
+                false
+            }
         }
     }
 
     fn path(&self, key: &str) -> Option<PathBuf> {
         let safe: String = key
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        self.dir.as_ref().map(|dir| dir.join(format!("{safe}.json")))
+        self.dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{safe}.json")))
     }
 }
 
@@ -133,8 +167,16 @@ mod tests {
         assert_eq!(hit.value, "raw output");
         assert_eq!(hit.age, Duration::from_secs(60));
 
-        assert_eq!(cache.get("apt", "stamp-2", HOUR, later), None, "stamp changed");
-        assert_eq!(cache.get("apt", "stamp-1", HOUR, t0 + 2 * HOUR), None, "too old");
+        assert_eq!(
+            cache.get("apt", "stamp-2", HOUR, later),
+            None,
+            "stamp changed"
+        );
+        assert_eq!(
+            cache.get("apt", "stamp-1", HOUR, t0 + 2 * HOUR),
+            None,
+            "too old"
+        );
         assert_eq!(
             cache.get("apt", "stamp-1", HOUR, t0 - Duration::from_secs(1)),
             None,

@@ -12,6 +12,8 @@ pub mod cache;
 pub mod check;
 pub mod collect;
 pub mod parse;
+pub mod pending;
+pub mod policy;
 pub mod probe;
 pub mod report;
 

@@ -110,11 +110,7 @@ pub async fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Outp
 
 /// Like [`run`], but a non-zero exit becomes an error that quotes stderr, and
 /// stderr mentioning a permission problem becomes [`ProbeError::PermissionDenied`].
-pub async fn run_ok(
-    program: &str,
-    args: &[&str],
-    timeout: Duration,
-) -> Result<Output, ProbeError> {
+pub async fn run_ok(program: &str, args: &[&str], timeout: Duration) -> Result<Output, ProbeError> {
     let out = run(program, args, timeout).await?;
     if out.success() {
         return Ok(out);
@@ -124,9 +120,10 @@ pub async fn run_ok(
     if mentions_permission(&out.stderr) {
         return Err(ProbeError::PermissionDenied { what });
     }
-    let code = out
-        .code
-        .map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit code {c}"));
+    let code = out.code.map_or_else(
+        || "killed by a signal".to_owned(),
+        |c| format!("exit code {c}"),
+    );
     Err(ProbeError::Failed {
         what,
         detail: if first_line.is_empty() {
@@ -166,9 +163,15 @@ pub fn io_error(what: &str, err: &std::io::Error) -> ProbeError {
 
 fn mentions_permission(stderr: &str) -> bool {
     let lower = stderr.to_ascii_lowercase();
-    ["permission denied", "operation not permitted", "access is denied", "must be run as root", "requires root"]
-        .iter()
-        .any(|needle| lower.contains(needle))
+    [
+        "permission denied",
+        "operation not permitted",
+        "access is denied",
+        "must be run as root",
+        "requires root",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
 }
 
 fn command_line(program: &str, args: &[&str]) -> String {
@@ -227,7 +230,10 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(err, ProbeError::PermissionDenied { .. }), "{err:?}");
+        assert!(
+            matches!(err, ProbeError::PermissionDenied { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -80,7 +80,10 @@ impl Default for Options {
 
 /// The check ids this OS collects, in display order.
 pub fn supported_checks() -> Vec<CheckId> {
-    this_os::collectors().into_iter().map(|(id, _)| id).collect()
+    this_os::collectors()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// Collects every supported check (or `options.only`) concurrently.

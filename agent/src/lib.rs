@@ -1,0 +1,5 @@
+//! The Sallyport agent: what the `sallyport` CLI (and later the tray app)
+//! runs. For now it presents the posture engine; identity, the broker client
+//! and the tunnel supervisor join it as their issues land.
+
+pub mod posture_view;
