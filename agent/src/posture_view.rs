@@ -82,7 +82,11 @@ pub fn render_table(report: &Report, policy: &str, evaluation: &Evaluation) -> S
             out,
             "Policy {policy}: NOT COMPLIANT ({} violation{})",
             evaluation.violations.len(),
-            if evaluation.violations.len() == 1 { "" } else { "s" }
+            if evaluation.violations.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
         );
         for violation in &evaluation.violations {
             let _ = writeln!(out, "  x {}: {}", violation.check, violation.message);
@@ -90,12 +94,17 @@ pub fn render_table(report: &Report, policy: &str, evaluation: &Evaluation) -> S
         }
     }
     if report.checks.iter().any(|c| c.status == Status::Pass)
-        && evaluation
-            .violations
-            .iter()
-            .any(|v| report.checks.iter().any(|c| c.id.as_str() == v.check && c.status == Status::Pass))
+        && evaluation.violations.iter().any(|v| {
+            report
+                .checks
+                .iter()
+                .any(|c| c.id.as_str() == v.check && c.status == Status::Pass)
+        })
     {
-        let _ = writeln!(out, "\n* measured in place, but below what the policy requires");
+        let _ = writeln!(
+            out,
+            "\n* measured in place, but below what the policy requires"
+        );
     }
     out
 }
@@ -114,9 +123,9 @@ fn clip(text: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use posture::Platform;
     use posture::check::{Check, CheckId};
     use posture::policy::Violation;
-    use posture::Platform;
     use time::OffsetDateTime;
 
     fn report() -> Report {
@@ -153,7 +162,10 @@ mod tests {
         };
         let text = render_table(&report(), "default.rego", &evaluation);
         assert!(text.contains("firewall"), "{text}");
-        assert!(text.contains("pass*"), "policy-violated pass is marked: {text}");
+        assert!(
+            text.contains("pass*"),
+            "policy-violated pass is marked: {text}"
+        );
         assert!(text.contains("NOT COMPLIANT (2 violations)"), "{text}");
         assert!(text.contains("fix: Encrypt the system disk"), "{text}");
         assert_eq!(exit_code(&evaluation), 1);

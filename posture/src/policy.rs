@@ -76,7 +76,9 @@ pub struct Policy {
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -141,7 +143,9 @@ impl Policy {
                 .map(serde_json::from_value)
                 .collect::<Result<_, _>>()
                 .map_err(|err| {
-                    PolicyError::Output(format!("each violation needs check, message, remediation: {err}"))
+                    PolicyError::Output(format!(
+                        "each violation needs check, message, remediation: {err}"
+                    ))
                 })?,
             other => {
                 return Err(PolicyError::Output(format!(
@@ -165,7 +169,12 @@ pub fn policy_input(report: &Report) -> Value {
     let checks: Map<String, Value> = report
         .checks
         .iter()
-        .filter_map(|check| Some((check.id.as_str().to_owned(), serde_json::to_value(check).ok()?)))
+        .filter_map(|check| {
+            Some((
+                check.id.as_str().to_owned(),
+                serde_json::to_value(check).ok()?,
+            ))
+        })
         .collect();
     serde_json::json!({
         "platform": report.platform,

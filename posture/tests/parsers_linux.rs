@@ -1,6 +1,9 @@
 //! Linux parsers against captured and reconstructed outputs (provenance in
 //! each fixture folder's README.md), plus no-panic properties.
 
+// Fixture loaders below panic on a missing file by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use posture::parse::linux::{
     apt, block, dnf, firewall, gsettings, identity, os_release, realm, secure_boot,
 };
@@ -60,11 +63,22 @@ fn apt_simulate_captured_debian_counts_security_and_skips_conf() {
     let plan = apt::parse_apt_simulate(fixture!("apt_simulate/debian12_pending.txt")).unwrap();
     assert_eq!(plan.packages.len(), 80);
     assert_eq!(plan.security().count(), 20);
-    let gnutls = plan.packages.iter().find(|p| p.name == "libgnutls28-dev").unwrap();
+    let gnutls = plan
+        .packages
+        .iter()
+        .find(|p| p.name == "libgnutls28-dev")
+        .unwrap();
     assert_eq!(gnutls.candidate, "3.7.9-2+deb12u7");
     assert!(gnutls.security);
-    let base = plan.packages.iter().find(|p| p.name == "base-files").unwrap();
-    assert!(!base.security, "oldstable point release is not a security origin");
+    let base = plan
+        .packages
+        .iter()
+        .find(|p| p.name == "base-files")
+        .unwrap();
+    assert!(
+        !base.security,
+        "oldstable point release is not a security origin"
+    );
 }
 
 #[test]
@@ -100,15 +114,17 @@ fn apt_history_last_upgrade_captured_here() {
 
 #[test]
 fn apt_history_without_upgrades_is_none() {
-    let last = apt::parse_apt_history_last_upgrade(fixture!("apt_history/installs_only.log")).unwrap();
+    let last =
+        apt::parse_apt_history_last_upgrade(fixture!("apt_history/installs_only.log")).unwrap();
     assert_eq!(last, None);
 }
 
 #[test]
 fn apt_history_single_space_and_unreadable_dates() {
-    let last = apt::parse_apt_history_last_upgrade(fixture!("apt_history/odd_spacing_and_garbage.log"))
-        .unwrap()
-        .unwrap();
+    let last =
+        apt::parse_apt_history_last_upgrade(fixture!("apt_history/odd_spacing_and_garbage.log"))
+            .unwrap()
+            .unwrap();
     assert_eq!(last.to_string(), "2026-01-02 3:04:05.0");
     assert!(apt::parse_apt_history_last_upgrade(fixture!("apt_history/garbage.log")).is_err());
 }
@@ -120,7 +136,11 @@ fn dnf_security_advisories() {
     let advisories = dnf::parse_dnf_security(fixture!("dnf_security/fedora_pending.txt")).unwrap();
     assert_eq!(advisories.len(), 3);
     assert_eq!(advisories[2].severity, "Important/Sec.");
-    assert!(dnf::parse_dnf_security(fixture!("dnf_security/none.txt")).unwrap().is_empty());
+    assert!(
+        dnf::parse_dnf_security(fixture!("dnf_security/none.txt"))
+            .unwrap()
+            .is_empty()
+    );
     assert!(dnf::parse_dnf_security(fixture!("dnf_security/metadata_error.txt")).is_err());
 }
 
@@ -166,11 +186,20 @@ fn lsblk_chains() {
 #[test]
 fn dm_uuid_kinds() {
     use block::DmKind;
-    assert_eq!(block::classify_dm_uuid("CRYPT-LUKS2-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-ctest1\n"), DmKind::Luks2);
+    assert_eq!(
+        block::classify_dm_uuid("CRYPT-LUKS2-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-ctest1\n"),
+        DmKind::Luks2
+    );
     assert_eq!(block::classify_dm_uuid("CRYPT-LUKS1-0123-x"), DmKind::Luks1);
     assert_eq!(block::classify_dm_uuid("CRYPT-PLAIN-swap"), DmKind::Plain);
-    assert_eq!(block::classify_dm_uuid("CRYPT-BITLK-abc"), DmKind::OtherCrypt);
-    assert_eq!(block::classify_dm_uuid("CRYPT-VERITY-abc-root"), DmKind::Verity);
+    assert_eq!(
+        block::classify_dm_uuid("CRYPT-BITLK-abc"),
+        DmKind::OtherCrypt
+    );
+    assert_eq!(
+        block::classify_dm_uuid("CRYPT-VERITY-abc-root"),
+        DmKind::Verity
+    );
     assert_eq!(block::classify_dm_uuid("LVM-Wq3…"), DmKind::Other);
 }
 
@@ -190,10 +219,22 @@ fn secure_boot_efivar_bytes() {
 fn mokutil_states() {
     use secure_boot::MokutilState::*;
     let parse = secure_boot::parse_mokutil_sb_state;
-    assert_eq!(parse(fixture!("secure_boot/mokutil_enabled.txt")).unwrap(), Enabled);
-    assert_eq!(parse(fixture!("secure_boot/mokutil_disabled.txt")).unwrap(), Disabled);
-    assert_eq!(parse(fixture!("secure_boot/mokutil_no_efi.txt")).unwrap(), NoEfi);
-    assert_eq!(parse(fixture!("secure_boot/mokutil_shim_validation_off.txt")).unwrap(), Enabled);
+    assert_eq!(
+        parse(fixture!("secure_boot/mokutil_enabled.txt")).unwrap(),
+        Enabled
+    );
+    assert_eq!(
+        parse(fixture!("secure_boot/mokutil_disabled.txt")).unwrap(),
+        Disabled
+    );
+    assert_eq!(
+        parse(fixture!("secure_boot/mokutil_no_efi.txt")).unwrap(),
+        NoEfi
+    );
+    assert_eq!(
+        parse(fixture!("secure_boot/mokutil_shim_validation_off.txt")).unwrap(),
+        Enabled
+    );
     assert!(parse("garbage").is_err());
 }
 
@@ -202,7 +243,11 @@ fn mokutil_states() {
 #[test]
 fn nft_policy_drop_filters() {
     let ruleset = firewall::parse_nft_ruleset(fixture!("nft/policy_drop.txt")).unwrap();
-    assert_eq!(ruleset.input_chains.len(), 1, "forward/output chains are not input");
+    assert_eq!(
+        ruleset.input_chains.len(),
+        1,
+        "forward/output chains are not input"
+    );
     assert_eq!(ruleset.input_chains[0].name, "inet filter/input");
     assert_eq!(ruleset.input_chains[0].rules, 3);
     assert!(ruleset.filters_inbound());
@@ -238,17 +283,38 @@ fn nft_truncated_is_an_error() {
 #[test]
 fn iptables_rulesets() {
     let parse = firewall::parse_iptables_rules;
-    assert!(parse(fixture!("iptables/policy_drop.txt")).unwrap().filters_inbound());
-    assert!(!parse(fixture!("iptables/accept_only.txt")).unwrap().filters_inbound());
-    assert!(parse(fixture!("iptables/reject_at_end.txt")).unwrap().filters_inbound());
+    assert!(
+        parse(fixture!("iptables/policy_drop.txt"))
+            .unwrap()
+            .filters_inbound()
+    );
+    assert!(
+        !parse(fixture!("iptables/accept_only.txt"))
+            .unwrap()
+            .filters_inbound()
+    );
+    assert!(
+        parse(fixture!("iptables/reject_at_end.txt"))
+            .unwrap()
+            .filters_inbound()
+    );
     assert!(parse(fixture!("iptables/permission_error.txt")).is_err());
 }
 
 #[test]
 fn ufw_conf() {
-    assert_eq!(firewall::parse_ufw_enabled(fixture!("ufw/enabled.conf")), Some(true));
-    assert_eq!(firewall::parse_ufw_enabled(fixture!("ufw/disabled.conf")), Some(false));
-    assert_eq!(firewall::parse_ufw_enabled(fixture!("ufw/commented.conf")), None);
+    assert_eq!(
+        firewall::parse_ufw_enabled(fixture!("ufw/enabled.conf")),
+        Some(true)
+    );
+    assert_eq!(
+        firewall::parse_ufw_enabled(fixture!("ufw/disabled.conf")),
+        Some(false)
+    );
+    assert_eq!(
+        firewall::parse_ufw_enabled(fixture!("ufw/commented.conf")),
+        None
+    );
 }
 
 // ---- screen lock ----
@@ -257,14 +323,28 @@ fn ufw_conf() {
 fn gsettings_values_and_lock_timeout() {
     assert!(gsettings::parse_gsettings_bool(fixture!("gsettings/bool_true.txt")).unwrap());
     assert!(!gsettings::parse_gsettings_bool(fixture!("gsettings/bool_false.txt")).unwrap());
-    assert_eq!(gsettings::parse_gsettings_uint(fixture!("gsettings/uint_300.txt")).unwrap(), 300);
-    assert_eq!(gsettings::parse_gsettings_uint(fixture!("gsettings/uint_0.txt")).unwrap(), 0);
+    assert_eq!(
+        gsettings::parse_gsettings_uint(fixture!("gsettings/uint_300.txt")).unwrap(),
+        300
+    );
+    assert_eq!(
+        gsettings::parse_gsettings_uint(fixture!("gsettings/uint_0.txt")).unwrap(),
+        0
+    );
     assert!(gsettings::parse_gsettings_bool(fixture!("gsettings/no_schema.txt")).is_err());
     assert!(gsettings::parse_gsettings_uint(fixture!("gsettings/no_schema.txt")).is_err());
 
-    let lock = |lock_enabled, idle_delay, lock_delay| gsettings::GnomeLock { lock_enabled, idle_delay, lock_delay };
+    let lock = |lock_enabled, idle_delay, lock_delay| gsettings::GnomeLock {
+        lock_enabled,
+        idle_delay,
+        lock_delay,
+    };
     assert_eq!(lock(true, 300, 30).timeout_seconds(), Some(330));
-    assert_eq!(lock(true, 0, 0).timeout_seconds(), None, "never idle = never locks");
+    assert_eq!(
+        lock(true, 0, 0).timeout_seconds(),
+        None,
+        "never idle = never locks"
+    );
     assert_eq!(lock(false, 300, 0).timeout_seconds(), None);
 }
 
@@ -287,8 +367,18 @@ fn machine_ids() {
 
 #[test]
 fn serial_placeholders_are_not_identities() {
-    assert_eq!(identity::real_serial("PF3ABCDE\n").as_deref(), Some("PF3ABCDE"));
-    for placeholder in ["To Be Filled By O.E.M.\n", "Default string", "System Serial Number", "0", "   ", "0000000"] {
+    assert_eq!(
+        identity::real_serial("PF3ABCDE\n").as_deref(),
+        Some("PF3ABCDE")
+    );
+    for placeholder in [
+        "To Be Filled By O.E.M.\n",
+        "Default string",
+        "System Serial Number",
+        "0",
+        "   ",
+        "0000000",
+    ] {
         assert_eq!(identity::real_serial(placeholder), None, "{placeholder:?}");
     }
 }

@@ -1,6 +1,9 @@
 //! The default Rego policy over hand-built reports: each rule fires on its
 //! own, a healthy device is compliant, and bad policies fail clearly.
 
+// Fixture loaders below panic on a missing file by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use posture::check::{Check, CheckId, Unknown, UnknownKind};
 use posture::policy::{Policy, PolicyError};
 use posture::report::{Platform, Report};
@@ -70,7 +73,12 @@ fn each_required_control_failing_is_its_own_violation() {
             .evaluate(&report(replace(healthy_checks(), failing.clone())))
             .unwrap();
         assert!(!evaluation.compliant, "{id}");
-        assert_eq!(evaluation.violations.len(), 1, "{id}: {:?}", evaluation.violations);
+        assert_eq!(
+            evaluation.violations.len(),
+            1,
+            "{id}: {:?}",
+            evaluation.violations
+        );
         let violation = &evaluation.violations[0];
         assert_eq!(violation.check, id);
         assert_eq!(violation.message, failing.summary);
@@ -110,14 +118,24 @@ fn os_version_minimums_compare_numerically_with_padding() {
     let verdict = |check| violated_checks(replace(healthy_checks(), check));
     assert_eq!(verdict(os("debian", vec![11])), vec!["os_version"]);
     assert!(verdict(os("debian", vec![13])).is_empty());
-    assert!(verdict(os("ubuntu", vec![22, 4])).is_empty(), "22.04 == 22.04.0");
+    assert!(
+        verdict(os("ubuntu", vec![22, 4])).is_empty(),
+        "22.04 == 22.04.0"
+    );
     assert_eq!(verdict(os("ubuntu", vec![20, 4, 6])), vec!["os_version"]);
     assert!(verdict(os("ubuntu", vec![24, 4])).is_empty());
-    assert_eq!(verdict(os("windows", vec![10, 0, 19044, 9999])), vec!["os_version"]);
+    assert_eq!(
+        verdict(os("windows", vec![10, 0, 19044, 9999])),
+        vec!["os_version"]
+    );
     assert!(verdict(os("windows", vec![10, 0, 22631, 3880])).is_empty());
     assert_eq!(verdict(os("macos", vec![13, 6, 9])), vec!["os_version"]);
     assert!(verdict(os("macos", vec![15, 1])).is_empty());
-    assert_eq!(verdict(os("arch", vec![])), vec!["os_version"], "unlisted platform");
+    assert_eq!(
+        verdict(os("arch", vec![])),
+        vec!["os_version"],
+        "unlisted platform"
+    );
 }
 
 #[test]

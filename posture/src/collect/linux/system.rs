@@ -94,14 +94,18 @@ pub(super) fn reboot_pending(_context: Arc<Context>) -> CheckFuture {
             Err(err) => return Check::unknown(id, probe::io_error("/boot", &err).into()),
         };
         let installed = kernel::installed_kernels(names.iter().map(String::as_str));
-        if !installed.iter().any(|k| *k == running) {
+        if !installed.contains(&running) {
             return Check::unknown(
                 id,
                 Unknown::new(
                     UnknownKind::NotApplicable,
                     format!(
                         "the running kernel {running} is not one of the installed kernels ({}): it is supplied from outside (VM or container host), and /run/reboot-required is absent",
-                        if installed.is_empty() { "none under /boot".to_owned() } else { installed.join(", ") }
+                        if installed.is_empty() {
+                            "none under /boot".to_owned()
+                        } else {
+                            installed.join(", ")
+                        }
                     ),
                 ),
             );

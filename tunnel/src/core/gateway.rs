@@ -1,0 +1,730 @@
+//! Gateway side, sans IO: many peers on one UDP socket, each with its own
+//! WireGuard session, its own smoltcp stack and its own grant.
+//!
+//! Incoming datagrams are routed to a peer by the receiver index in the
+//! WireGuard header (data, response, cookie) or, for a handshake initiation,
+//! by decrypting the initiator's static key (`parse_handshake_anon`) and
+//! looking it up; nothing is processed for a key that has no grant.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp;
+use smoltcp::wire::IpListenEndpoint;
+
+use super::device::BufferPool;
+use super::packet::{Unparsable, inspect};
+use super::stack::{Stack, endpoint, socket_addr, to_smol};
+use super::wg::{Decapsulated, HandshakeState, WgPeer};
+use super::{CloseReason, ConnId, DropCounters, TIMER_TICK};
+use crate::config::{ConfigError, PeerGrant, Protocol, StackOptions, Target};
+use crate::key::{PrivateKey, PublicKey};
+
+/// Handshake initiations accepted per second before cookies are demanded.
+/// Each initiation is checked twice (here and inside `Tunn`), hence 2x.
+const HANDSHAKE_RATE_LIMIT: u64 = 2 * 100;
+/// Peer indices are 24 bits: boringtun puts a session counter in the low 8.
+const MAX_PEER_INDEX: u32 = (1 << 24) - 1;
+
+/// Identifies a peer for as long as it is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub(crate) u32);
+
+/// Something the driver has to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayEvent {
+    /// A peer opened a TCP connection to one of its targets: connect a real
+    /// socket to `target` and bridge it to `conn`.
+    TcpAccepted {
+        /// Whose tunnel.
+        peer: PeerId,
+        /// The in-tunnel connection.
+        conn: ConnId,
+        /// The granted destination.
+        target: Target,
+    },
+    /// A peer is gone (removed or expired): close everything of it.
+    PeerRemoved {
+        /// Which peer.
+        peer: PeerId,
+        /// Its key.
+        key: PublicKey,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Why a peer change was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PeerError {
+    /// The grant itself is invalid.
+    #[error("invalid grant: {0}")]
+    Config(#[from] ConfigError),
+    /// A peer with this key already exists.
+    #[error("peer {0} already exists; use update_peer to change its grant")]
+    Duplicate(PublicKey),
+    /// No peer with this key.
+    #[error("no peer with key {0}")]
+    Unknown(PublicKey),
+    /// The gateway's own key was used as a peer key.
+    #[error("a peer cannot use the gateway's own key")]
+    OwnKey,
+    /// No free peer index.
+    #[error("too many peers on this gateway")]
+    Full,
+}
+
+/// Status of one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer's key.
+    pub public_key: PublicKey,
+    /// Its inner address.
+    pub client_address: IpAddr,
+    /// Where its datagrams last came from.
+    pub endpoint: Option<SocketAddr>,
+    /// Handshake state.
+    pub handshake: HandshakeState,
+    /// Inner bytes sent to it.
+    pub bytes_out: u64,
+    /// Inner bytes received from it.
+    pub bytes_in: u64,
+    /// Open TCP connections.
+    pub open_connections: usize,
+    /// Time left until the gateway drops it.
+    pub expires_in: Duration,
+}
+
+#[derive(Debug)]
+struct Peer {
+    grant: PeerGrant,
+    targets: HashSet<Target>,
+    wg: WgPeer,
+    stack: Stack,
+    endpoint: Option<SocketAddr>,
+    expires_at: Instant,
+    /// Listening TCP sockets per target (spares for the next SYN).
+    listeners: HashMap<Target, Vec<SocketHandle>>,
+    /// SYNs seen per target since the last stack poll.
+    syns: HashMap<Target, usize>,
+    udp: HashMap<Target, SocketHandle>,
+    conns: HashMap<ConnId, Target>,
+    next_timer: Instant,
+}
+
+/// The gateway: terminates many client tunnels on one UDP socket.
+pub struct GatewayCore {
+    key: PrivateKey,
+    public: PublicKey,
+    rate_limiter: Arc<RateLimiter>,
+    opts: StackOptions,
+    peers: HashMap<PeerId, Peer>,
+    by_key: HashMap<PublicKey, PeerId>,
+    next_index: u32,
+    out: VecDeque<(SocketAddr, Vec<u8>)>,
+    pool: BufferPool,
+    events: VecDeque<GatewayEvent>,
+    dropped: DropCounters,
+    next_rate_reset: Instant,
+}
+
+impl std::fmt::Debug for GatewayCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayCore")
+            .field("public", &self.public)
+            .field("peers", &self.peers.len())
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
+    }
+}
+
+fn push_to(
+    out: &mut VecDeque<(SocketAddr, Vec<u8>)>,
+    pool: &mut BufferPool,
+    to: Option<SocketAddr>,
+    d: &[u8],
+) {
+    if let Some(to) = to {
+        let mut buf = pool.take();
+        buf.extend_from_slice(d);
+        out.push_back((to, buf));
+    }
+}
+
+impl GatewayCore {
+    /// A gateway with no peers.
+    pub fn new(key: PrivateKey, opts: StackOptions, now: Instant) -> Result<Self, ConfigError> {
+        opts.validate()?;
+        let public = key.public_key();
+        Ok(Self {
+            rate_limiter: Arc::new(RateLimiter::new(&public.to_dalek(), HANDSHAKE_RATE_LIMIT)),
+            key,
+            public,
+            opts,
+            peers: HashMap::new(),
+            by_key: HashMap::new(),
+            next_index: 1,
+            out: VecDeque::new(),
+            pool: BufferPool::default(),
+            events: VecDeque::new(),
+            dropped: DropCounters::default(),
+            next_rate_reset: now + Duration::from_secs(1),
+        })
+    }
+
+    /// The gateway's public key (what clients are configured with).
+    pub fn public_key(&self) -> PublicKey {
+        self.public
+    }
+
+    fn alloc_index(&mut self) -> Result<u32, PeerError> {
+        for _ in 0..MAX_PEER_INDEX {
+            let idx = self.next_index;
+            self.next_index = if idx >= MAX_PEER_INDEX { 1 } else { idx + 1 };
+            if !self.peers.contains_key(&PeerId(idx)) {
+                return Ok(idx);
+            }
+        }
+        Err(PeerError::Full)
+    }
+
+    /// Add a peer. `expires_at` is the grant expiry on the caller's clock;
+    /// `wall_now` is used to validate the grant's own expiry.
+    pub fn add_peer(
+        &mut self,
+        now: Instant,
+        wall_now: std::time::SystemTime,
+        grant: PeerGrant,
+        expires_at: Instant,
+    ) -> Result<PeerId, PeerError> {
+        grant.validate(wall_now)?;
+        if grant.public_key == self.public {
+            return Err(PeerError::OwnKey);
+        }
+        if self.by_key.contains_key(&grant.public_key) {
+            return Err(PeerError::Duplicate(grant.public_key));
+        }
+        let index = self.alloc_index()?;
+        let id = PeerId(index);
+        let wg = WgPeer::new(
+            &self.key,
+            grant.public_key,
+            None,
+            index,
+            Some(self.rate_limiter.clone()),
+            // The gateway never needs to reach a client on its own; this only
+            // affects how its status reads.
+            Duration::from_secs(90),
+        );
+        let stack = Stack::new(&self.opts, None, grant.client_address, now);
+        let mut peer = Peer {
+            targets: HashSet::new(),
+            grant: grant.clone(),
+            wg,
+            stack,
+            endpoint: None,
+            expires_at,
+            listeners: HashMap::new(),
+            syns: HashMap::new(),
+            udp: HashMap::new(),
+            conns: HashMap::new(),
+            next_timer: now + TIMER_TICK,
+        };
+        apply_targets(&mut peer, &grant.targets, now);
+        tracing::info!(peer = %grant.public_key, targets = grant.targets.len(), "peer added");
+        self.by_key.insert(grant.public_key, id);
+        self.peers.insert(id, peer);
+        Ok(id)
+    }
+
+    /// Change a peer's grant (targets, address, expiry) in place. Open
+    /// connections to targets that are no longer granted are reset; if the
+    /// client address changed, all of them are.
+    pub fn update_peer(
+        &mut self,
+        now: Instant,
+        wall_now: std::time::SystemTime,
+        grant: PeerGrant,
+        expires_at: Instant,
+    ) -> Result<PeerId, PeerError> {
+        grant.validate(wall_now)?;
+        let id = *self
+            .by_key
+            .get(&grant.public_key)
+            .ok_or(PeerError::Unknown(grant.public_key))?;
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return Err(PeerError::Unknown(grant.public_key));
+        };
+        if peer.grant.client_address != grant.client_address {
+            let conns: Vec<ConnId> = peer.conns.keys().copied().collect();
+            for c in conns {
+                abort_conn(peer, c);
+            }
+            peer.stack = Stack::new(&self.opts, None, grant.client_address, now);
+            peer.listeners.clear();
+            peer.udp.clear();
+            peer.targets.clear();
+        }
+        apply_targets(peer, &grant.targets, now);
+        peer.grant = grant;
+        peer.expires_at = expires_at;
+        flush_peer(peer, &mut self.out, &mut self.pool, now);
+        Ok(id)
+    }
+
+    /// Remove a peer: reset its connections (the RSTs are sent), forget its
+    /// keys. Returns its id if it existed.
+    pub fn remove_peer(&mut self, now: Instant, key: &PublicKey) -> Option<PeerId> {
+        let id = self.by_key.get(key).copied()?;
+        self.drop_peer(now, id, CloseReason::Shutdown);
+        Some(id)
+    }
+
+    fn drop_peer(&mut self, now: Instant, id: PeerId, reason: CloseReason) {
+        let Some(mut peer) = self.peers.remove(&id) else {
+            return;
+        };
+        let conns: Vec<ConnId> = peer.conns.keys().copied().collect();
+        for c in conns {
+            abort_conn(&mut peer, c);
+        }
+        flush_peer(&mut peer, &mut self.out, &mut self.pool, now);
+        self.by_key.remove(&peer.grant.public_key);
+        tracing::info!(peer = %peer.grant.public_key, ?reason, "peer removed");
+        self.events.push_back(GatewayEvent::PeerRemoved {
+            peer: id,
+            key: peer.grant.public_key,
+            reason,
+        });
+    }
+
+    /// Feed one datagram from the UDP socket.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let Ok(packet) = Tunn::parse_incoming_packet(datagram) else {
+            self.dropped.malformed += 1;
+            return;
+        };
+        let index = match packet {
+            Packet::HandshakeInit(ref init) => {
+                let mut cookie = [0u8; 64];
+                match self
+                    .rate_limiter
+                    .verify_packet(Some(from.ip()), datagram, &mut cookie)
+                {
+                    Ok(_) => {}
+                    Err(TunnResult::WriteToNetwork(reply)) => {
+                        // Under load: answer with a cookie, process nothing.
+                        push_to(&mut self.out, &mut self.pool, Some(from), reply);
+                        return;
+                    }
+                    Err(_) => {
+                        self.dropped.rejected_by_wireguard += 1;
+                        return;
+                    }
+                }
+                let public = self.public.to_dalek();
+                match parse_handshake_anon(&self.key.secret(), &public, init) {
+                    Ok(half) => match self.by_key.get(&PublicKey::from(half.peer_static_public)) {
+                        Some(id) => id.0,
+                        None => {
+                            self.dropped.unknown_peer += 1;
+                            return;
+                        }
+                    },
+                    Err(_) => {
+                        self.dropped.rejected_by_wireguard += 1;
+                        return;
+                    }
+                }
+            }
+            Packet::HandshakeResponse(ref p) => p.receiver_idx >> 8,
+            Packet::PacketCookieReply(ref p) => p.receiver_idx >> 8,
+            Packet::PacketData(ref p) => p.receiver_idx >> 8,
+        };
+        let Some(peer) = self.peers.get_mut(&PeerId(index)) else {
+            self.dropped.unknown_peer += 1;
+            return;
+        };
+        let (out, pool) = (&mut self.out, &mut self.pool);
+        let result = peer
+            .wg
+            .decapsulate(now, Some(from.ip()), datagram, &mut |d| {
+                push_to(out, pool, Some(from), d)
+            });
+        let packet = match result {
+            Err(e) => {
+                tracing::trace!(error = ?e, "datagram rejected by wireguard");
+                self.dropped.rejected_by_wireguard += 1;
+                return;
+            }
+            Ok(Decapsulated::Control) => {
+                peer.endpoint = Some(from);
+                return;
+            }
+            Ok(Decapsulated::Packet(packet, src)) => {
+                if src != peer.grant.client_address {
+                    self.dropped.bad_source += 1;
+                    return;
+                }
+                packet
+            }
+        };
+        // Authenticated: the peer may have roamed.
+        peer.endpoint = Some(from);
+        let flow = match inspect(packet) {
+            Ok(f) => f,
+            Err(Unparsable::Malformed) => {
+                self.dropped.malformed += 1;
+                return;
+            }
+            Err(Unparsable::Unsupported) => {
+                self.dropped.unsupported += 1;
+                return;
+            }
+        };
+        let target = Target {
+            addr: SocketAddr::new(flow.dst, flow.dst_port),
+            proto: flow.proto,
+        };
+        if !peer.targets.contains(&target) {
+            tracing::debug!(peer = %peer.grant.public_key, %target, "packet to a target outside the grant dropped");
+            self.dropped.not_granted += 1;
+            return;
+        }
+        let in_use = peer.conns.len()
+            + peer.listeners.values().map(Vec::len).sum::<usize>()
+            + peer.udp.len();
+        if flow.syn
+            && !ensure_listener(
+                &mut peer.syns,
+                &mut peer.listeners,
+                &mut peer.stack,
+                in_use,
+                target,
+            )
+        {
+            self.dropped.over_limit += 1;
+            return;
+        }
+        if !peer.stack.device.push_rx(packet) {
+            self.dropped.queue_full += 1;
+        }
+    }
+
+    /// Run stacks, timers and expiry; call after input, after moving data,
+    /// and at `poll_timeout`.
+    pub fn poll(&mut self, now: Instant) {
+        if now >= self.next_rate_reset {
+            self.rate_limiter.reset_count();
+            self.next_rate_reset = now + Duration::from_secs(1);
+        }
+        let expired: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| now >= p.expires_at)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.drop_peer(now, id, CloseReason::Expired);
+        }
+        for (id, peer) in &mut self.peers {
+            if now >= peer.next_timer {
+                peer.next_timer = now + TIMER_TICK;
+                let to = peer.endpoint;
+                let (out, pool) = (&mut self.out, &mut self.pool);
+                peer.wg
+                    .update_timers(now, &mut |d| push_to(out, pool, to, d));
+            }
+            peer.syns.clear();
+            flush_peer(peer, &mut self.out, &mut self.pool, now);
+            accept_new(*id, peer, &mut self.events);
+        }
+    }
+
+    /// Poll one peer's stack only (after moving data on its connections).
+    pub fn poll_peer(&mut self, now: Instant, peer: PeerId) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.syns.clear();
+            flush_peer(p, &mut self.out, &mut self.pool, now);
+            accept_new(peer, p, &mut self.events);
+        }
+    }
+
+    /// When `poll` must run next at the latest.
+    pub fn poll_timeout(&mut self, now: Instant) -> Instant {
+        let mut at = self.next_rate_reset;
+        for peer in self.peers.values_mut() {
+            at = at.min(peer.next_timer).min(peer.expires_at);
+            if let Some(s) = peer.stack.poll_at(now) {
+                at = at.min(s);
+            }
+        }
+        at
+    }
+
+    /// The next datagram to send, and where.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.out.pop_front()
+    }
+
+    /// Hand a sent datagram's buffer back for reuse.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.pool.give(buf);
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<GatewayEvent> {
+        self.events.pop_front()
+    }
+
+    /// The TCP socket of an accepted connection.
+    pub(crate) fn tcp(&mut self, peer: PeerId, conn: ConnId) -> Option<&mut tcp::Socket<'static>> {
+        let p = self.peers.get_mut(&peer)?;
+        if !p.conns.contains_key(&conn) {
+            return None;
+        }
+        Some(p.stack.tcp(conn.0))
+    }
+
+    /// Forget a connection (reset first if still open) and free its socket.
+    pub fn remove_conn(&mut self, now: Instant, peer: PeerId, conn: ConnId) {
+        if let Some(p) = self.peers.get_mut(&peer)
+            && p.conns.contains_key(&conn)
+        {
+            abort_conn(p, conn);
+            flush_peer(p, &mut self.out, &mut self.pool, now);
+        }
+    }
+
+    /// The UDP targets of a peer.
+    pub fn udp_targets(&self, peer: PeerId) -> Vec<Target> {
+        self.peers
+            .get(&peer)
+            .map(|p| p.udp.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Receive one datagram a peer sent to a UDP target: (length, the
+    /// client's in-tunnel endpoint).
+    pub fn udp_recv(
+        &mut self,
+        peer: PeerId,
+        target: Target,
+        buf: &mut [u8],
+    ) -> Option<(usize, SocketAddr)> {
+        let p = self.peers.get_mut(&peer)?;
+        let h = *p.udp.get(&target)?;
+        let (n, meta) = p.stack.udp(h).recv_slice(buf).ok()?;
+        Some((n, socket_addr(meta.endpoint)))
+    }
+
+    /// Send a reply from a UDP target back to a peer's in-tunnel endpoint.
+    pub fn udp_send(
+        &mut self,
+        peer: PeerId,
+        target: Target,
+        client: SocketAddr,
+        payload: &[u8],
+    ) -> bool {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        let Some(h) = p.udp.get(&target).copied() else {
+            return false;
+        };
+        if client.ip() != p.grant.client_address {
+            self.dropped.not_granted += 1;
+            return false;
+        }
+        let ok = p.stack.udp(h).send_slice(payload, endpoint(client)).is_ok();
+        if !ok {
+            self.dropped.queue_full += 1;
+        }
+        ok
+    }
+
+    /// Ids of all peers.
+    pub fn peer_ids(&self) -> Vec<PeerId> {
+        self.peers.keys().copied().collect()
+    }
+
+    /// Whether a peer exists.
+    pub fn has_peer(&self, peer: PeerId) -> bool {
+        self.peers.contains_key(&peer)
+    }
+
+    /// The id of the peer with this key.
+    pub fn peer_id(&self, key: &PublicKey) -> Option<PeerId> {
+        self.by_key.get(key).copied()
+    }
+
+    /// The grant of a peer, as currently enforced.
+    pub fn grant(&self, peer: PeerId) -> Option<&PeerGrant> {
+        self.peers.get(&peer).map(|p| &p.grant)
+    }
+
+    /// Number of peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// What was dropped, by reason.
+    pub fn dropped(&self) -> DropCounters {
+        self.dropped
+    }
+
+    /// Status of every peer.
+    pub fn peer_statuses(&self, now: Instant) -> Vec<PeerStatus> {
+        self.peers
+            .values()
+            .map(|p| {
+                let (bytes_out, bytes_in) = p.wg.bytes();
+                PeerStatus {
+                    public_key: p.grant.public_key,
+                    client_address: p.grant.client_address,
+                    endpoint: p.endpoint,
+                    handshake: p.wg.handshake_state(now),
+                    bytes_out,
+                    bytes_in,
+                    open_connections: p.conns.len(),
+                    expires_in: p.expires_at.saturating_duration_since(now),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Make the peer's sockets match `targets`: UDP sockets for UDP targets,
+/// and drop listeners, flows and connections of targets no longer granted.
+fn apply_targets(peer: &mut Peer, targets: &[Target], _now: Instant) {
+    let new: HashSet<Target> = targets.iter().copied().collect();
+    let gone: Vec<Target> = peer.targets.difference(&new).copied().collect();
+    for t in &gone {
+        if let Some(hs) = peer.listeners.remove(t) {
+            for h in hs {
+                peer.stack.sockets.remove(h);
+            }
+        }
+        if let Some(h) = peer.udp.remove(t) {
+            peer.stack.sockets.remove(h);
+        }
+        let conns: Vec<ConnId> = peer
+            .conns
+            .iter()
+            .filter(|(_, ct)| *ct == t)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in conns {
+            abort_conn(peer, c);
+        }
+    }
+    for t in new.iter().filter(|t| t.proto == Protocol::Udp) {
+        if !peer.udp.contains_key(t) {
+            let mut s = peer.stack.new_udp_socket();
+            let ep = IpListenEndpoint {
+                addr: Some(to_smol(t.addr.ip())),
+                port: t.addr.port(),
+            };
+            if s.bind(ep).is_ok() {
+                let h = peer.stack.add(s);
+                peer.udp.insert(*t, h);
+            }
+        }
+    }
+    peer.targets = new;
+}
+
+/// Reset a connection: the RST goes out on the next flush; the socket is
+/// removed after that flush would have sent it (here: right after an
+/// explicit stack poll by the caller via `flush_peer`).
+fn abort_conn(peer: &mut Peer, conn: ConnId) {
+    if peer.conns.remove(&conn).is_some() {
+        let s = peer.stack.tcp(conn.0);
+        s.abort();
+        // Keep the socket until its RST has been emitted, then free it.
+        peer.stack.poll_aborted.push(conn.0);
+    }
+}
+
+/// Make sure a listening socket is waiting for this SYN.
+fn ensure_listener(
+    syns: &mut HashMap<Target, usize>,
+    listeners: &mut HashMap<Target, Vec<SocketHandle>>,
+    stack: &mut Stack,
+    in_use: usize,
+    target: Target,
+) -> bool {
+    let seen = syns.entry(target).or_insert(0);
+    *seen += 1;
+    let need = *seen;
+    let have = listeners.get(&target).map_or(0, Vec::len);
+    if have >= need {
+        return true;
+    }
+    if in_use >= stack.max_connections() {
+        return false;
+    }
+    let mut s = stack.new_tcp_socket();
+    let ep = IpListenEndpoint {
+        addr: Some(to_smol(target.addr.ip())),
+        port: target.addr.port(),
+    };
+    if s.listen(ep).is_err() {
+        return false;
+    }
+    let h = stack.add(s);
+    listeners.entry(target).or_default().push(h);
+    true
+}
+
+/// Poll the stack, encrypt what it emitted, free sockets whose RST is out.
+fn flush_peer(
+    peer: &mut Peer,
+    out: &mut VecDeque<(SocketAddr, Vec<u8>)>,
+    pool: &mut BufferPool,
+    now: Instant,
+) {
+    peer.stack.poll(now);
+    let to = peer.endpoint;
+    while let Some(packet) = peer.stack.device.pop_tx() {
+        peer.wg
+            .encapsulate(now, &packet, &mut |d| push_to(out, pool, to, d));
+        peer.stack.device.recycle(packet);
+    }
+    for h in std::mem::take(&mut peer.stack.poll_aborted) {
+        peer.stack.sockets.remove(h);
+    }
+}
+
+/// Move listeners that received a connection into `conns`.
+fn accept_new(id: PeerId, peer: &mut Peer, events: &mut VecDeque<GatewayEvent>) {
+    for (target, handles) in &mut peer.listeners {
+        let mut i = 0;
+        while i < handles.len() {
+            let h = handles[i];
+            let state = peer.stack.tcp(h).state();
+            if state == tcp::State::Listen {
+                i += 1;
+                continue;
+            }
+            handles.swap_remove(i);
+            if state == tcp::State::Closed {
+                peer.stack.sockets.remove(h);
+                continue;
+            }
+            let conn = ConnId(h);
+            peer.conns.insert(conn, *target);
+            events.push_back(GatewayEvent::TcpAccepted {
+                peer: id,
+                conn,
+                target: *target,
+            });
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The sans-IO core: WireGuard (boringtun) + TCP/IP (smoltcp) + the grant
+//! policy, with no sockets, no tasks and no clock of its own.
+//!
+//! Datagrams and `now` go in through `handle_datagram` / `poll`; datagrams
+//! to send come out of `poll_transmit`, and `poll_timeout` says when to call
+//! `poll` again. The tokio driver (`crate::driver`) owns the real sockets.
+//! Keeping the core free of I/O makes it testable with random input (see the
+//! proptests) and keeps every enforcement decision in one place.
+
+pub(crate) mod client;
+pub(crate) mod device;
+pub(crate) mod gateway;
+pub(crate) mod packet;
+pub(crate) mod stack;
+pub(crate) mod wg;
+
+use std::time::Duration;
+
+use smoltcp::iface::SocketHandle;
+
+pub use client::ClientCore;
+pub use gateway::{GatewayCore, GatewayEvent, PeerId};
+pub use wg::HandshakeState;
+
+/// How often boringtun's `update_timers` runs (boringtun's own device uses
+/// 250 ms; the protocol timers have one-second resolution).
+pub(crate) const TIMER_TICK: Duration = Duration::from_millis(250);
+
+/// One in-tunnel connection (TCP stream or UDP flow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub(crate) SocketHandle);
+
+/// Packets and datagrams dropped instead of processed, by reason. Every
+/// drop is counted so a helpdesk can tell "blocked by policy" from "broken".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounters {
+    /// Datagrams that are not WireGuard, or inner packets that are not IP.
+    pub malformed: u64,
+    /// Datagrams that failed WireGuard authentication or replay checks.
+    pub rejected_by_wireguard: u64,
+    /// Datagrams for a peer this side does not know (gateway), or from an
+    /// address other than the gateway (client).
+    pub unknown_peer: u64,
+    /// Inner packets whose source is outside the peer's allowed IPs.
+    pub bad_source: u64,
+    /// Inner packets to or from a destination outside the grant.
+    pub not_granted: u64,
+    /// Inner packets of a kind no grant allows (ICMP, fragments, ...).
+    pub unsupported: u64,
+    /// Packets dropped because a queue or buffer was full.
+    pub queue_full: u64,
+    /// Connections refused because the per-tunnel limit was reached.
+    pub over_limit: u64,
+}
+
+impl DropCounters {
+    /// Sum over all reasons.
+    pub fn total(&self) -> u64 {
+        self.malformed
+            + self.rejected_by_wireguard
+            + self.unknown_peer
+            + self.bad_source
+            + self.not_granted
+            + self.unsupported
+            + self.queue_full
+            + self.over_limit
+    }
+}
+
+/// Why a tunnel (or a gateway peer) stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Asked to (shutdown, peer removed, supervisor decision).
+    Shutdown,
+    /// The grant expired.
+    Expired,
+}
+
+/// Why the core refused to open an in-tunnel connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The destination is not one of the application's targets.
+    #[error("{0} is not a target of this application's grant")]
+    NotGranted(crate::config::Target),
+    /// The tunnel is closed.
+    #[error("the tunnel is closed ({0:?}); no new connections")]
+    Closed(CloseReason),
+    /// Too many open connections.
+    #[error("too many open connections in this tunnel (limit {0})")]
+    Limit(usize),
+    /// The target's address family has no address inside the tunnel.
+    #[error("target {0} is of a different IP family than the tunnel address")]
+    Family(crate::config::Target),
+    /// No free local port inside the tunnel.
+    #[error("no free local port inside the tunnel")]
+    NoPort,
+}
+#[cfg(test)]
+mod tests;

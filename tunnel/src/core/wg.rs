@@ -1,0 +1,211 @@
+//! One WireGuard peer: boringtun's `Tunn` plus the bookkeeping Sallyport
+//! reports (handshake state, byte counts).
+//!
+//! boringtun keeps its own monotonic clock for the protocol timers, so the
+//! WireGuard timers cannot be injected; everything Sallyport adds on top
+//! (handshake timeout, expiry, smoltcp time) takes `now` from the caller.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Tunn, TunnResult};
+use std::sync::Arc;
+
+use crate::key::{PrivateKey, PublicKey};
+
+/// Largest datagram boringtun may produce or consume: a maximal inner packet
+/// plus the 32-byte data header/tag, and never less than a handshake (148).
+pub(crate) const MAX_DATAGRAM: usize = 65535 + 32;
+
+/// WireGuard message type of a handshake initiation (first byte, LE u32).
+const HANDSHAKE_INIT: u8 = 1;
+/// WireGuard message type of a handshake response.
+const HANDSHAKE_RESP: u8 = 2;
+
+/// Where the handshake with this peer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeState {
+    /// No handshake has completed yet and none has timed out.
+    Pending,
+    /// A session is up; the last handshake completed at this time.
+    Established {
+        /// When (monotonic clock) the last handshake completed.
+        at: Instant,
+    },
+    /// A handshake was sent and not answered within the configured timeout:
+    /// the gateway is unreachable or does not know this key (any more).
+    TimedOut {
+        /// When the unanswered attempt started.
+        since: Instant,
+    },
+}
+
+/// What a datagram turned into.
+pub(crate) enum Decapsulated<'a> {
+    /// An inner IP packet with the source address boringtun read from it.
+    Packet(&'a [u8], IpAddr),
+    /// Protocol traffic only (handshake, keepalive, cookie).
+    Control,
+}
+
+pub(crate) struct WgPeer {
+    tunn: Tunn,
+    /// Scratch space for boringtun output, reused for every call.
+    scratch: Vec<u8>,
+    handshake_started: Option<Instant>,
+    established_at: Option<Instant>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for WgPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WgPeer")
+            .field("handshake_started", &self.handshake_started)
+            .field("established_at", &self.established_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WgPeer {
+    pub(crate) fn new(
+        own: &PrivateKey,
+        peer: PublicKey,
+        keepalive: Option<u16>,
+        index: u32,
+        rate_limiter: Option<Arc<RateLimiter>>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            tunn: Tunn::new(
+                own.secret(),
+                peer.to_dalek(),
+                None,
+                keepalive,
+                index,
+                rate_limiter,
+            ),
+            scratch: vec![0u8; MAX_DATAGRAM],
+            handshake_started: None,
+            established_at: None,
+            timeout,
+        }
+    }
+
+    fn note_sent(&mut self, datagram_first_byte: Option<u8>, now: Instant) {
+        if datagram_first_byte == Some(HANDSHAKE_INIT) && self.handshake_started.is_none() {
+            self.handshake_started = Some(now);
+        }
+    }
+
+    fn note_established(&mut self, now: Instant) {
+        self.handshake_started = None;
+        self.established_at = Some(now);
+    }
+
+    /// Start a handshake now instead of waiting for the first packet, so
+    /// the first byte an application sends does not pay for the round trip.
+    pub(crate) fn initiate(&mut self, now: Instant, out: &mut impl FnMut(&[u8])) {
+        if let TunnResult::WriteToNetwork(d) = self
+            .tunn
+            .format_handshake_initiation(&mut self.scratch, false)
+        {
+            let first = d.first().copied();
+            out(d);
+            self.note_sent(first, now);
+        }
+    }
+
+    /// Decrypt one datagram. `out` receives datagrams to send back (handshake
+    /// responses, cookies, queued packets). Returns the inner packet, if any.
+    pub(crate) fn decapsulate<'s>(
+        &'s mut self,
+        now: Instant,
+        from: Option<IpAddr>,
+        datagram: &[u8],
+        out: &mut impl FnMut(&[u8]),
+    ) -> Result<Decapsulated<'s>, WireGuardError> {
+        let kind = datagram.first().copied();
+        // First the datagram itself; then, as boringtun asks, drain whatever it
+        // queued while the handshake was pending (repeat with an empty input).
+        let (len, src) = match self.tunn.decapsulate(from, datagram, &mut self.scratch) {
+            TunnResult::Done => {
+                if kind == Some(HANDSHAKE_RESP) {
+                    self.note_established(now);
+                }
+                (None, None)
+            }
+            TunnResult::Err(e) => return Err(e),
+            TunnResult::WriteToNetwork(d) => {
+                out(d);
+                if matches!(kind, Some(HANDSHAKE_RESP) | Some(HANDSHAKE_INIT)) {
+                    self.note_established(now);
+                }
+                self.flush_queued(now, out);
+                (None, None)
+            }
+            TunnResult::WriteToTunnelV4(p, a) => (Some(p.len()), Some(IpAddr::V4(a))),
+            TunnResult::WriteToTunnelV6(p, a) => (Some(p.len()), Some(IpAddr::V6(a))),
+        };
+        match (len, src) {
+            (Some(len), Some(src)) => Ok(Decapsulated::Packet(&self.scratch[..len], src)),
+            _ => Ok(Decapsulated::Control),
+        }
+    }
+
+    fn flush_queued(&mut self, now: Instant, out: &mut impl FnMut(&[u8])) {
+        while let TunnResult::WriteToNetwork(d) =
+            self.tunn.decapsulate(None, &[], &mut self.scratch)
+        {
+            let first = d.first().copied();
+            out(d);
+            self.note_sent(first, now);
+        }
+    }
+
+    /// Encrypt one inner packet (or start a handshake and queue it).
+    pub(crate) fn encapsulate(&mut self, now: Instant, packet: &[u8], out: &mut impl FnMut(&[u8])) {
+        if let TunnResult::WriteToNetwork(d) = self.tunn.encapsulate(packet, &mut self.scratch) {
+            let first = d.first().copied();
+            out(d);
+            self.note_sent(first, now);
+        }
+    }
+
+    /// Run the WireGuard timers (rekey, retransmit, keepalive).
+    pub(crate) fn update_timers(&mut self, now: Instant, out: &mut impl FnMut(&[u8])) {
+        match self.tunn.update_timers(&mut self.scratch) {
+            TunnResult::WriteToNetwork(d) => {
+                let first = d.first().copied();
+                out(d);
+                self.note_sent(first, now);
+            }
+            TunnResult::Err(WireGuardError::ConnectionExpired) => {
+                // Session keys are gone (REJECT_AFTER_TIME * 3 or
+                // REKEY_ATTEMPT_TIME exceeded). Not an error by itself: the
+                // next packet starts a new handshake.
+            }
+            TunnResult::Err(e) => tracing::debug!(error = ?e, "wireguard timer error"),
+            _ => {}
+        }
+    }
+
+    pub(crate) fn handshake_state(&self, now: Instant) -> HandshakeState {
+        if let Some(since) = self.handshake_started
+            && now.saturating_duration_since(since) >= self.timeout
+        {
+            return HandshakeState::TimedOut { since };
+        }
+        match self.established_at {
+            Some(at) => HandshakeState::Established { at },
+            None => HandshakeState::Pending,
+        }
+    }
+
+    /// (inner bytes sent, inner bytes received) as counted by boringtun.
+    pub(crate) fn bytes(&self) -> (u64, u64) {
+        let (_, tx, rx, _, _) = self.tunn.stats();
+        (tx as u64, rx as u64)
+    }
+}

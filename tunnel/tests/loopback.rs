@@ -1,0 +1,318 @@
+//! This crate's client against this crate's gateway on loopback: several
+//! applications at once, each reaching only its own targets.
+
+// Setup helpers below panic on failure by design.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tunnel::{
+    CloseReason, Gateway, GatewayConfig, GatewayHandle, HandshakeState, PeerGrant, PrivateKey,
+    StackOptions, Target, Tunnel, TunnelConfig, TunnelHandle,
+};
+
+async fn gateway() -> GatewayHandle {
+    Gateway::start(GatewayConfig {
+        private_key: PrivateKey::generate(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        stack: StackOptions::default(),
+    })
+    .await
+    .unwrap()
+}
+
+fn client_config(gw: &GatewayHandle, n: u8, targets: Vec<Target>, ttl: Duration) -> TunnelConfig {
+    let addr: IpAddr = format!("100.64.0.{n}").parse().unwrap();
+    TunnelConfig::new(
+        gw.local_addr(),
+        gw.public_key(),
+        addr,
+        targets,
+        SystemTime::now() + ttl,
+    )
+}
+
+fn grant_for(cfg: &TunnelConfig, targets: Vec<Target>, ttl: Duration) -> PeerGrant {
+    PeerGrant {
+        public_key: cfg.private_key.public_key(),
+        client_address: cfg.client_address,
+        targets,
+        expires_at: SystemTime::now() + ttl,
+    }
+}
+
+/// Start a client whose grant equals its config.
+async fn app(gw: &GatewayHandle, n: u8, targets: Vec<Target>) -> TunnelHandle {
+    let ttl = Duration::from_secs(600);
+    let cfg = client_config(gw, n, targets.clone(), ttl);
+    gw.add_peer(grant_for(&cfg, targets, ttl)).await.unwrap();
+    Tunnel::start(cfg).await.unwrap()
+}
+
+/// Read until EOF or error; true if the connection ended (reset or closed)
+/// within the timeout.
+async fn ends_within(mut s: TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let r = tokio::time::timeout(limit, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    r.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_applications_each_reach_only_their_own_targets() {
+    let gw = gateway().await;
+    let echo: Vec<SocketAddr> = [
+        tcp_echo("127.0.0.1:0").await,
+        tcp_echo("127.0.0.1:0").await,
+        tcp_echo("127.0.0.1:0").await,
+    ]
+    .to_vec();
+    let udp = udp_echo("127.0.0.1:0").await;
+    let targets: Vec<Target> = echo.iter().map(|a| Target::tcp(*a)).collect();
+    let a = app(&gw, 2, vec![targets[0], Target::udp(udp)]).await;
+    let b = app(&gw, 3, vec![targets[1]]).await;
+    let c = app(&gw, 4, vec![targets[2]]).await;
+
+    // Each application's forward works, concurrently, with enough data to
+    // need many windows.
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+    let (ra, rb, rc) = tokio::join!(
+        echo_via(a.forward_addr(&targets[0]).unwrap(), &payload),
+        echo_via(b.forward_addr(&targets[1]).unwrap(), &payload),
+        echo_via(c.forward_addr(&targets[2]).unwrap(), &payload),
+    );
+    assert!(
+        ra == payload && rb == payload && rc == payload,
+        "echo corrupted"
+    );
+
+    // UDP forward.
+    let reply = udp_roundtrip(a.forward_addr(&Target::udp(udp)).unwrap(), b"ping over udp").await;
+    assert_eq!(reply, b"ping over udp");
+
+    // SOCKS of A: its own target works, B's is refused with "not allowed by
+    // ruleset", a UDP-only target too.
+    let (code, s) = socks_connect(a.socks_addr().unwrap(), echo[0]).await;
+    assert_eq!(code, 0x00);
+    assert_eq!(echo_roundtrip(s, b"via socks").await, b"via socks");
+    let (code, _) = socks_connect(a.socks_addr().unwrap(), echo[1]).await;
+    assert_eq!(code, 0x02, "A reached B's target through SOCKS");
+    let (code, _) = socks_connect(b.socks_addr().unwrap(), echo[0]).await;
+    assert_eq!(code, 0x02, "B reached A's target through SOCKS");
+    let (code, _) = socks_connect(a.socks_addr().unwrap(), udp).await;
+    assert_eq!(code, 0x02);
+
+    let st = a.status();
+    assert!(
+        matches!(st.handshake, HandshakeState::Established { .. }),
+        "{st:?}"
+    );
+    assert!(st.last_handshake.is_some());
+    assert!(
+        st.bytes_out >= payload.len() as u64 && st.bytes_in >= payload.len() as u64,
+        "{st:?}"
+    );
+    let gs = gw.status();
+    assert_eq!(gs.peers.len(), 3);
+    assert_eq!(gs.dropped.not_granted, 0);
+    assert_eq!(gs.dropped.bad_source, 0);
+
+    a.shutdown().await;
+    b.shutdown().await;
+    c.shutdown().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_enforces_the_grant_even_if_the_client_asks_for_more() {
+    let gw = gateway().await;
+    let mine = Target::tcp(tcp_echo("127.0.0.1:0").await);
+    let theirs = Target::tcp(tcp_echo("127.0.0.1:0").await);
+    let ttl = Duration::from_secs(600);
+    // A tampered client: its local config lists a target its grant lacks.
+    let cfg = client_config(&gw, 2, vec![mine, theirs], ttl);
+    gw.add_peer(grant_for(&cfg, vec![mine], ttl)).await.unwrap();
+    let t = Tunnel::start(cfg).await.unwrap();
+    assert_eq!(echo_via(t.forward_addr(&mine).unwrap(), b"ok").await, b"ok");
+
+    let mut s = TcpStream::connect(t.forward_addr(&theirs).unwrap())
+        .await
+        .unwrap();
+    // The gateway drops the SYN; nothing ever comes back.
+    let mut buf = [0u8; 8];
+    let r = tokio::time::timeout(Duration::from_millis(1500), s.read(&mut buf)).await;
+    assert!(r.is_err(), "got an answer from an ungranted target: {r:?}");
+    eventually("the gateway to count the ungranted packets", || {
+        gw.status().dropped.not_granted >= 1
+    })
+    .await;
+    t.shutdown().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_resets_open_connections_and_frees_listeners() {
+    let gw = gateway().await;
+    let target = Target::tcp(tcp_echo("127.0.0.1:0").await);
+    let t = app(&gw, 2, vec![target]).await;
+    let fwd = t.forward_addr(&target).unwrap();
+    let socks = t.socks_addr().unwrap();
+    let s = open_echo(fwd).await;
+    eventually("the connection to show in the status", || {
+        t.status().open_connections == 1
+    })
+    .await;
+    t.shutdown().await;
+    assert!(
+        ends_within(s, Duration::from_secs(2)).await,
+        "connection survived shutdown"
+    );
+    // The listeners are gone.
+    assert!(
+        TcpStream::connect(fwd).await.is_err(),
+        "forward still listening"
+    );
+    assert!(
+        TcpStream::connect(socks).await.is_err(),
+        "SOCKS still listening"
+    );
+    // And the gateway saw the reset: no connection is left open for the peer.
+    eventually("the gateway to free the connection", || {
+        gw.status().peers.iter().all(|p| p.open_connections == 0)
+    })
+    .await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_expiry_closes_the_tunnel() {
+    let gw = gateway().await;
+    let target = Target::tcp(tcp_echo("127.0.0.1:0").await);
+    let cfg = client_config(&gw, 2, vec![target], Duration::from_secs(2));
+    gw.add_peer(grant_for(&cfg, vec![target], Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let mut t = Tunnel::start(cfg).await.unwrap();
+    let s = open_echo(t.forward_addr(&target).unwrap()).await;
+    assert!(
+        ends_within(s, Duration::from_secs(5)).await,
+        "connection survived expiry"
+    );
+    assert_eq!(t.closed().await, Some(CloseReason::Expired));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_removal_and_expiry_reset_the_peer() {
+    let gw = gateway().await;
+    let target = Target::tcp(tcp_echo("127.0.0.1:0").await);
+    let ttl = Duration::from_secs(600);
+
+    // Removal.
+    let t = app(&gw, 2, vec![target]).await;
+    let fwd = t.forward_addr(&target).unwrap();
+    let s = TcpStream::connect(fwd).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    tokio::io::AsyncWriteExt::write_all(&mut w, b"abc")
+        .await
+        .unwrap();
+    let mut b3 = [0u8; 3];
+    tokio::time::timeout(IO_TIMEOUT, r.read_exact(&mut b3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(gw.remove_peer(t.status().public_key).await.unwrap());
+    let ended = tokio::time::timeout(Duration::from_secs(3), async {
+        let mut buf = [0u8; 16];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "connection survived removal of the peer");
+    // New connections no longer get through.
+    let mut s2 = TcpStream::connect(fwd).await.unwrap();
+    let mut buf = [0u8; 1];
+    let r2 = tokio::time::timeout(Duration::from_millis(800), s2.read(&mut buf)).await;
+    assert!(!matches!(r2, Ok(Ok(n)) if n > 0), "data after removal");
+    t.shutdown().await;
+
+    // Expiry at the gateway.
+    let cfg = client_config(&gw, 3, vec![target], ttl);
+    gw.add_peer(grant_for(&cfg, vec![target], Duration::from_secs(2)))
+        .await
+        .unwrap();
+    let t = Tunnel::start(cfg).await.unwrap();
+    assert_eq!(echo_via(t.forward_addr(&target).unwrap(), b"y").await, b"y");
+    eventually("the gateway to drop the expired peer", || {
+        gw.status().peers.is_empty()
+    })
+    .await;
+    t.shutdown().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_gateway_shows_as_handshake_timeout() {
+    // A UDP socket that never answers stands in for an unreachable gateway.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target: Target = "127.0.0.1:9/tcp".parse().unwrap();
+    let mut cfg = TunnelConfig::new(
+        silent.local_addr().unwrap(),
+        PrivateKey::generate().public_key(),
+        "100.64.0.2".parse().unwrap(),
+        vec![target],
+        SystemTime::now() + Duration::from_secs(60),
+    );
+    cfg.handshake_timeout = Duration::from_millis(800);
+    let t = Tunnel::start(cfg).await.unwrap();
+    assert_eq!(t.status().handshake, HandshakeState::Pending);
+    eventually("a handshake timeout", || {
+        matches!(t.status().handshake, HandshakeState::TimedOut { .. })
+    })
+    .await;
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_peer_update_revokes_a_target() {
+    let gw = gateway().await;
+    let one = Target::tcp(tcp_echo("127.0.0.1:0").await);
+    let two = Target::tcp(tcp_echo("127.0.0.1:0").await);
+    let ttl = Duration::from_secs(600);
+    let cfg = client_config(&gw, 2, vec![one, two], ttl);
+    let grant = grant_for(&cfg, vec![one, two], ttl);
+    gw.add_peer(grant.clone()).await.unwrap();
+    let t = Tunnel::start(cfg).await.unwrap();
+    assert_eq!(echo_via(t.forward_addr(&two).unwrap(), b"2").await, b"2");
+    let s = open_echo(t.forward_addr(&two).unwrap()).await;
+    gw.update_peer(PeerGrant {
+        targets: vec![one],
+        ..grant
+    })
+    .await
+    .unwrap();
+    assert!(
+        ends_within(s, Duration::from_secs(3)).await,
+        "revoked connection survived"
+    );
+    assert_eq!(echo_via(t.forward_addr(&one).unwrap(), b"1").await, b"1");
+    t.shutdown().await;
+    gw.shutdown().await;
+}
