@@ -3,3 +3,4 @@
 //! and the tunnel supervisor join it as their issues land.
 
 pub mod posture_view;
+pub mod supervisor;

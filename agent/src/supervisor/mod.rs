@@ -1,0 +1,760 @@
+//! The gate: a tunnel is up only while the session is valid, the latest
+//! verdict is compliant and fresh, the device's latest local posture shows no
+//! violation, and the tunnel's grant is unexpired (DESIGN.md flow 8).
+//!
+//! [`Supervisor`] is a sans-IO state machine. The driver feeds it [`Event`]s
+//! with the current wall-clock time and carries out the [`Command`]s it
+//! returns; it never sleeps, reads a clock or touches a socket itself, so
+//! every rule below is tested with injected time (see
+//! `agent/tests/supervisor_model.rs` for the model-based property test).
+//!
+//! # Contract
+//!
+//! - **Safety.** After every call to [`Supervisor::handle`], every app in
+//!   [`Supervisor::tunnels_up`] satisfies all the conditions above *at the
+//!   `now` of that call*. When a condition stops holding, the `StopTunnel`
+//!   for it is in the commands returned by that same call.
+//! - **Deadlines.** Conditions also lapse with time (session, verdict and
+//!   grant expiry). [`Supervisor::next_deadline`] is never later than the
+//!   earliest such lapse of an up tunnel, so a driver that calls
+//!   `handle(Event::Timer, now)` at that deadline keeps the safety rule true
+//!   between events too.
+//! - **Liveness.** The apps the user asked for (`Connect`) stay wanted
+//!   through failures. Whenever all conditions hold again, the supervisor
+//!   asks for whatever is missing (posture, attestation, grant) and starts
+//!   their tunnels without the user asking again. Only `Disconnect` and an
+//!   explicit user sign-out forget them.
+//! - **One request at a time.** At most one attestation, one session refresh
+//!   and one grant request per app are in flight; failures back off
+//!   exponentially (1 s doubling to 60 s).
+//! - **Broker unreachable.** Losing the broker does not by itself close a
+//!   tunnel: it stays up until its verdict or grant expires (the gateway
+//!   enforces the same expiry independently).
+
+use std::collections::BTreeMap;
+
+use posture::policy::Violation;
+use time::{Duration, OffsetDateTime};
+
+/// Wall-clock time, as the broker's expiries are wall-clock too.
+pub type Time = OffsetDateTime;
+
+/// Identifier of a protected application in the broker's catalogue.
+pub type AppId = String;
+
+/// The identity layer's view of the sign-in session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Session {
+    /// Nobody is signed in.
+    SignedOut,
+    /// Signed in with MFA; usable until `until` (token or max auth age).
+    Valid {
+        /// When the session stops being usable without a refresh.
+        until: Time,
+    },
+    /// Signed in, but a fresh (MFA) login is required.
+    NeedsReauth {
+        /// Why, for the user.
+        reason: String,
+    },
+}
+
+/// The broker's answer to an attestation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// True when the policy found no violation.
+    pub compliant: bool,
+    /// The violations, with message and remediation.
+    pub violations: Vec<Violation>,
+    /// After this instant the verdict no longer opens anything.
+    pub valid_until: Time,
+}
+
+/// A tunnel grant issued by the broker for one application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The broker's grant id (for `DELETE /v1/grants/{id}`).
+    pub id: String,
+    /// The gateway drops the peer at this instant.
+    pub expires_at: Time,
+}
+
+/// What the broker's event stream can say (CAEP-style).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerEvent {
+    /// A grant was revoked (by an admin or because its device was).
+    GrantRevoked {
+        /// The revoked grant.
+        grant_id: String,
+        /// The broker's reason.
+        reason: String,
+    },
+    /// The user's session was revoked at the broker.
+    SessionRevoked {
+        /// The broker's reason.
+        reason: String,
+    },
+    /// The broker re-evaluated this device.
+    ComplianceChanged {
+        /// The new state.
+        compliant: bool,
+        /// The broker's reason.
+        reason: String,
+    },
+    /// The policy changed: posture must be re-attested against it.
+    PolicyChanged,
+}
+
+/// Something that happened, fed to [`Supervisor::handle`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Nothing happened but time passed (a deadline was reached).
+    Timer,
+    /// The session changed (sign-in, refresh, expiry, revocation).
+    SessionChanged(Session),
+    /// A session refresh failed; the session stays as it was until it lapses.
+    RefreshFailed {
+        /// Why, for the user.
+        reason: String,
+    },
+    /// The user signed out: tunnels close and are forgotten.
+    UserSignedOut,
+    /// A posture report was collected and evaluated locally with the same
+    /// policy the broker uses; `violations` is that evaluation.
+    PostureCollected {
+        /// Local violations (empty: compliant).
+        violations: Vec<Violation>,
+    },
+    /// Something that may change posture happened (wake, network change, a
+    /// watched file): collect now instead of waiting for the schedule.
+    EnvironmentChanged,
+    /// The broker answered an attestation.
+    Verdict(Verdict),
+    /// The attestation could not be done (broker unreachable, refused).
+    AttestFailed {
+        /// Why.
+        reason: String,
+    },
+    /// The broker issued a grant for an app.
+    GrantIssued {
+        /// The app.
+        app: AppId,
+        /// The grant.
+        grant: Grant,
+    },
+    /// The broker refused a grant or could not be reached.
+    GrantFailed {
+        /// The app.
+        app: AppId,
+        /// Why, for the user.
+        reason: String,
+    },
+    /// A message from the broker's event stream.
+    Broker(BrokerEvent),
+    /// A tunnel closed by itself (handshake timeout, gateway gone).
+    TunnelClosed {
+        /// The app.
+        app: AppId,
+        /// Why.
+        reason: String,
+    },
+    /// The user wants this app reachable.
+    Connect(AppId),
+    /// The user no longer wants this app.
+    Disconnect(AppId),
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Collect a posture report and evaluate it locally.
+    CollectPosture,
+    /// Attest the latest posture report to the broker.
+    Attest,
+    /// Refresh the session with the refresh token.
+    RefreshSession,
+    /// Ask the broker for a grant for this app (fresh WireGuard key).
+    RequestGrant {
+        /// The app.
+        app: AppId,
+    },
+    /// Tell the broker this grant is no longer used.
+    ReleaseGrant {
+        /// The app.
+        app: AppId,
+        /// The grant.
+        grant_id: String,
+    },
+    /// Bring up (or replace) the app's tunnel with this grant.
+    StartTunnel {
+        /// The app.
+        app: AppId,
+        /// The grant to use.
+        grant_id: String,
+    },
+    /// Tear the app's tunnel down now, resetting its connections.
+    StopTunnel {
+        /// The app.
+        app: AppId,
+        /// Why, for the user and the diagnostics.
+        reason: Blocked,
+    },
+    /// Tell the user something.
+    Notify(Notice),
+}
+
+/// A message for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// One line.
+    pub title: String,
+    /// What happened and what to do.
+    pub body: String,
+}
+
+/// Why a tunnel may not be up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocked {
+    /// Nobody is signed in.
+    SignedOut,
+    /// The session lapsed or needs a fresh MFA login.
+    Session(String),
+    /// The device's latest local posture evaluation failed.
+    Posture(Vec<Violation>),
+    /// This device's posture has not been measured yet.
+    PostureNotCollected,
+    /// No verdict yet (or it was withdrawn).
+    NoVerdict,
+    /// The broker found the device non-compliant.
+    NonCompliant(Vec<Violation>),
+    /// The broker's verdict expired without a new one.
+    VerdictExpired,
+    /// The broker said the device is non-compliant (event stream).
+    ComplianceRevoked(String),
+    /// The app's grant expired.
+    GrantExpired,
+    /// The broker revoked the app's grant.
+    GrantRevoked(String),
+    /// The user disconnected the app or signed out.
+    UserRequest,
+    /// The tunnel itself failed.
+    TunnelFailed(String),
+}
+
+impl Blocked {
+    /// A sentence for the user: what is wrong and, for posture, what to do.
+    pub fn explain(&self) -> String {
+        match self {
+            Blocked::SignedOut => "You are signed out. Sign in to reconnect.".to_owned(),
+            Blocked::Session(reason) => format!("Your session needs attention: {reason}"),
+            Blocked::Posture(v) | Blocked::NonCompliant(v) => explain_violations(v),
+            Blocked::PostureNotCollected => "This device's health is being checked.".to_owned(),
+            Blocked::NoVerdict => "This device has not been verified yet.".to_owned(),
+            Blocked::VerdictExpired => {
+                "This device's verification expired and could not be renewed.".to_owned()
+            }
+            Blocked::ComplianceRevoked(reason) => {
+                format!("The access broker marked this device non-compliant: {reason}")
+            }
+            Blocked::GrantExpired => "Access to the application expired.".to_owned(),
+            Blocked::GrantRevoked(reason) => format!("Access was revoked: {reason}"),
+            Blocked::UserRequest => "Disconnected.".to_owned(),
+            Blocked::TunnelFailed(reason) => format!("The connection failed: {reason}"),
+        }
+    }
+}
+
+fn explain_violations(violations: &[Violation]) -> String {
+    match violations {
+        [] => "This device does not meet the security policy.".to_owned(),
+        [first, rest @ ..] => {
+            let more = match rest.len() {
+                0 => String::new(),
+                n => format!(" (and {n} more problem{})", if n == 1 { "" } else { "s" }),
+            };
+            format!(
+                "{}: {} To fix: {}{more}",
+                first.check, first.message, first.remediation
+            )
+        }
+    }
+}
+
+/// Tunables; the defaults are what the agent ships with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    /// Posture is collected this often (DESIGN: default 60 s).
+    pub posture_interval: Duration,
+    /// Re-attest this long before the verdict expires.
+    pub reattest_margin: Duration,
+    /// Refresh the session this long before it lapses.
+    pub refresh_margin: Duration,
+    /// Ask for a new grant this long before the current one expires.
+    pub grant_renew_margin: Duration,
+    /// First retry delay after a failure (doubles up to `max_backoff`).
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            posture_interval: Duration::seconds(60),
+            reattest_margin: Duration::seconds(60),
+            refresh_margin: Duration::seconds(60),
+            grant_renew_margin: Duration::seconds(30),
+            min_backoff: Duration::seconds(1),
+            max_backoff: Duration::seconds(60),
+        }
+    }
+}
+
+/// Retry state of one kind of request.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Retry {
+    in_flight: bool,
+    failures: u32,
+    not_before: Option<Time>,
+}
+
+impl Retry {
+    fn ready(&self, now: Time) -> bool {
+        !self.in_flight && self.not_before.is_none_or(|t| now >= t)
+    }
+
+    fn start(&mut self) {
+        self.in_flight = true;
+        self.not_before = None;
+    }
+
+    fn succeeded(&mut self) {
+        *self = Retry::default();
+    }
+
+    fn failed(&mut self, now: Time, timing: &Timing) {
+        self.in_flight = false;
+        let exponent = self.failures.min(16);
+        self.failures = self.failures.saturating_add(1);
+        let delay = timing
+            .min_backoff
+            .saturating_mul(1_i32 << exponent)
+            .min(timing.max_backoff);
+        self.not_before = Some(now + delay);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct App {
+    wanted: bool,
+    grant: Option<Grant>,
+    /// The grant id the running tunnel uses, when one is up.
+    tunnel: Option<String>,
+    request: Retry,
+    /// Set when the broker revoked this app's grant: no new request until
+    /// a new compliant verdict arrives (asking again would be refused).
+    revoked: bool,
+}
+
+/// The gate state machine. See the module docs for its contract.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    timing: Timing,
+    session: Session,
+    verdict: Option<Verdict>,
+    /// Set by a `ComplianceChanged { compliant: false }` broker event; cleared
+    /// by the next verdict.
+    compliance_revoked: Option<String>,
+    /// `None` until the first local evaluation.
+    local_violations: Option<Vec<Violation>>,
+    apps: BTreeMap<AppId, App>,
+    next_posture: Option<Time>,
+    posture_in_flight: bool,
+    /// Attestation of the latest report is wanted (new report, new policy).
+    attest_wanted: bool,
+    attest: Retry,
+    refresh: Retry,
+    /// The `now` of the latest event: deadlines at or before it were
+    /// already acted upon (or are waiting on another condition, which has a
+    /// deadline or an event of its own), so they are not reported again.
+    last_now: Option<Time>,
+}
+
+impl Supervisor {
+    /// A supervisor with nobody signed in; posture is collected at the first event.
+    pub fn new(timing: Timing) -> Self {
+        Supervisor {
+            timing,
+            session: Session::SignedOut,
+            verdict: None,
+            compliance_revoked: None,
+            local_violations: None,
+            apps: BTreeMap::new(),
+            next_posture: None,
+            posture_in_flight: false,
+            attest_wanted: false,
+            attest: Retry::default(),
+            refresh: Retry::default(),
+            last_now: None,
+        }
+    }
+
+    /// Apply one event at `now` and return what to do, in order.
+    pub fn handle(&mut self, now: Time, event: Event) -> Vec<Command> {
+        let mut out = Vec::new();
+        self.last_now = Some(now);
+        self.apply(now, event, &mut out);
+        self.reconcile(now, &mut out);
+        out
+    }
+
+    /// The apps whose tunnel is up, with the grant each uses.
+    pub fn tunnels_up(&self) -> impl Iterator<Item = (&AppId, &str)> {
+        self.apps
+            .iter()
+            .filter_map(|(id, app)| app.tunnel.as_deref().map(|g| (id, g)))
+    }
+
+    /// The apps the user wants connected.
+    pub fn wanted(&self) -> impl Iterator<Item = &AppId> {
+        self.apps
+            .iter()
+            .filter(|(_, app)| app.wanted)
+            .map(|(id, _)| id)
+    }
+
+    /// The current session as the supervisor sees it.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The latest verdict, if any.
+    pub fn verdict(&self) -> Option<&Verdict> {
+        self.verdict.as_ref()
+    }
+
+    /// Why tunnels may not be up at `now` (`None`: the device-wide
+    /// conditions hold; each app still needs its grant).
+    pub fn blocked(&self, now: Time) -> Option<Blocked> {
+        match &self.session {
+            Session::SignedOut => return Some(Blocked::SignedOut),
+            Session::NeedsReauth { reason } => return Some(Blocked::Session(reason.clone())),
+            Session::Valid { until } if now >= *until => {
+                return Some(Blocked::Session("the session expired".to_owned()));
+            }
+            Session::Valid { .. } => {}
+        }
+        match &self.local_violations {
+            None => return Some(Blocked::PostureNotCollected),
+            Some(violations) if !violations.is_empty() => {
+                return Some(Blocked::Posture(violations.clone()));
+            }
+            Some(_) => {}
+        }
+        if let Some(reason) = &self.compliance_revoked {
+            return Some(Blocked::ComplianceRevoked(reason.clone()));
+        }
+        match &self.verdict {
+            None => Some(Blocked::NoVerdict),
+            Some(v) if !v.compliant => Some(Blocked::NonCompliant(v.violations.clone())),
+            Some(v) if now >= v.valid_until => Some(Blocked::VerdictExpired),
+            Some(_) => None,
+        }
+    }
+
+    /// When the driver must call `handle(Event::Timer, ..)` next, if ever.
+    /// Always later than the `now` of the latest event.
+    pub fn next_deadline(&self) -> Option<Time> {
+        let mut deadlines: Vec<Time> = Vec::new();
+        if !self.posture_in_flight {
+            deadlines.extend(self.next_posture);
+        }
+        if let Session::Valid { until } = self.session {
+            deadlines.push(until);
+            if !self.refresh.in_flight {
+                deadlines.push(until - self.timing.refresh_margin);
+            }
+            deadlines.extend(self.refresh.not_before);
+        }
+        if let Some(v) = &self.verdict {
+            deadlines.push(v.valid_until);
+            if !self.attest.in_flight {
+                deadlines.push(v.valid_until - self.timing.reattest_margin);
+            }
+        }
+        deadlines.extend(self.attest.not_before);
+        for app in self.apps.values() {
+            if let Some(grant) = &app.grant {
+                deadlines.push(grant.expires_at);
+                if app.wanted && !app.request.in_flight {
+                    deadlines.push(grant.expires_at - self.timing.grant_renew_margin);
+                }
+            }
+            deadlines.extend(app.request.not_before);
+        }
+        deadlines
+            .into_iter()
+            .filter(|d| self.last_now.is_none_or(|last| *d > last))
+            .min()
+    }
+
+    fn app(&mut self, id: &AppId) -> &mut App {
+        self.apps.entry(id.clone()).or_default()
+    }
+
+    fn apply(&mut self, now: Time, event: Event, out: &mut Vec<Command>) {
+        match event {
+            Event::Timer => {}
+            Event::SessionChanged(session) => {
+                if let Session::Valid { .. } = session {
+                    self.refresh.succeeded();
+                    if !matches!(self.session, Session::Valid { .. }) {
+                        // Signed in (again): measure and attest right away.
+                        self.next_posture = Some(now);
+                        self.attest_wanted = true;
+                    }
+                }
+                self.session = session;
+            }
+            Event::RefreshFailed { reason } => {
+                self.refresh.failed(now, &self.timing);
+                tracing::debug!(%reason, "session refresh failed");
+            }
+            Event::UserSignedOut => {
+                for (id, app) in &mut self.apps {
+                    // Stop before releasing: the gateway drops the peer on release.
+                    if app.tunnel.take().is_some() {
+                        stop(out, id, Blocked::SignedOut);
+                    }
+                    if let Some(grant) = app.grant.take() {
+                        out.push(Command::ReleaseGrant {
+                            app: id.clone(),
+                            grant_id: grant.id,
+                        });
+                    }
+                    app.wanted = false;
+                }
+                self.session = Session::SignedOut;
+                self.verdict = None;
+                self.compliance_revoked = None;
+                self.attest = Retry::default();
+                self.refresh = Retry::default();
+            }
+            Event::PostureCollected { violations } => {
+                self.posture_in_flight = false;
+                // A request made while collecting (sign-in, wake) still
+                // stands: it asked for a measurement after that moment.
+                let scheduled = now + self.timing.posture_interval;
+                self.next_posture = Some(self.next_posture.map_or(scheduled, |t| t.min(scheduled)));
+                self.local_violations = Some(violations);
+                self.attest_wanted = true;
+            }
+            Event::EnvironmentChanged => {
+                self.next_posture = Some(now);
+            }
+            Event::Verdict(verdict) => {
+                self.attest.succeeded();
+                self.compliance_revoked = None;
+                if verdict.compliant {
+                    for app in self.apps.values_mut() {
+                        app.revoked = false;
+                    }
+                }
+                self.verdict = Some(verdict);
+            }
+            Event::AttestFailed { reason } => {
+                self.attest.failed(now, &self.timing);
+                tracing::debug!(%reason, "attestation failed");
+            }
+            Event::GrantIssued { app, grant } => {
+                let entry = self.app(&app);
+                entry.request.succeeded();
+                let replaced = entry.grant.replace(grant);
+                if let Some(old) = replaced
+                    && entry.tunnel.as_deref() != Some(old.id.as_str())
+                {
+                    out.push(Command::ReleaseGrant {
+                        app,
+                        grant_id: old.id,
+                    });
+                }
+            }
+            Event::GrantFailed { app, reason } => {
+                let timing = self.timing.clone();
+                let entry = self.app(&app);
+                entry.request.failed(now, &timing);
+                if entry.wanted {
+                    out.push(Command::Notify(Notice {
+                        title: format!("Cannot open {app}"),
+                        body: reason,
+                    }));
+                }
+            }
+            Event::Broker(BrokerEvent::GrantRevoked { grant_id, reason }) => {
+                for (id, app) in &mut self.apps {
+                    if app.grant.as_ref().is_some_and(|g| g.id == grant_id) {
+                        app.grant = None;
+                        app.revoked = true;
+                        if app.tunnel.take().is_some() {
+                            stop(out, id, Blocked::GrantRevoked(reason.clone()));
+                        }
+                    }
+                }
+            }
+            Event::Broker(BrokerEvent::SessionRevoked { reason }) => {
+                self.session = Session::NeedsReauth {
+                    reason: format!("the access broker revoked the session: {reason}"),
+                };
+            }
+            Event::Broker(BrokerEvent::ComplianceChanged { compliant, reason }) => {
+                if compliant {
+                    self.attest_wanted = true;
+                } else {
+                    self.compliance_revoked = Some(reason);
+                }
+            }
+            Event::Broker(BrokerEvent::PolicyChanged) => {
+                self.next_posture = Some(now);
+                self.attest_wanted = true;
+            }
+            Event::TunnelClosed { app, reason } => {
+                let timing = self.timing.clone();
+                let entry = self.app(&app);
+                if entry.tunnel.take().is_some() {
+                    // Start over with a fresh grant (and key), after a pause
+                    // so a dead gateway is not hammered.
+                    if let Some(grant) = entry.grant.take() {
+                        out.push(Command::ReleaseGrant {
+                            app: app.clone(),
+                            grant_id: grant.id,
+                        });
+                    }
+                    entry.request.failed(now, &timing);
+                    out.push(Command::Notify(Notice {
+                        title: format!("{app} disconnected"),
+                        body: Blocked::TunnelFailed(reason).explain(),
+                    }));
+                }
+            }
+            Event::Connect(app) => {
+                let entry = self.app(&app);
+                entry.wanted = true;
+                entry.request.not_before = None;
+            }
+            Event::Disconnect(app) => {
+                let entry = self.app(&app);
+                entry.wanted = false;
+                if entry.tunnel.take().is_some() {
+                    stop(out, &app, Blocked::UserRequest);
+                }
+                if let Some(grant) = entry.grant.take() {
+                    out.push(Command::ReleaseGrant {
+                        app,
+                        grant_id: grant.id,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Bring the world in line with the rules: stop what must stop first,
+    /// then ask for what is missing.
+    fn reconcile(&mut self, now: Time, out: &mut Vec<Command>) {
+        let blocked = self.blocked(now);
+
+        // 1. Safety: stop every tunnel whose conditions do not hold.
+        for (id, app) in &mut self.apps {
+            let grant_valid = app.grant.as_ref().is_some_and(|g| now < g.expires_at);
+            if !grant_valid {
+                app.grant = None;
+            }
+            if app.tunnel.is_none() {
+                continue;
+            }
+            let reason = match (&blocked, grant_valid) {
+                (Some(reason), _) => reason.clone(),
+                (None, false) => Blocked::GrantExpired,
+                (None, true) => continue,
+            };
+            app.tunnel = None;
+            out.push(Command::Notify(Notice {
+                title: format!("{id} disconnected"),
+                body: reason.explain(),
+            }));
+            stop(out, id, reason);
+        }
+
+        // 2. Keep the inputs fresh.
+        if !self.posture_in_flight && self.next_posture.is_none_or(|t| now >= t) {
+            self.posture_in_flight = true;
+            self.next_posture = None;
+            out.push(Command::CollectPosture);
+        }
+        let signed_in = matches!(self.session, Session::Valid { until } if now < until);
+        if let Session::Valid { until } = self.session
+            && now >= until - self.timing.refresh_margin
+            && self.refresh.ready(now)
+        {
+            self.refresh.start();
+            out.push(Command::RefreshSession);
+        }
+        let verdict_due = self
+            .verdict
+            .as_ref()
+            .is_none_or(|v| now >= v.valid_until - self.timing.reattest_margin);
+        if signed_in
+            && (self.attest_wanted || verdict_due)
+            && self.local_violations.is_some()
+            && self.attest.ready(now)
+        {
+            self.attest_wanted = false;
+            self.attest.start();
+            out.push(Command::Attest);
+        }
+
+        // 3. Liveness: bring up what the user wants, as far as allowed.
+        if blocked.is_some() {
+            return;
+        }
+        for (id, app) in &mut self.apps {
+            if !app.wanted || app.revoked {
+                continue;
+            }
+            let renew_due = app
+                .grant
+                .as_ref()
+                .is_none_or(|g| now >= g.expires_at - self.timing.grant_renew_margin);
+            if renew_due && app.request.ready(now) {
+                app.request.start();
+                out.push(Command::RequestGrant { app: id.clone() });
+            }
+            if let Some(grant) = &app.grant
+                && app.tunnel.as_deref() != Some(grant.id.as_str())
+            {
+                let replaced = app.tunnel.replace(grant.id.clone());
+                out.push(Command::StartTunnel {
+                    app: id.clone(),
+                    grant_id: grant.id.clone(),
+                });
+                // The new tunnel replaces the old one; only then let go of
+                // the old grant, so a renewal has no gap.
+                if let Some(old) = replaced {
+                    out.push(Command::ReleaseGrant {
+                        app: id.clone(),
+                        grant_id: old,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn stop(out: &mut Vec<Command>, app: &AppId, reason: Blocked) {
+    out.push(Command::StopTunnel {
+        app: app.clone(),
+        reason,
+    });
+}
+
+#[cfg(test)]
+mod tests;
