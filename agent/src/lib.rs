@@ -2,5 +2,6 @@
 //! runs. For now it presents the posture engine; identity, the broker client
 //! and the tunnel supervisor join it as their issues land.
 
+pub mod config;
 pub mod posture_view;
 pub mod supervisor;

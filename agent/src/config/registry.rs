@@ -1,0 +1,105 @@
+//! Windows: the managed settings as Group Policy / Intune write them, under
+//! `HKLM\SOFTWARE\Policies\Sallyport`, read with `reg query <key> /s`.
+//!
+//! Value names are the dotted setting keys (`broker_url`,
+//! `identity.max_auth_age_secs`); a subkey adds its name as a prefix
+//! (`...\Sallyport\identity` holding `acr_values`). Types map as: `REG_SZ` /
+//! `REG_EXPAND_SZ` → string, `REG_DWORD` / `REG_QWORD` → integer (or a
+//! boolean for the boolean settings, 0/1 as ADMX writes them),
+//! `REG_MULTI_SZ` → array of strings. `reg` prints value names and types
+//! untranslated, so this parser is locale-independent.
+
+use toml::{Table, Value};
+
+use super::{ConfigError, nest};
+
+/// The policy key the ADMX template writes.
+pub const POLICY_KEY: &str = r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Sallyport";
+
+/// Settings that are booleans; the registry can only hold them as DWORDs.
+const BOOLEAN_KEYS: &[&str] = &["autostart"];
+
+/// Parses `reg query HKLM\SOFTWARE\Policies\Sallyport /s` output.
+pub fn parse_reg_query(text: &str) -> Result<Table, ConfigError> {
+    let malformed = |detail: String| ConfigError::Malformed {
+        source_name: POLICY_KEY.to_owned(),
+        detail,
+    };
+    let mut root: Option<String> = None;
+    let mut prefix = String::new();
+    let mut flat = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.starts_with("HKEY_") {
+            let key = line.trim();
+            match &root {
+                None => root = Some(key.to_owned()),
+                Some(root) => {
+                    let sub = key
+                        .strip_prefix(root.as_str())
+                        .and_then(|s| s.strip_prefix('\\'));
+                    let Some(sub) = sub else {
+                        return Err(malformed(format!(
+                            "line {}: key {key:?} outside {root:?}",
+                            number + 1
+                        )));
+                    };
+                    prefix = sub.replace('\\', ".");
+                }
+            }
+            continue;
+        }
+        if root.is_none() {
+            return Err(malformed(format!(
+                "line {}: expected a registry key, got {:?}",
+                number + 1,
+                line.trim()
+            )));
+        }
+        let fields: Vec<&str> = line.trim_start().splitn(3, "    ").collect();
+        let (name, kind, data) = match fields[..] {
+            [name, kind, data] => (name, kind.trim(), data),
+            [name, kind] => (name, kind.trim(), ""),
+            _ => {
+                return Err(malformed(format!(
+                    "line {}: expected `name    TYPE    data`, got {:?}",
+                    number + 1,
+                    line.trim()
+                )));
+            }
+        };
+        if name == "(Default)" {
+            continue;
+        }
+        let key = if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let value = match kind {
+            "REG_SZ" | "REG_EXPAND_SZ" => Value::String(data.to_owned()),
+            "REG_DWORD" | "REG_QWORD" => {
+                let hex = data.trim().trim_start_matches("0x");
+                let number = i64::from_str_radix(hex, 16)
+                    .map_err(|_| malformed(format!("{key}: {kind} {data:?} is not a number")))?;
+                if BOOLEAN_KEYS.contains(&key.as_str()) {
+                    Value::Boolean(number != 0)
+                } else {
+                    Value::Integer(number)
+                }
+            }
+            "REG_MULTI_SZ" => Value::Array(
+                data.split("\\0")
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_owned()))
+                    .collect(),
+            ),
+            other => return Err(malformed(format!("{key}: unsupported value type {other}"))),
+        };
+        flat.push((key, value));
+    }
+    Ok(nest(flat))
+}
