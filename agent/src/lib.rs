@@ -3,5 +3,6 @@
 //! and the tunnel supervisor join it as their issues land.
 
 pub mod config;
+pub mod control;
 pub mod posture_view;
 pub mod supervisor;
