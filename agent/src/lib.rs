@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod control;
+pub mod diagnostics;
 pub mod posture_view;
 pub mod supervisor;
