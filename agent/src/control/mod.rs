@@ -13,6 +13,7 @@
 
 #[cfg(unix)]
 pub mod unix;
+pub mod view;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,124 @@
+//! What the agent shows its front ends (CLI `status --json`, the tray app):
+//! states and reports, never tokens or keys. These are the `data` of a
+//! [`super::Reply::Ok`]; the UI's TypeScript types (`ui/src/types.ts`)
+//! mirror them field for field.
+
+use serde::{Deserialize, Serialize};
+
+/// Answer to [`super::Request::Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Who is signed in.
+    pub identity: IdentityView,
+    /// The latest verdict, if any.
+    pub verdict: Option<VerdictView>,
+    /// One entry per app the user wants or has open.
+    pub tunnels: Vec<TunnelView>,
+    /// When posture was last collected (RFC 3339).
+    pub posture_collected_at: Option<String>,
+}
+
+/// The sign-in state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum IdentityView {
+    /// Nobody is signed in.
+    SignedOut,
+    /// Signed in.
+    Valid {
+        /// The user's name or email.
+        user: String,
+        /// When the session ends without a refresh (RFC 3339).
+        expires_at: String,
+        /// The second factor the IdP reported (`otp`, `hwk`, ...).
+        mfa: String,
+    },
+    /// A fresh MFA login is needed.
+    NeedsReauth {
+        /// Who was signed in, if known.
+        user: Option<String>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The broker's verdict on this device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictView {
+    /// True when no check failed the policy.
+    pub compliant: bool,
+    /// What failed, with what to do.
+    pub violations: Vec<posture::policy::Violation>,
+    /// RFC 3339.
+    pub valid_until: String,
+}
+
+/// One application's tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelView {
+    /// The app id.
+    pub app: String,
+    /// `up`, `connecting` or `down`.
+    pub state: TunnelState,
+    /// Why it is not up, for the user.
+    pub reason: Option<String>,
+    /// Local forwards: which target is reachable at which local address.
+    pub forwards: Vec<ForwardView>,
+    /// The app's SOCKS5 proxy address, when up.
+    pub socks: Option<String>,
+    /// Bytes received through the tunnel.
+    pub bytes_in: u64,
+    /// Bytes sent through the tunnel.
+    pub bytes_out: u64,
+    /// Last WireGuard handshake (RFC 3339).
+    pub last_handshake: Option<String>,
+    /// When the grant ends (RFC 3339).
+    pub expires_at: Option<String>,
+}
+
+/// A tunnel's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TunnelState {
+    /// Traffic flows.
+    Up,
+    /// Waiting for a grant or a handshake.
+    Connecting,
+    /// Wanted but blocked (see `reason`).
+    Down,
+}
+
+/// One local forward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardView {
+    /// `10.0.0.5:443/tcp`.
+    pub target: String,
+    /// `127.0.0.1:40123`.
+    pub local: String,
+}
+
+/// One entry of the catalogue (answer to [`super::Request::Apps`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppView {
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Its targets, `ip:port/proto`.
+    pub targets: Vec<String>,
+    /// True when the user asked for it.
+    pub wanted: bool,
+}
+
+/// A device-code sign-in in progress (RFC 8628), shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCodeView {
+    /// The code to type.
+    pub user_code: String,
+    /// Where to type it.
+    pub verification_uri: String,
+    /// The same, with the code filled in, when the IdP offers it.
+    pub verification_uri_complete: Option<String>,
+    /// Seconds until the code expires.
+    pub expires_in: u64,
+}
