@@ -24,7 +24,7 @@ use crate::config::{ConfigError, Protocol, Target, TunnelConfig};
 use crate::core::client::CoreStatus;
 use crate::core::{ClientCore, CloseReason, ConnId, DropCounters, HandshakeState};
 use crate::driver::bridge::{Connect, Pumped, TcpBridge};
-use crate::driver::udp;
+use crate::driver::udp::{self, Outbox, UdpIo};
 use crate::key::PublicKey;
 use crate::socks::{self, Reply};
 
@@ -219,7 +219,6 @@ impl Tunnel {
             socks_rx,
             commands: cmd_rx,
             conns: HashMap::new(),
-            pending_send: None,
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             status: status.clone(),
             buf: vec![0u8; crate::core::wg::MAX_DATAGRAM],
@@ -308,7 +307,7 @@ struct UdpForward {
 
 struct ClientDriver {
     core: ClientCore,
-    udp: UdpSocket,
+    udp: UdpIo,
     tcp_forwards: Vec<(TcpListener, Target)>,
     udp_forwards: Vec<UdpForward>,
     socks: Option<TcpListener>,
@@ -316,7 +315,6 @@ struct ClientDriver {
     socks_rx: mpsc::Receiver<(TcpStream, Target)>,
     commands: mpsc::Receiver<Command>,
     conns: HashMap<ConnId, TcpBridge>,
-    pending_send: Option<Vec<u8>>,
     sleep: Pin<Box<Sleep>>,
     status: Arc<Mutex<TunnelStatus>>,
     buf: Vec<u8>,
@@ -419,59 +417,13 @@ impl ClientDriver {
     }
 
     fn receive_datagrams(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        let mut progress = false;
-        for _ in 0..udp::BATCH {
-            match self.udp.try_recv_from(&mut self.buf) {
-                Ok((n, from)) => {
-                    progress = true;
-                    self.core.handle_datagram(now, from, &self.buf[..n]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.udp.poll_recv_ready(cx).is_ready() {
-                        continue;
-                    }
-                    break;
-                }
-                Err(e) => {
-                    // e.g. ICMP port unreachable surfacing as ECONNREFUSED:
-                    // the gateway is down; the handshake timer will show it.
-                    tracing::debug!(error = %e, "udp receive error");
-                    break;
-                }
-            }
-        }
-        progress
+        let core = &mut self.core;
+        self.udp
+            .recv(cx, |from, d| core.handle_datagram(now, from, d))
     }
 
     fn send_datagrams(&mut self, cx: &mut Context<'_>) -> bool {
-        let gateway = self.core.gateway();
-        let mut progress = false;
-        loop {
-            let Some(d) = self
-                .pending_send
-                .take()
-                .or_else(|| self.core.poll_transmit())
-            else {
-                return progress;
-            };
-            match self.udp.try_send_to(&d, gateway) {
-                Ok(_) => {
-                    progress = true;
-                    self.core.recycle(d);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.pending_send = Some(d);
-                    if self.udp.poll_send_ready(cx).is_ready() {
-                        continue;
-                    }
-                    return progress;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "udp send error; datagram dropped");
-                    self.core.recycle(d);
-                }
-            }
-        }
+        self.udp.send(cx, &mut ClientOutbox(&mut self.core))
     }
 
     fn accept(&mut self, cx: &mut Context<'_>) -> bool {
@@ -662,6 +614,20 @@ impl ClientDriver {
             }
         }
         progress
+    }
+}
+
+/// The client core's datagrams, all to the gateway.
+struct ClientOutbox<'a>(&'a mut ClientCore);
+
+impl Outbox for ClientOutbox<'_> {
+    fn next_datagram(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        let to = self.0.gateway();
+        self.0.poll_transmit().map(|d| (to, d))
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.0.recycle(buf);
     }
 }
 

@@ -25,7 +25,7 @@ use crate::config::{ConfigError, GatewayConfig, PeerGrant, Target};
 use crate::core::gateway::{PeerError, PeerStatus};
 use crate::core::{ConnId, DropCounters, GatewayCore, GatewayEvent, PeerId};
 use crate::driver::bridge::{Pumped, TcpBridge};
-use crate::driver::udp;
+use crate::driver::udp::{self, Outbox, UdpIo};
 use crate::key::PublicKey;
 
 /// Connecting to a target must finish within this time.
@@ -108,7 +108,6 @@ impl Gateway {
             commands: rx,
             conns: HashMap::new(),
             flows: HashMap::new(),
-            pending_send: None,
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             status: status.clone(),
             buf: vec![0u8; crate::core::wg::MAX_DATAGRAM],
@@ -212,12 +211,11 @@ struct Flow {
 
 struct GatewayDriver {
     core: GatewayCore,
-    udp: UdpSocket,
+    udp: UdpIo,
     commands: mpsc::Receiver<Command>,
     conns: HashMap<(PeerId, ConnId), Conn>,
     /// (peer, target, client's in-tunnel endpoint) -> OS socket.
     flows: HashMap<(PeerId, Target, SocketAddr), Flow>,
-    pending_send: Option<(SocketAddr, Vec<u8>)>,
     sleep: Pin<Box<Sleep>>,
     status: Arc<Mutex<GatewayStatus>>,
     buf: Vec<u8>,
@@ -370,56 +368,13 @@ impl GatewayDriver {
     }
 
     fn receive_datagrams(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        let mut progress = false;
-        for _ in 0..udp::BATCH {
-            match self.udp.try_recv_from(&mut self.buf) {
-                Ok((n, from)) => {
-                    progress = true;
-                    self.core.handle_datagram(now, from, &self.buf[..n]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.udp.poll_recv_ready(cx).is_ready() {
-                        continue;
-                    }
-                    break;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "udp receive error");
-                    break;
-                }
-            }
-        }
-        progress
+        let core = &mut self.core;
+        self.udp
+            .recv(cx, |from, d| core.handle_datagram(now, from, d))
     }
 
     fn send_datagrams(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = false;
-        loop {
-            let Some((to, d)) = self
-                .pending_send
-                .take()
-                .or_else(|| self.core.poll_transmit())
-            else {
-                return progress;
-            };
-            match self.udp.try_send_to(&d, to) {
-                Ok(_) => {
-                    progress = true;
-                    self.core.recycle(d);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.pending_send = Some((to, d));
-                    if self.udp.poll_send_ready(cx).is_ready() {
-                        continue;
-                    }
-                    return progress;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, %to, "udp send error; datagram dropped");
-                    self.core.recycle(d);
-                }
-            }
-        }
+        self.udp.send(cx, &mut GatewayOutbox(&mut self.core))
     }
 
     fn pump_connections(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
@@ -525,6 +480,19 @@ impl GatewayDriver {
             self.flows.remove(&k);
         }
         progress
+    }
+}
+
+/// The gateway core's datagrams, each to its peer's endpoint.
+struct GatewayOutbox<'a>(&'a mut GatewayCore);
+
+impl Outbox for GatewayOutbox<'_> {
+    fn next_datagram(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.0.poll_transmit()
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.0.recycle(buf);
     }
 }
 

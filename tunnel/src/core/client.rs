@@ -122,39 +122,49 @@ impl ClientCore {
             return;
         }
         let (out, pool) = (&mut self.out, &mut self.pool);
+        // Decrypt straight into a device buffer: an accepted packet is queued
+        // for smoltcp without another copy.
+        let mut packet = self.stack.device.take_buffer();
         let result = self
             .wg
-            .decapsulate(now, Some(from.ip()), datagram, &mut |d| {
+            .decapsulate(now, Some(from.ip()), datagram, &mut packet, &mut |d| {
                 push_out(out, pool, d)
             });
-        match result {
+        let src = match result {
             Err(e) => {
                 tracing::trace!(error = ?e, "datagram rejected by wireguard");
                 self.dropped.rejected_by_wireguard += 1;
+                None
             }
-            Ok(Decapsulated::Control) => {}
-            Ok(Decapsulated::Packet(packet, src)) => {
-                if !self.allowed_sources.contains(&src) {
-                    self.dropped.bad_source += 1;
-                    return;
+            Ok(Decapsulated::Control) => None,
+            Ok(Decapsulated::Packet(src)) => Some(src),
+        };
+        let Some(src) = src else {
+            self.stack.device.recycle(packet);
+            return;
+        };
+        if !self.allowed_sources.contains(&src) {
+            self.dropped.bad_source += 1;
+            self.stack.device.recycle(packet);
+            return;
+        }
+        match inspect(&packet) {
+            Err(Unparsable::Malformed) => self.dropped.malformed += 1,
+            Err(Unparsable::Unsupported) => self.dropped.unsupported += 1,
+            Ok(flow) => {
+                let from_target = Target {
+                    addr: SocketAddr::new(flow.src, flow.src_port),
+                    proto: flow.proto,
+                };
+                if flow.dst != self.client_addr || !self.targets.contains(&from_target) {
+                    self.dropped.not_granted += 1;
+                } else if !self.stack.device.push_rx_owned(packet) {
+                    self.dropped.queue_full += 1;
                 }
-                match inspect(packet) {
-                    Err(Unparsable::Malformed) => self.dropped.malformed += 1,
-                    Err(Unparsable::Unsupported) => self.dropped.unsupported += 1,
-                    Ok(flow) => {
-                        let from_target = Target {
-                            addr: SocketAddr::new(flow.src, flow.src_port),
-                            proto: flow.proto,
-                        };
-                        if flow.dst != self.client_addr || !self.targets.contains(&from_target) {
-                            self.dropped.not_granted += 1;
-                        } else if !self.stack.device.push_rx(packet) {
-                            self.dropped.queue_full += 1;
-                        }
-                    }
-                }
+                return;
             }
         }
+        self.stack.device.recycle(packet);
     }
 
     /// Run the stack and the timers; call after feeding datagrams, after
@@ -179,9 +189,17 @@ impl ClientCore {
 
     fn encapsulate_pending(&mut self, now: Instant) {
         while let Some(packet) = self.stack.device.pop_tx() {
+            // Encrypt straight into the datagram buffer that will be sent.
+            let mut datagram = self.pool.take_dirty();
             let (out, pool) = (&mut self.out, &mut self.pool);
-            self.wg
-                .encapsulate(now, &packet, &mut |d| push_out(out, pool, d));
+            if self
+                .wg
+                .encapsulate_into(now, &packet, &mut datagram, &mut |d| push_out(out, pool, d))
+            {
+                self.out.push_back(datagram);
+            } else {
+                self.pool.give(datagram);
+            }
             self.stack.device.recycle(packet);
         }
     }

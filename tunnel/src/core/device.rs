@@ -22,14 +22,21 @@ pub(crate) struct BufferPool {
 impl BufferPool {
     /// An empty buffer, reused when one is available.
     pub(crate) fn take(&mut self) -> Vec<u8> {
+        let mut buf = self.free.pop().unwrap_or_default();
+        buf.clear();
+        buf
+    }
+
+    /// A reused buffer with stale content, for a writer that resizes it to
+    /// what it writes (shrinking a buffer costs nothing, unlike zeroing it).
+    pub(crate) fn take_dirty(&mut self) -> Vec<u8> {
         self.free.pop().unwrap_or_default()
     }
 
     /// Give a buffer back. Only a bounded number is kept so a burst does not
     /// pin memory forever.
-    pub(crate) fn give(&mut self, mut buf: Vec<u8>) {
+    pub(crate) fn give(&mut self, buf: Vec<u8>) {
         if self.free.len() < QUEUE_LIMIT {
-            buf.clear();
             self.free.push(buf);
         }
     }
@@ -54,16 +61,21 @@ impl QueueDevice {
         }
     }
 
-    /// Queue an inner packet for smoltcp. Returns false (packet dropped) when
-    /// the queue is full.
-    pub(crate) fn push_rx(&mut self, packet: &[u8]) -> bool {
+    /// Queue an inner packet for smoltcp that is already in a buffer (from
+    /// [`Self::take_buffer`]). Returns false (packet dropped) when the queue
+    /// is full.
+    pub(crate) fn push_rx_owned(&mut self, buf: Vec<u8>) -> bool {
         if self.rx.len() >= QUEUE_LIMIT {
+            self.recycle(buf);
             return false;
         }
-        let mut buf = self.pool.borrow_mut().take();
-        buf.extend_from_slice(packet);
         self.rx.push_back(buf);
         true
+    }
+
+    /// A pooled buffer with stale content, to decrypt a packet into.
+    pub(crate) fn take_buffer(&mut self) -> Vec<u8> {
+        self.pool.borrow_mut().take_dirty()
     }
 
     /// The next packet smoltcp wants sent.
@@ -146,7 +158,8 @@ impl phy::TxToken for TxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let mut buf = self.pool.borrow_mut().take();
+        // smoltcp writes every byte of the packet: no need to zero it first.
+        let mut buf = self.pool.borrow_mut().take_dirty();
         buf.resize(len, 0);
         let r = f(&mut buf);
         self.tx.push_back(buf);

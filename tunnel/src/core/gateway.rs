@@ -352,32 +352,37 @@ impl GatewayCore {
             return;
         };
         let (out, pool) = (&mut self.out, &mut self.pool);
+        // Decrypt straight into a device buffer: an accepted packet is queued
+        // for smoltcp without another copy.
+        let mut packet = peer.stack.device.take_buffer();
         let result = peer
             .wg
-            .decapsulate(now, Some(from.ip()), datagram, &mut |d| {
+            .decapsulate(now, Some(from.ip()), datagram, &mut packet, &mut |d| {
                 push_to(out, pool, Some(from), d)
             });
-        let packet = match result {
+        match result {
             Err(e) => {
                 tracing::trace!(error = ?e, "datagram rejected by wireguard");
                 self.dropped.rejected_by_wireguard += 1;
+                peer.stack.device.recycle(packet);
                 return;
             }
             Ok(Decapsulated::Control) => {
                 peer.endpoint = Some(from);
+                peer.stack.device.recycle(packet);
                 return;
             }
-            Ok(Decapsulated::Packet(packet, src)) => {
+            Ok(Decapsulated::Packet(src)) => {
                 if src != peer.grant.client_address {
                     self.dropped.bad_source += 1;
+                    peer.stack.device.recycle(packet);
                     return;
                 }
-                packet
             }
-        };
+        }
         // Authenticated: the peer may have roamed.
         peer.endpoint = Some(from);
-        let flow = match inspect(packet) {
+        let flow = match inspect(&packet) {
             Ok(f) => f,
             Err(Unparsable::Malformed) => {
                 self.dropped.malformed += 1;
@@ -412,7 +417,7 @@ impl GatewayCore {
             self.dropped.over_limit += 1;
             return;
         }
-        if !peer.stack.device.push_rx(packet) {
+        if !peer.stack.device.push_rx_owned(packet) {
             self.dropped.queue_full += 1;
         }
     }
@@ -693,8 +698,19 @@ fn flush_peer(
     peer.stack.poll(now);
     let to = peer.endpoint;
     while let Some(packet) = peer.stack.device.pop_tx() {
-        peer.wg
-            .encapsulate(now, &packet, &mut |d| push_to(out, pool, to, d));
+        // Encrypt straight into the datagram buffer that will be sent.
+        let mut datagram = pool.take_dirty();
+        if peer
+            .wg
+            .encapsulate_into(now, &packet, &mut datagram, &mut |d| {
+                push_to(out, pool, to, d)
+            })
+            && let Some(to) = to
+        {
+            out.push_back((to, datagram));
+        } else {
+            pool.give(datagram);
+        }
         peer.stack.device.recycle(packet);
     }
     for h in std::mem::take(&mut peer.stack.poll_aborted) {

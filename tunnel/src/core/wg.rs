@@ -42,10 +42,14 @@ pub enum HandshakeState {
     },
 }
 
+/// Smallest output buffer boringtun accepts (a handshake initiation).
+const MIN_DST: usize = 148;
+
 /// What a datagram turned into.
-pub(crate) enum Decapsulated<'a> {
-    /// An inner IP packet with the source address boringtun read from it.
-    Packet(&'a [u8], IpAddr),
+pub(crate) enum Decapsulated {
+    /// An inner IP packet, now in the caller's buffer, with the source
+    /// address boringtun read from it.
+    Packet(IpAddr),
     /// Protocol traffic only (handshake, keepalive, cookie).
     Control,
 }
@@ -117,19 +121,22 @@ impl WgPeer {
         }
     }
 
-    /// Decrypt one datagram. `out` receives datagrams to send back (handshake
-    /// responses, cookies, queued packets). Returns the inner packet, if any.
-    pub(crate) fn decapsulate<'s>(
-        &'s mut self,
+    /// Decrypt one datagram into `dst` (resized to the inner packet, so the
+    /// caller can hand the buffer on without copying). `out` receives
+    /// datagrams to send back (handshake responses, cookies, queued packets).
+    pub(crate) fn decapsulate(
+        &mut self,
         now: Instant,
         from: Option<IpAddr>,
         datagram: &[u8],
+        dst: &mut Vec<u8>,
         out: &mut impl FnMut(&[u8]),
-    ) -> Result<Decapsulated<'s>, WireGuardError> {
+    ) -> Result<Decapsulated, WireGuardError> {
         let kind = datagram.first().copied();
+        dst.resize(datagram.len().max(MIN_DST), 0);
         // First the datagram itself; then, as boringtun asks, drain whatever it
         // queued while the handshake was pending (repeat with an empty input).
-        let (len, src) = match self.tunn.decapsulate(from, datagram, &mut self.scratch) {
+        let (len, src) = match self.tunn.decapsulate(from, datagram, dst) {
             TunnResult::Done => {
                 if kind == Some(HANDSHAKE_RESP) {
                     self.note_established(now);
@@ -149,7 +156,10 @@ impl WgPeer {
             TunnResult::WriteToTunnelV6(p, a) => (Some(p.len()), Some(IpAddr::V6(a))),
         };
         match (len, src) {
-            (Some(len), Some(src)) => Ok(Decapsulated::Packet(&self.scratch[..len], src)),
+            (Some(len), Some(src)) => {
+                dst.truncate(len);
+                Ok(Decapsulated::Packet(src))
+            }
             _ => Ok(Decapsulated::Control),
         }
     }
@@ -164,13 +174,31 @@ impl WgPeer {
         }
     }
 
-    /// Encrypt one inner packet (or start a handshake and queue it).
-    pub(crate) fn encapsulate(&mut self, now: Instant, packet: &[u8], out: &mut impl FnMut(&[u8])) {
-        if let TunnResult::WriteToNetwork(d) = self.tunn.encapsulate(packet, &mut self.scratch) {
-            let first = d.first().copied();
-            out(d);
+    /// Encrypt one inner packet into `dst` (resized to the datagram).
+    /// Returns false if there is nothing to send: then boringtun queued the
+    /// packet and `out` got a handshake initiation instead.
+    pub(crate) fn encapsulate_into(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        dst: &mut Vec<u8>,
+        out: &mut impl FnMut(&[u8]),
+    ) -> bool {
+        dst.resize((packet.len() + 32).max(MIN_DST), 0);
+        let (len, first) = match self.tunn.encapsulate(packet, dst) {
+            TunnResult::WriteToNetwork(d) => (d.len(), d.first().copied()),
+            _ => return false,
+        };
+        if first == Some(HANDSHAKE_INIT) {
+            // No session yet: the packet is queued; this is the initiation.
+            let init = dst.get(..len).unwrap_or_default();
+            out(init);
             self.note_sent(first, now);
+            return false;
         }
+        dst.truncate(len);
+        self.note_sent(first, now);
+        true
     }
 
     /// Run the WireGuard timers (rekey, retransmit, keepalive).

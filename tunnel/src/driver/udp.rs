@@ -1,9 +1,21 @@
-//! The WireGuard UDP socket.
+//! The WireGuard UDP socket, with batched I/O where the OS offers it.
+//!
+//! On Linux, datagrams of one size to one destination are coalesced and
+//! sent with one `sendmsg` using UDP generic segmentation offload
+//! (`UDP_SEGMENT`), and received coalesced with `UDP_GRO`: one system call
+//! per up to 64 datagrams instead of one each. Elsewhere, or if the kernel
+//! refuses, every datagram is sent and received on its own.
 
 use std::io;
 use std::net::SocketAddr;
+use std::task::Context;
 
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+#[cfg(target_os = "linux")]
+mod linux;
 
 /// Kernel socket buffer we ask for: a full in-tunnel TCP window of datagrams
 /// must fit, or bursts are dropped before userspace sees them. The kernel
@@ -13,13 +25,225 @@ const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 /// Most datagrams handled per wakeup before yielding to other tasks.
 pub(crate) const BATCH: usize = 256;
 
-/// Bind a non-blocking UDP socket with large buffers.
-pub(crate) fn bind(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+/// Most datagrams coalesced into one send (the kernel's UDP_MAX_SEGMENTS).
+#[cfg(target_os = "linux")]
+const MAX_SEGMENTS: usize = linux::MAX_SEGMENTS;
+#[cfg(not(target_os = "linux"))]
+const MAX_SEGMENTS: usize = 1;
+/// Most bytes in one coalesced send: it must fit one IP packet.
+const MAX_BATCH_BYTES: usize = 65_000;
+/// Receive buffer: a coalesced batch, or the largest single datagram.
+const RECV_BUFFER: usize = crate::core::wg::MAX_DATAGRAM;
+
+/// Where the driver's datagrams come from and their buffers go back to.
+pub(crate) trait Outbox {
+    /// The next datagram and its destination.
+    fn next_datagram(&mut self) -> Option<(SocketAddr, Vec<u8>)>;
+    /// A buffer whose datagram has been copied or sent.
+    fn recycle(&mut self, buf: Vec<u8>);
+}
+
+/// The socket plus the batching state.
+#[derive(Debug)]
+pub(crate) struct UdpIo {
+    socket: UdpSocket,
+    /// Send with UDP_SEGMENT (cleared if the kernel refuses it).
+    gso: bool,
+    /// Receive with UDP_GRO.
+    gro: bool,
+    /// Datagrams waiting to be sent, all to `to` and all of `segment` bytes
+    /// except the last (what GSO requires); sent straight from these
+    /// buffers (one iovec each), so batching adds no copy.
+    batch: Vec<Vec<u8>>,
+    batch_bytes: usize,
+    segment: usize,
+    to: Option<SocketAddr>,
+    /// A datagram that did not fit the current batch.
+    held: Option<(SocketAddr, Vec<u8>)>,
+    rx: Vec<u8>,
+    #[cfg(target_os = "linux")]
+    cmsg: Vec<u8>,
+}
+
+/// Bind a non-blocking UDP socket with large buffers (and offloads on Linux).
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpIo> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // Best effort: a smaller buffer only costs throughput.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    tokio::net::UdpSocket::from_std(socket.into())
+    #[cfg(target_os = "linux")]
+    let (gso, gro) = linux::enable_offloads(&socket);
+    #[cfg(not(target_os = "linux"))]
+    let (gso, gro) = (false, false);
+    tracing::debug!(gso, gro, "udp socket bound");
+    Ok(UdpIo {
+        socket: UdpSocket::from_std(socket.into())?,
+        gso,
+        gro,
+        batch: Vec::with_capacity(MAX_SEGMENTS),
+        batch_bytes: 0,
+        segment: 0,
+        to: None,
+        held: None,
+        rx: vec![0u8; RECV_BUFFER],
+        #[cfg(target_os = "linux")]
+        cmsg: linux::cmsg_buffer(),
+    })
+}
+
+impl UdpIo {
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Send one datagram now, without batching (teardown paths).
+    pub(crate) fn try_send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.socket.try_send_to(datagram, to)
+    }
+
+    /// Receive up to [`BATCH`] datagrams, handing each to `handle`. Registers
+    /// for a wakeup when the socket runs dry. Returns whether any arrived.
+    pub(crate) fn recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut handle: impl FnMut(SocketAddr, &[u8]),
+    ) -> bool {
+        let mut progress = false;
+        let mut count = 0;
+        while count < BATCH {
+            match self.recv_one() {
+                Ok((n, segment, from)) => {
+                    progress = true;
+                    let data = &self.rx[..n];
+                    match segment {
+                        Some(seg) if seg > 0 && seg < n => {
+                            for d in data.chunks(seg) {
+                                count += 1;
+                                handle(from, d);
+                            }
+                        }
+                        _ => {
+                            count += 1;
+                            handle(from, data);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.socket.poll_recv_ready(cx).is_ready() {
+                        continue;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    // e.g. ICMP port unreachable surfacing as ECONNREFUSED:
+                    // the peer is down; the handshake timer will show it.
+                    tracing::debug!(error = %e, "udp receive error");
+                    break;
+                }
+            }
+        }
+        progress
+    }
+
+    /// (bytes, GRO segment size, source) of the next datagram or batch.
+    fn recv_one(&mut self) -> io::Result<(usize, Option<usize>, SocketAddr)> {
+        #[cfg(target_os = "linux")]
+        if self.gro {
+            let (socket, rx, cmsg) = (&self.socket, &mut self.rx, &mut self.cmsg);
+            return socket.try_io(Interest::READABLE, || linux::recv_gro(socket, rx, cmsg));
+        }
+        let (n, from) = self.socket.try_recv_from(&mut self.rx)?;
+        Ok((n, None, from))
+    }
+
+    /// Send everything `out` has, coalescing where possible. Registers for a
+    /// wakeup when the socket is full. Returns whether anything was sent.
+    pub(crate) fn send(&mut self, cx: &mut Context<'_>, out: &mut impl Outbox) -> bool {
+        let mut progress = false;
+        loop {
+            if self.batch.is_empty() {
+                self.fill(out);
+                if self.batch.is_empty() {
+                    return progress;
+                }
+            }
+            match self.send_batch() {
+                Ok(()) => progress = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.socket.poll_send_ready(cx).is_ready() {
+                        continue;
+                    }
+                    return progress;
+                }
+                Err(e) if self.batch.len() > 1 => {
+                    // The kernel or the route does not take segmentation
+                    // offload: stop using it, send this batch one by one.
+                    tracing::debug!(error = %e, "UDP segmentation offload refused; sending datagrams one by one");
+                    self.gso = false;
+                    self.send_singly();
+                    progress = true;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, to = ?self.to, "udp send error; datagram dropped");
+                }
+            }
+            for buf in self.batch.drain(..) {
+                out.recycle(buf);
+            }
+            self.batch_bytes = 0;
+        }
+    }
+
+    /// Take datagrams from `out` into the batch while they can share it.
+    fn fill(&mut self, out: &mut impl Outbox) {
+        while let Some((to, d)) = self.held.take().or_else(|| out.next_datagram()) {
+            if self.batch.is_empty() {
+                self.to = Some(to);
+                self.segment = d.len();
+            } else if !self.gso
+                || self.to != Some(to)
+                || d.len() > self.segment
+                || self.batch.len() >= MAX_SEGMENTS
+                || self.batch_bytes + d.len() > MAX_BATCH_BYTES
+            {
+                self.held = Some((to, d));
+                return;
+            }
+            // Only the last segment may be shorter.
+            let last = d.len() < self.segment;
+            self.batch_bytes += d.len();
+            self.batch.push(d);
+            if last {
+                return;
+            }
+        }
+    }
+
+    fn send_batch(&self) -> io::Result<()> {
+        let Some(to) = self.to else { return Ok(()) };
+        #[cfg(target_os = "linux")]
+        if self.batch.len() > 1 {
+            let (socket, batch, segment) = (&self.socket, &self.batch, self.segment);
+            return socket.try_io(Interest::WRITABLE, || {
+                linux::send_gso(socket, batch, segment, to)
+            });
+        }
+        match self.batch.first() {
+            Some(d) => self.socket.try_send_to(d, to).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// Fallback for a batch the kernel would not segment. A datagram that
+    /// does not fit the socket buffer now is dropped, as UDP may.
+    fn send_singly(&self) {
+        let Some(to) = self.to else { return };
+        for d in &self.batch {
+            if let Err(e) = self.socket.try_send_to(d, to) {
+                tracing::debug!(error = %e, %to, "udp send error; datagram dropped");
+            }
+        }
+    }
 }

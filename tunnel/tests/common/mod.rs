@@ -9,7 +9,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound for one exchange. Generous on purpose: across wireguard-go in
+/// a netns a lost SYN is retransmitted after 1, 3, 7, 15 s (smoltcp's RTO
+/// backoff), and a loaded 2-core CI machine does lose the odd packet there.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A TCP echo server on `addr`; returns the bound address.
 pub async fn tcp_echo(addr: &str) -> SocketAddr {
