@@ -28,7 +28,6 @@ const WG_GATEWAY: &str = "10.214.0.1/24";
 const WG_GATEWAY_IP: &str = "10.214.0.1";
 const WG_CLIENT_IP: &str = "10.214.0.2";
 const WG_PORT: u16 = 51820;
-const WG_IF: &str = "wgsp0";
 
 fn run(args: &[&str]) -> Result<(), String> {
     let out = Command::new(args[0])
@@ -76,6 +75,13 @@ struct Lab {
     gateway_ns: String,
     wireguard_go: Option<Child>,
     key_file: std::path::PathBuf,
+    /// Unique per lab: wireguard-go's control socket is
+    /// `/var/run/wireguard/<interface>.sock`, shared by every namespace, so
+    /// two runs at once with one fixed name would talk to each other's
+    /// daemon.
+    wg_if: String,
+    /// wireguard-go's stderr, quoted when it fails to start.
+    wg_log: std::path::PathBuf,
 }
 
 impl Drop for Lab {
@@ -87,6 +93,7 @@ impl Drop for Lab {
         let _ = run(&["ip", "netns", "del", &self.client_ns]);
         let _ = run(&["ip", "netns", "del", &self.gateway_ns]);
         let _ = std::fs::remove_file(&self.key_file);
+        let _ = std::fs::remove_file(&self.wg_log);
     }
 }
 
@@ -97,6 +104,7 @@ fn enter(ns: &str) {
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
+static SEQ_IF: AtomicU32 = AtomicU32::new(0);
 
 fn build_lab(gateway_key: &PrivateKey, client_public: &str) -> Result<Lab, String> {
     let id = format!(
@@ -109,7 +117,13 @@ fn build_lab(gateway_key: &PrivateKey, client_public: &str) -> Result<Lab, Strin
         gateway_ns: format!("spg-{id}"),
         wireguard_go: None,
         key_file: std::env::temp_dir().join(format!("sallyport-wg-{id}.key")),
+        wg_if: format!(
+            "wgsp{}",
+            SEQ_IF.fetch_add(1, Ordering::Relaxed) + std::process::id() % 100_000 * 100
+        ),
+        wg_log: std::env::temp_dir().join(format!("sallyport-wg-{id}.log")),
     };
+    let wg_if = lab.wg_if.clone();
     let (c, g) = (lab.client_ns.clone(), lab.gateway_ns.clone());
     run(&["ip", "netns", "add", &c])?;
     run(&["ip", "netns", "add", &g])?;
@@ -124,18 +138,22 @@ fn build_lab(gateway_key: &PrivateKey, client_public: &str) -> Result<Lab, Strin
         run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
         run(&["ip", "-n", ns, "link", "set", "spveth", "up"])?;
     }
+    let log = File::create(&lab.wg_log).map_err(|e| e.to_string())?;
     let child = Command::new("ip")
-        .args(["netns", "exec", &g, "wireguard-go", "-f", WG_IF])
+        .args(["netns", "exec", &g, "wireguard-go", "-f", &wg_if])
         .env("LOG_LEVEL", "error")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .map_err(|e| format!("starting wireguard-go: {e}"))?;
     lab.wireguard_go = Some(child);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while run(&["ip", "-n", &g, "link", "show", WG_IF]).is_err() {
+    while run(&["ip", "-n", &g, "link", "show", &wg_if]).is_err() {
         if Instant::now() > deadline {
-            return Err("wireguard-go did not create its TUN device".into());
+            let said = std::fs::read_to_string(&lab.wg_log).unwrap_or_default();
+            return Err(format!(
+                "wireguard-go did not create its TUN device {wg_if}; it said: {said:?}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -158,7 +176,7 @@ fn build_lab(gateway_key: &PrivateKey, client_public: &str) -> Result<Lab, Strin
         &g,
         "wg",
         "set",
-        WG_IF,
+        &wg_if,
         "private-key",
         &key_path,
         "listen-port",
@@ -168,8 +186,8 @@ fn build_lab(gateway_key: &PrivateKey, client_public: &str) -> Result<Lab, Strin
         "allowed-ips",
         &allowed,
     ])?;
-    run(&["ip", "-n", &g, "addr", "add", WG_GATEWAY, "dev", WG_IF])?;
-    run(&["ip", "-n", &g, "link", "set", WG_IF, "up"])?;
+    run(&["ip", "-n", &g, "addr", "add", WG_GATEWAY, "dev", &wg_if])?;
+    run(&["ip", "-n", &g, "link", "set", &wg_if, "up"])?;
     Ok(lab)
 }
 
@@ -266,7 +284,7 @@ fn client_tunnel_interoperates_with_wireguard_go() {
             &lab.gateway_ns,
             "wg",
             "show",
-            WG_IF,
+            &lab.wg_if,
             "latest-handshakes",
         ])
         .output()
