@@ -5,5 +5,8 @@
 pub mod config;
 pub mod control;
 pub mod diagnostics;
+pub mod identity;
 pub mod posture_view;
+pub mod secrets;
+pub mod status_view;
 pub mod supervisor;

@@ -4,6 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use agent::identity::client::{AuthOverrides, DevicePrompt};
+use agent::identity::session::SessionState;
+use agent::identity::store::KeyringStore;
+use agent::identity::{Identity, IdentityConfig, WhoAmI, browser};
 use agent::posture_view::{self, PostureOutput};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -44,6 +50,97 @@ enum Command {
         #[arg(long, default_value_t = 45, value_name = "SECONDS")]
         timeout: u64,
     },
+    /// Sign in with your organisation's identity provider (MFA required).
+    ///
+    /// Opens the system browser; with --no-browser (or without a display)
+    /// shows a code to enter on another device instead.
+    Login {
+        /// Use the device flow: enter a code on another device.
+        #[arg(long)]
+        no_browser: bool,
+        #[command(flatten)]
+        idp: IdpArgs,
+    },
+    /// Sign out: end the session at the identity provider and delete the
+    /// tokens from the OS keyring.
+    Logout {
+        /// Do not open the identity provider's sign-out page.
+        #[arg(long)]
+        no_browser: bool,
+        #[command(flatten)]
+        idp: IdpArgs,
+    },
+    /// Show who is signed in, until when, and with which second factor
+    /// (never the tokens).
+    Whoami {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        idp: IdpArgs,
+    },
+}
+
+/// Where to sign in. IT's managed configuration will supply these; until
+/// then flags or `SALLYPORT_ISSUER` / `SALLYPORT_CLIENT_ID` /
+/// `SALLYPORT_ACR_VALUES` / `SALLYPORT_MAX_AUTH_AGE` / `SALLYPORT_RESOURCE`.
+#[derive(Debug, clap::Args)]
+struct IdpArgs {
+    /// The identity provider's issuer URL.
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
+    /// The OAuth client id registered for Sallyport.
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+    /// acr_values to request (space-separated).
+    #[arg(long, value_name = "VALUES")]
+    acr_values: Option<String>,
+    /// Oldest accepted MFA sign-in, seconds (also sent as max_age).
+    #[arg(long, value_name = "SECONDS")]
+    max_auth_age: Option<u64>,
+    /// RFC 8707 resource to get access tokens for (the broker).
+    #[arg(long, value_name = "URI")]
+    resource: Option<String>,
+}
+
+impl IdpArgs {
+    fn config(&self) -> anyhow::Result<IdentityConfig> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let issuer = self
+            .issuer
+            .clone()
+            .or_else(|| env("SALLYPORT_ISSUER"))
+            .context(
+                "no identity provider configured: pass --issuer URL or set SALLYPORT_ISSUER",
+            )?;
+        let issuer =
+            url::Url::parse(&issuer).with_context(|| format!("bad issuer URL {issuer:?}"))?;
+        let client_id = self
+            .client_id
+            .clone()
+            .or_else(|| env("SALLYPORT_CLIENT_ID"))
+            .unwrap_or_else(|| "sallyport-desktop".to_owned());
+        let mut config = IdentityConfig::new(issuer, client_id);
+        if let Some(acr) = self
+            .acr_values
+            .clone()
+            .or_else(|| env("SALLYPORT_ACR_VALUES"))
+        {
+            config.acr_values = acr.split_whitespace().map(str::to_owned).collect();
+        }
+        let max_age = match self.max_auth_age {
+            Some(v) => Some(v),
+            None => env("SALLYPORT_MAX_AUTH_AGE")
+                .map(|v| {
+                    v.parse::<u64>()
+                        .context("SALLYPORT_MAX_AUTH_AGE must be seconds")
+                })
+                .transpose()?,
+        };
+        config.max_auth_age = max_age.map(Duration::from_secs);
+        config.resource = self.resource.clone().or_else(|| env("SALLYPORT_RESOURCE"));
+        Ok(config)
+    }
 }
 
 fn main() -> ExitCode {
@@ -76,7 +173,142 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             no_cache,
             timeout,
         } => posture_command(json, policy, &checks, no_cache, timeout),
+        Command::Login { no_browser, idp } => login_command(no_browser, &idp),
+        Command::Logout { no_browser, idp } => logout_command(no_browser, &idp),
+        Command::Whoami { json, idp } => whoami_command(json, &idp),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn identity(idp: &IdpArgs) -> anyhow::Result<Identity> {
+    let config = idp.config()?;
+    let store = KeyringStore::open_default("sallyport")?;
+    Ok(Identity::new(config, Arc::new(store)))
+}
+
+#[allow(clippy::print_stderr)]
+fn say(text: &str) {
+    eprintln!("{text}");
+}
+
+fn format_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn describe(who: &WhoAmI) -> String {
+    let state = match &who.state {
+        SessionState::SignedOut => "signed out".to_owned(),
+        SessionState::Valid { until, .. } => format!(
+            "valid until {}{}",
+            format_time(*until),
+            if who.can_refresh {
+                " (renews automatically)"
+            } else {
+                ""
+            }
+        ),
+        SessionState::NeedsReauth { reason } => format!("needs sign-in: {reason}"),
+    };
+    let auth_time = who
+        .auth_time
+        .map(format_time)
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!(
+        "Signed in as {}\n  issuer:       {}\n  subject:      {}\n  MFA:          {} (at {auth_time})\n  session:      {state}\n  tokens kept in: {}\n",
+        who.user, who.issuer, who.subject, who.mfa_method, who.keyring
+    )
+}
+
+fn login_command(no_browser: bool, idp: &IdpArgs) -> anyhow::Result<u8> {
+    let identity = identity(idp)?;
+    let headless = cfg!(target_os = "linux")
+        && std::env::var_os("DISPLAY").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none()
+        && std::env::var_os("SALLYPORT_BROWSER").is_none();
+    let who = runtime()?.block_on(async {
+        if no_browser || headless {
+            let show = |prompt: &DevicePrompt| {
+                say(&format!(
+                    "To sign in, open {} and enter the code {}",
+                    prompt.verification_uri, prompt.user_code
+                ));
+                if let Some(complete) = &prompt.verification_uri_complete {
+                    say(&format!("  (or open {complete})"));
+                }
+                say(&format!(
+                    "The code expires in {} minutes.",
+                    prompt.expires_in / 60
+                ));
+            };
+            identity.login_device(&show).await
+        } else {
+            let open = |url: &url::Url| {
+                say("Opening your browser to sign in. If it does not open, visit:");
+                say(&format!("  {url}"));
+                browser::open(url).or_else(|err| {
+                    say(&format!("(could not open a browser: {err})"));
+                    Ok(())
+                })
+            };
+            identity
+                .login_browser(&open, &AuthOverrides::default())
+                .await
+        }
+    })?;
+    #[allow(clippy::print_stdout)]
+    {
+        print!("{}", describe(&who));
+    }
+    Ok(0)
+}
+
+fn logout_command(no_browser: bool, idp: &IdpArgs) -> anyhow::Result<u8> {
+    let identity = identity(idp)?;
+    let end_session = runtime()?.block_on(identity.logout())?;
+    say("Signed out; tokens deleted from the OS keyring.");
+    if let Some(url) = end_session
+        && (no_browser || browser::open(&url).is_err())
+    {
+        say("To end the session at your identity provider too, visit:");
+        say(&format!(
+            "  {}",
+            url.as_str().split('?').next().unwrap_or_default()
+        ));
+    }
+    Ok(0)
+}
+
+fn whoami_command(json: bool, idp: &IdpArgs) -> anyhow::Result<u8> {
+    let identity = identity(idp)?;
+    let Some(who) = identity.whoami()? else {
+        say("Not signed in; run `sallyport login`.");
+        return Ok(1);
+    };
+    let text = if json {
+        serde_json::to_string_pretty(&who)? + "\n"
+    } else {
+        describe(&who)
+    };
+    #[allow(clippy::print_stdout)]
+    {
+        print!("{text}");
+    }
+    Ok(match who.state {
+        SessionState::Valid { .. } => 0,
+        _ => 1,
+    })
 }
 
 fn posture_command(

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::task::Context;
 
 use socket2::{Domain, Protocol, Socket, Type};
+#[cfg(target_os = "linux")]
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -49,7 +50,8 @@ pub(crate) struct UdpIo {
     socket: UdpSocket,
     /// Send with UDP_SEGMENT (cleared if the kernel refuses it).
     gso: bool,
-    /// Receive with UDP_GRO.
+    /// Receive with UDP_GRO (only Linux reads it).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     gro: bool,
     /// Datagrams waiting to be sent, all to `to` and all of `segment` bytes
     /// except the last (what GSO requires); sent straight from these

@@ -1,0 +1,526 @@
+//! The session as the supervisor sees it, as a sans-IO state machine:
+//! events and the current time in, state and commands out.
+//!
+//! It never holds tokens, only facts about them (expiry, who, which MFA), so
+//! it can be logged, shown and put in diagnostics freely.
+
+use serde::{Deserialize, Serialize};
+
+/// Facts about a signed-in session (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The issuer signed in at.
+    pub issuer: String,
+    /// The user's `sub`.
+    pub subject: String,
+    /// What to show for the user (email, login name, ...).
+    pub user: String,
+    /// The second factor used, e.g. "amr otp".
+    pub mfa_method: String,
+    /// When the user last authenticated (Unix seconds).
+    pub auth_time: Option<i64>,
+    /// When the access token expires (Unix seconds).
+    pub expires_at: i64,
+    /// Whether a refresh token is held.
+    pub can_refresh: bool,
+}
+
+/// Why the user must sign in again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReauthReason {
+    /// The last MFA is older than the configured maximum.
+    #[error("your last multi-factor sign-in is older than {max_seconds} s; sign in again")]
+    MfaTooOld {
+        /// The limit.
+        max_seconds: i64,
+    },
+    /// The access token expired and cannot be refreshed.
+    #[error("the session expired; sign in again")]
+    Expired,
+    /// The IdP refused the refresh token (revoked, rotated elsewhere, expired).
+    #[error("the identity provider ended the session ({message}); sign in again")]
+    RefreshRejected {
+        /// The IdP's words.
+        message: String,
+    },
+    /// A resource demanded stronger or fresher authentication (RFC 9470).
+    #[error("an application requires a stronger or more recent sign-in; sign in again")]
+    StepUp {
+        /// Requested `acr_values`.
+        acr_values: Vec<String>,
+        /// Requested `max_age`.
+        max_age: Option<u64>,
+    },
+}
+
+/// What the supervisor sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SessionState {
+    /// No session.
+    SignedOut,
+    /// Valid until `until` (Unix seconds), possibly extended by refresh.
+    Valid {
+        /// Access token expiry.
+        until: i64,
+        /// Who.
+        user: String,
+    },
+    /// Tokens held but unusable until the user signs in again.
+    NeedsReauth {
+        /// Why.
+        reason: ReauthReason,
+    },
+}
+
+/// Inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A login completed and its tokens are stored.
+    SignedIn(SessionInfo),
+    /// A refresh completed.
+    Refreshed(SessionInfo),
+    /// A refresh failed; `permanent` when the IdP rejected the grant.
+    RefreshFailed {
+        /// `invalid_grant` and the like, as opposed to network trouble.
+        permanent: bool,
+        /// What happened.
+        message: String,
+    },
+    /// The broker answered with an RFC 9470 challenge.
+    StepUpRequired {
+        /// Requested `acr_values`.
+        acr_values: Vec<String>,
+        /// Requested `max_age`.
+        max_age: Option<u64>,
+    },
+    /// The user logged out.
+    SignedOut,
+    /// Time passed.
+    Tick,
+}
+
+/// Outputs for the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Use the refresh token now.
+    Refresh,
+    /// Delete stored tokens.
+    DeleteTokens,
+    /// Ask the user to sign in (browser login), with these parameters.
+    PromptLogin(ReauthReason),
+}
+
+/// Seconds to wait after a transient refresh failure.
+pub const RETRY_AFTER: i64 = 30;
+
+/// The state machine.
+#[derive(Debug, Clone)]
+pub struct Session {
+    info: Option<SessionInfo>,
+    reauth: Option<ReauthReason>,
+    refreshing: bool,
+    retry_at: Option<i64>,
+    /// Refresh this many seconds before expiry.
+    refresh_margin: i64,
+    /// Oldest acceptable auth_time, seconds.
+    max_auth_age: Option<i64>,
+}
+
+impl Session {
+    /// A signed-out session with the given policy.
+    pub fn new(refresh_margin: i64, max_auth_age: Option<i64>) -> Self {
+        Self {
+            info: None,
+            reauth: None,
+            refreshing: false,
+            retry_at: None,
+            refresh_margin,
+            max_auth_age,
+        }
+    }
+
+    /// The facts of the current session, if any.
+    pub fn info(&self) -> Option<&SessionInfo> {
+        self.info.as_ref()
+    }
+
+    /// The state at `now`.
+    pub fn state(&self, now: i64) -> SessionState {
+        let Some(info) = &self.info else {
+            return SessionState::SignedOut;
+        };
+        if let Some(reason) = &self.reauth {
+            return SessionState::NeedsReauth {
+                reason: reason.clone(),
+            };
+        }
+        if let Some(reason) = self.auth_too_old(info, now) {
+            return SessionState::NeedsReauth { reason };
+        }
+        if now >= info.expires_at {
+            // Expired but refreshable: not valid for gating until refreshed.
+            return SessionState::NeedsReauth {
+                reason: ReauthReason::Expired,
+            };
+        }
+        SessionState::Valid {
+            until: info.expires_at,
+            user: info.user.clone(),
+        }
+    }
+
+    /// When the driver should next send [`Event::Tick`].
+    pub fn next_wakeup(&self) -> Option<i64> {
+        let info = self.info.as_ref()?;
+        if self.reauth.is_some() {
+            return None;
+        }
+        let refresh_at = self
+            .retry_at
+            .unwrap_or(info.expires_at - self.refresh_margin);
+        let mfa_at = match (self.max_auth_age, info.auth_time) {
+            (Some(max), Some(at)) => Some(at + max + 1),
+            _ => None,
+        };
+        Some(mfa_at.map_or(refresh_at, |m| m.min(refresh_at)))
+    }
+
+    fn auth_too_old(&self, info: &SessionInfo, now: i64) -> Option<ReauthReason> {
+        let max = self.max_auth_age?;
+        match info.auth_time {
+            Some(at) if now - at <= max => None,
+            _ => Some(ReauthReason::MfaTooOld { max_seconds: max }),
+        }
+    }
+
+    /// Feeds an event at `now` and returns what to do.
+    pub fn handle(&mut self, event: Event, now: i64) -> Vec<Command> {
+        match event {
+            Event::SignedIn(info) => {
+                self.info = Some(info);
+                self.reauth = None;
+                self.refreshing = false;
+                self.retry_at = None;
+                self.tick(now)
+            }
+            Event::Refreshed(info) => {
+                self.info = Some(info);
+                self.refreshing = false;
+                self.retry_at = None;
+                self.tick(now)
+            }
+            Event::RefreshFailed { permanent, message } => {
+                self.refreshing = false;
+                if permanent {
+                    let reason = ReauthReason::RefreshRejected { message };
+                    self.reauth = Some(reason.clone());
+                    vec![Command::DeleteTokens, Command::PromptLogin(reason)]
+                } else {
+                    self.retry_at = Some(now + RETRY_AFTER);
+                    self.tick(now)
+                }
+            }
+            Event::StepUpRequired {
+                acr_values,
+                max_age,
+            } => {
+                if self.info.is_none() {
+                    return Vec::new();
+                }
+                let reason = ReauthReason::StepUp {
+                    acr_values,
+                    max_age,
+                };
+                self.reauth = Some(reason.clone());
+                vec![Command::PromptLogin(reason)]
+            }
+            Event::SignedOut => {
+                let had = self.info.take().is_some();
+                self.reauth = None;
+                self.refreshing = false;
+                self.retry_at = None;
+                if had {
+                    vec![Command::DeleteTokens]
+                } else {
+                    Vec::new()
+                }
+            }
+            Event::Tick => self.tick(now),
+        }
+    }
+
+    fn tick(&mut self, now: i64) -> Vec<Command> {
+        let Some(info) = &self.info else {
+            return Vec::new();
+        };
+        if self.reauth.is_some() {
+            return Vec::new();
+        }
+        if let Some(reason) = self.auth_too_old(info, now) {
+            self.reauth = Some(reason.clone());
+            return vec![Command::PromptLogin(reason)];
+        }
+        let due = now >= info.expires_at - self.refresh_margin;
+        let retry_ok = self.retry_at.is_none_or(|at| now >= at);
+        if due && info.can_refresh && !self.refreshing && retry_ok {
+            self.refreshing = true;
+            return vec![Command::Refresh];
+        }
+        if now >= info.expires_at && !info.can_refresh {
+            self.reauth = Some(ReauthReason::Expired);
+            return vec![Command::PromptLogin(ReauthReason::Expired)];
+        }
+        Vec::new()
+    }
+}
+
+/// An RFC 9470 step-up challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUpChallenge {
+    /// Requested `acr_values` (space-separated in the header).
+    pub acr_values: Vec<String>,
+    /// Requested `max_age`, seconds.
+    pub max_age: Option<u64>,
+}
+
+/// Parses a `WWW-Authenticate` header value; `Some` only for a Bearer
+/// `insufficient_user_authentication` challenge.
+pub fn parse_step_up(header: &str) -> Option<StepUpChallenge> {
+    let rest = header.trim_start();
+    let (scheme, params) = rest.split_once(' ').unwrap_or((rest, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut error = None;
+    let mut acr_values = Vec::new();
+    let mut max_age = None;
+    let mut chars = params.chars().peekable();
+    loop {
+        while matches!(chars.peek(), Some(c) if c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ','))
+            .collect::<String>()
+            .trim()
+            .to_ascii_lowercase();
+        if key.is_empty() {
+            break;
+        }
+        if chars.next_if_eq(&'=').is_none() {
+            continue;
+        }
+        let value: String = if chars.next_if_eq(&'"').is_some() {
+            let mut value = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+            value
+        } else {
+            std::iter::from_fn(|| chars.next_if(|c| *c != ','))
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        };
+        match key.as_str() {
+            "error" => error = Some(value),
+            "acr_values" => acr_values = value.split_whitespace().map(str::to_owned).collect(),
+            "max_age" => max_age = value.parse().ok(),
+            _ => {}
+        }
+    }
+    (error.as_deref() == Some("insufficient_user_authentication")).then_some(StepUpChallenge {
+        acr_values,
+        max_age,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(expires_at: i64, auth_time: i64, can_refresh: bool) -> SessionInfo {
+        SessionInfo {
+            issuer: "https://idp".into(),
+            subject: "alice".into(),
+            user: "alice@example.com".into(),
+            mfa_method: "amr otp".into(),
+            auth_time: Some(auth_time),
+            expires_at,
+            can_refresh,
+        }
+    }
+
+    #[test]
+    fn signed_out_by_default() {
+        let s = Session::new(60, None);
+        assert_eq!(s.state(0), SessionState::SignedOut);
+        assert_eq!(s.next_wakeup(), None);
+    }
+
+    #[test]
+    fn refreshes_before_expiry_once() {
+        let mut s = Session::new(60, None);
+        assert!(s.handle(Event::SignedIn(info(1000, 0, true)), 0).is_empty());
+        assert_eq!(
+            s.state(10),
+            SessionState::Valid {
+                until: 1000,
+                user: "alice@example.com".into()
+            }
+        );
+        assert_eq!(s.next_wakeup(), Some(940));
+        assert!(s.handle(Event::Tick, 939).is_empty());
+        assert_eq!(s.handle(Event::Tick, 940), vec![Command::Refresh]);
+        assert!(
+            s.handle(Event::Tick, 941).is_empty(),
+            "no second refresh in flight"
+        );
+        assert!(
+            s.handle(Event::Refreshed(info(2000, 0, true)), 950)
+                .is_empty()
+        );
+        assert_eq!(
+            s.state(950),
+            SessionState::Valid {
+                until: 2000,
+                user: "alice@example.com".into()
+            }
+        );
+    }
+
+    #[test]
+    fn transient_refresh_failure_retries_later() {
+        let mut s = Session::new(60, None);
+        s.handle(Event::SignedIn(info(1000, 0, true)), 0);
+        assert_eq!(s.handle(Event::Tick, 950), vec![Command::Refresh]);
+        let cmds = s.handle(
+            Event::RefreshFailed {
+                permanent: false,
+                message: "down".into(),
+            },
+            951,
+        );
+        assert!(cmds.is_empty());
+        assert_eq!(s.next_wakeup(), Some(951 + RETRY_AFTER));
+        assert!(s.handle(Event::Tick, 960).is_empty());
+        assert_eq!(
+            s.handle(Event::Tick, 951 + RETRY_AFTER),
+            vec![Command::Refresh]
+        );
+        assert!(matches!(
+            s.state(1000),
+            SessionState::NeedsReauth {
+                reason: ReauthReason::Expired
+            }
+        ));
+    }
+
+    #[test]
+    fn permanent_refresh_failure_needs_login() {
+        let mut s = Session::new(60, None);
+        s.handle(Event::SignedIn(info(1000, 0, true)), 0);
+        s.handle(Event::Tick, 950);
+        let cmds = s.handle(
+            Event::RefreshFailed {
+                permanent: true,
+                message: "invalid_grant".into(),
+            },
+            951,
+        );
+        assert_eq!(cmds[0], Command::DeleteTokens);
+        assert!(matches!(
+            s.state(951),
+            SessionState::NeedsReauth {
+                reason: ReauthReason::RefreshRejected { .. }
+            }
+        ));
+    }
+
+    #[test]
+    fn expiry_without_refresh_token() {
+        let mut s = Session::new(60, None);
+        s.handle(Event::SignedIn(info(1000, 0, false)), 0);
+        assert!(s.handle(Event::Tick, 999).is_empty());
+        assert_eq!(
+            s.handle(Event::Tick, 1000),
+            vec![Command::PromptLogin(ReauthReason::Expired)]
+        );
+    }
+
+    #[test]
+    fn stale_mfa_forces_login_even_with_refresh() {
+        let mut s = Session::new(60, Some(3600));
+        s.handle(Event::SignedIn(info(100_000, 0, true)), 0);
+        assert_eq!(s.next_wakeup(), Some(3601));
+        assert!(s.handle(Event::Tick, 3600).is_empty());
+        assert_eq!(
+            s.handle(Event::Tick, 3601),
+            vec![Command::PromptLogin(ReauthReason::MfaTooOld {
+                max_seconds: 3600
+            })]
+        );
+        assert!(matches!(s.state(3601), SessionState::NeedsReauth { .. }));
+        // A fresh login clears it.
+        s.handle(Event::SignedIn(info(100_000, 3700, true)), 3700);
+        assert!(matches!(s.state(3700), SessionState::Valid { .. }));
+    }
+
+    #[test]
+    fn step_up_and_logout() {
+        let mut s = Session::new(60, None);
+        assert!(
+            s.handle(
+                Event::StepUpRequired {
+                    acr_values: vec![],
+                    max_age: None
+                },
+                0
+            )
+            .is_empty()
+        );
+        s.handle(Event::SignedIn(info(1000, 0, true)), 0);
+        let cmds = s.handle(
+            Event::StepUpRequired {
+                acr_values: vec!["urn:mfa".into()],
+                max_age: Some(0),
+            },
+            5,
+        );
+        assert!(
+            matches!(&cmds[0], Command::PromptLogin(ReauthReason::StepUp { acr_values, max_age: Some(0) }) if acr_values == &["urn:mfa"])
+        );
+        assert_eq!(s.handle(Event::SignedOut, 6), vec![Command::DeleteTokens]);
+        assert_eq!(s.state(6), SessionState::SignedOut);
+    }
+
+    #[test]
+    fn step_up_header_parsing() {
+        let c = parse_step_up(r#"Bearer error="insufficient_user_authentication", error_description="A different authentication level is required", acr_values="urn:a urn:b", max_age=5"#).unwrap();
+        assert_eq!(c.acr_values, vec!["urn:a", "urn:b"]);
+        assert_eq!(c.max_age, Some(5));
+        let c = parse_step_up(r#"Bearer error="insufficient_user_authentication", max_age="0""#)
+            .unwrap();
+        assert_eq!(c.max_age, Some(0));
+        assert!(parse_step_up(r#"Bearer error="invalid_token""#).is_none());
+        assert!(parse_step_up(r#"Basic realm="x""#).is_none());
+        assert!(parse_step_up("").is_none());
+    }
+
+    #[test]
+    fn state_serializes_for_the_supervisor() {
+        let json = serde_json::to_string(&SessionState::NeedsReauth {
+            reason: ReauthReason::Expired,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"state":"needs_reauth","reason":{"kind":"expired"}}"#
+        );
+    }
+}

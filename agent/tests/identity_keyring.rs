@@ -1,0 +1,182 @@
+//! Token storage through the real OS keyrings on Linux: the Secret Service
+//! (gnome-keyring on a private session bus this test starts) and the
+//! kernel keyutils backend. Values are larger than Windows Credential
+//! Manager's 2560-byte limit, so the chunking every platform uses is
+//! exercised too.
+//!
+//! D-Bus picks its bus from the process-global `DBUS_SESSION_BUS_ADDRESS`,
+//! and tests run in parallel threads, so the Secret Service test starts a
+//! private `dbus-daemon` + `gnome-keyring-daemon` and re-runs this test
+//! binary as a child with that variable set, rather than mutating the
+//! environment of this process. `cargo test --workspace` runs it as is.
+
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agent::identity::store::{Backend, KeyringStore, SecretStore as _};
+use agent::secrets::Secret;
+
+/// Set in the child process that talks to the private bus.
+const INNER_ENV: &str = "SALLYPORT_TEST_SECRET_SERVICE_INNER";
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn big_value() -> String {
+    // Looks like a token bundle; 3.5 KB, over the Windows limit.
+    let mut value = String::from("{\"id_token\":\"");
+    while value.len() < 3500 {
+        value.push_str("eyJhbGciOiJSUzI1NiJ9.abcdefghijklmnopqrstuvwxyz0123456789");
+    }
+    value.push_str("\"}");
+    value
+}
+
+fn round_trip(store: &KeyringStore, account: &str) {
+    store.delete(account).unwrap();
+    assert!(store.get(account).unwrap().is_none());
+    let small = Secret::new("small-secret".to_owned());
+    store.set(account, &small).unwrap();
+    assert_eq!(
+        store.get(account).unwrap().unwrap().expose(),
+        "small-secret"
+    );
+    let big = big_value();
+    store.set(account, &Secret::new(big.clone())).unwrap();
+    assert_eq!(store.get(account).unwrap().unwrap().expose(), big);
+    // Shrinking again must not leave stale parts behind.
+    store.set(account, &small).unwrap();
+    assert_eq!(
+        store.get(account).unwrap().unwrap().expose(),
+        "small-secret"
+    );
+    store.delete(account).unwrap();
+    assert!(store.get(account).unwrap().is_none());
+    store.delete(account).unwrap();
+}
+
+#[test]
+fn keyutils_round_trip() {
+    let store = KeyringStore::with_backend("sallyport-test", Backend::Keyutils);
+    // Containers with a seccomp profile that forbids keyctl cannot run this.
+    if let Err(err) = store.get("probe") {
+        eprintln!("SKIP keyutils_round_trip: kernel keyring not usable here: {err}");
+        return;
+    }
+    round_trip(&store, &format!("keyutils-{}", std::process::id()));
+}
+
+/// Runs only inside the child started by `secret_service_round_trip`.
+#[test]
+#[ignore = "run by secret_service_round_trip on a private session bus"]
+fn secret_service_inner() {
+    if std::env::var_os(INNER_ENV).is_none() {
+        return;
+    }
+    let store = KeyringStore::with_backend("sallyport-test", Backend::SecretService);
+    round_trip(&store, "secret-service");
+    // The default chooser picks the Secret Service when one is reachable.
+    let default = KeyringStore::open_default("sallyport-test").unwrap();
+    assert_eq!(default.backend(), Backend::SecretService);
+}
+
+#[test]
+fn secret_service_round_trip() {
+    for program in ["dbus-daemon", "gnome-keyring-daemon"] {
+        if !have(program) {
+            eprintln!(
+                "SKIP secret_service_round_trip: {program} is not installed (apt-get install dbus-daemon gnome-keyring)"
+            );
+            return;
+        }
+    }
+    let home = tempfile::tempdir().unwrap();
+    let mut bus = Command::new("dbus-daemon")
+        .args(["--session", "--print-address=1", "--nofork"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(bus.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _bus = Killed(bus);
+    let address = line.trim().to_owned();
+    assert!(address.starts_with("unix:"), "dbus address {address:?}");
+
+    let mut keyring = Command::new("gnome-keyring-daemon")
+        .args(["--foreground", "--unlock", "--components=secrets"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &address)
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", home.path())
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The login keyring's password; the keyring is created and unlocked with it.
+    let mut stdin = keyring.stdin.take().unwrap();
+    stdin.write_all(b"sallyport-test").unwrap();
+    drop(stdin);
+    let _keyring = Killed(keyring);
+
+    // Wait until the daemon owns org.freedesktop.secrets on our bus.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let owned = Command::new("dbus-send")
+            .args([
+                &format!("--bus={address}"),
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+                "string:org.freedesktop.secrets",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
+            .unwrap_or(false);
+        if owned {
+            break;
+        }
+        assert!(Instant::now() < deadline, "gnome-keyring did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "secret_service_inner",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("DBUS_SESSION_BUS_ADDRESS", &address)
+        .env(INNER_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "inner test failed:\n{stdout}\n{stderr}"
+    );
+}
