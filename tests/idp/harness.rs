@@ -77,7 +77,7 @@ impl Default for Options {
 #[derive(Debug)]
 pub struct Idp {
     child: Child,
-    _stdin: ChildStdin,
+    stdin: ChildStdin,
     /// `http://127.0.0.1:<port>`.
     pub issuer: String,
     /// The port.
@@ -150,11 +150,31 @@ impl Idp {
         assert_eq!(first["event"], "listening", "{first}");
         Some(Idp {
             child,
-            _stdin: stdin,
+            stdin,
             issuer: first["issuer"].as_str().unwrap().to_owned(),
             port: u16::try_from(first["port"].as_u64().unwrap()).unwrap(),
             events: rx,
         })
+    }
+}
+
+impl Idp {
+    /// Rotates the signing key (see README.md): a new RS256 key is published
+    /// in front of the old ones and signs every later token. Returns its
+    /// `kid`. Other events that arrive meanwhile are dropped.
+    pub fn rotate_signing_key(&mut self) -> String {
+        use std::io::Write as _;
+        self.stdin.write_all(b"rotate\n").unwrap();
+        self.stdin.flush().unwrap();
+        loop {
+            let event = self
+                .events
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the test IdP did not rotate its key within 30 s");
+            if event["event"] == "rotated" {
+                return event["kid"].as_str().unwrap().to_owned();
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //   {"event":"listening","issuer":"http://127.0.0.1:41234","port":41234}
 // then one JSON line per finished interaction ({"event":"login",...}).
 // It exits when stdin closes, so a test harness that dies takes it along.
+// A line `rotate` on stdin rotates the signing key ({"event":"rotated",...}).
 // Never use it outside tests: keys are committed, users are fixed.
 
 import http from 'node:http';
@@ -85,7 +86,7 @@ await new Promise((resolve) => { server.listen(config.port, '127.0.0.1', resolve
 const { port } = server.address();
 const issuer = `http://127.0.0.1:${port}`;
 
-const provider = new Provider(issuer, {
+const providerConfig = {
   clients: [{
     client_id: config.clientId,
     client_name: 'Sallyport',
@@ -164,7 +165,32 @@ const provider = new Provider(issuer, {
     ctx.type = 'html';
     ctx.body = `<!DOCTYPE html><title>Error</title><h1>${out.error}</h1><p>${out.error_description ?? ''}</p>`;
   },
-});
+};
+
+function logServerError(ctx, err) {
+  process.stderr.write(`idp server_error: ${err.stack}\n`);
+}
+
+// Reassigned by rotateSigningKey (oidc-provider cannot change keys in place).
+let provider = new Provider(issuer, providerConfig);
+provider.on('server_error', logServerError);
+let oidc = provider.callback();
+
+// Key rotation, for tests of the client's JWKS refetch: a line `rotate` on
+// stdin generates a new RS256 key, publishes it in front of the old keys
+// (which stay published) and signs every later token with it (oidc-provider
+// signs with the first key that fits the algorithm). The provider object is
+// replaced, so sessions and grants made before are forgotten.
+function rotateSigningKey() {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const kid = `idp-rs256-rotated-${crypto.randomUUID()}`;
+  const jwk = { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' };
+  jwks.keys.unshift(jwk);
+  provider = new Provider(issuer, { ...providerConfig, jwks: { keys: [...jwks.keys] } });
+  provider.on('server_error', logServerError);
+  oidc = provider.callback();
+  log({ event: 'rotated', kid, published: jwks.keys.map((k) => k.kid) });
+}
 
 function escapeHtml(s) {
   return String(s).replace(/[&<>"']/g, (c) => ({
@@ -291,7 +317,6 @@ async function interactions(req, res, url) {
   page(res, 'Not found', '', 404);
 }
 
-const oidc = provider.callback();
 server.on('request', (req, res) => {
   const url = new URL(req.url, issuer);
   if (url.pathname.startsWith('/interaction/')) {
@@ -304,14 +329,23 @@ server.on('request', (req, res) => {
   oidc(req, res);
 });
 
-provider.on('server_error', (ctx, err) => {
-  process.stderr.write(`idp server_error: ${err.stack}\n`);
-});
-
 log({ event: 'listening', issuer, port, mfa: config.mfa, client_id: config.clientId });
 
 // Exit with the parent: tests hold our stdin open and close it when done.
 process.stdin.on('end', () => process.exit(0));
+// Commands, one per line (see rotateSigningKey).
+let commands = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (chunk) => {
+  commands += chunk;
+  let newline = commands.indexOf('\n');
+  while (newline !== -1) {
+    const command = commands.slice(0, newline).trim();
+    commands = commands.slice(newline + 1);
+    if (command === 'rotate') rotateSigningKey();
+    newline = commands.indexOf('\n');
+  }
+});
 process.stdin.on('close', () => process.exit(0));
 process.stdin.resume();
 process.on('SIGTERM', () => process.exit(0));
