@@ -6,11 +6,18 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use agent::broker_client::BrokerClient;
+use agent::control::view::{AppView, StatusView};
+use agent::control::{Reply, Request};
+use agent::diagnostics::Bundle;
 use agent::identity::client::{AuthOverrides, DevicePrompt};
 use agent::identity::session::SessionState;
 use agent::identity::store::KeyringStore;
+use agent::identity::store::SecretStore;
 use agent::identity::{Identity, IdentityConfig, WhoAmI, browser};
 use agent::posture_view::{self, PostureOutput};
+use agent::runtime::{Runtime, RuntimeOptions};
+use agent::supervisor::Timing;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use posture::CheckId;
@@ -18,12 +25,52 @@ use posture::cache::Cache;
 use posture::collect::{self, Options};
 use posture::policy::Policy;
 
+/// The control channel's transport: a Unix socket. The Windows named pipe
+/// (with a client-SID check) is not built yet; there the agent commands say so.
+#[cfg(unix)]
+mod transport {
+    pub use agent::control::unix::{ControlServer, default_socket_path, request};
+}
+
+#[cfg(not(unix))]
+mod transport {
+    use std::path::{Path, PathBuf};
+
+    use agent::control::{Reply, Request};
+    use agent::runtime::ControlRequest;
+
+    const UNSUPPORTED: &str =
+        "the agent's control channel (a named pipe) is not available on this OS yet";
+
+    pub fn default_socket_path() -> PathBuf {
+        PathBuf::from(r"\\.\pipe\sallyport-agent")
+    }
+
+    pub async fn request(_path: &Path, _request: &Request) -> anyhow::Result<Reply> {
+        anyhow::bail!(UNSUPPORTED)
+    }
+
+    pub struct ControlServer;
+
+    impl ControlServer {
+        pub async fn bind(_path: &Path) -> anyhow::Result<Self> {
+            anyhow::bail!(UNSUPPORTED)
+        }
+
+        pub async fn serve(self, _handler: tokio::sync::mpsc::Sender<ControlRequest>) {}
+    }
+}
+
 /// Exit code when the command itself failed (bad arguments, bad policy).
 const EXIT_ERROR: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(name = "sallyport", version, about = "Sallyport zero-trust client")]
 struct Cli {
+    /// The running agent's control socket (default: per-user runtime dir,
+    /// or SALLYPORT_SOCKET).
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,6 +125,44 @@ enum Command {
         json: bool,
         #[command(flatten)]
         idp: IdpArgs,
+    },
+    /// Run the agent: keep measuring posture, attest, and keep the
+    /// applications you opened connected while identity and posture hold.
+    Run {
+        /// The access broker's URL (else SALLYPORT_BROKER or the settings).
+        #[arg(long, value_name = "URL")]
+        broker: Option<String>,
+        #[command(flatten)]
+        idp: IdpArgs,
+    },
+    /// Identity, device verdict and tunnels of the running agent.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The applications you can open.
+    Apps {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open an application: its tunnel comes up whenever identity and
+    /// posture allow, and stays wanted until `disconnect`.
+    Connect {
+        /// The application id (see `sallyport apps`).
+        app: String,
+    },
+    /// Close an application's tunnel.
+    Disconnect {
+        /// The application id.
+        app: String,
+    },
+    /// Write a redacted diagnostics bundle (zip) for your helpdesk.
+    Diagnostics {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE", default_value = "sallyport-diagnostics.zip")]
+        out: PathBuf,
     },
 }
 
@@ -176,7 +261,193 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Login { no_browser, idp } => login_command(no_browser, &idp),
         Command::Logout { no_browser, idp } => logout_command(no_browser, &idp),
         Command::Whoami { json, idp } => whoami_command(json, &idp),
+        Command::Run { broker, idp } => agent_run_command(broker, &idp, cli.socket),
+        Command::Status { json } => status_command(json, cli.socket),
+        Command::Apps { json } => apps_command(json, cli.socket),
+        Command::Connect { app } => {
+            control_command(cli.socket, &Request::Connect { app: app.clone() })?;
+            say(&format!(
+                "{app}: connecting; `sallyport status` shows its local address."
+            ));
+            Ok(0)
+        }
+        Command::Disconnect { app } => {
+            control_command(cli.socket, &Request::Disconnect { app: app.clone() })?;
+            say(&format!("{app}: disconnected."));
+            Ok(0)
+        }
+        Command::Diagnostics { out } => diagnostics_command(&out, cli.socket),
     }
+}
+
+fn socket_path(socket: Option<PathBuf>) -> PathBuf {
+    socket
+        .or_else(|| std::env::var_os("SALLYPORT_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(transport::default_socket_path)
+}
+
+/// Sends one request to the running agent; its `data` on success.
+fn control_command(
+    socket: Option<PathBuf>,
+    request: &Request,
+) -> anyhow::Result<serde_json::Value> {
+    let path = socket_path(socket);
+    match runtime()?.block_on(transport::request(&path, request))? {
+        Reply::Ok { data } => Ok(data),
+        Reply::Error { message } => bail!("{message}"),
+    }
+}
+
+fn print_out(text: &str) {
+    #[allow(clippy::print_stdout)]
+    {
+        print!("{text}");
+    }
+}
+
+fn status_command(json: bool, socket: Option<PathBuf>) -> anyhow::Result<u8> {
+    let data = control_command(socket, &Request::Status)?;
+    let status: StatusView =
+        serde_json::from_value(data).context("the agent sent an unexpected status")?;
+    if json {
+        print_out(&(serde_json::to_string_pretty(&status)? + "\n"));
+    } else {
+        print_out(&agent::status_view::render_status(&status));
+    }
+    let compliant = status.verdict.as_ref().is_some_and(|v| v.compliant);
+    Ok(if compliant { 0 } else { 1 })
+}
+
+fn apps_command(json: bool, socket: Option<PathBuf>) -> anyhow::Result<u8> {
+    let data = control_command(socket, &Request::Apps)?;
+    let apps: Vec<AppView> =
+        serde_json::from_value(data).context("the agent sent an unexpected catalogue")?;
+    if json {
+        print_out(&(serde_json::to_string_pretty(&apps)? + "\n"));
+    } else {
+        print_out(&agent::status_view::render_apps(&apps));
+    }
+    Ok(0)
+}
+
+fn diagnostics_command(out: &std::path::Path, socket: Option<PathBuf>) -> anyhow::Result<u8> {
+    let mut bundle = Bundle::default();
+    bundle.text(
+        "versions.txt",
+        format!(
+            "sallyport {}\nos: {} {}\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        ),
+    );
+    // From the running agent when there is one: what it decided and why.
+    let agent_data = [
+        (Request::Status, "status.json"),
+        (Request::Posture, "posture.json"),
+        (Request::History, "decisions.json"),
+    ];
+    let mut agent_running = true;
+    for (request, name) in agent_data {
+        match control_command(socket.clone(), &request) {
+            Ok(data) => {
+                bundle.json(name, &data);
+            }
+            Err(e) => {
+                agent_running = false;
+                bundle.text(&format!("{name}.error.txt"), e.to_string());
+                break;
+            }
+        }
+    }
+    if !agent_running {
+        // No agent: measure here so the bundle still says what is wrong.
+        let report = runtime()?.block_on(collect::collect(&Options::default()));
+        let evaluation = Policy::default_policy()?.evaluate(&report)?;
+        bundle.json(
+            "posture.json",
+            &PostureOutput {
+                report: &report,
+                policy: "default",
+                evaluation: &evaluation,
+            },
+        );
+    }
+    match agent::config::load() {
+        Ok(effective) => bundle.json("settings.json", &effective),
+        Err(e) => bundle.text("settings.error.txt", e.to_string()),
+    };
+    bundle.write_zip(out)?;
+    say(&format!(
+        "Wrote {} (tokens and keys are never included).",
+        out.display()
+    ));
+    Ok(0)
+}
+
+fn agent_run_command(
+    broker: Option<String>,
+    idp: &IdpArgs,
+    socket: Option<PathBuf>,
+) -> anyhow::Result<u8> {
+    let effective = agent::config::load()?;
+    let settings = effective.settings;
+    let broker_url = broker
+        .or_else(|| std::env::var("SALLYPORT_BROKER").ok().filter(|v| !v.is_empty()))
+        .or(settings.broker_url.clone())
+        .context("no access broker configured: pass --broker URL, set SALLYPORT_BROKER, or set broker_url in the settings")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let broker = BrokerClient::new(&broker_url, Duration::from_secs(10))?;
+        let idp_config = match idp.config() {
+            Ok(config) => config,
+            Err(_) => {
+                // Not configured locally: the broker says where to sign in.
+                let remote = broker.config().await?;
+                let issuer = url::Url::parse(&remote.issuer).with_context(|| {
+                    format!("the broker's issuer {:?} is not a URL", remote.issuer)
+                })?;
+                let mut config = IdentityConfig::new(issuer, remote.client_id);
+                config.acr_values = remote.required_acr.into_iter().collect();
+                config
+            }
+        };
+        let store: Arc<dyn SecretStore> = Arc::new(KeyringStore::open_default("sallyport")?);
+        let identity = Arc::new(Identity::new(idp_config, store.clone()));
+        let options = RuntimeOptions {
+            timing: Timing {
+                posture_interval: time::Duration::seconds(
+                    i64::try_from(settings.posture_interval_secs).unwrap_or(60),
+                ),
+                ..Timing::default()
+            },
+            collect: Options {
+                cache: Cache::default_location(),
+                ..Options::default()
+            },
+            auto_connect: settings.apps.auto_connect.clone(),
+        };
+        let path = socket_path(socket);
+        let server = transport::ControlServer::bind(&path).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(server.serve(tx));
+        say(&format!(
+            "Sallyport agent running; control socket {}",
+            path.display()
+        ));
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        Runtime::new(identity, store, broker, options)
+            .run(rx, shutdown)
+            .await;
+        say("Sallyport agent stopped; all tunnels closed.");
+        anyhow::Ok(0)
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -8,6 +8,7 @@
 //! parsers for every OS (compiled everywhere, tested on captured outputs);
 //! [`collect`] holds the per-OS shims that feed them through [`probe`].
 
+pub mod attestation;
 pub mod cache;
 pub mod check;
 pub mod collect;

@@ -45,6 +45,24 @@ pub enum Request {
     },
     /// Sign out (tunnels close, tokens are deleted).
     SignOut,
+    /// Recent decisions with their reasons (for diagnostics).
+    History,
+    /// Start a browser sign-in (authorization code + PKCE): the agent opens
+    /// the system browser and finishes on its own; front ends watch
+    /// `Status`. Replies at once (null) so no reply waits on the user.
+    SignIn,
+    /// Start a device-code sign-in (RFC 8628) for machines without a usable
+    /// browser. Replies with a [`view::DeviceCodeView`] to show; the agent
+    /// polls the IdP and front ends watch `Status`.
+    SignInDevice,
+    /// Write the redacted diagnostics bundle to `path` (a `.zip` the user
+    /// chose or the app's default); replies with the path written. The agent
+    /// writes it because it holds everything the bundle needs and knows what
+    /// to redact; the tray app only picks where.
+    ExportDiagnostics {
+        /// Absolute path of the zip to write.
+        path: String,
+    },
 }
 
 /// The agent's answer.

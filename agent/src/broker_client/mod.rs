@@ -1,0 +1,359 @@
+//! The agent's side of the broker API (`broker::api`, DESIGN.md "Broker
+//! API"): typed calls over HTTPS (plain HTTP only to loopback), every error
+//! reply read as an RFC 9457 problem so the agent can branch on its stable
+//! `type`, bounded reply sizes and timeouts, and the `/v1/events` stream.
+
+pub mod sse;
+
+use std::time::Duration;
+
+use broker::api::{
+    self, AttestationRequest, BrokerConfig, Challenge, Device, EnrolRequest, Event, Grant,
+    GrantRequest, PolicyDocument, Problem, ProblemType, Verdict,
+};
+use reqwest::{Method, StatusCode, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::secrets::Secret;
+use sse::{SseError, SseParser};
+
+/// A reply body larger than this is refused (the catalogue and the policy
+/// are the largest replies, a few KiB each).
+pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
+/// Why a broker call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker URL is not usable (not HTTPS and not loopback, unparsable).
+    #[error("broker URL {url}: {reason}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// No connection (down, DNS, TLS) or it broke.
+    #[error("cannot reach the access broker: {0}")]
+    Unreachable(String),
+    /// The broker did not answer in time.
+    #[error("the access broker did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The broker refused, with a problem document.
+    #[error("the access broker refused: {} ({})", .0.detail, .0.type_uri)]
+    Refused(Box<Problem>),
+    /// The broker asks for a stronger sign-in (RFC 9470); the raw
+    /// `WWW-Authenticate` challenge is for `identity::session::parse_step_up`.
+    #[error("the access broker requires a stronger sign-in")]
+    StepUp(String),
+    /// The reply was not what the API defines.
+    #[error("the access broker sent a malformed reply: {0}")]
+    Malformed(String),
+    /// The reply was larger than [`MAX_REPLY_BYTES`].
+    #[error("the access broker's reply exceeds {MAX_REPLY_BYTES} bytes")]
+    TooLarge,
+}
+
+impl BrokerError {
+    /// The problem type, when the broker refused with one of ours.
+    pub fn problem(&self) -> Option<ProblemType> {
+        match self {
+            BrokerError::Refused(p) => p.kind(),
+            _ => None,
+        }
+    }
+}
+
+/// A client for one broker.
+#[derive(Debug, Clone)]
+pub struct BrokerClient {
+    base: Url,
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+impl BrokerClient {
+    /// A client for `base` (e.g. `https://broker.example.com`). Each call
+    /// may take `timeout`.
+    pub fn new(base: &str, timeout: Duration) -> Result<Self, BrokerError> {
+        let bad = |reason: &str| BrokerError::BadUrl {
+            url: base.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let base = Url::parse(base).map_err(|e| bad(&e.to_string()))?;
+        match base.scheme() {
+            "https" => {}
+            "http" if is_loopback(&base) => {}
+            _ => return Err(bad("must use https (plain http only to loopback)")),
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .https_only(!is_loopback(&base))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| bad(&e.to_string()))?;
+        Ok(BrokerClient {
+            base,
+            http,
+            timeout,
+        })
+    }
+
+    /// The broker's base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> Result<Url, BrokerError> {
+        self.base.join(path).map_err(|e| BrokerError::BadUrl {
+            url: format!("{}{path}", self.base),
+            reason: e.to_string(),
+        })
+    }
+
+    async fn call<B: Serialize, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&Secret>,
+        body: Option<&B>,
+    ) -> Result<R, BrokerError> {
+        let bytes = self.call_raw(method, path, token, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| BrokerError::Malformed(e.to_string()))
+    }
+
+    async fn call_raw<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&Secret>,
+        body: Option<&B>,
+    ) -> Result<Vec<u8>, BrokerError> {
+        let mut request = self
+            .http
+            .request(method, self.url(path)?)
+            .timeout(self.timeout)
+            .header(header::ACCEPT, "application/json");
+        if let Some(token) = token {
+            request = request.bearer_auth(token.expose());
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = read_limited(response).await.map_err(|e| match e {
+            ReadError::TooLarge => BrokerError::TooLarge,
+            ReadError::Transport(e) => self.transport(e),
+        })?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        if status == StatusCode::UNAUTHORIZED
+            && let Some(challenge) =
+                challenge.filter(|c| c.contains("insufficient_user_authentication"))
+        {
+            return Err(BrokerError::StepUp(challenge));
+        }
+        match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(problem) => Err(BrokerError::Refused(Box::new(problem))),
+            Err(_) => Err(BrokerError::Malformed(format!(
+                "HTTP {status} without a problem document"
+            ))),
+        }
+    }
+
+    fn transport(&self, e: reqwest::Error) -> BrokerError {
+        if e.is_timeout() {
+            BrokerError::Timeout(self.timeout)
+        } else {
+            // Without the URL's query (none here) and without headers, so
+            // no token can leak into the message.
+            BrokerError::Unreachable(e.without_url().to_string())
+        }
+    }
+
+    /// `GET /v1/config`.
+    pub async fn config(&self) -> Result<BrokerConfig, BrokerError> {
+        self.call::<(), _>(Method::GET, api::paths::CONFIG, None, None)
+            .await
+    }
+
+    /// `GET /v1/policy`.
+    pub async fn policy(&self) -> Result<PolicyDocument, BrokerError> {
+        self.call::<(), _>(Method::GET, api::paths::POLICY, None, None)
+            .await
+    }
+
+    /// `POST /v1/devices`.
+    pub async fn enrol(
+        &self,
+        token: &Secret,
+        request: &EnrolRequest,
+    ) -> Result<Device, BrokerError> {
+        self.call(
+            Method::POST,
+            api::paths::DEVICES,
+            Some(token),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `POST /v1/attestations/challenge`.
+    pub async fn challenge(&self, token: &Secret) -> Result<Challenge, BrokerError> {
+        self.call::<(), _>(Method::POST, api::paths::CHALLENGE, Some(token), None)
+            .await
+    }
+
+    /// `POST /v1/attestations`.
+    pub async fn attest(&self, token: &Secret, eat: String) -> Result<Verdict, BrokerError> {
+        let body = AttestationRequest { eat };
+        self.call(
+            Method::POST,
+            api::paths::ATTESTATIONS,
+            Some(token),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `POST /v1/grants`.
+    pub async fn open_grant(
+        &self,
+        token: &Secret,
+        request: &GrantRequest,
+    ) -> Result<Grant, BrokerError> {
+        self.call(Method::POST, api::paths::GRANTS, Some(token), Some(request))
+            .await
+    }
+
+    /// `DELETE /v1/grants/{id}`.
+    pub async fn close_grant(&self, token: &Secret, grant_id: &str) -> Result<(), BrokerError> {
+        let path = format!("{}/{}", api::paths::GRANTS, urlencode(grant_id));
+        self.call_raw::<()>(Method::DELETE, &path, Some(token), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Opens `GET /v1/events` for `device_id`. Read it with
+    /// [`EventStream::next`]; reconnecting is the caller's (with backoff).
+    pub async fn events(
+        &self,
+        token: &Secret,
+        device_id: &str,
+    ) -> Result<EventStream, BrokerError> {
+        let mut url = self.url(api::paths::EVENTS)?;
+        url.query_pairs_mut().append_pair("device_id", device_id);
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token.expose())
+            .header(header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let bytes = read_limited(response).await.unwrap_or_default();
+            return Err(match serde_json::from_slice::<Problem>(&bytes) {
+                Ok(problem) => BrokerError::Refused(Box::new(problem)),
+                Err(_) => BrokerError::Malformed(format!("HTTP {status} on the event stream")),
+            });
+        }
+        Ok(EventStream {
+            response,
+            parser: SseParser::new(64 * 1024),
+            pending: Vec::new(),
+        })
+    }
+}
+
+/// Percent-encodes a path segment (grant ids are URL-safe already; this
+/// keeps a hostile id from changing the path).
+fn urlencode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+enum ReadError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, ReadError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_REPLY_BYTES as u64)
+    {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if body.len() + chunk.len() > MAX_REPLY_BYTES {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The broker's event stream.
+#[derive(Debug)]
+pub struct EventStream {
+    response: reqwest::Response,
+    parser: SseParser,
+    pending: Vec<Event>,
+}
+
+/// Why the event stream ended.
+#[derive(Debug, thiserror::Error)]
+pub enum EventStreamError {
+    /// The connection closed or broke: reconnect with backoff.
+    #[error("the event stream closed: {0}")]
+    Closed(String),
+    /// The stream is not valid SSE.
+    #[error(transparent)]
+    Sse(#[from] SseError),
+}
+
+impl EventStream {
+    /// The next event the agent understands. Unknown event types (a newer
+    /// broker) and undecodable ones are skipped with a log line, so one bad
+    /// event cannot blind the agent to the next revocation.
+    pub async fn next(&mut self) -> Result<Event, EventStreamError> {
+        loop {
+            if !self.pending.is_empty() {
+                return Ok(self.pending.remove(0));
+            }
+            let chunk = self
+                .response
+                .chunk()
+                .await
+                .map_err(|e| EventStreamError::Closed(e.without_url().to_string()))?
+                .ok_or_else(|| EventStreamError::Closed("end of stream".to_owned()))?;
+            for raw in self.parser.feed(&chunk)? {
+                match serde_json::from_str::<Event>(&raw.data) {
+                    Ok(event) => self.pending.push(event),
+                    Err(e) => {
+                        tracing::warn!(event = %raw.event, error = %e, "skipping an event this agent does not understand")
+                    }
+                }
+            }
+        }
+    }
+}

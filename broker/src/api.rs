@@ -1,0 +1,562 @@
+//! The broker's v1 wire types, shared by the agent (client) and the reference
+//! server so the two cannot drift. `API.md` in this crate documents each call
+//! with an example.
+//!
+//! Conventions: JSON bodies, times as RFC 3339 strings, device ids as RFC 7638
+//! JWK thumbprints, WireGuard keys as standard base64 (as `wg` prints them),
+//! targets as `ip:port/tcp|udp`. Every error is an RFC 9457 problem document
+//! ([`Problem`]) whose `type` is one of the stable [`ProblemType`] URIs.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub use posture::attestation::PublicJwk;
+pub use posture::policy::Violation;
+
+/// Path prefix of this API version.
+pub const PREFIX: &str = "/v1";
+
+/// Paths of the v1 calls.
+pub mod paths {
+    /// `GET`: [`super::BrokerConfig`].
+    pub const CONFIG: &str = "/v1/config";
+    /// `POST` [`super::EnrolRequest`] → [`super::Device`].
+    pub const DEVICES: &str = "/v1/devices";
+    /// `POST` → [`super::Challenge`].
+    pub const CHALLENGE: &str = "/v1/attestations/challenge";
+    /// `POST` [`super::AttestationRequest`] → [`super::Verdict`].
+    pub const ATTESTATIONS: &str = "/v1/attestations";
+    /// `GET` → [`super::PolicyDocument`].
+    pub const POLICY: &str = "/v1/policy";
+    /// `POST` [`super::GrantRequest`] → [`super::Grant`]; `DELETE /v1/grants/{id}`.
+    pub const GRANTS: &str = "/v1/grants";
+    /// `GET ?device_id=` → `text/event-stream` of [`super::Event`].
+    pub const EVENTS: &str = "/v1/events";
+    /// `POST` [`super::RevocationRequest`] → [`super::RevocationResult`] (admin token).
+    pub const ADMIN_REVOCATIONS: &str = "/v1/admin/revocations";
+    /// `GET ?limit=` → `Vec<`[`super::AuditEntry`]`>` (admin token).
+    pub const ADMIN_AUDIT: &str = "/v1/admin/audit";
+    /// `POST` → [`super::PolicyDocument`]: re-read the policy file (admin token).
+    pub const ADMIN_POLICY_RELOAD: &str = "/v1/admin/policy/reload";
+    /// `GET` → `Vec<`[`super::GatewayPeer`]`>`: the peers the gateway holds now (admin token).
+    pub const ADMIN_GATEWAY_PEERS: &str = "/v1/admin/gateway/peers";
+}
+
+/// Media type of problem documents (RFC 9457).
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// Largest request body the broker reads, in bytes. An EAT with a full
+/// posture report is a few KiB; 64 KiB leaves room and bounds memory.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// `GET /v1/config`: what an agent needs to sign in and to show the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerConfig {
+    /// OIDC issuer the agent signs in with.
+    pub issuer: String,
+    /// The agent's OIDC client id.
+    pub client_id: String,
+    /// The audience access tokens must carry; also the `aud` of every EAT.
+    pub audience: String,
+    /// `acr_values` to request, when the organisation requires one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_acr: Option<String>,
+    /// SHA-256 (hex) of the Rego policy verdicts are made with.
+    pub policy_digest: String,
+    /// How long a verdict stays valid, in seconds.
+    pub verdict_ttl_seconds: u64,
+    /// The applications a grant can be asked for.
+    pub apps: Vec<App>,
+}
+
+/// One protected application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    /// Stable id used in grant requests (`wiki`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// What its tunnel reaches: `ip:port/tcp|udp`.
+    pub targets: Vec<String>,
+}
+
+/// `POST /v1/devices`: enrol this device's public key for the signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolRequest {
+    /// The device's P-256 public key.
+    pub public_jwk: PublicJwk,
+    /// A label for admins (host name); not trusted for anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// An enrolled device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// RFC 7638 thumbprint of its key; the EAT `kid`.
+    pub device_id: String,
+    /// The UEID its EATs must carry.
+    pub ueid: String,
+    /// The user (`sub`) it is bound to.
+    pub user: String,
+    /// When it was enrolled.
+    #[serde(with = "time::serde::rfc3339")]
+    pub enrolled_at: OffsetDateTime,
+}
+
+/// `POST /v1/attestations/challenge`: a single-use nonce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// 256 random bits, base64url; goes into `eat_nonce`.
+    pub nonce: String,
+    /// After this the nonce is refused (60 s after issue).
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// `POST /v1/attestations`: the signed EAT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationRequest {
+    /// The EAT as a compact JWS (`typ: eat+jwt`).
+    pub eat: String,
+}
+
+/// The broker's decision on one attestation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The device the verdict is for.
+    pub device_id: String,
+    /// True when the policy found no violation.
+    pub compliant: bool,
+    /// What is wrong, with remediations; empty when compliant.
+    pub violations: Vec<Violation>,
+    /// When the policy was evaluated.
+    #[serde(with = "time::serde::rfc3339")]
+    pub evaluated_at: OffsetDateTime,
+    /// Grants need a verdict younger than this; attest again before.
+    #[serde(with = "time::serde::rfc3339")]
+    pub valid_until: OffsetDateTime,
+    /// The policy this verdict was made with.
+    pub policy_digest: String,
+}
+
+/// `GET /v1/policy`: the Rego the verdicts use, so the agent can show the
+/// same answer offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDocument {
+    /// SHA-256 (hex) of `rego`.
+    pub digest: String,
+    /// The policy's file name.
+    pub name: String,
+    /// The policy source.
+    pub rego: String,
+}
+
+/// `POST /v1/grants`: open one application's tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRequest {
+    /// The application id from the catalogue.
+    pub app: String,
+    /// The enrolled device asking (its latest verdict must be compliant).
+    pub device_id: String,
+    /// The tunnel's fresh WireGuard public key (base64), one per app.
+    pub wireguard_public_key: String,
+}
+
+/// The gateway a granted tunnel connects to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayInfo {
+    /// UDP `host:port`.
+    pub endpoint: String,
+    /// The gateway's WireGuard public key (base64).
+    pub public_key: String,
+}
+
+/// An open grant: everything the agent needs to bring the tunnel up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Id for `DELETE /v1/grants/{id}` and in events.
+    pub id: String,
+    /// The application.
+    pub app: String,
+    /// Where to connect.
+    pub gateway: GatewayInfo,
+    /// The client's address inside the tunnel.
+    pub client_address: String,
+    /// What the tunnel may reach (the gateway refuses everything else).
+    pub targets: Vec<String>,
+    /// The gateway drops the peer at this time: no later than the verdict's
+    /// `valid_until` nor the access token's expiry.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// One event on `GET /v1/events`. The SSE `event:` field carries
+/// [`Event::name`]; `data:` carries this JSON. The revocation events follow
+/// OpenID CAEP 1.0 naming ([`Event::caep_type`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    /// A grant was closed by the broker (revocation, compliance loss, expiry).
+    /// The gateway has already removed the peer.
+    GrantRevoked {
+        /// The grant.
+        grant_id: String,
+        /// The device it belonged to.
+        device_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The user's sessions were revoked: tokens issued before now are refused.
+    SessionRevoked {
+        /// The user (`sub`).
+        user: String,
+        /// Why.
+        reason: String,
+    },
+    /// The device's compliance changed (attestation result or admin action).
+    DeviceComplianceChange {
+        /// The device.
+        device_id: String,
+        /// `compliant` | `not-compliant`.
+        previous_status: ComplianceStatus,
+        /// `compliant` | `not-compliant`.
+        current_status: ComplianceStatus,
+        /// Why.
+        reason: String,
+    },
+    /// The policy changed: attest again to get a verdict under it.
+    PolicyChanged {
+        /// SHA-256 (hex) of the new policy.
+        digest: String,
+    },
+}
+
+impl Event {
+    /// The SSE `event:` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::GrantRevoked { .. } => "grant-revoked",
+            Event::SessionRevoked { .. } => "session-revoked",
+            Event::DeviceComplianceChange { .. } => "device-compliance-change",
+            Event::PolicyChanged { .. } => "policy-changed",
+        }
+    }
+
+    /// The CAEP event type URI, for the events CAEP defines.
+    pub fn caep_type(&self) -> Option<&'static str> {
+        match self {
+            Event::SessionRevoked { .. } => {
+                Some("https://schemas.openid.net/secevent/caep/event-type/session-revoked")
+            }
+            Event::DeviceComplianceChange { .. } => {
+                Some("https://schemas.openid.net/secevent/caep/event-type/device-compliance-change")
+            }
+            Event::GrantRevoked { .. } | Event::PolicyChanged { .. } => None,
+        }
+    }
+}
+
+/// CAEP compliance status values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComplianceStatus {
+    /// Meets the policy.
+    Compliant,
+    /// Does not (or is revoked).
+    NotCompliant,
+}
+
+/// `POST /v1/admin/revocations`: revoke a device, a user, or one grant.
+/// Exactly one of the three must be set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationRequest {
+    /// A device id: its grants close and it can no longer attest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// A user `sub`: every grant closes and tokens issued before now are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// One grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    /// Recorded in the audit log and sent in the events.
+    pub reason: String,
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationResult {
+    /// Grants closed (their peers are gone from the gateway).
+    pub grants_closed: Vec<String>,
+}
+
+/// One peer the gateway currently terminates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayPeer {
+    /// The client tunnel's WireGuard key (base64).
+    pub public_key: String,
+    /// Its tunnel address.
+    pub client_address: String,
+    /// Seconds until the gateway drops it on its own.
+    pub expires_in_seconds: u64,
+    /// Inner bytes received from it.
+    pub bytes_in: u64,
+    /// Inner bytes sent to it.
+    pub bytes_out: u64,
+}
+
+/// One audit-log entry: every decision with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Monotonic sequence number.
+    pub seq: i64,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// What was decided about (`enrol`, `attest`, `grant`, `revoke`, ...).
+    pub action: String,
+    /// `allow` or `deny`.
+    pub outcome: String,
+    /// The user, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The device, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// The problem type of a denial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Why, for a person.
+    pub reason: String,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// A stable URI from [`ProblemType`]; match on this, never on `detail`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// Short summary of the type.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What happened this time, for a person.
+    pub detail: String,
+    /// Extension: the policy violations behind a non-compliant refusal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+}
+
+impl Problem {
+    /// A problem of `kind` with `detail`.
+    pub fn new(kind: ProblemType, detail: impl Into<String>) -> Self {
+        Problem {
+            type_uri: kind.uri(),
+            title: kind.title().to_owned(),
+            status: kind.status(),
+            detail: detail.into(),
+            violations: Vec::new(),
+        }
+    }
+
+    /// The known type, if `type` is one of ours.
+    pub fn kind(&self) -> Option<ProblemType> {
+        ProblemType::from_uri(&self.type_uri)
+    }
+}
+
+/// Base of every problem type URI.
+pub const PROBLEM_BASE: &str = "https://sallyport.dev/problems/";
+
+macro_rules! problem_types {
+    ($( $(#[$doc:meta])* $variant:ident = ($slug:literal, $status:literal, $title:literal), )*) => {
+        /// Every problem type the broker answers with. The URIs are stable: an
+        /// agent branches on them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ProblemType {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ProblemType {
+            /// Every type, for docs and tests.
+            pub const ALL: &'static [ProblemType] = &[$(ProblemType::$variant,)*];
+
+            /// The last path segment of the URI.
+            pub fn slug(self) -> &'static str {
+                match self { $(ProblemType::$variant => $slug,)* }
+            }
+
+            /// The HTTP status it is sent with.
+            pub fn status(self) -> u16 {
+                match self { $(ProblemType::$variant => $status,)* }
+            }
+
+            /// Its fixed title.
+            pub fn title(self) -> &'static str {
+                match self { $(ProblemType::$variant => $title,)* }
+            }
+        }
+    };
+}
+
+problem_types! {
+    /// The body is not valid JSON or lacks a required field.
+    MalformedRequest = ("malformed-request", 400, "The request body is not valid JSON for this call"),
+    /// The body is larger than [`MAX_BODY_BYTES`].
+    BodyTooLarge = ("body-too-large", 413, "The request body is too large"),
+    /// Not `Content-Type: application/json`.
+    UnsupportedMediaType = ("unsupported-media-type", 415, "The request body must be application/json"),
+    /// No such route.
+    NotFound = ("not-found", 404, "No such resource"),
+    /// No `Authorization: Bearer` access token.
+    TokenMissing = ("token-missing", 401, "An access token is required"),
+    /// The token is malformed, uses a refused algorithm, or its signature does not verify.
+    TokenInvalid = ("token-invalid", 401, "The access token is not valid"),
+    /// The token has expired (or is not yet valid).
+    TokenExpired = ("token-expired", 401, "The access token has expired"),
+    /// The token is for another audience or issuer.
+    TokenWrongAudience = ("token-wrong-audience", 401, "The access token is not for this broker"),
+    /// The user's sessions were revoked after this token was issued.
+    SessionRevoked = ("session-revoked", 401, "The session was revoked; sign in again"),
+    /// The identity provider could not be reached to fetch its keys.
+    IssuerUnavailable = ("issuer-unavailable", 503, "The identity provider's keys could not be fetched"),
+    /// The enrolment JWK is not a P-256 public key.
+    InvalidDeviceKey = ("invalid-device-key", 400, "The device key is not a P-256 public JWK"),
+    /// This key is already enrolled for another user.
+    DeviceKeyConflict = ("device-key-conflict", 409, "This device key is enrolled for another user"),
+    /// The device id / `kid` is not enrolled.
+    DeviceUnknown = ("device-unknown", 404, "The device is not enrolled"),
+    /// The device belongs to another user than the token's.
+    DeviceUserMismatch = ("device-user-mismatch", 403, "The device is enrolled for another user"),
+    /// The device was revoked by an administrator.
+    DeviceRevoked = ("device-revoked", 403, "The device was revoked; enrol it again"),
+    /// The EAT is not a compact JWS with the Sallyport header and claims.
+    EatMalformed = ("eat-malformed", 400, "The attestation token is malformed"),
+    /// The EAT's signature does not verify with the enrolled key its `kid` names.
+    EatSignatureInvalid = ("eat-signature-invalid", 401, "The attestation signature does not verify"),
+    /// The EAT's `exp` has passed, or its lifetime exceeds five minutes.
+    EatExpired = ("eat-expired", 401, "The attestation token has expired or lives too long"),
+    /// The EAT's `iat` lies in the future.
+    EatNotYetValid = ("eat-not-yet-valid", 401, "The attestation token is not yet valid"),
+    /// The EAT's `aud` is not this broker.
+    EatWrongAudience = ("eat-wrong-audience", 401, "The attestation token is for another audience"),
+    /// The EAT's `ueid` is not the one of the key that signed it.
+    EatUeidMismatch = ("eat-ueid-mismatch", 401, "The attestation names another device than the key that signed it"),
+    /// The EAT's `sub` is not the user of the device and token.
+    EatSubjectMismatch = ("eat-subject-mismatch", 403, "The attestation names another user"),
+    /// The nonce was already used.
+    NonceReplayed = ("nonce-replayed", 401, "The attestation nonce was already used"),
+    /// The nonce is older than 60 s.
+    NonceExpired = ("nonce-expired", 401, "The attestation nonce has expired"),
+    /// The nonce was never issued (or was issued to another user).
+    NonceUnknown = ("nonce-unknown", 401, "The attestation nonce was not issued by this broker"),
+    /// The application id is not in the catalogue.
+    UnknownApp = ("unknown-app", 404, "No such application"),
+    /// The WireGuard public key is not 32 bytes of base64.
+    InvalidWireguardKey = ("invalid-wireguard-key", 400, "The WireGuard public key is not valid"),
+    /// The device has no verdict yet.
+    VerdictMissing = ("verdict-missing", 403, "The device has not attested yet"),
+    /// The device's latest verdict is past its validity.
+    VerdictExpired = ("verdict-expired", 403, "The device's verdict has expired; attest again"),
+    /// The device's latest verdict is non-compliant; `violations` says why.
+    DeviceNotCompliant = ("device-not-compliant", 403, "The device does not meet the policy"),
+    /// This WireGuard key already has an open grant.
+    WireguardKeyInUse = ("wireguard-key-in-use", 409, "This WireGuard key already has an open grant"),
+    /// No such grant (or not this user's).
+    GrantNotFound = ("grant-not-found", 404, "No such grant"),
+    /// Every client address is in use.
+    AddressPoolExhausted = ("address-pool-exhausted", 503, "No tunnel address is free"),
+    /// Missing or wrong admin token.
+    AdminUnauthorized = ("admin-unauthorized", 401, "An admin token is required"),
+    /// An admin request that names nothing or too much.
+    InvalidRevocation = ("invalid-revocation", 400, "Name exactly one of device_id, user, grant_id"),
+    /// The policy could not be loaded or evaluated.
+    PolicyError = ("policy-error", 500, "The posture policy failed"),
+    /// Anything else on the broker's side (storage, gateway).
+    Internal = ("internal", 500, "Internal broker error"),
+}
+
+impl ProblemType {
+    /// The full, stable type URI.
+    pub fn uri(self) -> String {
+        format!("{PROBLEM_BASE}{}", self.slug())
+    }
+
+    /// The type named by `uri`, if it is one of ours.
+    pub fn from_uri(uri: &str) -> Option<ProblemType> {
+        let slug = uri.strip_prefix(PROBLEM_BASE)?;
+        ProblemType::ALL.iter().copied().find(|t| t.slug() == slug)
+    }
+}
+
+impl std::fmt::Display for ProblemType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.slug())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn problem_types_are_unique_and_round_trip() {
+        let slugs: HashSet<_> = ProblemType::ALL.iter().map(|t| t.slug()).collect();
+        assert_eq!(slugs.len(), ProblemType::ALL.len());
+        for t in ProblemType::ALL {
+            assert_eq!(ProblemType::from_uri(&t.uri()), Some(*t));
+            assert!((400..600).contains(&t.status()));
+        }
+        assert_eq!(
+            ProblemType::NonceReplayed.uri(),
+            "https://sallyport.dev/problems/nonce-replayed"
+        );
+        assert_eq!(ProblemType::from_uri("about:blank"), None);
+    }
+
+    #[test]
+    fn problem_serialises_per_rfc9457() {
+        let p = Problem::new(ProblemType::UnknownApp, "no app \"x\"");
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["type"], "https://sallyport.dev/problems/unknown-app");
+        assert_eq!(v["status"], 404);
+        assert!(v.get("violations").is_none());
+        let back: Problem = serde_json::from_value(v).unwrap();
+        assert_eq!(back.kind(), Some(ProblemType::UnknownApp));
+    }
+
+    #[test]
+    fn events_are_tagged_with_their_sse_name() {
+        let e = Event::DeviceComplianceChange {
+            device_id: "d".into(),
+            previous_status: ComplianceStatus::Compliant,
+            current_status: ComplianceStatus::NotCompliant,
+            reason: "r".into(),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], e.name());
+        assert_eq!(v["current_status"], "not-compliant");
+        assert!(e.caep_type().unwrap().ends_with("device-compliance-change"));
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn grant_times_are_rfc3339() {
+        let g = Grant {
+            id: "g".into(),
+            app: "wiki".into(),
+            gateway: GatewayInfo {
+                endpoint: "192.0.2.1:51820".into(),
+                public_key: "k".into(),
+            },
+            client_address: "100.64.0.2".into(),
+            targets: vec!["10.0.0.5:443/tcp".into()],
+            expires_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let v = serde_json::to_value(&g).unwrap();
+        assert_eq!(v["expires_at"], "1970-01-01T00:00:00Z");
+    }
+}

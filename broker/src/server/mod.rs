@@ -1,0 +1,215 @@
+//! The reference access broker (feature `server`): the v1 HTTP API over
+//! SQLite state, with the WireGuard gateway of crate `tunnel` in the same
+//! process. Enforcement happens at the gateway: a grant is a peer there, and
+//! closing, expiring or revoking a grant removes the peer before the API
+//! answers.
+//!
+//! Layout: pure decisions in [`eat`] (attestation), [`token`] (access
+//! tokens), [`grants`] (expiry, addresses) and [`config`]; state in
+//! [`store`]; the operations in [`service`]; routes in [`http`].
+
+pub mod config;
+pub mod eat;
+pub mod events;
+pub mod grants;
+pub mod http;
+pub mod jose;
+pub mod policy;
+pub mod service;
+pub mod store;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::task::JoinHandle;
+use tunnel::{Gateway, GatewayConfig, GatewayStatus, PrivateKey, PublicKey, StackOptions};
+
+pub use config::{Config, ConfigError, Settings};
+pub use service::{Broker, StartError};
+
+use service::LoadedPolicy;
+use store::Store;
+
+/// How often expired grants are swept from the store (the gateway drops
+/// their peers itself at the exact expiry).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A running broker.
+#[derive(Debug)]
+pub struct BrokerHandle {
+    addr: SocketAddr,
+    tls: bool,
+    broker: Option<Arc<Broker>>,
+    http: Handle<SocketAddr>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    sweeper: JoinHandle<()>,
+}
+
+impl BrokerHandle {
+    /// Where the HTTP API listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API's base URL (`http://127.0.0.1:port` or `https://...`).
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    fn broker(&self) -> Option<&Arc<Broker>> {
+        self.broker.as_ref()
+    }
+
+    /// The gateway's UDP address.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.broker().map(|b| b.gateway().local_addr())
+    }
+
+    /// The gateway's WireGuard public key.
+    pub fn gateway_public_key(&self) -> Option<PublicKey> {
+        self.broker().map(|b| b.gateway().public_key())
+    }
+
+    /// The gateway's peers and counters right now.
+    pub fn gateway_status(&self) -> Option<GatewayStatus> {
+        self.broker().map(|b| b.gateway().status())
+    }
+
+    /// Stops serving, closes connections, stops the gateway (every peer
+    /// removed), and releases the database.
+    pub async fn shutdown(mut self) {
+        self.http.graceful_shutdown(Some(Duration::from_secs(2)));
+        self.sweeper.abort();
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let _ = (&mut self.sweeper).await;
+        if let Some(broker) = self.broker.take() {
+            match Arc::try_unwrap(broker) {
+                Ok(broker) => broker.shutdown().await,
+                Err(shared) => {
+                    tracing::warn!(
+                        "broker still referenced at shutdown; the gateway stops when it is dropped"
+                    );
+                    drop(shared);
+                }
+            }
+        }
+    }
+}
+
+impl Broker {
+    /// Stops the gateway and closes the store.
+    pub async fn shutdown(self) {
+        let (gateway, store) = self.into_parts();
+        gateway.shutdown().await;
+        drop(store);
+    }
+}
+
+fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<RustlsConfig, StartError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| StartError::Listen(format!("TLS certificate {}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| StartError::Listen(format!("TLS key {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Listen(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Listen(format!("TLS certificate and key do not fit: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(RustlsConfig::from_config(Arc::new(config)))
+}
+
+/// Starts the broker: opens the store, loads the policy, starts the gateway
+/// with its persistent key, restores open grants, then serves the API.
+pub async fn start(settings: Settings) -> Result<BrokerHandle, StartError> {
+    let store = Store::open(&settings.raw.server.database)?;
+    let policy = LoadedPolicy::load(&settings)?;
+    // The gateway key lives in the store: agents hold grants naming it, and
+    // they must stay valid across a restart.
+    let key_text = store.meta_or_init("gateway_private_key", || {
+        PrivateKey::generate().to_base64().to_string()
+    })?;
+    let private_key = PrivateKey::from_base64(&key_text)
+        .map_err(|e| StartError::Listen(format!("stored gateway key: {e}")))?;
+    let gateway = Gateway::start(GatewayConfig {
+        private_key,
+        listen: settings.raw.gateway.listen,
+        stack: StackOptions::default(),
+    })
+    .await?;
+    let http_client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| StartError::Listen(format!("HTTP client: {e}")))?;
+    let tls = match (&settings.raw.server.tls_cert, &settings.raw.server.tls_key) {
+        (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
+        _ => None,
+    };
+    let listen = settings.raw.server.listen;
+    let broker = Arc::new(Broker::new(settings, store, policy, gateway, http_client));
+    let restored = broker
+        .restore()
+        .await
+        .map_err(|e| StartError::Listen(format!("restoring grants: {}", e.problem.detail)))?;
+    tracing::info!(restored, "open grants reinstalled at the gateway");
+
+    let listener = std::net::TcpListener::bind(listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| StartError::Listen(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Listen(e.to_string()))?;
+    let handle = Handle::new();
+    let app = http::router(broker.clone()).into_make_service();
+    let is_tls = tls.is_some();
+    let server = match tls {
+        Some(tls) => {
+            let server = axum_server::from_tcp_rustls(listener, tls)
+                .map_err(|e| StartError::Listen(e.to_string()))?
+                .handle(handle.clone());
+            tokio::spawn(server.serve(app))
+        }
+        None => {
+            let server = axum_server::from_tcp(listener)
+                .map_err(|e| StartError::Listen(e.to_string()))?
+                .handle(handle.clone());
+            tokio::spawn(server.serve(app))
+        }
+    };
+    let sweeper = {
+        let broker = Arc::downgrade(&broker);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                let Some(broker) = broker.upgrade() else {
+                    return;
+                };
+                if let Err(e) = broker.expire_due().await {
+                    tracing::warn!(detail = %e.problem.detail, "expiry sweep failed");
+                }
+            }
+        })
+    };
+    tracing::info!(%addr, tls = is_tls, "broker listening");
+    Ok(BrokerHandle {
+        addr,
+        tls: is_tls,
+        broker: Some(broker),
+        http: handle,
+        server: Some(server),
+        sweeper,
+    })
+}

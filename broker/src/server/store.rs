@@ -1,0 +1,678 @@
+//! Durable state in SQLite (rusqlite, bundled): devices, nonces, verdicts,
+//! grants, user revocations, the gateway key, and an append-only audit log.
+//!
+//! Every write is its own transaction with `synchronous=FULL` in WAL mode, so
+//! a grant or revocation the API has confirmed survives a crash or restart.
+//! The audit table refuses UPDATE and DELETE by trigger. Times are Unix
+//! seconds.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::eat::{EnrolledKey, NonceAnswer};
+use super::grants::StoredVerdict;
+use crate::api::{AuditEntry, Violation};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A stored JSON column could not be read back.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    jwk TEXT NOT NULL,
+    sec1 BLOB NOT NULL,
+    ueid TEXT NOT NULL,
+    name TEXT,
+    enrolled_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    revoke_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    nonce TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL,
+    user TEXT NOT NULL,
+    compliant INTEGER NOT NULL,
+    violations TEXT NOT NULL,
+    evaluated_at INTEGER NOT NULL,
+    valid_until INTEGER NOT NULL,
+    policy_digest TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS verdicts_device ON verdicts(device_id, id);
+CREATE TABLE IF NOT EXISTS grants (
+    id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    user TEXT NOT NULL,
+    app TEXT NOT NULL,
+    wg_public_key TEXT NOT NULL,
+    client_address TEXT NOT NULL,
+    targets TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    closed_at INTEGER,
+    close_reason TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS grants_open_key ON grants(wg_public_key) WHERE closed_at IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS grants_open_addr ON grants(client_address) WHERE closed_at IS NULL;
+CREATE TABLE IF NOT EXISTS user_revocations (
+    user TEXT PRIMARY KEY,
+    revoked_at INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    user TEXT,
+    device_id TEXT,
+    problem TEXT,
+    reason TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#;
+
+/// An enrolled device row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    /// Key material and binding.
+    pub key: EnrolledKey,
+    /// When enrolled.
+    pub enrolled_at: i64,
+}
+
+/// What enrolling a key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrolment {
+    /// A new device.
+    Created(DeviceRow),
+    /// The same key for the same user again (idempotent).
+    Existing(DeviceRow),
+    /// The key belongs to another user.
+    Conflict,
+}
+
+/// A grant row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    /// Id.
+    pub id: String,
+    /// Device.
+    pub device_id: String,
+    /// User.
+    pub user: String,
+    /// App id.
+    pub app: String,
+    /// WireGuard public key (base64).
+    pub wg_public_key: String,
+    /// Tunnel address.
+    pub client_address: Ipv4Addr,
+    /// `ip:port/proto` strings.
+    pub targets: Vec<String>,
+    /// Created.
+    pub created_at: i64,
+    /// Expiry.
+    pub expires_at: i64,
+}
+
+/// The latest verdict with its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerdictRow {
+    /// For whom it was made.
+    pub user: String,
+    /// The decision.
+    pub verdict: StoredVerdict,
+}
+
+/// A new audit entry.
+#[derive(Debug, Clone, Default)]
+pub struct NewAudit<'a> {
+    /// Action.
+    pub action: &'a str,
+    /// `allow` / `deny`.
+    pub outcome: &'a str,
+    /// User.
+    pub user: Option<&'a str>,
+    /// Device.
+    pub device_id: Option<&'a str>,
+    /// Problem type slug for denials.
+    pub problem: Option<&'a str>,
+    /// Reason.
+    pub reason: &'a str,
+}
+
+/// The database. Cheap operations under one mutex: the broker's write rate
+/// is a few per device per minute.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A value from `meta`, or `init()` stored under `key` on first use.
+    pub fn meta_or_init(
+        &self,
+        key: &str,
+        init: impl FnOnce() -> String,
+    ) -> Result<String, StoreError> {
+        let conn = self.conn();
+        if let Some(v) = conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?
+        {
+            return Ok(v);
+        }
+        let value = init();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(value)
+    }
+
+    /// Enrols `key` for its user.
+    pub fn enrol(
+        &self,
+        key: &EnrolledKey,
+        jwk_json: &str,
+        name: Option<&str>,
+        now: i64,
+    ) -> Result<Enrolment, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let existing = device_in(&tx, &key.device_id)?;
+        let out = match existing {
+            Some(row) if row.key.user != key.user => Enrolment::Conflict,
+            Some(row) if !row.key.revoked => Enrolment::Existing(row),
+            // A revoked key stays revoked: enrolling it again must not undo an admin's decision.
+            Some(row) => Enrolment::Existing(row),
+            None => {
+                tx.execute(
+                    "INSERT INTO devices (device_id, user, jwk, sec1, ueid, name, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![key.device_id, key.user, jwk_json, key.sec1, key.ueid, name, now],
+                )?;
+                Enrolment::Created(DeviceRow {
+                    key: key.clone(),
+                    enrolled_at: now,
+                })
+            }
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The device with `device_id`.
+    pub fn device(&self, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
+        device_in(&self.conn(), device_id)
+    }
+
+    /// Records a fresh nonce for `user`.
+    pub fn issue_nonce(
+        &self,
+        nonce: &str,
+        user: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        // Keep used and expired nonces a day so a replay is named as such,
+        // then let them go.
+        conn.execute("DELETE FROM nonces WHERE expires_at < ?1", [now - 86_400])?;
+        conn.execute(
+            "INSERT INTO nonces (nonce, user, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![nonce, user, now, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// Consumes `nonce` for `user` atomically: exactly one caller ever gets
+    /// [`NonceAnswer::Consumed`] (no TOCTOU between check and use).
+    pub fn consume_nonce(
+        &self,
+        nonce: &str,
+        user: &str,
+        now: i64,
+    ) -> Result<NonceAnswer, StoreError> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE nonces SET used_at = ?3 WHERE nonce = ?1 AND user = ?2 AND used_at IS NULL AND expires_at > ?3",
+            params![nonce, user, now],
+        )?;
+        if n == 1 {
+            return Ok(NonceAnswer::Consumed);
+        }
+        let row: Option<(Option<i64>, i64)> = conn
+            .query_row(
+                "SELECT used_at, expires_at FROM nonces WHERE nonce = ?1 AND user = ?2",
+                params![nonce, user],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(match row {
+            None => NonceAnswer::Unknown,
+            Some((Some(_), _)) => NonceAnswer::AlreadyUsed,
+            Some((None, _)) => NonceAnswer::Expired,
+        })
+    }
+
+    /// Stores a verdict.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_verdict(
+        &self,
+        device_id: &str,
+        user: &str,
+        compliant: bool,
+        violations: &[Violation],
+        evaluated_at: i64,
+        valid_until: i64,
+        policy_digest: &str,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO verdicts (device_id, user, compliant, violations, evaluated_at, valid_until, policy_digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![device_id, user, compliant, json(&violations), evaluated_at, valid_until, policy_digest],
+        )?;
+        Ok(())
+    }
+
+    /// The device's latest verdict.
+    pub fn latest_verdict(&self, device_id: &str) -> Result<Option<VerdictRow>, StoreError> {
+        let row: Option<(String, bool, String, i64)> = self
+            .conn()
+            .query_row(
+                "SELECT user, compliant, violations, valid_until FROM verdicts WHERE device_id = ?1 ORDER BY id DESC LIMIT 1",
+                [device_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        row.map(|(user, compliant, violations, valid_until)| {
+            Ok(VerdictRow {
+                user,
+                verdict: StoredVerdict {
+                    compliant,
+                    violations: parse_json(&violations)?,
+                    valid_until,
+                },
+            })
+        })
+        .transpose()
+    }
+
+    /// Addresses of open grants.
+    pub fn used_addresses(&self) -> Result<HashSet<Ipv4Addr>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT client_address FROM grants WHERE closed_at IS NULL")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = HashSet::new();
+        for r in rows {
+            if let Ok(a) = r?.parse() {
+                out.insert(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a WireGuard key has an open grant.
+    pub fn key_in_use(&self, wg_public_key: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM grants WHERE wg_public_key = ?1 AND closed_at IS NULL",
+                [wg_public_key],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Stores an open grant.
+    pub fn insert_grant(&self, g: &GrantRow) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO grants (id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![g.id, g.device_id, g.user, g.app, g.wg_public_key, g.client_address.to_string(), json(&g.targets), g.created_at, g.expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn grants_where(
+        &self,
+        clause: &str,
+        arg: &dyn rusqlite::ToSql,
+    ) -> Result<Vec<GrantRow>, StoreError> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at FROM grants WHERE closed_at IS NULL AND {clause} ORDER BY created_at"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map([arg], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, i64>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, device_id, user, app, wg_public_key, addr, targets, created_at, expires_at) =
+                row?;
+            out.push(GrantRow {
+                id,
+                device_id,
+                user,
+                app,
+                wg_public_key,
+                client_address: addr
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("address {addr:?}")))?,
+                targets: parse_json(&targets)?,
+                created_at,
+                expires_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every open grant.
+    pub fn open_grants(&self) -> Result<Vec<GrantRow>, StoreError> {
+        self.grants_where("1 = ?1", &1)
+    }
+
+    /// Open grants of a device.
+    pub fn open_grants_of_device(&self, device_id: &str) -> Result<Vec<GrantRow>, StoreError> {
+        self.grants_where("device_id = ?1", &device_id)
+    }
+
+    /// Open grants of a user.
+    pub fn open_grants_of_user(&self, user: &str) -> Result<Vec<GrantRow>, StoreError> {
+        self.grants_where("user = ?1", &user)
+    }
+
+    /// An open grant.
+    pub fn open_grant(&self, id: &str) -> Result<Option<GrantRow>, StoreError> {
+        Ok(self.grants_where("id = ?1", &id)?.into_iter().next())
+    }
+
+    /// Closes a grant; false if it was not open.
+    pub fn close_grant(&self, id: &str, now: i64, reason: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE grants SET closed_at = ?2, close_reason = ?3 WHERE id = ?1 AND closed_at IS NULL",
+            params![id, now, reason],
+        )? == 1)
+    }
+
+    /// Closes and returns every open grant whose expiry has passed.
+    pub fn expire_grants(&self, now: i64) -> Result<Vec<GrantRow>, StoreError> {
+        let due = self.grants_where("expires_at <= ?1", &now)?;
+        for g in &due {
+            self.close_grant(&g.id, now, "expired")?;
+        }
+        Ok(due)
+    }
+
+    /// Marks a device revoked; false if unknown.
+    pub fn revoke_device(
+        &self,
+        device_id: &str,
+        now: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = self.conn().execute(
+            "UPDATE devices SET revoked_at = ?2, revoke_reason = ?3 WHERE device_id = ?1 AND revoked_at IS NULL",
+            params![device_id, now, reason],
+        )?;
+        Ok(changed == 1 || self.device(device_id)?.is_some())
+    }
+
+    /// Revokes a user's sessions as of `now`.
+    pub fn revoke_user(&self, user: &str, now: i64, reason: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO user_revocations (user, revoked_at, reason) VALUES (?1, ?2, ?3)
+             ON CONFLICT(user) DO UPDATE SET revoked_at = excluded.revoked_at, reason = excluded.reason",
+            params![user, now, reason],
+        )?;
+        Ok(())
+    }
+
+    /// When the user's sessions were last revoked.
+    pub fn user_revoked_at(&self, user: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT revoked_at FROM user_revocations WHERE user = ?1",
+                [user],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Appends to the audit log.
+    pub fn audit(&self, e: &NewAudit<'_>, now: i64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO audit (at, action, outcome, user, device_id, problem, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![now, e.action, e.outcome, e.user, e.device_id, e.problem, e.reason],
+        )?;
+        Ok(())
+    }
+
+    /// The latest `limit` audit entries, newest last.
+    pub fn audit_recent(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, at, action, outcome, user, device_id, problem, reason FROM audit ORDER BY seq DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at, action, outcome, user, device_id, problem, reason) = row?;
+            out.push(AuditEntry {
+                seq,
+                at: time::OffsetDateTime::from_unix_timestamp(at)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                action,
+                outcome,
+                user,
+                device_id,
+                problem,
+                reason,
+            });
+        }
+        out.reverse();
+        Ok(out)
+    }
+}
+
+fn device_in(conn: &Connection, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT device_id, user, sec1, ueid, enrolled_at, revoked_at FROM devices WHERE device_id = ?1",
+            [device_id],
+            |r| {
+                Ok(DeviceRow {
+                    key: EnrolledKey {
+                        device_id: r.get(0)?,
+                        user: r.get(1)?,
+                        sec1: r.get(2)?,
+                        ueid: r.get(3)?,
+                        revoked: r.get::<_, Option<i64>>(5)?.is_some(),
+                    },
+                    enrolled_at: r.get(4)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(user: &str) -> EnrolledKey {
+        EnrolledKey {
+            device_id: "dev1".into(),
+            user: user.into(),
+            sec1: vec![4; 65],
+            ueid: "u".into(),
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn nonce_is_single_use_and_bound_to_its_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("b.db")).unwrap();
+        s.issue_nonce("n1", "alice", 100, 160).unwrap();
+        assert_eq!(
+            s.consume_nonce("n1", "bob", 110).unwrap(),
+            NonceAnswer::Unknown
+        );
+        assert_eq!(
+            s.consume_nonce("n1", "alice", 110).unwrap(),
+            NonceAnswer::Consumed
+        );
+        assert_eq!(
+            s.consume_nonce("n1", "alice", 111).unwrap(),
+            NonceAnswer::AlreadyUsed
+        );
+        s.issue_nonce("n2", "alice", 100, 160).unwrap();
+        assert_eq!(
+            s.consume_nonce("n2", "alice", 160).unwrap(),
+            NonceAnswer::Expired
+        );
+        assert_eq!(
+            s.consume_nonce("zz", "alice", 110).unwrap(),
+            NonceAnswer::Unknown
+        );
+    }
+
+    #[test]
+    fn enrolment_binds_a_key_to_one_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("b.db")).unwrap();
+        assert!(matches!(
+            s.enrol(&key("alice"), "{}", None, 1).unwrap(),
+            Enrolment::Created(_)
+        ));
+        assert!(matches!(
+            s.enrol(&key("alice"), "{}", None, 2).unwrap(),
+            Enrolment::Existing(_)
+        ));
+        assert_eq!(
+            s.enrol(&key("bob"), "{}", None, 3).unwrap(),
+            Enrolment::Conflict
+        );
+        assert!(s.revoke_device("dev1", 4, "lost").unwrap());
+        assert!(s.device("dev1").unwrap().unwrap().key.revoked);
+    }
+
+    #[test]
+    fn audit_is_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("b.db")).unwrap();
+        s.audit(
+            &NewAudit {
+                action: "attest",
+                outcome: "deny",
+                reason: "r",
+                ..Default::default()
+            },
+            5,
+        )
+        .unwrap();
+        let conn = s.conn();
+        assert!(conn.execute("UPDATE audit SET reason = 'x'", []).is_err());
+        assert!(conn.execute("DELETE FROM audit", []).is_err());
+        drop(conn);
+        assert_eq!(s.audit_recent(10).unwrap()[0].reason, "r");
+    }
+
+    #[test]
+    fn grants_expire_and_free_their_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("b.db")).unwrap();
+        let g = GrantRow {
+            id: "g1".into(),
+            device_id: "d".into(),
+            user: "alice".into(),
+            app: "wiki".into(),
+            wg_public_key: "k".into(),
+            client_address: Ipv4Addr::new(100, 64, 0, 2),
+            targets: vec!["10.0.0.1:80/tcp".into()],
+            created_at: 10,
+            expires_at: 20,
+        };
+        s.insert_grant(&g).unwrap();
+        assert!(s.key_in_use("k").unwrap());
+        assert_eq!(s.open_grants_of_user("alice").unwrap(), vec![g.clone()]);
+        assert!(s.expire_grants(19).unwrap().is_empty());
+        assert_eq!(s.expire_grants(20).unwrap(), vec![g]);
+        assert!(s.used_addresses().unwrap().is_empty());
+        assert!(!s.close_grant("g1", 21, "x").unwrap());
+    }
+}

@@ -1,0 +1,480 @@
+//! Shared helpers for the broker's HTTP tests: a test-controlled OpenID
+//! issuer (discovery + JWKS over real HTTP, ES256 key the test holds), a TCP
+//! echo target, a broker on loopback, and a device that enrols and attests.
+//! Panicking on setup failure is the point here.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::get;
+use broker::api::{self, Problem, ProblemType};
+use broker::server::{BrokerHandle, Config};
+use posture::attestation::{DeviceKey, EatClaims};
+use posture::check::{Check, CheckId};
+use posture::report::{Platform, Report};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const AUDIENCE: &str = "sallyport-broker";
+pub const ADMIN_TOKEN: &str = "admin-secret-for-tests";
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A minimal OpenID issuer under the test's control: real HTTP discovery and
+/// JWKS, tokens signed with an ES256 key the test holds.
+pub struct TestIssuer {
+    pub url: String,
+    pub key: DeviceKey,
+    pub kid: String,
+}
+
+impl TestIssuer {
+    pub async fn start() -> TestIssuer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let key = DeviceKey::generate();
+        let kid = "test-es256".to_owned();
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+            "x": key.public_jwk().x, "y": key.public_jwk().y,
+        }]});
+        let discovery = json!({
+            "issuer": url,
+            "jwks_uri": format!("{url}/jwks"),
+            "authorization_endpoint": format!("{url}/auth"),
+            "token_endpoint": format!("{url}/token"),
+        });
+        let app = Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || {
+                    let d = discovery.clone();
+                    async move { axum::Json(d) }
+                }),
+            )
+            .route(
+                "/jwks",
+                get(move || {
+                    let j = jwks.clone();
+                    async move { axum::Json(j) }
+                }),
+            );
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        TestIssuer { url, key, kid }
+    }
+
+    /// An access token with these claims (iss/aud/iat/exp filled in unless given).
+    pub fn token_with(&self, sub: &str, extra: serde_json::Value) -> String {
+        let now = unix_now();
+        let mut claims = json!({
+            "iss": self.url, "sub": sub, "aud": AUDIENCE, "iat": now, "exp": now + 600,
+            "client_id": "sallyport-desktop",
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": self.kid});
+        self.key
+            .sign_compact(header.to_string().as_bytes(), claims.to_string().as_bytes())
+    }
+
+    pub fn token(&self, sub: &str) -> String {
+        self.token_with(sub, json!({}))
+    }
+}
+
+/// A TCP echo server; returns its address.
+pub async fn tcp_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bound = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    bound
+}
+
+/// Sends `payload` to `addr` and reads the echo back.
+pub async fn echo_through(addr: SocketAddr, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+    let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::other("connect timed out"))??;
+    let (mut r, mut w) = stream.into_split();
+    let to_send = payload.to_vec();
+    let writer = tokio::spawn(async move { w.write_all(&to_send).await.map(|()| w) });
+    let mut got = vec![0u8; payload.len()];
+    tokio::time::timeout(Duration::from_secs(10), r.read_exact(&mut got))
+        .await
+        .map_err(|_| std::io::Error::other("echo timed out"))??;
+    let _w = writer.await.unwrap()?;
+    Ok(got)
+}
+
+/// The broker's configuration for a test.
+pub fn config_text(issuer: &str, db: &Path, echo: SocketAddr, extra_gateway: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, ADMIN_TOKEN.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+database = "{db}"
+admin_token_sha256 = "{hex}"
+
+[oidc]
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+client_id = "sallyport-desktop"
+
+[attestation]
+verdict_ttl_seconds = 600
+
+[gateway]
+listen = "127.0.0.1:0"
+client_network = "100.64.0.0/24"
+{extra_gateway}
+
+[[apps]]
+id = "echo"
+name = "Echo service"
+targets = ["{echo}/tcp"]
+"#,
+        db = db.display()
+    )
+}
+
+pub async fn start_broker(text: &str) -> BrokerHandle {
+    let settings = Config::parse(text).unwrap();
+    broker::server::start(settings).await.unwrap()
+}
+
+pub struct Env {
+    pub issuer: TestIssuer,
+    pub echo: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub broker: BrokerHandle,
+    pub http: reqwest::Client,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        Self::start_with("").await
+    }
+
+    pub async fn start_with(extra_gateway: &str) -> Env {
+        let issuer = TestIssuer::start().await;
+        let echo = tcp_echo().await;
+        let dir = tempfile::tempdir().unwrap();
+        let text = config_text(&issuer.url, &db_path(dir.path()), echo, extra_gateway);
+        let broker = start_broker(&text).await;
+        Env {
+            issuer,
+            echo,
+            dir,
+            broker,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.broker.base_url())
+    }
+
+    pub fn client(&self, token: &str) -> Client {
+        Client {
+            http: self.http.clone(),
+            base: self.broker.base_url(),
+            token: token.to_owned(),
+        }
+    }
+
+    pub fn admin(&self) -> Client {
+        self.client(ADMIN_TOKEN)
+    }
+
+    /// The audit log, via the admin API.
+    pub async fn audit(&self) -> Vec<api::AuditEntry> {
+        let r = self
+            .admin()
+            .get(&format!("{}?limit=1000", api::paths::ADMIN_AUDIT))
+            .await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// Asserts the latest denial in the audit log names `kind` and mentions `words`.
+    pub async fn assert_audited(&self, kind: ProblemType, words: &str) {
+        let log = self.audit().await;
+        let hit = log
+            .iter()
+            .rev()
+            .find(|e| e.problem.as_deref() == Some(kind.slug()));
+        let hit = hit.unwrap_or_else(|| panic!("no audit entry for {kind}: {log:#?}"));
+        assert_eq!(hit.outcome, "deny");
+        assert!(
+            hit.reason.to_lowercase().contains(&words.to_lowercase()),
+            "audit reason {:?} does not say {words:?}",
+            hit.reason
+        );
+    }
+}
+
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join("broker.db")
+}
+
+/// A Bearer-authenticated API client.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+}
+
+impl Client {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post<T: serde::Serialize>(&self, path: &str, body: &T) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Reads a problem reply, checking the media type.
+pub async fn problem(r: reqwest::Response) -> Problem {
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let status = r.status().as_u16();
+    assert_eq!(ct, api::PROBLEM_CONTENT_TYPE, "status {status}");
+    let p: Problem = r.json().await.unwrap();
+    assert_eq!(p.status, status);
+    p
+}
+
+pub async fn expect_problem(r: reqwest::Response, kind: ProblemType) -> Problem {
+    let p = problem(r).await;
+    assert_eq!(p.kind(), Some(kind), "{p:#?}");
+    p
+}
+
+/// The checks the default policy requires, all healthy.
+pub fn healthy_report() -> Report {
+    Report {
+        collected_at: time::OffsetDateTime::now_utc(),
+        platform: Platform::Linux,
+        agent_version: "0.1.0".into(),
+        duration_ms: 42,
+        checks: vec![
+            Check::pass(CheckId::OsVersion, "Debian 12")
+                .fact("platform_id", "debian")
+                .fact("name", "Debian GNU/Linux")
+                .fact("version", "12")
+                .fact("version_parts", vec![12]),
+            Check::pass(CheckId::SecurityUpdates, "none pending")
+                .fact("pending", 0)
+                .fact("security_pending", 0)
+                .fact("metadata_age_days", 1),
+            Check::pass(CheckId::DiskEncryption, "LUKS2").fact("encrypted", true),
+            Check::pass(CheckId::Firewall, "nftables").fact("enabled", true),
+            Check::pass(CheckId::ScreenLock, "300 s")
+                .fact("enabled", true)
+                .fact("timeout_seconds", 300),
+        ],
+    }
+}
+
+/// The healthy report with the firewall off.
+pub fn firewall_off_report() -> Report {
+    let mut r = healthy_report();
+    r.checks.retain(|c| c.id != CheckId::Firewall);
+    r.checks.push(
+        Check::fail(CheckId::Firewall, "no firewall is filtering")
+            .fact("enabled", false)
+            .remediation("Turn on the firewall."),
+    );
+    r
+}
+
+/// An agent-side device: key, user, API client.
+pub struct TestDevice {
+    pub key: DeviceKey,
+    pub user: String,
+    pub api: Client,
+}
+
+impl TestDevice {
+    pub fn new(api: Client, user: &str) -> Self {
+        Self {
+            key: DeviceKey::generate(),
+            user: user.to_owned(),
+            api,
+        }
+    }
+
+    pub fn id(&self) -> String {
+        self.key.kid()
+    }
+
+    pub async fn enrol(&self) -> reqwest::Response {
+        self.api
+            .post(
+                api::paths::DEVICES,
+                &api::EnrolRequest {
+                    public_jwk: self.key.public_jwk().clone(),
+                    name: Some("test-host".into()),
+                },
+            )
+            .await
+    }
+
+    pub async fn nonce(&self) -> String {
+        let r = self.api.post(api::paths::CHALLENGE, &json!({})).await;
+        assert_eq!(r.status(), 200);
+        let c: api::Challenge = r.json().await.unwrap();
+        c.nonce
+    }
+
+    /// Claims for `report` over a fresh nonce.
+    pub async fn claims(&self, report: Report) -> EatClaims {
+        let nonce = self.nonce().await;
+        EatClaims::new(
+            &self.key,
+            &nonce,
+            AUDIENCE,
+            &self.user,
+            report,
+            unix_now(),
+            120,
+        )
+    }
+
+    pub async fn submit(&self, eat: String) -> reqwest::Response {
+        self.api
+            .post(api::paths::ATTESTATIONS, &api::AttestationRequest { eat })
+            .await
+    }
+
+    /// Challenge, sign, submit; returns the verdict.
+    pub async fn attest(&self, report: Report) -> api::Verdict {
+        let claims = self.claims(report).await;
+        let r = self.submit(self.key.sign_eat(&claims).unwrap()).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
+    pub async fn request_grant(&self, app: &str, wg: &tunnel::PublicKey) -> reqwest::Response {
+        self.api
+            .post(
+                api::paths::GRANTS,
+                &api::GrantRequest {
+                    app: app.into(),
+                    device_id: self.id(),
+                    wireguard_public_key: wg.to_string(),
+                },
+            )
+            .await
+    }
+}
+
+/// The tunnel config an agent would build from a grant.
+pub fn tunnel_config(grant: &api::Grant, key: tunnel::PrivateKey) -> tunnel::TunnelConfig {
+    let expires: SystemTime =
+        UNIX_EPOCH + Duration::from_secs(grant.expires_at.unix_timestamp() as u64);
+    let mut cfg = tunnel::TunnelConfig::new(
+        grant.gateway.endpoint.parse().unwrap(),
+        grant.gateway.public_key.parse().unwrap(),
+        grant.client_address.parse().unwrap(),
+        grant.targets.iter().map(|t| t.parse().unwrap()).collect(),
+        expires,
+    );
+    cfg.private_key = key;
+    cfg.socks_port = None;
+    cfg
+}
+
+/// Events from an SSE stream, parsed as they arrive.
+pub struct EventStream {
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<api::Event>,
+}
+
+impl EventStream {
+    /// Opens `/v1/events` for the device; returns once the response headers
+    /// are in (the broker has subscribed by then).
+    pub async fn open(api: &Client, device_id: &str) -> EventStream {
+        let mut r = api
+            .get(&format!("{}?device_id={device_id}", api::paths::EVENTS))
+            .await;
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut buf = String::new();
+            while let Ok(Some(chunk)) = r.chunk().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let frame: String = buf.drain(..end + 2).collect();
+                    for line in frame.lines() {
+                        if let Some(data) = line.strip_prefix("data: ")
+                            && let Ok(ev) = serde_json::from_str::<api::Event>(data)
+                        {
+                            let _ = tx.send(ev);
+                        }
+                    }
+                }
+            }
+        });
+        EventStream { rx }
+    }
+
+    pub async fn next(&mut self) -> api::Event {
+        tokio::time::timeout(Duration::from_secs(5), self.rx.recv())
+            .await
+            .expect("no event within 5 s")
+            .expect("event stream closed")
+    }
+}

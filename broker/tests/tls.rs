@@ -1,0 +1,75 @@
+//! The broker serves HTTPS with the configured certificate and key (the
+//! only way it may listen beyond loopback). The certificate is made by the
+//! `openssl` CLI, as an operator would.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+
+use broker::api;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_the_configured_certificate() {
+    let issuer = TestIssuer::start().await;
+    let echo = tcp_echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // A server certificate, not a CA (webpki refuses a CA as end entity).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl CLI (Debian package `openssl`)");
+    assert!(status.status.success(), "{status:?}");
+    let text = config_text(&issuer.url, &db_path(dir.path()), echo, "").replace(
+        "[server]\n",
+        &format!(
+            "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let broker = start_broker(&text).await;
+    assert!(broker.base_url().starts_with("https://"));
+
+    let root = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .build()
+        .unwrap();
+    let r = https
+        .get(format!("{}{}", broker.base_url(), api::paths::CONFIG))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cfg: api::BrokerConfig = r.json().await.unwrap();
+    assert_eq!(cfg.audience, AUDIENCE);
+
+    // A client that does not trust the certificate gets nowhere.
+    let untrusting = reqwest::Client::new();
+    assert!(
+        untrusting
+            .get(format!("{}{}", broker.base_url(), api::paths::CONFIG))
+            .send()
+            .await
+            .is_err()
+    );
+    broker.shutdown().await;
+}

@@ -1,0 +1,117 @@
+//! Sallyport's tray app: a thin Tauri 2 shell over the agent.
+//!
+//! The tray and the window only show what the agent reports and pass the
+//! user's requests on over the agent's control socket; every decision
+//! (sign-in, posture, gating) stays in the agent, which the CLI drives the
+//! same way. The pure parts — the tray menu ([`menu`]) and which changes
+//! deserve a notification ([`notify`]) — are tested without Tauri.
+
+pub mod commands;
+pub mod menu;
+pub mod notify;
+mod tray;
+
+use tauri::WindowEvent;
+use tauri_plugin_autostart::{MacosLauncher, ManagerExt};
+
+/// The argument autostart launches the app with: start in the tray only.
+pub const MINIMIZED_ARG: &str = "--minimized";
+
+/// Whether start-at-login must change: `Some(wanted)` when the OS entry
+/// differs from what the effective settings (where IT's managed
+/// configuration overrides the user's) ask for.
+pub fn autostart_change(wanted: bool, enabled: bool) -> Option<bool> {
+    (wanted != enabled).then_some(wanted)
+}
+
+fn sync_autostart<R: tauri::Runtime>(app: &tauri::AppHandle<R>) {
+    let settings = match agent::config::load() {
+        Ok(effective) => effective,
+        Err(e) => {
+            tracing::warn!(error = %e, "configuration not readable; start-at-login left as it is");
+            return;
+        }
+    };
+    let launcher = app.autolaunch();
+    let enabled = launcher.is_enabled().unwrap_or(false);
+    let result = match autostart_change(settings.settings.autostart, enabled) {
+        Some(true) => launcher.enable(),
+        Some(false) => launcher.disable(),
+        None => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, locked = settings.is_locked("autostart"), "start-at-login not updated");
+    }
+}
+
+/// Runs the app until Quit.
+pub fn run() -> tauri::Result<()> {
+    let minimized = std::env::args().any(|a| a == MINIMIZED_ARG);
+    #[cfg(unix)]
+    let socket = agent::control::unix::default_socket_path();
+    #[cfg(not(unix))]
+    let socket = std::path::PathBuf::from(r"\\.\pipe\sallyport");
+
+    tauri::Builder::default()
+        // First: a second launch only shows the running instance's window.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            tray::show_window(app, None);
+        }))
+        .plugin(tauri_plugin_autostart::init(
+            MacosLauncher::LaunchAgent,
+            Some(vec![MINIMIZED_ARG]),
+        ))
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .manage(commands::AgentLink::new(socket))
+        .manage(tray::Wake::default())
+        .invoke_handler(tauri::generate_handler![
+            commands::status,
+            commands::apps,
+            commands::posture,
+            commands::recheck,
+            commands::connect,
+            commands::disconnect,
+            commands::sign_in,
+            commands::sign_in_device,
+            commands::sign_out,
+            commands::export_diagnostics,
+            commands::about,
+        ])
+        .on_window_event(|window, event| {
+            // Closing the window keeps the app in the tray; Quit is in the menu.
+            if let WindowEvent::CloseRequested { api, .. } = event
+                && window.label() == tray::MAIN_WINDOW
+            {
+                api.prevent_close();
+                let _ = window.hide();
+            }
+        })
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            sync_autostart(&handle);
+            if let Err(e) = tray::create(&handle) {
+                // No tray host (a bare X server, some GNOME setups): the window still works.
+                tracing::warn!(error = %e, "no tray icon");
+            }
+            if !minimized {
+                tray::show_window(&handle, None);
+            }
+            tauri::async_runtime::spawn(tray::watch(handle));
+            Ok(())
+        })
+        .run(tauri::generate_context!())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autostart_follows_the_effective_setting() {
+        assert_eq!(autostart_change(true, false), Some(true));
+        assert_eq!(autostart_change(false, true), Some(false));
+        assert_eq!(autostart_change(true, true), None);
+        assert_eq!(autostart_change(false, false), None);
+    }
+}

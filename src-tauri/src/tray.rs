@@ -1,0 +1,252 @@
+//! The Tauri side of the tray: turns a [`MenuModel`] into the native menu
+//! and icon, handles clicks, and watches the agent to keep both current and
+//! to raise notifications. Everything it decides comes from
+//! [`crate::menu`] and [`crate::notify`]; this file only wires them up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::control::Request;
+use agent::control::view::{AppView, StatusView};
+use tauri::image::Image;
+use tauri::menu::{IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
+use tauri::tray::{TrayIcon, TrayIconBuilder};
+use tauri::{AppHandle, Emitter, Manager, Runtime};
+use tauri_plugin_clipboard_manager::ClipboardExt;
+use tauri_plugin_notification::NotificationExt;
+use tokio::sync::Notify;
+
+use crate::commands::{self, AgentLink, CommandError};
+use crate::menu::{Action, Item, MenuModel, TrayState};
+use crate::notify::{Notice, notices};
+
+/// How often the tray asks the agent for its state.
+const POLL: Duration = Duration::from_secs(3);
+
+/// The window's label in tauri.conf.json.
+pub const MAIN_WINDOW: &str = "main";
+
+/// Wakes the watcher early (after a menu action) so the tray reflects it at once.
+#[derive(Debug, Default, Clone)]
+pub struct Wake(Arc<Notify>);
+
+/// The icon for a state.
+pub fn icon(state: TrayState) -> tauri::Result<Image<'static>> {
+    Image::from_bytes(match state {
+        TrayState::SignedOut => include_bytes!("../icons/tray-signed-out.png"),
+        TrayState::Compliant => include_bytes!("../icons/tray-compliant.png"),
+        TrayState::NonCompliant => include_bytes!("../icons/tray-noncompliant.png"),
+        TrayState::Error => include_bytes!("../icons/tray-error.png"),
+    })
+}
+
+enum Native<R: Runtime> {
+    Item(MenuItem<R>),
+    Submenu(Submenu<R>),
+    Separator(PredefinedMenuItem<R>),
+}
+
+impl<R: Runtime> Native<R> {
+    fn as_item(&self) -> &dyn IsMenuItem<R> {
+        match self {
+            Native::Item(i) => i,
+            Native::Submenu(s) => s,
+            Native::Separator(s) => s,
+        }
+    }
+}
+
+fn native<R: Runtime>(app: &AppHandle<R>, item: &Item) -> tauri::Result<Native<R>> {
+    Ok(match item {
+        Item::Entry {
+            label,
+            action: Some(action),
+            enabled,
+        } => Native::Item(MenuItem::with_id(
+            app,
+            action.id(),
+            label,
+            *enabled,
+            None::<&str>,
+        )?),
+        Item::Entry {
+            label,
+            action: None,
+            enabled,
+        } => Native::Item(MenuItem::new(app, label, *enabled, None::<&str>)?),
+        Item::Submenu {
+            label,
+            items,
+            enabled,
+        } => {
+            let submenu = Submenu::new(app, label, *enabled)?;
+            for child in items {
+                submenu.append(native(app, child)?.as_item())?;
+            }
+            Native::Submenu(submenu)
+        }
+        Item::Separator => Native::Separator(PredefinedMenuItem::separator(app)?),
+    })
+}
+
+/// The native menu for `model`.
+pub fn native_menu<R: Runtime>(app: &AppHandle<R>, model: &MenuModel) -> tauri::Result<Menu<R>> {
+    let menu = Menu::new(app)?;
+    for item in &model.items {
+        menu.append(native(app, item)?.as_item())?;
+    }
+    Ok(menu)
+}
+
+/// Creates the tray icon, showing "asking the agent…" until the first answer.
+pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<TrayIcon<R>> {
+    let model = MenuModel::build(Err("Asking the Sallyport agent…"));
+    TrayIconBuilder::with_id("sallyport")
+        .icon(icon(TrayState::SignedOut)?)
+        .tooltip("Sallyport")
+        .menu(&native_menu(app, &model)?)
+        .show_menu_on_left_click(true)
+        .on_menu_event(|app, event| {
+            if let Some(action) = Action::from_id(event.id().as_ref()) {
+                let app = app.clone();
+                tauri::async_runtime::spawn(async move { act(&app, action).await });
+            }
+        })
+        .build(app)
+}
+
+fn apply<R: Runtime>(app: &AppHandle<R>, model: &MenuModel) -> tauri::Result<()> {
+    let Some(tray) = app.tray_by_id("sallyport") else {
+        return Ok(());
+    };
+    tray.set_menu(Some(native_menu(app, model)?))?;
+    tray.set_icon(Some(icon(model.state)?))?;
+    tray.set_tooltip(Some(&model.tooltip))?;
+    Ok(())
+}
+
+/// Shows the window (from the tray or a second launch) and focuses it.
+pub fn show_window<R: Runtime>(app: &AppHandle<R>, page: Option<&str>) {
+    if let Some(window) = app.get_webview_window(MAIN_WINDOW) {
+        let _ = window.unminimize();
+        let _ = window.show();
+        let _ = window.set_focus();
+        if let Some(page) = page {
+            let _ = window.emit("navigate", page);
+        }
+    }
+}
+
+fn notify<R: Runtime>(app: &AppHandle<R>, notice: &Notice) {
+    if let Err(e) = app
+        .notification()
+        .builder()
+        .title(&notice.title)
+        .body(&notice.body)
+        .show()
+    {
+        tracing::warn!(error = %e, title = %notice.title, "notification not shown");
+    }
+}
+
+fn report<R: Runtime>(app: &AppHandle<R>, what: &str, result: Result<(), CommandError>) {
+    if let Err(e) = result {
+        notify(
+            app,
+            &Notice {
+                title: format!("Could not {what}"),
+                body: e.to_string(),
+            },
+        );
+    }
+}
+
+async fn act<R: Runtime>(app: &AppHandle<R>, action: Action) {
+    let link = app.state::<AgentLink>().inner().clone();
+    match action {
+        Action::SignIn => {
+            show_window(app, Some("apps"));
+            let result = link.ask(&Request::SignIn).await.map(drop);
+            report(app, "start the sign-in", result);
+        }
+        Action::SignOut => {
+            let result = link.ask(&Request::SignOut).await.map(drop);
+            report(app, "sign out", result);
+        }
+        Action::Connect(id) => {
+            let result = link.ask(&Request::Connect { app: id.clone() }).await;
+            report(app, &format!("open {id}"), result.map(drop));
+        }
+        Action::Disconnect(id) => {
+            let result = link.ask(&Request::Disconnect { app: id.clone() }).await;
+            report(app, &format!("close {id}"), result.map(drop));
+        }
+        Action::Copy(address) => match app.clipboard().write_text(address.clone()) {
+            Ok(()) => notify(
+                app,
+                &Notice {
+                    title: format!("Copied {address}"),
+                    body: "Paste it where the application asks for its address.".into(),
+                },
+            ),
+            Err(e) => tracing::warn!(error = %e, "clipboard write failed"),
+        },
+        Action::Posture => show_window(app, Some("posture")),
+        Action::Open => show_window(app, None),
+        Action::ExportDiagnostics => match commands::export(app, &link).await {
+            Ok(path) => notify(
+                app,
+                &Notice {
+                    title: "Diagnostics exported".into(),
+                    body: format!("Saved to {path}"),
+                },
+            ),
+            Err(e) => report(app, "export diagnostics", Err(e)),
+        },
+        Action::About => show_window(app, Some("diagnostics")),
+        Action::Quit => app.exit(0),
+    }
+    app.state::<Wake>().0.notify_one();
+}
+
+async fn ask_agent(link: &AgentLink) -> Result<(StatusView, Vec<AppView>), CommandError> {
+    let status: StatusView = link.ask_as(&Request::Status).await?;
+    // The catalogue is decoration for the menu: a failure here must not hide the status.
+    let apps = link
+        .ask_as::<Vec<AppView>>(&Request::Apps)
+        .await
+        .unwrap_or_default();
+    Ok((status, apps))
+}
+
+/// Keeps the tray in step with the agent and raises notifications on
+/// changes, for as long as the app runs.
+pub async fn watch<R: Runtime>(app: AppHandle<R>) {
+    let link = app.state::<AgentLink>().inner().clone();
+    let wake = app.state::<Wake>().0.clone();
+    let mut shown: Option<MenuModel> = None;
+    let mut last: Option<StatusView> = None;
+    loop {
+        let answer = ask_agent(&link).await;
+        let model = match &answer {
+            Ok((status, apps)) => MenuModel::build(Ok((status, apps))),
+            Err(e) => MenuModel::build(Err(&e.to_string())),
+        };
+        if shown.as_ref() != Some(&model) {
+            match apply(&app, &model) {
+                Ok(()) => shown = Some(model),
+                Err(e) => tracing::warn!(error = %e, "tray not updated"),
+            }
+        }
+        if let Ok((status, _)) = answer {
+            for notice in notices(last.as_ref(), &status) {
+                notify(&app, &notice);
+            }
+            last = Some(status);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = wake.notified() => {}
+        }
+    }
+}

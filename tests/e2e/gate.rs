@@ -1,0 +1,510 @@
+//! End to end: the real OpenID provider (tests/idp), the reference broker
+//! and its gateway, the agent's runtime with its real identity, posture,
+//! broker client and tunnels, and a TCP target — driven together.
+//!
+//! The agent signs in (password + TOTP), opens the `echo` application and
+//! moves bytes through its tunnel. Then, one at a time, a condition fails and
+//! the tunnel must close and traffic stop; then the condition holds again and
+//! the tunnel must come back by itself:
+//!   (a) posture: the broker's policy is tightened to require a disk
+//!       encryption this machine does not have;
+//!   (b) revocation: an admin revokes the user at the broker;
+//!   (c) session: the MFA sign-in outlives the configured maximum age;
+//!   (d) the broker (and its gateway) dies: the tunnel lasts only until its
+//!       grant expires.
+
+// Test scaffolding: a setup failure must abort loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../idp/harness.rs"]
+mod idp;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::broker_client::BrokerClient;
+use agent::control::view::{DeviceCodeView, StatusView, TunnelState};
+use agent::control::{Reply, Request};
+use agent::identity::client::AuthOverrides;
+use agent::identity::store::{MemoryStore, SecretStore};
+use agent::identity::{Identity, IdentityConfig};
+use agent::runtime::{ControlRequest, Runtime, RuntimeOptions};
+use agent::supervisor::Timing;
+use broker::server::{BrokerHandle, Config};
+use posture::CheckId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+const ADMIN_TOKEN: &str = "e2e-admin-token";
+const APP: &str = "echo";
+/// Longest a grant lives here, so (d) finishes in seconds.
+const MAX_GRANT: u64 = 20;
+/// Oldest accepted MFA sign-in, for (c).
+const MAX_AUTH_AGE: u64 = 25;
+
+/// Allows the device while the OS is identified (true on this machine).
+const LENIENT: &str = r#"package sallyport.posture
+import rego.v1
+
+violations contains v if {
+    input.checks.os_version.status != "pass"
+    v := {"check": "os_version", "message": "The OS could not be identified.", "remediation": "Contact IT."}
+}
+"#;
+
+/// Also requires disk encryption, which this VM does not have.
+const STRICT: &str = r#"package sallyport.posture
+import rego.v1
+
+violations contains v if {
+    input.checks.os_version.status != "pass"
+    v := {"check": "os_version", "message": "The OS could not be identified.", "remediation": "Contact IT."}
+}
+
+violations contains v if {
+    input.checks.disk_encryption.status != "pass"
+    v := {"check": "disk_encryption", "message": "The system disk is not encrypted.", "remediation": "Turn on full-disk encryption."}
+}
+"#;
+
+async fn tcp_echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One round trip through `addr`; `Err` when traffic does not flow.
+async fn echo_through(addr: &str) -> Result<(), String> {
+    let attempt = async {
+        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        s.write_all(b"through the sally port")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut got = [0u8; 22];
+        s.read_exact(&mut got).await.map_err(|e| e.to_string())?;
+        if &got == b"through the sally port" {
+            Ok(())
+        } else {
+            Err("corrupted echo".to_owned())
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), attempt)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn broker_config(
+    issuer: &str,
+    db: &Path,
+    policy: &Path,
+    echo: SocketAddr,
+    http: u16,
+    udp: u16,
+) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, ADMIN_TOKEN.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{http}"
+database = "{db}"
+admin_token_sha256 = "{hex}"
+
+[oidc]
+issuer = "{issuer}"
+audience = "{aud}"
+client_id = "{client}"
+
+[attestation]
+verdict_ttl_seconds = 60
+policy = "{policy}"
+
+[gateway]
+listen = "127.0.0.1:{udp}"
+client_network = "100.64.0.0/24"
+max_grant_seconds = {MAX_GRANT}
+
+[[apps]]
+id = "{APP}"
+name = "Echo service"
+targets = ["{echo}/tcp"]
+"#,
+        db = db.display(),
+        policy = policy.display(),
+        aud = idp::BROKER_AUDIENCE,
+        client = idp::CLIENT_ID,
+    )
+}
+
+struct World {
+    _idp: idp::Idp,
+    dir: tempfile::TempDir,
+    config: String,
+    broker: Option<BrokerHandle>,
+    identity: Arc<Identity>,
+    control: mpsc::Sender<ControlRequest>,
+    stop: Option<oneshot::Sender<()>>,
+    agent: tokio::task::JoinHandle<()>,
+    http: reqwest::Client,
+}
+
+impl World {
+    fn policy_path(&self) -> PathBuf {
+        self.dir.path().join("policy.rego")
+    }
+
+    fn broker_url(&self) -> String {
+        self.broker.as_ref().unwrap().base_url()
+    }
+
+    async fn ask(&self, request: Request) -> serde_json::Value {
+        let (tx, rx) = oneshot::channel();
+        self.control.send((request, tx)).await.unwrap();
+        match rx.await.unwrap() {
+            Reply::Ok { data } => data,
+            Reply::Error { message } => panic!("agent refused: {message}"),
+        }
+    }
+
+    async fn status(&self) -> StatusView {
+        serde_json::from_value(self.ask(Request::Status).await).unwrap()
+    }
+
+    /// Waits until the app's tunnel is up and carries traffic; returns its
+    /// local forward address.
+    async fn until_traffic_flows(&self, within: Duration, what: &str) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.status().await;
+            if let Some(local) = status
+                .tunnels
+                .iter()
+                .find(|t| t.app == APP && t.state == TunnelState::Up)
+                .and_then(|t| t.forwards.first())
+                .map(|f| f.local.clone())
+                && echo_through(&local).await.is_ok()
+            {
+                return local;
+            }
+            if Instant::now() >= deadline {
+                let history = self.ask(Request::History).await;
+                panic!(
+                    "{what}: traffic did not flow within {within:?}; status: {status:#?}\nhistory: {history:#}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the tunnel is closed and traffic through `local` stops;
+    /// returns the reason the agent gives.
+    async fn until_closed(&self, local: &str, within: Duration, what: &str) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.status().await;
+            let tunnel = status.tunnels.iter().find(|t| t.app == APP);
+            if let Some(t) = tunnel
+                && t.state != TunnelState::Up
+                && t.forwards.is_empty()
+            {
+                assert!(
+                    echo_through(local).await.is_err(),
+                    "{what}: tunnel reported closed but traffic still flows"
+                );
+                return t.reason.clone().unwrap_or_default();
+            }
+            if Instant::now() >= deadline {
+                let history = self.ask(Request::History).await;
+                panic!(
+                    "{what}: the tunnel did not close within {within:?}; status: {status:#?}\nhistory: {history:#}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn admin(&self, path: &str, body: serde_json::Value) {
+        let reply = self
+            .http
+            .post(format!("{}{path}", self.broker_url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            reply.status().is_success(),
+            "{path}: {}",
+            reply.text().await.unwrap()
+        );
+    }
+
+    async fn set_policy(&self, rego: &str) {
+        std::fs::write(self.policy_path(), rego).unwrap();
+        self.admin(
+            broker::api::paths::ADMIN_POLICY_RELOAD,
+            serde_json::json!({}),
+        )
+        .await;
+    }
+
+    async fn login(&self) {
+        login(&self.identity).await;
+    }
+}
+
+/// Every file of a zip, as text, read back with Python's zipfile (an
+/// independent reader).
+fn unzip_texts(path: &Path) -> Vec<(String, String)> {
+    let script = "import json,sys,zipfile\n\
+z=zipfile.ZipFile(sys.argv[1])\n\
+print(json.dumps([[n, z.read(n).decode()] for n in z.namelist()]))\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn login(identity: &Identity) {
+    let open = |url: &url::Url| {
+        let url = url.to_string();
+        tokio::spawn(async move {
+            idp::complete_browser_login(&url).await;
+        });
+        Ok(())
+    };
+    identity
+        .login_browser(&open, &AuthOverrides::default())
+        .await
+        .unwrap();
+}
+
+async fn start_world() -> Option<World> {
+    // `SALLYPORT_LOG=agent=debug cargo test -p sallyport-e2e` shows every
+    // supervisor command and decision.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SALLYPORT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_test_writer()
+        .try_init();
+    let idp = idp::Idp::start(&idp::Options {
+        access_ttl: 600,
+        ..idp::Options::default()
+    })?;
+    let dir = tempfile::tempdir().unwrap();
+    let echo = tcp_echo().await;
+    std::fs::write(dir.path().join("policy.rego"), LENIENT).unwrap();
+    let config = broker_config(
+        &idp.issuer,
+        &dir.path().join("broker.sqlite"),
+        &dir.path().join("policy.rego"),
+        echo,
+        free_port(),
+        free_port(),
+    );
+    let broker = broker::server::start(Config::parse(&config).unwrap())
+        .await
+        .unwrap();
+
+    let mut identity_config = IdentityConfig::new(idp.issuer.parse().unwrap(), idp::CLIENT_ID);
+    identity_config.resource = Some(idp::BROKER_RESOURCE.to_owned());
+    identity_config.max_auth_age = Some(Duration::from_secs(MAX_AUTH_AGE));
+    let store: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
+    let identity = Arc::new(Identity::new(identity_config, store.clone()));
+    login(&identity).await;
+
+    let options = RuntimeOptions {
+        timing: Timing {
+            posture_interval: time::Duration::seconds(3),
+            reattest_margin: time::Duration::seconds(15),
+            refresh_margin: time::Duration::seconds(30),
+            grant_renew_margin: time::Duration::seconds(5),
+            min_backoff: time::Duration::milliseconds(500),
+            max_backoff: time::Duration::seconds(2),
+        },
+        collect: posture::collect::Options {
+            only: vec![CheckId::OsVersion, CheckId::DiskEncryption],
+            cache: posture::cache::Cache::disabled(),
+            ..posture::collect::Options::default()
+        },
+        auto_connect: vec![APP.to_owned()],
+    };
+    let client = BrokerClient::new(&broker.base_url(), Duration::from_secs(5)).unwrap();
+    let runtime = Runtime::new(identity.clone(), store, client, options);
+    let (control, rx) = mpsc::channel(8);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let agent = tokio::spawn(runtime.run(rx, async {
+        let _ = stopped.await;
+    }));
+    Some(World {
+        _idp: idp,
+        dir,
+        config,
+        broker: Some(broker),
+        identity,
+        control,
+        stop: Some(stop),
+        agent,
+        http: reqwest::Client::new(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_lives_only_while_identity_posture_and_grant_hold() {
+    let Some(mut world) = start_world().await else {
+        return; // the harness printed why (node or npm packages missing)
+    };
+    let local = world
+        .until_traffic_flows(Duration::from_secs(30), "first connect")
+        .await;
+
+    // (a) Posture: the broker now requires disk encryption.
+    world.set_policy(STRICT).await;
+    let reason = world
+        .until_closed(&local, Duration::from_secs(15), "(a) posture")
+        .await;
+    assert!(reason.contains("disk"), "(a) reason: {reason}");
+    world.set_policy(LENIENT).await;
+    let again = world
+        .until_traffic_flows(Duration::from_secs(30), "(a) recovery")
+        .await;
+    assert_eq!(
+        again, local,
+        "the app should come back on the same local address"
+    );
+
+    // (b) Revocation: the admin revokes the user at the broker.
+    world
+        .admin(
+            broker::api::paths::ADMIN_REVOCATIONS,
+            serde_json::json!({"user": "alice", "reason": "e2e: lost laptop"}),
+        )
+        .await;
+    let reason = world
+        .until_closed(&local, Duration::from_secs(15), "(b) revocation")
+        .await;
+    assert!(!reason.is_empty(), "(b) the user is told why");
+    // The broker refuses tokens issued at or before the revocation second
+    // (JWT `iat` has one-second resolution; equal means "maybe before").
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    world.login().await;
+    world
+        .until_traffic_flows(
+            Duration::from_secs(30),
+            "(b) recovery after signing in again",
+        )
+        .await;
+
+    // (c) Session: the MFA sign-in becomes older than the maximum age.
+    let reason = world
+        .until_closed(
+            &local,
+            Duration::from_secs(MAX_AUTH_AGE + 15),
+            "(c) session expiry",
+        )
+        .await;
+    assert!(
+        reason.to_lowercase().contains("sign"),
+        "(c) reason: {reason}"
+    );
+    // Sign in again the way the tray app does it on a headless machine:
+    // a device code through the control channel, confirmed in a browser.
+    let code: DeviceCodeView =
+        serde_json::from_value(world.ask(Request::SignInDevice).await).unwrap();
+    assert!(!code.user_code.is_empty());
+    idp::complete_device_login(code.verification_uri_complete.as_deref().unwrap()).await;
+    world
+        .until_traffic_flows(Duration::from_secs(30), "(c) recovery")
+        .await;
+
+    // (d) The broker and its gateway die: traffic stops at once; the agent
+    // keeps the tunnel only until its grant expires.
+    let config = world.config.clone();
+    world.broker.take().unwrap().shutdown().await;
+    assert!(
+        echo_through(&local).await.is_err(),
+        "(d) traffic after the gateway died"
+    );
+    world
+        .until_closed(
+            &local,
+            Duration::from_secs(MAX_GRANT + 10),
+            "(d) broker down",
+        )
+        .await;
+    world.broker = Some(
+        broker::server::start(Config::parse(&config).unwrap())
+            .await
+            .unwrap(),
+    );
+    world
+        .until_traffic_flows(
+            Duration::from_secs(40),
+            "(d) recovery after the broker restarts",
+        )
+        .await;
+
+    // The helpdesk bundle: what happened and why, and never a token.
+    let bundle = world.dir.path().join("diagnostics.zip");
+    world
+        .ask(Request::ExportDiagnostics {
+            path: bundle.display().to_string(),
+        })
+        .await;
+    let token = world.identity.access_token().await.unwrap();
+    let names = unzip_texts(&bundle);
+    let all: String = names.iter().map(|(_, text)| text.as_str()).collect();
+    for wanted in ["status.json", "posture.json", "decisions.json"] {
+        assert!(names.iter().any(|(n, _)| n == wanted), "{wanted} missing");
+    }
+    assert!(
+        all.contains("disk_encryption"),
+        "the (a) decision is explained"
+    );
+    assert!(
+        !all.contains(token.expose()),
+        "a token leaked into the bundle"
+    );
+    assert!(
+        !all.contains("eyJ"),
+        "something JWT-shaped leaked into the bundle"
+    );
+
+    let _ = world.stop.take().unwrap().send(());
+    world.agent.await.unwrap();
+    assert!(
+        echo_through(&local).await.is_err(),
+        "traffic after the agent stopped"
+    );
+}

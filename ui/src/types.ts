@@ -1,0 +1,111 @@
+// The JSON the agent's control protocol answers with. Mirrors
+// `agent::control::view` (and `posture::{Report, Check}`, `posture::policy::Violation`)
+// field for field; src-tauri/tests/ui_fixtures.rs deserialises the UI test
+// fixtures into the Rust types so the two cannot drift silently.
+
+/** `agent::control::view::IdentityView`, tagged by `state`. */
+export type IdentityView =
+  | { state: "signed_out" }
+  | { state: "valid"; user: string; expires_at: string; mfa: string }
+  | { state: "needs_reauth"; user: string | null; reason: string };
+
+/** `posture::policy::Violation`. */
+export interface Violation {
+  check: string;
+  message: string;
+  remediation: string;
+}
+
+/** `agent::control::view::VerdictView`. */
+export interface VerdictView {
+  compliant: boolean;
+  violations: Violation[];
+  valid_until: string;
+}
+
+/** `agent::control::view::TunnelState`. */
+export type TunnelState = "up" | "connecting" | "down";
+
+/** `agent::control::view::ForwardView`. */
+export interface ForwardView {
+  target: string;
+  local: string;
+}
+
+/** `agent::control::view::TunnelView`. */
+export interface TunnelView {
+  app: string;
+  state: TunnelState;
+  reason: string | null;
+  forwards: ForwardView[];
+  socks: string | null;
+  bytes_in: number;
+  bytes_out: number;
+  last_handshake: string | null;
+  expires_at: string | null;
+}
+
+/** `agent::control::view::StatusView`: answer to `status`. */
+export interface StatusView {
+  identity: IdentityView;
+  verdict: VerdictView | null;
+  tunnels: TunnelView[];
+  posture_collected_at: string | null;
+}
+
+/** `agent::control::view::AppView`: one entry of the answer to `apps`. */
+export interface AppView {
+  id: string;
+  name: string;
+  targets: string[];
+  wanted: boolean;
+}
+
+/** `agent::control::view::DeviceCodeView`: answer to `sign_in_device`. */
+export interface DeviceCodeView {
+  user_code: string;
+  verification_uri: string;
+  verification_uri_complete: string | null;
+  expires_in: number;
+}
+
+/** `posture::Status`. */
+export type CheckStatus = "pass" | "fail" | "unknown";
+
+/** `posture::Unknown`: why a check could not be determined. */
+export interface Unknown {
+  kind: string;
+  detail: string;
+}
+
+/** `posture::Check`. `remediation` and `unknown` are omitted when absent. */
+export interface Check {
+  id: string;
+  status: CheckStatus;
+  summary: string;
+  observed: Record<string, unknown>;
+  evidence: string[];
+  remediation?: string | null;
+  unknown?: Unknown | null;
+}
+
+/** `posture::Report`. */
+export interface Report {
+  collected_at: string;
+  platform: string;
+  agent_version: string;
+  duration_ms: number;
+  checks: Check[];
+}
+
+/** The agent's answer to `posture`: the latest report and its violations (null before the first collection). */
+export interface PostureView {
+  report: Report | null;
+  violations: Violation[] | null;
+}
+
+/** Answer to the app's own `about` command. */
+export interface AboutView {
+  version: string;
+  socket: string;
+}

@@ -1,0 +1,203 @@
+// The window in a real browser (Debian's Chromium) with the Tauri IPC
+// mocked by tests/mock-agent.ts. Every test asserts what a person sees.
+import { expect, test, type Page } from "@playwright/test";
+
+const EXPORT_PATH = "/home/alice/Downloads/sallyport-diagnostics-20261123T102246Z.zip";
+
+// Any console error (a CSP violation, an exception, a failed load) fails the test.
+let problems: string[] = [];
+test.beforeEach(async ({ page }) => {
+  problems = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") problems.push(m.text());
+  });
+  page.on("pageerror", (e) => problems.push(e.message));
+  page.on("request", (r) => {
+    if (!r.url().startsWith("http://127.0.0.1:4173/")) problems.push(`remote request: ${r.url()}`);
+  });
+});
+test.afterEach(() => {
+  expect(problems, "console errors, CSP violations or remote requests").toEqual([]);
+});
+
+async function open(page: Page, query = ""): Promise<void> {
+  await page.goto(`/test.html${query}`);
+  await expect(page.getByRole("status").first()).not.toHaveText("Connecting to the agent…");
+}
+
+async function signIn(page: Page): Promise<void> {
+  await open(page);
+  await page.getByRole("button", { name: "Sign in with your browser" }).click();
+  await expect(page.getByText("Signed in as alice@example.com")).toBeVisible();
+}
+
+test("signed out shows the sign-in screen; browser sign-in opens the applications", async ({ page }) => {
+  await open(page);
+  await expect(page.getByRole("heading", { level: 1, name: "Sign in to Sallyport" })).toBeVisible();
+  await expect(page.locator("#summary")).toHaveText("Signed out");
+  await page.getByRole("button", { name: "Sign in with your browser" }).click();
+  await expect(page.getByText("Signed in as alice@example.com")).toBeVisible();
+  await expect(page.getByRole("heading", { level: 1, name: "Applications" })).toBeVisible();
+  await expect(page.getByRole("listitem").filter({ hasText: "Wiki" })).toContainText("Not connected");
+  await expect(page.locator("#summary")).toHaveText("Compliant · 0 applications connected");
+
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await expect(page.getByRole("heading", { level: 1, name: "Sign in to Sallyport" })).toBeVisible();
+});
+
+test("device-code fallback shows the code and where to enter it until the IdP confirms", async ({ page }) => {
+  await open(page);
+  await page.getByRole("button", { name: "Use a code instead" }).click();
+  await expect(page.locator("#device-code")).toHaveText("WDJB-MJHT");
+  await expect(page.getByText("https://idp.example.com/device", { exact: true })).toBeVisible();
+  await expect(page.getByText(/expires in about 10 minutes/)).toBeVisible();
+  // Still waiting after a poll: the code stays.
+  await page.waitForTimeout(3500);
+  await expect(page.locator("#device-code")).toHaveText("WDJB-MJHT");
+  await page.evaluate(() => window.__mockAgent.completeSignIn());
+  await expect(page.getByText("Signed in as alice@example.com")).toBeVisible({ timeout: 8000 });
+  await expect(page.locator("#device-code")).toHaveCount(0);
+});
+
+test("connect shows the local address, a click copies it, disconnect closes it", async ({ page, context }) => {
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: "http://127.0.0.1:4173" });
+  await signIn(page);
+  const wiki = page.getByRole("listitem").filter({ has: page.getByRole("heading", { name: "Wiki" }) });
+  await wiki.getByRole("button", { name: "Connect Wiki" }).click();
+  await expect(wiki.getByTestId("tunnel-state")).toHaveText("Connected");
+  const address = wiki.getByRole("button", { name: "Copy local address 127.0.0.1:40123" });
+  await expect(address).toHaveText("127.0.0.1:40123");
+  await expect(wiki).toContainText("10.20.0.5:443/tcp at 127.0.0.1:40123");
+  await expect(page.locator("#summary")).toHaveText("Compliant · 1 application connected");
+
+  await address.click();
+  await expect(page.locator("#toast")).toHaveText("Copied 127.0.0.1:40123");
+  expect(await page.evaluate(() => navigator.clipboard.readText())).toBe("127.0.0.1:40123");
+
+  await wiki.getByRole("button", { name: "Disconnect Wiki" }).click();
+  await expect(wiki.getByTestId("tunnel-state")).toHaveText("Not connected");
+  await expect(wiki.getByRole("button", { name: "Connect Wiki" })).toBeVisible();
+});
+
+test("posture page lists every check; a failing check shows its observed value, evidence and remediation", async ({ page }) => {
+  await open(page);
+  await page.getByRole("button", { name: "Posture" }).click();
+  await expect(page.getByRole("heading", { level: 1, name: "Posture" })).toBeFocused();
+  const checks = page.getByRole("list", { name: "Checks" }).locator(":scope > li");
+  await expect(checks).toHaveCount(13);
+  await expect(page.locator("#verdict")).toHaveText("✓ Compliant");
+
+  const tpm = page.locator("#check-tpm");
+  await expect(tpm.getByTestId("check-status")).toHaveText("✗ Fail");
+  await expect(tpm).toContainText("Observed: no TPM found");
+  await expect(tpm.getByRole("heading", { name: "How to fix" })).toBeVisible();
+  await expect(tpm).toContainText("Enable the TPM in the firmware settings, or use a device with a TPM 2.0.");
+  await expect(tpm.getByRole("list", { name: "Evidence" })).toContainText("/sys/class/tpm/tpm0 is absent");
+  await expect(tpm.locator("time").last()).toHaveAttribute("datetime", "2026-11-23T10:22:46.386268981Z");
+
+  const unknown = page.locator("#check-screen_lock");
+  await expect(unknown.getByTestId("check-status")).toHaveText("? Unknown");
+  await expect(unknown).toContainText("Could not be determined: not applicable — no desktop session");
+
+  const pass = page.locator("#check-os_version");
+  await expect(pass.getByTestId("check-status")).toHaveText("✓ Pass");
+  await expect(pass.getByRole("heading", { name: "How to fix" })).toHaveCount(0);
+});
+
+test("a posture failure closes the tunnel with its reason and lists the violations first", async ({ page }) => {
+  await signIn(page);
+  await page.getByRole("button", { name: "Connect Wiki" }).click();
+  await expect(page.locator("#app-wiki").getByTestId("tunnel-state")).toHaveText("Connected");
+
+  await page.evaluate(() => window.__mockAgent.failPosture());
+  await expect(page.locator("#app-wiki").getByTestId("tunnel-state")).toHaveText("Blocked", { timeout: 8000 });
+  await expect(page.locator("#app-wiki")).toContainText("Closed: this device does not meet the policy (disk_encryption, firewall, screen_lock)");
+  await expect(page.locator("#summary")).toHaveText("3 posture problems · 0 applications connected");
+
+  await page.getByRole("button", { name: "See what to fix" }).click();
+  await expect(page.locator("#verdict")).toHaveText("✗ 3 problems");
+  const first = page.getByRole("list", { name: "Checks" }).locator(":scope > li").first();
+  await expect(first.getByRole("heading", { level: 2 })).toHaveText("Disk encryption");
+  await expect(first).toContainText("Required by policy");
+  await expect(first).toContainText("Policy: /dev/vda is not encrypted");
+  await expect(first).toContainText("Encrypt the system disk (LUKS");
+});
+
+test("tunnel page shows handshake, bytes and expiry", async ({ page }) => {
+  await signIn(page);
+  await page.getByRole("button", { name: "Connect Wiki" }).click();
+  await expect(page.locator("#app-wiki").getByTestId("tunnel-state")).toHaveText("Connected");
+  await page.getByRole("button", { name: "Tunnels" }).click();
+  const wiki = page.locator("#tunnel-wiki");
+  await expect(wiki.getByRole("heading", { name: "Wiki" })).toBeVisible();
+  await expect(wiki.getByTestId("handshake")).toContainText("(1 min ago)");
+  await expect(wiki.getByTestId("bytes-in")).toHaveText("1.5 MiB");
+  await expect(wiki.getByTestId("bytes-out")).toHaveText("24.0 KiB");
+  await expect(wiki.getByTestId("expires")).toContainText(/\(in (29|30) min\)/);
+});
+
+test("diagnostics export shows where the bundle was saved", async ({ page }) => {
+  await signIn(page);
+  await page.getByRole("button", { name: "Diagnostics" }).click();
+  await expect(page.getByText("Saved to")).toHaveCount(0);
+  await page.getByRole("button", { name: "Export diagnostics" }).click();
+  await expect(page.locator("#export-result")).toHaveText(`Saved to ${EXPORT_PATH}`);
+  await expect(page.locator("#main")).toContainText("0.1.0");
+  const calls = await page.evaluate(() => window.__mockAgent.calls.map((c) => c.cmd));
+  expect(calls.filter((c) => c === "export_diagnostics")).toHaveLength(1);
+});
+
+test("with no agent running, the window says so instead of failing silently", async ({ page }) => {
+  await page.goto("/test.html?agent=down");
+  await expect(page.getByRole("alert")).toHaveText(/The Sallyport agent is not running/);
+  await expect(page.locator("#summary")).toHaveText("Agent unavailable");
+  await page.getByRole("button", { name: "Sign in with your browser" }).click();
+  await expect(page.getByRole("alert")).toHaveText(/The Sallyport agent is not running/);
+});
+
+test("keyboard only: tab to a section, open it with Enter, focus lands on its heading", async ({ page }) => {
+  await open(page);
+  await page.keyboard.press("Tab");
+  await expect(page.getByRole("link", { name: "Skip to content" })).toBeFocused();
+  // Skip link, then the sections.
+  await page.keyboard.press("Tab");
+  await expect(page.locator("#nav-apps")).toBeFocused();
+  await page.keyboard.press("Tab");
+  await expect(page.locator("#nav-posture")).toBeFocused();
+  await page.keyboard.press("Enter");
+  await expect(page.getByRole("heading", { level: 1, name: "Posture" })).toBeFocused();
+  await expect(page.locator("#nav-posture")).toHaveAttribute("aria-current", "page");
+  // Focus survives the periodic refresh (the DOM is rebuilt).
+  await page.locator("#recheck").focus();
+  await page.waitForTimeout(3500);
+  await expect(page.locator("#recheck")).toBeFocused();
+  // Status changes are announced.
+  await expect(page.locator("#summary")).toHaveAttribute("aria-live", "polite");
+  // Every button has an accessible name.
+  for (const b of await page.getByRole("button").all()) {
+    expect((await b.textContent())?.trim() || (await b.getAttribute("aria-label"))).toBeTruthy();
+  }
+});
+
+test("the tray's navigate event opens the posture page", async ({ page }) => {
+  await open(page);
+  await page.evaluate(() => window.__mockAgent.emit("navigate", "posture"));
+  await expect(page.getByRole("heading", { level: 1, name: "Posture" })).toBeVisible();
+});
+
+for (const scheme of ["light", "dark"] as const) {
+  test(`follows the system colour scheme: ${scheme}`, async ({ page }) => {
+    await page.emulateMedia({ colorScheme: scheme });
+    await open(page);
+    const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    const text = await page.evaluate(() => getComputedStyle(document.body).color);
+    const luminance = (rgb: string) => {
+      const [r, g, b] = (rgb.match(/\d+/g) ?? []).map(Number);
+      return 0.2126 * (r ?? 0) + 0.7152 * (g ?? 0) + 0.0722 * (b ?? 0);
+    };
+    if (scheme === "dark") expect(luminance(background)).toBeLessThan(60);
+    else expect(luminance(background)).toBeGreaterThan(200);
+    expect(Math.abs(luminance(background) - luminance(text))).toBeGreaterThan(150);
+    await page.screenshot({ path: `test-results/window-${scheme}.png`, fullPage: true });
+  });
+}

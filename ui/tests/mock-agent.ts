@@ -1,0 +1,144 @@
+// A stateful stand-in for the agent behind the Tauri commands, installed
+// with @tauri-apps/api/mocks before the app starts (test.html only). It
+// answers the same commands with the same JSON shapes as src-tauri, built
+// from the fixtures next to it, and keeps just enough state for the flows
+// the tests walk: signed out -> sign in -> connect -> posture fails ->
+// tunnels close -> export diagnostics.
+//
+// Tests drive what a real peer would do on its own (the IdP finishing a
+// device-code login, posture changing) through `window.__mockAgent`.
+import { emit } from "@tauri-apps/api/event";
+import { mockIPC } from "@tauri-apps/api/mocks";
+import type { AppView, DeviceCodeView, IdentityView, PostureView, Report, StatusView, TunnelView, Violation } from "../src/types";
+import appsFixture from "./fixtures/apps.json";
+import deviceCodeFixture from "./fixtures/device-code.json";
+import postureCli from "./fixtures/posture-cli.json";
+import statusFixture from "./fixtures/status.json";
+
+const NOT_RUNNING = "The Sallyport agent is not running. Start it with `sallyport run`, or restart the Sallyport app.";
+export const EXPORT_PATH = "/home/alice/Downloads/sallyport-diagnostics-20261123T102246Z.zip";
+
+export interface MockAgent {
+  identity: IdentityView;
+  wanted: Set<string>;
+  compliant: boolean;
+  running: boolean;
+  calls: { cmd: string; args: unknown }[];
+  /** The IdP confirms the device-code (or browser) login. */
+  completeSignIn(): void;
+  /** Posture now violates the policy (the fixture's real violations). */
+  failPosture(): void;
+  /** Emits an event to the window as the Rust side does (the tray's "navigate"). */
+  emit(event: string, payload: unknown): Promise<void>;
+}
+
+declare global {
+  interface Window {
+    __mockAgent: MockAgent;
+  }
+}
+
+const status = statusFixture as StatusView;
+const signedInIdentity = status.identity;
+const report = postureCli.report as Report;
+const violations = postureCli.evaluation.violations as Violation[];
+
+export function installMockAgent(options: { running: boolean }): MockAgent {
+  let pendingSignIn = false;
+  const agent: MockAgent = {
+    identity: { state: "signed_out" },
+    wanted: new Set(),
+    compliant: true,
+    running: options.running,
+    calls: [],
+    completeSignIn() {
+      if (pendingSignIn) agent.identity = signedInIdentity;
+      pendingSignIn = false;
+    },
+    failPosture() {
+      agent.compliant = false;
+    },
+    emit: (event, payload) => emit(event, payload),
+  };
+  window.__mockAgent = agent;
+
+  const signedIn = () => agent.identity.state === "valid";
+  const minutesFromNow = (m: number) => new Date(Date.now() + m * 60000).toISOString();
+
+  function tunnels(): TunnelView[] {
+    return [...agent.wanted].map((app) => {
+      const template = status.tunnels.find((t) => t.app === app);
+      if (!template) throw new Error(`no tunnel fixture for ${app}`);
+      if (!agent.compliant) {
+        return {
+          ...template,
+          state: "down",
+          reason: `Closed: this device does not meet the policy (${violations.map((v) => v.check).join(", ")})`,
+          forwards: [],
+          socks: null,
+          last_handshake: null,
+          expires_at: null,
+        };
+      }
+      return { ...template, last_handshake: template.bytes_in > 0 ? minutesFromNow(-1) : null, expires_at: minutesFromNow(30) };
+    });
+  }
+
+  function statusView(): StatusView {
+    return {
+      identity: agent.identity,
+      verdict: signedIn()
+        ? { compliant: agent.compliant, violations: agent.compliant ? [] : violations, valid_until: minutesFromNow(30) }
+        : null,
+      tunnels: signedIn() ? tunnels() : [],
+      posture_collected_at: report.collected_at,
+    };
+  }
+
+  mockIPC(
+    (cmd, args) => {
+      agent.calls.push({ cmd, args });
+      if (!agent.running) throw NOT_RUNNING;
+      const app = (args as { app?: string } | undefined)?.app ?? "";
+      switch (cmd) {
+        case "about":
+          return { version: "0.1.0", socket: "/run/user/1000/sallyport/agent.sock" };
+        case "status":
+          return statusView();
+        case "apps":
+          return (appsFixture as AppView[]).map((a) => ({ ...a, wanted: agent.wanted.has(a.id) }));
+        case "posture":
+          return { report, violations: agent.compliant ? [] : violations } satisfies PostureView;
+        case "recheck":
+          return null;
+        case "sign_in":
+          // A real browser login finishes when the user is done in the
+          // browser; here it has by the next status poll.
+          pendingSignIn = true;
+          agent.completeSignIn();
+          return null;
+        case "sign_in_device":
+          pendingSignIn = true;
+          return deviceCodeFixture as DeviceCodeView;
+        case "sign_out":
+          agent.identity = { state: "signed_out" };
+          agent.wanted.clear();
+          return null;
+        case "connect":
+          if (!signedIn()) throw "Sign in first.";
+          if (!(appsFixture as AppView[]).some((a) => a.id === app)) throw `no application "${app}" in the catalogue`;
+          agent.wanted.add(app);
+          return null;
+        case "disconnect":
+          agent.wanted.delete(app);
+          return null;
+        case "export_diagnostics":
+          return EXPORT_PATH;
+        default:
+          throw `unknown command ${cmd}`;
+      }
+    },
+    { shouldMockEvents: true },
+  );
+  return agent;
+}
