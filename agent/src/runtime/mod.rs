@@ -202,7 +202,7 @@ impl Runtime {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
-        self.spawn_setup();
+        self.spawn_setup(Duration::ZERO);
         for app in self.options.auto_connect.clone() {
             self.feed(Event::Connect(app)).await;
         }
@@ -376,16 +376,19 @@ impl Runtime {
         let _ = self.tx.send(Outcome::Event(event));
     }
 
-    fn spawn_setup(&self) {
+    /// Fetches the catalogue and the policy, after `delay` (retries).
+    fn spawn_setup(&self, delay: Duration) {
         let broker = self.broker.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
             let result = async {
                 let config = broker.config().await.map_err(|e| e.to_string())?;
-                let policy = match broker.policy().await {
-                    Ok(doc) => Policy::from_source(&doc.name, &doc.rego).ok(),
-                    Err(_) => None,
-                };
+                let policy = broker
+                    .policy()
+                    .await
+                    .ok()
+                    .and_then(|doc| Policy::from_source(&doc.name, &doc.rego).ok());
                 Ok((config, policy))
             }
             .await;
@@ -645,22 +648,7 @@ impl Runtime {
             }
             Outcome::Setup(Err(e)) => {
                 self.record(format!("broker unreachable: {e}; retrying"));
-                let broker = self.broker.clone();
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    let result = async {
-                        let config = broker.config().await.map_err(|e| e.to_string())?;
-                        let policy = broker
-                            .policy()
-                            .await
-                            .ok()
-                            .and_then(|doc| Policy::from_source(&doc.name, &doc.rego).ok());
-                        Ok((config, policy))
-                    }
-                    .await;
-                    let _ = tx.send(Outcome::Setup(result));
-                });
+                self.spawn_setup(Duration::from_secs(5));
             }
             Outcome::Enrolled(Ok(device)) => {
                 self.enrolling = false;
