@@ -81,7 +81,7 @@ pub struct Decision {
 
 /// Results of spawned work.
 enum Outcome {
-    Setup(Result<(BrokerConfig, Option<Policy>), String>),
+    Setup(Result<(BrokerConfig, Result<Policy, String>), String>),
     Enrolled(Result<Device, String>),
     Posture {
         report: Box<Report>,
@@ -384,12 +384,7 @@ impl Runtime {
             tokio::time::sleep(delay).await;
             let result = async {
                 let config = broker.config().await.map_err(|e| e.to_string())?;
-                let policy = broker
-                    .policy()
-                    .await
-                    .ok()
-                    .and_then(|doc| Policy::from_source(&doc.name, &doc.rego).ok());
-                Ok((config, policy))
+                Ok((config, fetch_policy(&broker).await))
             }
             .await;
             let _ = tx.send(Outcome::Setup(result));
@@ -568,8 +563,23 @@ impl Runtime {
             let mut backoff = Duration::from_secs(1);
             loop {
                 let stream = match identity.access_token().await {
-                    Ok(token) => broker.events(&token, &device.id).await.ok(),
-                    Err(_) => None,
+                    Ok(token) => broker
+                        .events(&token, &device.id)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let stream = match stream {
+                    Ok(stream) => Some(stream),
+                    Err(e) => {
+                        let note = format!(
+                            "broker event stream unavailable ({e}); retrying in {backoff:?}"
+                        );
+                        if tx.send(Outcome::Note(note)).is_err() {
+                            return;
+                        }
+                        None
+                    }
                 };
                 if let Some(mut stream) = stream {
                     backoff = Duration::from_secs(1);
@@ -642,8 +652,13 @@ impl Runtime {
                     config.apps.len()
                 ));
                 self.config = Some(config);
-                if let Some(policy) = policy {
-                    self.policy = Some(Arc::new(policy));
+                match policy {
+                    Ok(policy) => self.policy = Some(Arc::new(policy)),
+                    // The broker's verdict still decides; only the instant
+                    // local check falls back, and the user can see why.
+                    Err(e) => self.record(format!(
+                        "the broker's policy is unavailable ({e}); local checks use the built-in policy"
+                    )),
                 }
             }
             Outcome::Setup(Err(e)) => {
@@ -748,10 +763,15 @@ impl Runtime {
                 let broker = self.broker.clone();
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    if let Ok(doc) = broker.policy().await
-                        && let Ok(policy) = Policy::from_source(&doc.name, &doc.rego)
-                    {
-                        let _ = tx.send(Outcome::PolicyFetched(policy));
+                    match fetch_policy(&broker).await {
+                        Ok(policy) => {
+                            let _ = tx.send(Outcome::PolicyFetched(policy));
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Outcome::Note(format!(
+                                "the broker's new policy is unavailable ({e}); keeping the previous one"
+                            )));
+                        }
                     }
                 });
                 None
@@ -918,6 +938,12 @@ impl Runtime {
     pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
         self.decisions.iter()
     }
+}
+
+/// The broker's policy, compiled; why not, when it cannot be had.
+async fn fetch_policy(broker: &BrokerClient) -> Result<Policy, String> {
+    let doc = broker.policy().await.map_err(|e| e.to_string())?;
+    Policy::from_source(&doc.name, &doc.rego).map_err(|e| e.to_string())
 }
 
 fn describe_session(state: &SessionState) -> String {
