@@ -14,7 +14,6 @@ pub mod events;
 pub mod grants;
 pub mod http;
 pub mod jose;
-pub mod policy;
 pub mod service;
 pub mod store;
 pub mod token;

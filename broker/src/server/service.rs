@@ -21,7 +21,6 @@ use super::config::{Settings, to_hex};
 use super::eat::{self, EnrolledKey, Expectations};
 use super::events::{Hub, Routed};
 use super::grants;
-use super::policy::PreparedPolicy;
 use super::store::{Enrolment, GrantRow, NewAudit, Store, StoreError};
 use super::token::{self, AccessClaims, JwksCache, Rules};
 use crate::api::{
@@ -29,6 +28,7 @@ use crate::api::{
     Event, GatewayInfo, GatewayPeer, Grant, GrantRequest, PolicyDocument, Problem, ProblemType,
     RevocationRequest, RevocationResult, Verdict,
 };
+use posture::policy::Policy;
 
 /// How long a challenge nonce is good for.
 pub const NONCE_TTL_SECS: i64 = 60;
@@ -71,8 +71,8 @@ impl From<StoreError> for ApiError {
 /// The policy in force.
 #[derive(Debug)]
 pub struct LoadedPolicy {
-    /// Compiled and prepared.
-    pub policy: PreparedPolicy,
+    /// Compiled to regorus' bytecode VM once, at load.
+    pub policy: Policy,
     /// SHA-256 hex of the source.
     pub digest: String,
     /// File name.
@@ -85,7 +85,7 @@ impl LoadedPolicy {
     /// Compiles `source`.
     pub fn new(name: &str, source: String) -> Result<Self, posture::policy::PolicyError> {
         Ok(Self {
-            policy: PreparedPolicy::new(name, &source)?,
+            policy: Policy::from_source(name, &source)?,
             digest: to_hex(ring::digest::digest(&ring::digest::SHA256, source.as_bytes()).as_ref()),
             name: name.to_owned(),
             source,
