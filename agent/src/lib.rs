@@ -1,6 +1,6 @@
-//! The Sallyport agent: what the `sallyport` CLI (and later the tray app)
-//! runs. For now it presents the posture engine; identity, the broker client
-//! and the tunnel supervisor join it as their issues land.
+//! The Sallyport agent: identity, posture, the broker client and the tunnel
+//! supervisor — what the `sallyport` CLI runs, and what the tray app hosts
+//! in-process ([`host`]) when no agent is running.
 
 pub mod broker_client;
 pub mod config;
@@ -8,6 +8,7 @@ pub mod control;
 pub mod demo;
 pub mod device_key;
 pub mod diagnostics;
+pub mod host;
 pub mod identity;
 pub mod posture_view;
 pub mod runtime;

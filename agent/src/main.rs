@@ -6,18 +6,15 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use agent::broker_client::BrokerClient;
 use agent::control::view::{AppView, StatusView};
 use agent::control::{Reply, Request};
 use agent::diagnostics::Bundle;
+use agent::host::HostSpec;
 use agent::identity::client::{AuthOverrides, DevicePrompt};
 use agent::identity::session::SessionState;
 use agent::identity::store::KeyringStore;
-use agent::identity::store::SecretStore;
 use agent::identity::{Identity, IdentityConfig, WhoAmI, browser};
 use agent::posture_view::{self, PostureOutput};
-use agent::runtime::{Runtime, RuntimeOptions};
-use agent::supervisor::Timing;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use posture::CheckId;
@@ -29,7 +26,7 @@ use posture::policy::Policy;
 /// (with a client-SID check) is not built yet; there the agent commands say so.
 #[cfg(unix)]
 mod transport {
-    pub use agent::control::unix::{ControlServer, default_socket_path, request};
+    pub use agent::control::unix::{default_socket_path, request};
 }
 
 #[cfg(not(unix))]
@@ -37,7 +34,6 @@ mod transport {
     use std::path::{Path, PathBuf};
 
     use agent::control::{Reply, Request};
-    use agent::runtime::ControlRequest;
 
     const UNSUPPORTED: &str =
         "the agent's control channel (a named pipe) is not available on this OS yet";
@@ -48,16 +44,6 @@ mod transport {
 
     pub async fn request(_path: &Path, _request: &Request) -> anyhow::Result<Reply> {
         anyhow::bail!(UNSUPPORTED)
-    }
-
-    pub struct ControlServer;
-
-    impl ControlServer {
-        pub async fn bind(_path: &Path) -> anyhow::Result<Self> {
-            anyhow::bail!(UNSUPPORTED)
-        }
-
-        pub async fn serve(self, _handler: tokio::sync::mpsc::Sender<ControlRequest>) {}
     }
 }
 
@@ -157,6 +143,23 @@ enum Command {
     Disconnect {
         /// The application id.
         app: String,
+    },
+    /// Show the whole product working on this machine, nothing else needed.
+    ///
+    /// Starts a demo-only identity provider, the broker and gateway, and a
+    /// demo application on 127.0.0.1; signs in (password + TOTP), measures
+    /// this machine's posture, attests, opens a tunnel and fetches a page
+    /// through it; then tightens the policy so a check of this machine
+    /// fails, shows the tunnel close, restores it. Narrated step by step.
+    #[cfg(feature = "demo")]
+    Demo {
+        /// Leave everything running at the end (until Ctrl-C) to look around.
+        #[arg(long)]
+        keep_running: bool,
+        /// Keep the demo's tokens and device key in memory instead of the
+        /// OS keyring (they are deleted at the end either way).
+        #[arg(long)]
+        no_keyring: bool,
     },
     /// Write a redacted diagnostics bundle (zip) for your helpdesk.
     Diagnostics {
@@ -277,7 +280,36 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Diagnostics { out } => diagnostics_command(&out, cli.socket),
+        #[cfg(feature = "demo")]
+        Command::Demo {
+            keep_running,
+            no_keyring,
+        } => demo_command(keep_running, no_keyring),
     }
+}
+
+/// `sallyport demo`: narration on stdout; a failure is an error (exit 2)
+/// after everything the demo started has been stopped.
+#[cfg(feature = "demo")]
+fn demo_command(keep_running: bool, no_keyring: bool) -> anyhow::Result<u8> {
+    let options = agent::demo::DemoOptions {
+        keep_running,
+        memory_only: no_keyring,
+    };
+    if !no_keyring && let Err(e) = agent::demo::store::own_session_keyring() {
+        // Not fatal: the demo then finds the keyring unusable and says so.
+        tracing::info!(error = %e, "no session keyring of our own");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut stdout = std::io::stdout();
+    let mut narrator = agent::demo::narrate::Narrator::new(&mut stdout);
+    rt.block_on(agent::demo::run(&options, &mut narrator))
+        .context("the demo stopped")?;
+    Ok(0)
 }
 
 fn socket_path(socket: Option<PathBuf>) -> PathBuf {
@@ -391,60 +423,26 @@ fn agent_run_command(
     socket: Option<PathBuf>,
 ) -> anyhow::Result<u8> {
     let effective = agent::config::load()?;
-    let settings = effective.settings;
-    let broker_url = broker
-        .or_else(|| std::env::var("SALLYPORT_BROKER").ok().filter(|v| !v.is_empty()))
-        .or(settings.broker_url.clone())
-        .context("no access broker configured: pass --broker URL, set SALLYPORT_BROKER, or set broker_url in the settings")?;
+    let mut spec = HostSpec::from_settings(effective.settings, broker, socket_path(socket))?;
+    // Issuer flags/env win; otherwise the settings, otherwise the broker says.
+    if let Ok(config) = idp.config() {
+        spec.identity = Some(config);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let broker = BrokerClient::new(&broker_url, Duration::from_secs(10))?;
-        let idp_config = match idp.config() {
-            Ok(config) => config,
-            Err(_) => {
-                // Not configured locally: the broker says where to sign in.
-                let remote = broker.config().await?;
-                let issuer = url::Url::parse(&remote.issuer).with_context(|| {
-                    format!("the broker's issuer {:?} is not a URL", remote.issuer)
-                })?;
-                let mut config = IdentityConfig::new(issuer, remote.client_id);
-                config.acr_values = remote.required_acr.into_iter().collect();
-                config
-            }
-        };
-        let store: Arc<dyn SecretStore> = Arc::new(KeyringStore::open_default("sallyport")?);
-        let identity = Arc::new(Identity::new(idp_config, store.clone()));
-        let options = RuntimeOptions {
-            timing: Timing {
-                posture_interval: time::Duration::seconds(
-                    i64::try_from(settings.posture_interval_secs).unwrap_or(60),
-                ),
-                ..Timing::default()
-            },
-            collect: Options {
-                cache: Cache::default_location(),
-                ..Options::default()
-            },
-            auto_connect: settings.apps.auto_connect.clone(),
-        };
-        let path = socket_path(socket);
-        let server = transport::ControlServer::bind(&path).await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(server.serve(tx));
+        let hosted = agent::host::bind(spec).await?;
         say(&format!(
             "Sallyport agent running; control socket {}",
-            path.display()
+            hosted.socket().display()
         ));
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        Runtime::new(identity, store, broker, options)
-            .run(rx, shutdown)
-            .await;
+        hosted.run(shutdown).await?;
         say("Sallyport agent stopped; all tunnels closed.");
         anyhow::Ok(0)
     })

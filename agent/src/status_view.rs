@@ -46,7 +46,9 @@ pub fn render_status(status: &StatusView) -> String {
                 let _ = write!(
                     text,
                     "\n          - {}: {} To fix: {}",
-                    violation.check, violation.message, violation.remediation
+                    violation.check,
+                    crate::supervisor::as_sentence(&violation.message),
+                    violation.remediation
                 );
             }
             text

@@ -7,6 +7,7 @@
 //! keeps the three and the capability file in step.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent::control::view::{AppView, DeviceCodeView, StatusView};
@@ -29,6 +30,9 @@ pub enum CommandError {
     /// No agent listens on the control socket.
     #[error("{NOT_RUNNING}")]
     NotRunning,
+    /// No agent listens, and the app could not run one in-process.
+    #[error("The Sallyport agent is not running, and the app could not start it: {0}")]
+    CannotHost(String),
     /// The agent refused, with its reason.
     #[error("{0}")]
     Agent(String),
@@ -48,20 +52,38 @@ impl Serialize for CommandError {
     }
 }
 
-/// The way to the agent: today its control socket.
-///
-/// Running the agent in-process when no agent is running belongs here too,
-/// behind the same `ask`; it waits for the agent's runtime to offer an
-/// in-process handle.
+/// The way to the agent: its control socket, whoever serves it — the
+/// `sallyport run` service, or the agent this app hosts in-process when none
+/// was running (see [`crate::in_process`]); both answer the same protocol.
 #[derive(Debug, Clone)]
 pub struct AgentLink {
     socket: PathBuf,
+    /// Why the app could not host an agent, when it tried and failed: the
+    /// window shows it instead of a bare "not running".
+    cannot_host: Arc<Mutex<Option<String>>>,
 }
 
 impl AgentLink {
     /// A link to the agent listening on `socket`.
     pub fn new(socket: PathBuf) -> Self {
-        AgentLink { socket }
+        AgentLink {
+            socket,
+            cannot_host: Arc::default(),
+        }
+    }
+
+    /// Records why no agent could be hosted (`None`: one is, or may be).
+    pub fn set_cannot_host(&self, reason: Option<String>) {
+        if let Ok(mut slot) = self.cannot_host.lock() {
+            *slot = reason;
+        }
+    }
+
+    fn not_running(&self) -> CommandError {
+        match self.cannot_host.lock().ok().and_then(|slot| slot.clone()) {
+            Some(reason) => CommandError::CannotHost(reason),
+            None => CommandError::NotRunning,
+        }
     }
 
     /// The socket this link uses.
@@ -92,7 +114,7 @@ impl AgentLink {
         unix::request(&self.socket, request)
             .await
             .map_err(|e| match e {
-                ControlError::NotRunning(_) => CommandError::NotRunning,
+                ControlError::NotRunning(_) => self.not_running(),
                 other => CommandError::Channel(other.to_string()),
             })
     }
@@ -100,7 +122,7 @@ impl AgentLink {
     #[cfg(not(unix))]
     async fn send(&self, _request: &Request) -> Result<Reply, CommandError> {
         // The named-pipe transport is not built yet (see agent::control).
-        Err(CommandError::NotRunning)
+        Err(self.not_running())
     }
 }
 

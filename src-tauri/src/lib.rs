@@ -3,15 +3,19 @@
 //! The tray and the window only show what the agent reports and pass the
 //! user's requests on over the agent's control socket; every decision
 //! (sign-in, posture, gating) stays in the agent, which the CLI drives the
-//! same way. The pure parts — the tray menu ([`menu`]) and which changes
+//! same way. When no agent is running the app hosts one in-process, on
+//! the same socket ([`in_process`]). The pure parts — the tray menu ([`menu`]) and which changes
 //! deserve a notification ([`notify`]) — are tested without Tauri.
 
 pub mod commands;
+pub mod in_process;
 pub mod menu;
 pub mod notify;
 mod tray;
 
-use tauri::WindowEvent;
+use std::sync::Mutex;
+
+use tauri::{Manager, RunEvent, WindowEvent};
 use tauri_plugin_autostart::{MacosLauncher, ManagerExt};
 
 /// The argument autostart launches the app with: start in the tray only.
@@ -64,6 +68,7 @@ pub fn run() -> tauri::Result<()> {
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_clipboard_manager::init())
         .manage(commands::AgentLink::new(socket))
+        .manage(HostedSlot::default())
         .manage(tray::Wake::default())
         .invoke_handler(tauri::generate_handler![
             commands::status,
@@ -97,10 +102,44 @@ pub fn run() -> tauri::Result<()> {
             if !minimized {
                 tray::show_window(&handle, None);
             }
+            tauri::async_runtime::spawn(host_agent_if_absent(handle.clone()));
             tauri::async_runtime::spawn(tray::watch(handle));
             Ok(())
         })
-        .run(tauri::generate_context!())
+        .build(tauri::generate_context!())?
+        .run(|app, event| {
+            if let RunEvent::Exit = event {
+                // Quit: the in-process agent (if any) closes its tunnels first.
+                let hosted = app
+                    .state::<HostedSlot>()
+                    .lock()
+                    .ok()
+                    .and_then(|mut slot| slot.take());
+                if let Some(hosted) = hosted {
+                    tauri::async_runtime::block_on(hosted.stop());
+                }
+            }
+        });
+    Ok(())
+}
+
+/// The agent this app hosts, when it hosts one.
+type HostedSlot = Mutex<Option<in_process::HostedAgent>>;
+
+/// Starts the agent in-process unless one already answers on the socket.
+async fn host_agent_if_absent<R: tauri::Runtime>(app: tauri::AppHandle<R>) {
+    let link = app.state::<commands::AgentLink>().inner().clone();
+    let socket = link.socket().to_owned();
+    let hosting = in_process::start_if_absent(&link, || {
+        let effective = agent::config::load()?;
+        agent::host::HostSpec::from_settings(effective.settings, None, socket)
+    })
+    .await;
+    if let in_process::Hosting::InProcess(hosted) = hosting
+        && let Ok(mut slot) = app.state::<HostedSlot>().lock()
+    {
+        *slot = Some(hosted);
+    }
 }
 
 #[cfg(test)]

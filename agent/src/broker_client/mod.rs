@@ -96,12 +96,16 @@ impl BrokerClient {
             "http" if is_loopback(&base) => {}
             _ => return Err(bad("must use https (plain http only to loopback)")),
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(timeout)
             .https_only(!is_loopback(&base))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| bad(&e.to_string()))?;
+            .redirect(reqwest::redirect::Policy::none());
+        if is_loopback(&base) {
+            // A loopback broker is on this machine: an HTTP(S)_PROXY from
+            // the environment must not carry its calls elsewhere.
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().map_err(|e| bad(&e.to_string()))?;
         Ok(BrokerClient {
             base,
             http,

@@ -161,12 +161,17 @@ impl IdentityClient {
         if config.client_id.is_empty() {
             return Err(IdentityError::Config("the client id is empty".to_owned()));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.http_timeout)
             .connect_timeout(config.http_timeout)
             // Never follow redirects from the IdP's API endpoints (SSRF, mix-up).
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("sallyport/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("sallyport/", env!("CARGO_PKG_VERSION")));
+        if super::is_loopback(&config.issuer) {
+            // A loopback issuer is on this machine: never through a proxy.
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .build()
             .map_err(|err| IdentityError::Config(format!("HTTP client: {err}")))?;
         let metadata = discover_metadata(&http, &config).await?;

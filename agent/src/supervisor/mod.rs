@@ -274,9 +274,22 @@ fn explain_violations(violations: &[Violation]) -> String {
             };
             format!(
                 "{}: {} To fix: {}{more}",
-                first.check, first.message, first.remediation
+                first.check,
+                as_sentence(&first.message),
+                first.remediation
             )
         }
+    }
+}
+
+/// `text` ending with a full stop (policy messages are often bare phrases,
+/// and "… not encrypted To fix: …" reads as one run-on sentence).
+pub fn as_sentence(text: &str) -> String {
+    let text = text.trim_end();
+    if text.ends_with(['.', '!', '?']) {
+        text.to_owned()
+    } else {
+        format!("{text}.")
     }
 }
 

@@ -1,0 +1,249 @@
+//! Hosting the agent: what `sallyport run` does, as a library call, so the
+//! tray app can run the agent inside its own process when none is running.
+//!
+//! Hosting is two steps on purpose. [`bind`] claims the control socket
+//! first: a live socket means another agent (the `sallyport run` service,
+//! or another app instance) already runs, and the caller must talk to that
+//! one instead of starting a second. Only then does [`Hosted::run`] start
+//! the runtime, serving the same control protocol on that socket — so the
+//! CLI and the app reach an in-process agent exactly as they reach a
+//! stand-alone one.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::broker_client::{BrokerClient, BrokerError};
+use crate::config::Settings;
+use crate::identity::store::{KeyringStore, SecretStore, StoreError};
+use crate::identity::{Identity, IdentityConfig};
+use crate::runtime::{Runtime, RuntimeOptions};
+use crate::supervisor::Timing;
+
+/// How long one broker call may take before it counts as unreachable.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Keyring service name shared with the CLI, so a `sallyport login` in a
+/// terminal signs the hosted agent in too.
+const KEYRING_SERVICE: &str = "sallyport";
+
+/// What an agent needs to start.
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    /// The access broker's base URL.
+    pub broker_url: String,
+    /// Where to sign in; `None` asks the broker (`GET /v1/config`).
+    pub identity: Option<IdentityConfig>,
+    /// The control socket to serve.
+    pub socket: PathBuf,
+    /// Posture interval and apps to connect at start.
+    pub settings: Settings,
+}
+
+/// Why the agent could not be hosted.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The settings could not be read.
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// No broker URL anywhere.
+    #[error(
+        "no access broker configured: set broker_url in the settings (or SALLYPORT_BROKER), or pass --broker URL"
+    )]
+    NoBroker,
+    /// The configured issuer is not a URL.
+    #[error("the configured issuer {0:?} is not a URL")]
+    BadIssuer(String),
+    /// Another agent answers on the socket: talk to it instead.
+    #[error("an agent is already running on {0}")]
+    AlreadyRunning(String),
+    /// The control socket could not be set up.
+    #[error("control socket: {0}")]
+    Control(String),
+    /// The broker could not be reached or refused (only when it must say
+    /// where to sign in).
+    #[error("access broker: {0}")]
+    Broker(#[from] BrokerError),
+    /// The OS keyring is unavailable.
+    #[error("OS keyring: {0}")]
+    Keyring(#[from] StoreError),
+}
+
+impl HostSpec {
+    /// The spec from the effective settings: `broker` (a command-line flag)
+    /// wins over `SALLYPORT_BROKER`, which wins over the settings file. The
+    /// issuer comes from the settings when set there, else from the broker.
+    pub fn from_settings(
+        settings: Settings,
+        broker: Option<String>,
+        socket: PathBuf,
+    ) -> Result<Self, HostError> {
+        let broker_url = broker
+            .or_else(|| {
+                std::env::var("SALLYPORT_BROKER")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+            })
+            .or_else(|| settings.broker_url.clone())
+            .ok_or(HostError::NoBroker)?;
+        let identity = match &settings.issuer {
+            None => None,
+            Some(issuer) => {
+                let url =
+                    url::Url::parse(issuer).map_err(|_| HostError::BadIssuer(issuer.clone()))?;
+                let client_id = settings
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| "sallyport-desktop".to_owned());
+                Some(IdentityConfig::new(url, client_id))
+            }
+        };
+        Ok(HostSpec {
+            broker_url,
+            identity,
+            socket,
+            settings,
+        })
+    }
+}
+
+/// An agent whose control socket is claimed, ready to run.
+#[derive(Debug)]
+pub struct Hosted {
+    spec: HostSpec,
+    server: ControlServer,
+}
+
+/// Claims the control socket. Fails with [`HostError::AlreadyRunning`] when
+/// another agent answers there (a stale socket file is replaced).
+pub async fn bind(spec: HostSpec) -> Result<Hosted, HostError> {
+    let server = ControlServer::bind(&spec.socket).await?;
+    Ok(Hosted { spec, server })
+}
+
+impl Hosted {
+    /// The socket this agent serves.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.spec.socket
+    }
+
+    /// Runs the agent until `shutdown` completes; every tunnel is closed
+    /// when it returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), HostError> {
+        let Hosted { spec, server } = self;
+        let broker = BrokerClient::new(&spec.broker_url, BROKER_TIMEOUT)?;
+        let mut identity_config = match spec.identity {
+            Some(config) => config,
+            None => {
+                let remote = broker.config().await?;
+                let issuer = url::Url::parse(&remote.issuer)
+                    .map_err(|_| HostError::BadIssuer(remote.issuer.clone()))?;
+                let mut config = IdentityConfig::new(issuer, remote.client_id);
+                config.acr_values = remote.required_acr.into_iter().collect();
+                config
+            }
+        };
+        let wanted = &spec.settings.identity;
+        if !wanted.acr_values.is_empty() {
+            identity_config.acr_values = wanted.acr_values.clone();
+        }
+        if let Some(secs) = wanted.max_auth_age_secs {
+            identity_config.max_auth_age = Some(Duration::from_secs(secs));
+        }
+        let store: Arc<dyn SecretStore> = Arc::new(KeyringStore::open_default(KEYRING_SERVICE)?);
+        let identity = Arc::new(Identity::new(identity_config, store.clone()));
+        let options = RuntimeOptions {
+            timing: Timing {
+                posture_interval: time::Duration::seconds(
+                    i64::try_from(spec.settings.posture_interval_secs).unwrap_or(60),
+                ),
+                ..Timing::default()
+            },
+            collect: posture::collect::Options {
+                cache: posture::cache::Cache::default_location(),
+                ..posture::collect::Options::default()
+            },
+            auto_connect: spec.settings.apps.auto_connect.clone(),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(server.serve(tx));
+        tracing::info!(socket = %spec.socket.display(), broker = %spec.broker_url, "agent running");
+        Runtime::new(identity, store, broker, options)
+            .run(rx, shutdown)
+            .await;
+        tracing::info!("agent stopped; all tunnels closed");
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+use crate::control::unix::ControlServer;
+
+#[cfg(unix)]
+impl From<crate::control::unix::ControlError> for HostError {
+    fn from(e: crate::control::unix::ControlError) -> Self {
+        use crate::control::unix::ControlError;
+        match e {
+            ControlError::AlreadyRunning(path) => HostError::AlreadyRunning(path),
+            other => HostError::Control(other.to_string()),
+        }
+    }
+}
+
+/// Where the control channel is not built yet (Windows' named pipe), no
+/// agent can be hosted: binding says so.
+#[cfg(not(unix))]
+#[derive(Debug)]
+struct ControlServer;
+
+#[cfg(not(unix))]
+impl ControlServer {
+    async fn bind(_path: &std::path::Path) -> Result<Self, HostError> {
+        Err(HostError::Control(
+            "the control channel (a named pipe) is not available on this OS yet".into(),
+        ))
+    }
+
+    async fn serve(self, _handler: tokio::sync::mpsc::Sender<crate::runtime::ControlRequest>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_wins_then_the_settings() {
+        let settings = Settings {
+            broker_url: Some("https://broker.example".into()),
+            ..Settings::default()
+        };
+        // SALLYPORT_BROKER is not set in the test environment.
+        let from_flag = HostSpec::from_settings(
+            settings.clone(),
+            Some("https://flag.example".into()),
+            "/tmp/x".into(),
+        )
+        .unwrap();
+        assert_eq!(from_flag.broker_url, "https://flag.example");
+        let from_file = HostSpec::from_settings(settings, None, "/tmp/x".into()).unwrap();
+        assert_eq!(from_file.broker_url, "https://broker.example");
+        assert!(from_file.identity.is_none());
+    }
+
+    #[test]
+    fn no_broker_or_a_bad_issuer_is_a_clear_error() {
+        if std::env::var_os("SALLYPORT_BROKER").is_some() {
+            return;
+        }
+        let err = HostSpec::from_settings(Settings::default(), None, "/tmp/x".into()).unwrap_err();
+        assert!(matches!(err, HostError::NoBroker), "{err}");
+        let settings = Settings {
+            broker_url: Some("https://broker.example".into()),
+            issuer: Some("not a url".into()),
+            ..Settings::default()
+        };
+        let err = HostSpec::from_settings(settings, None, "/tmp/x".into()).unwrap_err();
+        assert!(err.to_string().contains("not a URL"), "{err}");
+    }
+}
