@@ -15,3 +15,4 @@ pub mod runtime;
 pub mod secrets;
 pub mod status_view;
 pub mod supervisor;
+pub mod triggers;

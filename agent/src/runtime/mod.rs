@@ -35,6 +35,7 @@ use crate::identity::session::SessionState;
 use crate::supervisor::{
     self, Blocked, BrokerEvent, Command, Event, Grant, Session, Supervisor, Timing, Verdict,
 };
+use crate::triggers;
 
 /// How many decisions the agent remembers for status and diagnostics.
 const HISTORY: usize = 200;
@@ -124,6 +125,9 @@ pub struct Runtime {
     ports: HashMap<(String, Target), u16>,
     socks_ports: HashMap<String, u16>,
     decisions: VecDeque<Decision>,
+    /// Wake / network / file triggers for an early posture run.
+    prober: triggers::probe::Prober,
+    watcher: triggers::Watcher,
     tx: mpsc::UnboundedSender<Outcome>,
     rx: mpsc::UnboundedReceiver<Outcome>,
     events_task: Option<tokio::task::JoinHandle<()>>,
@@ -188,6 +192,8 @@ impl Runtime {
             ports: HashMap::new(),
             socks_ports: HashMap::new(),
             decisions: VecDeque::new(),
+            prober: triggers::probe::Prober::default(),
+            watcher: triggers::Watcher::default(),
             tx,
             rx,
             events_task: None,
@@ -638,9 +644,16 @@ impl Runtime {
             }
             self.feed(Event::TunnelClosed { app, reason }).await;
         }
-        // A sign-in or sign-out done by another process (`sallyport login`).
+        // A sign-in or sign-out done by another process (`sallyport login`),
+        // and anything that should re-measure posture before the schedule.
         if now().unix_timestamp() % 5 == 0 {
             self.poll_session().await;
+            let found = self.watcher.observe(self.prober.snapshot());
+            if !found.is_empty() {
+                let why: Vec<String> = found.iter().map(ToString::to_string).collect();
+                self.record(format!("posture re-check: {}", why.join(", ")));
+                self.feed(Event::EnvironmentChanged).await;
+            }
         }
     }
 
