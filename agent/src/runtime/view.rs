@@ -38,7 +38,6 @@ impl Runtime {
             violations: v.violations.clone(),
             valid_until: rfc3339(v.valid_until),
         });
-        let blocked = self.sup.blocked(super::now());
         let mut tunnels = Vec::new();
         for app in self.sup.wanted() {
             let view = match self.tunnels.get(app) {
@@ -67,21 +66,24 @@ impl Runtime {
                         expires_at: Some(rfc3339(running.expires_at)),
                     }
                 }
-                None => TunnelView {
-                    app: app.clone(),
-                    state: if blocked.is_some() {
-                        TunnelState::Down
-                    } else {
-                        TunnelState::Connecting
-                    },
-                    reason: blocked.as_ref().map(|b| b.explain()),
-                    forwards: Vec::new(),
-                    socks: None,
-                    bytes_in: 0,
-                    bytes_out: 0,
-                    last_handshake: None,
-                    expires_at: None,
-                },
+                None => {
+                    let blocked = self.sup.app_blocked(app, super::now());
+                    TunnelView {
+                        app: app.clone(),
+                        state: if blocked.is_some() {
+                            TunnelState::Down
+                        } else {
+                            TunnelState::Connecting
+                        },
+                        reason: blocked.as_ref().map(|b| b.explain()),
+                        forwards: Vec::new(),
+                        socks: None,
+                        bytes_in: 0,
+                        bytes_out: 0,
+                        last_handshake: None,
+                        expires_at: None,
+                    }
+                }
             };
             tunnels.push(view);
         }

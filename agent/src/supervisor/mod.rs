@@ -364,9 +364,10 @@ struct App {
     /// The grant id the running tunnel uses, when one is up.
     tunnel: Option<String>,
     request: Retry,
-    /// Set when the broker revoked this app's grant: no new request until
-    /// a new compliant verdict arrives (asking again would be refused).
-    revoked: bool,
+    /// Set, with the broker's reason, when the broker revoked this app's
+    /// grant: no new request until a new compliant verdict arrives (asking
+    /// again would be refused), and the user is told why meanwhile.
+    revoked: Option<String>,
 }
 
 /// The gate state machine. See the module docs for its contract.
@@ -475,6 +476,17 @@ impl Supervisor {
         }
     }
 
+    /// Why `app` may not be up at `now`: the device-wide reason, else its
+    /// grant revoked by the broker (until a new compliant verdict).
+    pub fn app_blocked(&self, app: &str, now: Time) -> Option<Blocked> {
+        self.blocked(now).or_else(|| {
+            self.apps
+                .get(app)
+                .and_then(|a| a.revoked.clone())
+                .map(Blocked::GrantRevoked)
+        })
+    }
+
     /// When the driver must call `handle(Event::Timer, ..)` next, if ever.
     /// Always later than the `now` of the latest event.
     pub fn next_deadline(&self) -> Option<Time> {
@@ -570,7 +582,7 @@ impl Supervisor {
                 self.compliance_revoked = None;
                 if verdict.compliant {
                     for app in self.apps.values_mut() {
-                        app.revoked = false;
+                        app.revoked = None;
                     }
                 }
                 self.verdict = Some(verdict);
@@ -607,7 +619,7 @@ impl Supervisor {
                 for (id, app) in &mut self.apps {
                     if app.grant.as_ref().is_some_and(|g| g.id == grant_id) {
                         app.grant = None;
-                        app.revoked = true;
+                        app.revoked = Some(reason.clone());
                         if app.tunnel.take().is_some() {
                             stop(out, id, Blocked::GrantRevoked(reason.clone()));
                         }
@@ -730,7 +742,7 @@ impl Supervisor {
             return;
         }
         for (id, app) in &mut self.apps {
-            if !app.wanted || app.revoked {
+            if !app.wanted || app.revoked.is_some() {
                 continue;
             }
             let renew_due = app

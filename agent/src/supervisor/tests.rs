@@ -191,8 +191,16 @@ fn grant_revocation_closes_and_waits_for_a_new_verdict() {
         !out.iter()
             .any(|c| matches!(c, Command::RequestGrant { .. }))
     );
+    // Meanwhile the user is told why this app is down, though the device
+    // itself is fine.
+    assert_eq!(s.blocked(t(5)), None);
+    assert_eq!(
+        s.app_blocked("wiki", t(5)),
+        Some(Blocked::GrantRevoked("device revoked".into()))
+    );
     let out = s.handle(t(6), compliant_until(300));
     assert!(out.contains(&Command::RequestGrant { app: "wiki".into() }));
+    assert_eq!(s.app_blocked("wiki", t(6)), None);
 }
 
 #[test]
