@@ -16,10 +16,6 @@
 // Test scaffolding: a setup failure must abort loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../idp/harness.rs"]
-mod idp;
-
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,137 +23,20 @@ use std::time::{Duration, Instant};
 use agent::broker_client::BrokerClient;
 use agent::control::view::{DeviceCodeView, StatusView, TunnelState};
 use agent::control::{Reply, Request};
-use agent::identity::client::AuthOverrides;
 use agent::identity::store::{MemoryStore, SecretStore};
 use agent::identity::{Identity, IdentityConfig};
 use agent::runtime::{ControlRequest, Runtime, RuntimeOptions};
 use agent::supervisor::Timing;
 use broker::server::{BrokerHandle, Config};
 use posture::CheckId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use sallyport_e2e::{BrokerSetup, LENIENT, STRICT, echo_through, free_port, idp, login, tcp_echo};
 use tokio::sync::{mpsc, oneshot};
 
-const ADMIN_TOKEN: &str = "e2e-admin-token";
 const APP: &str = "echo";
 /// Longest a grant lives here, so (d) finishes in seconds.
 const MAX_GRANT: u64 = 20;
 /// Oldest accepted MFA sign-in, for (c).
 const MAX_AUTH_AGE: u64 = 25;
-
-/// Allows the device while the OS is identified (true on this machine).
-const LENIENT: &str = r#"package sallyport.posture
-import rego.v1
-
-violations contains v if {
-    input.checks.os_version.status != "pass"
-    v := {"check": "os_version", "message": "The OS could not be identified.", "remediation": "Contact IT."}
-}
-"#;
-
-/// Also requires disk encryption, which this VM does not have.
-const STRICT: &str = r#"package sallyport.posture
-import rego.v1
-
-violations contains v if {
-    input.checks.os_version.status != "pass"
-    v := {"check": "os_version", "message": "The OS could not be identified.", "remediation": "Contact IT."}
-}
-
-violations contains v if {
-    input.checks.disk_encryption.status != "pass"
-    v := {"check": "disk_encryption", "message": "The system disk is not encrypted.", "remediation": "Turn on full-disk encryption."}
-}
-"#;
-
-async fn tcp_echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 16 * 1024];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// One round trip through `addr`; `Err` when traffic does not flow.
-async fn echo_through(addr: &str) -> Result<(), String> {
-    let attempt = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        s.write_all(b"through the sally port")
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut got = [0u8; 22];
-        s.read_exact(&mut got).await.map_err(|e| e.to_string())?;
-        if &got == b"through the sally port" {
-            Ok(())
-        } else {
-            Err("corrupted echo".to_owned())
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(3), attempt)
-        .await
-        .map_err(|_| "timed out".to_owned())?
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn broker_config(
-    issuer: &str,
-    db: &Path,
-    policy: &Path,
-    echo: SocketAddr,
-    http: u16,
-    udp: u16,
-) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, ADMIN_TOKEN.as_bytes());
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:{http}"
-database = "{db}"
-admin_token_sha256 = "{hex}"
-
-[oidc]
-issuer = "{issuer}"
-audience = "{aud}"
-client_id = "{client}"
-
-[attestation]
-verdict_ttl_seconds = 60
-policy = "{policy}"
-
-[gateway]
-listen = "127.0.0.1:{udp}"
-client_network = "100.64.0.0/24"
-max_grant_seconds = {MAX_GRANT}
-
-[[apps]]
-id = "{APP}"
-name = "Echo service"
-targets = ["{echo}/tcp"]
-"#,
-        db = db.display(),
-        policy = policy.display(),
-        aud = idp::BROKER_AUDIENCE,
-        client = idp::CLIENT_ID,
-    )
-}
 
 struct World {
     _idp: idp::Idp,
@@ -247,19 +126,9 @@ impl World {
     }
 
     async fn admin(&self, path: &str, body: serde_json::Value) {
-        let reply = self
-            .http
-            .post(format!("{}{path}", self.broker_url()))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            reply.status().is_success(),
-            "{path}: {}",
-            reply.text().await.unwrap()
-        );
+        if let Err(e) = sallyport_e2e::admin(&self.http, &self.broker_url(), path, &body).await {
+            panic!("{e}");
+        }
     }
 
     async fn set_policy(&self, rego: &str) {
@@ -294,20 +163,6 @@ print(json.dumps([[n, z.read(n).decode()] for n in z.namelist()]))\n";
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-async fn login(identity: &Identity) {
-    let open = |url: &url::Url| {
-        let url = url.to_string();
-        tokio::spawn(async move {
-            idp::complete_browser_login(&url).await;
-        });
-        Ok(())
-    };
-    identity
-        .login_browser(&open, &AuthOverrides::default())
-        .await
-        .unwrap();
-}
-
 async fn start_world() -> Option<World> {
     // `SALLYPORT_LOG=agent=debug cargo test -p sallyport-e2e` shows every
     // supervisor command and decision.
@@ -324,15 +179,20 @@ async fn start_world() -> Option<World> {
     })?;
     let dir = tempfile::tempdir().unwrap();
     let echo = tcp_echo().await;
-    std::fs::write(dir.path().join("policy.rego"), LENIENT).unwrap();
-    let config = broker_config(
-        &idp.issuer,
-        &dir.path().join("broker.sqlite"),
-        &dir.path().join("policy.rego"),
-        echo,
-        free_port(),
-        free_port(),
-    );
+    let policy = dir.path().join("policy.rego");
+    std::fs::write(&policy, LENIENT).unwrap();
+    let db = dir.path().join("broker.sqlite");
+    let config = BrokerSetup {
+        issuer: &idp.issuer,
+        db: &db,
+        policy: &policy,
+        http: free_port(),
+        udp: free_port(),
+        verdict_ttl: 60,
+        max_grant: MAX_GRANT,
+        apps: &[(APP, "Echo service", echo)],
+    }
+    .toml();
     let broker = broker::server::start(Config::parse(&config).unwrap())
         .await
         .unwrap();
