@@ -179,33 +179,17 @@ impl Hosted {
 
 #[cfg(unix)]
 use crate::control::unix::ControlServer;
+#[cfg(windows)]
+use crate::control::windows::ControlServer;
 
-#[cfg(unix)]
-impl From<crate::control::unix::ControlError> for HostError {
-    fn from(e: crate::control::unix::ControlError) -> Self {
-        use crate::control::unix::ControlError;
+impl From<crate::control::ControlError> for HostError {
+    fn from(e: crate::control::ControlError) -> Self {
+        use crate::control::ControlError;
         match e {
             ControlError::AlreadyRunning(path) => HostError::AlreadyRunning(path),
             other => HostError::Control(other.to_string()),
         }
     }
-}
-
-/// Where the control channel is not built yet (Windows' named pipe), no
-/// agent can be hosted: binding says so.
-#[cfg(not(unix))]
-#[derive(Debug)]
-struct ControlServer;
-
-#[cfg(not(unix))]
-impl ControlServer {
-    async fn bind(_path: &std::path::Path) -> Result<Self, HostError> {
-        Err(HostError::Control(
-            "the control channel (a named pipe) is not available on this OS yet".into(),
-        ))
-    }
-
-    async fn serve(self, _handler: tokio::sync::mpsc::Sender<crate::runtime::ControlRequest>) {}
 }
 
 #[cfg(test)]

@@ -22,29 +22,15 @@ use posture::cache::Cache;
 use posture::collect::{self, Options};
 use posture::policy::Policy;
 
-/// The control channel's transport: a Unix socket. The Windows named pipe
-/// (with a client-SID check) is not built yet; there the agent commands say so.
+/// The control channel's transport: a Unix socket, or a named pipe.
 #[cfg(unix)]
 mod transport {
     pub use agent::control::unix::{default_socket_path, request};
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
 mod transport {
-    use std::path::{Path, PathBuf};
-
-    use agent::control::{Reply, Request};
-
-    const UNSUPPORTED: &str =
-        "the agent's control channel (a named pipe) is not available on this OS yet";
-
-    pub fn default_socket_path() -> PathBuf {
-        PathBuf::from(r"\\.\pipe\sallyport-agent")
-    }
-
-    pub async fn request(_path: &Path, _request: &Request) -> anyhow::Result<Reply> {
-        anyhow::bail!(UNSUPPORTED)
-    }
+    pub use agent::control::windows::{default_socket_path, request};
 }
 
 /// Exit code when the command itself failed (bad arguments, bad policy).

@@ -108,21 +108,18 @@ impl AgentLink {
         serde_json::from_value(data).map_err(|e| CommandError::Unexpected(e.to_string()))
     }
 
-    #[cfg(unix)]
     async fn send(&self, request: &Request) -> Result<Reply, CommandError> {
-        use agent::control::unix::{self, ControlError};
-        unix::request(&self.socket, request)
+        use agent::control::ControlError;
+        #[cfg(unix)]
+        use agent::control::unix as transport;
+        #[cfg(windows)]
+        use agent::control::windows as transport;
+        transport::request(&self.socket, request)
             .await
             .map_err(|e| match e {
                 ControlError::NotRunning(_) => self.not_running(),
                 other => CommandError::Channel(other.to_string()),
             })
-    }
-
-    #[cfg(not(unix))]
-    async fn send(&self, _request: &Request) -> Result<Reply, CommandError> {
-        // The named-pipe transport is not built yet (see agent::control).
-        Err(self.not_running())
     }
 }
 

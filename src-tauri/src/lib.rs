@@ -53,8 +53,8 @@ pub fn run() -> tauri::Result<()> {
     let minimized = std::env::args().any(|a| a == MINIMIZED_ARG);
     #[cfg(unix)]
     let socket = agent::control::unix::default_socket_path();
-    #[cfg(not(unix))]
-    let socket = std::path::PathBuf::from(r"\\.\pipe\sallyport");
+    #[cfg(windows)]
+    let socket = agent::control::windows::default_socket_path();
 
     tauri::Builder::default()
         // First: a second launch only shows the running instance's window.

@@ -8,12 +8,18 @@
 //!
 //! Transport: a Unix socket in a directory only the user can enter, and on
 //! top of that a peer-credential check that refuses any other user (see
-//! [`unix`]). Windows (a named pipe with a client-SID check) is not built
-//! yet; the CLI there runs the agent in-process.
+//! [`unix`]). On Windows a per-user named pipe (see `windows`: its
+//! default security descriptor lets only the user, SYSTEM and
+//! administrators write to it).
 
+mod session;
 #[cfg(unix)]
 pub mod unix;
 pub mod view;
+#[cfg(windows)]
+pub mod windows;
+
+pub use session::{ControlError, Incoming};
 
 use serde::{Deserialize, Serialize};
 

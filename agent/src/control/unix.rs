@@ -10,51 +10,14 @@
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::{MAX_LINE, ProtocolError, Reply, Request, parse_request, to_line};
-
-/// A request and where to send its reply; the agent's runtime receives these.
-pub type Incoming = (Request, oneshot::Sender<Reply>);
-
-/// How long the agent may take to answer one request.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Why the control channel failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// Filesystem or socket error, with the path.
-    #[error("{path}: {source}")]
-    Io {
-        /// The socket or directory.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The socket directory is not private to this user.
-    #[error("{0} is not private to this user (owner or permissions); refusing to use it")]
-    InsecureDirectory(String),
-    /// Another agent already listens there.
-    #[error("an agent is already running ({0})")]
-    AlreadyRunning(String),
-    /// No agent listens there.
-    #[error("no agent is running ({0}); start it with `sallyport run`")]
-    NotRunning(String),
-    /// The agent's answer was not a reply.
-    #[error("the agent answered something unexpected: {0}")]
-    BadReply(String),
-}
-
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ControlError + '_ {
-    move |source| ControlError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
+pub use super::session::{ControlError, Incoming};
+use super::session::{exchange, io_error, serve_lines};
+use super::{Reply, Request, to_line};
 
 /// `$XDG_RUNTIME_DIR/sallyport/agent.sock`, else a per-user folder in /tmp.
 pub fn default_socket_path() -> PathBuf {
@@ -157,52 +120,7 @@ async fn serve_connection(stream: UnixStream, me: u32, handler: mpsc::Sender<Inc
         let _ = write.write_all(&to_line(&refusal)).await;
         return;
     }
-    let mut reader = BufReader::new(read);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let limit = u64::try_from(MAX_LINE + 1).unwrap_or(u64::MAX);
-        match (&mut reader).take(limit).read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let complete = line.last() == Some(&b'\n');
-        if complete {
-            line.pop();
-        }
-        let reply = if !complete && line.len() > MAX_LINE {
-            let reply = Reply::Error {
-                message: ProtocolError::TooLong.to_string(),
-            };
-            let _ = write.write_all(&to_line(&reply)).await;
-            return;
-        } else {
-            match parse_request(&line) {
-                Ok(request) => ask(&handler, request).await,
-                Err(e) => Reply::Error {
-                    message: e.to_string(),
-                },
-            }
-        };
-        if write.write_all(&to_line(&reply)).await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn ask(handler: &mpsc::Sender<Incoming>, request: Request) -> Reply {
-    let (tx, rx) = oneshot::channel();
-    if handler.send((request, tx)).await.is_err() {
-        return Reply::Error {
-            message: "the agent is shutting down".to_owned(),
-        };
-    }
-    match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
-        Ok(Ok(reply)) => reply,
-        _ => Reply::Error {
-            message: "the agent did not answer in time".to_owned(),
-        },
-    }
+    serve_lines(read, write, handler).await;
 }
 
 /// Sends one request to the agent at `path` and returns its reply.
@@ -215,17 +133,9 @@ pub async fn request(path: &Path, request: &Request) -> Result<Reply, ControlErr
             }
             _ => io_error(path)(e),
         })?;
-    let (read, mut write) = stream.into_split();
-    write
-        .write_all(&to_line(request))
+    let (read, write) = stream.into_split();
+    exchange(read, write, request)
         .await
-        .map_err(io_error(path))?;
-    let mut line = Vec::new();
-    let limit = u64::try_from(16 * MAX_LINE).unwrap_or(u64::MAX);
-    BufReader::new(read)
-        .take(limit)
-        .read_until(b'\n', &mut line)
-        .await
-        .map_err(io_error(path))?;
-    serde_json::from_slice(&line).map_err(|e| ControlError::BadReply(e.to_string()))
+        .map_err(io_error(path))?
+        .map_err(ControlError::BadReply)
 }
