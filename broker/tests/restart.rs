@@ -116,7 +116,14 @@ async fn state_survives_a_restart_and_expired_grants_stay_gone() {
     let base = second.base_url();
     assert_eq!(second.gateway_public_key().unwrap(), gateway_key);
     let peers = second.gateway_status().unwrap().peers;
-    assert_eq!(peers.len(), 1, "{peers:?}");
+    assert_eq!(
+        peers.len(),
+        1,
+        "{peers:?}; long grant expires {}, short {}, now {}",
+        long.expires_at,
+        short.expires_at,
+        unix_now()
+    );
     assert_eq!(peers[0].public_key, long_key.public_key());
     assert_eq!(peers[0].client_address.to_string(), long.client_address);
 

@@ -262,6 +262,10 @@ impl GatewayDriver {
         s.open_connections = self.conns.len();
     }
 
+    /// Applies one command. The status snapshot is published before the
+    /// caller hears back, so `status()` after an awaited add/update/remove
+    /// already shows it (it used to lag until the loop went idle, which made
+    /// "restore, then read the peers" racy).
     fn handle_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::Add(grant, reply) => {
@@ -270,6 +274,8 @@ impl GatewayDriver {
                     .core
                     .add_peer(now, SystemTime::now(), grant, exp)
                     .map(|_| ());
+                self.handle_events();
+                self.publish_status(now);
                 let _ = reply.send(r);
             }
             Command::Update(grant, reply) => {
@@ -278,14 +284,18 @@ impl GatewayDriver {
                     .core
                     .update_peer(now, SystemTime::now(), grant, exp)
                     .map(|_| ());
+                self.handle_events();
+                self.publish_status(now);
                 let _ = reply.send(r);
             }
             Command::Remove(key, reply) => {
-                let _ = reply.send(self.core.remove_peer(now, &key).is_some());
+                let removed = self.core.remove_peer(now, &key).is_some();
+                self.handle_events();
+                self.publish_status(now);
+                let _ = reply.send(removed);
             }
-            Command::Shutdown => {}
+            Command::Shutdown => self.handle_events(),
         }
-        self.handle_events();
     }
 
     /// Drop OS sockets of connections and peers the core has let go of.
