@@ -62,7 +62,8 @@ pub enum SessionState {
     SignedOut,
     /// Valid until `until` (Unix seconds), possibly extended by refresh.
     Valid {
-        /// Access token expiry.
+        /// The access token's expiry or, when a maximum MFA age is set, the
+        /// second the last MFA becomes too old, whichever comes first.
         until: i64,
         /// Who.
         user: String,
@@ -166,8 +167,22 @@ impl Session {
             };
         }
         SessionState::Valid {
-            until: info.expires_at,
+            until: self.valid_until(info),
             user: info.user.clone(),
+        }
+    }
+
+    /// The first second at which this session stops being valid without
+    /// news: the access token's expiry, or the moment the last MFA becomes
+    /// too old when a maximum is set, whichever comes first. Why both: the
+    /// supervisor closes tunnels exactly at `until`; reporting only the token
+    /// expiry would leave them open past the MFA limit until someone polled.
+    fn valid_until(&self, info: &SessionInfo) -> i64 {
+        match (self.max_auth_age, info.auth_time) {
+            (Some(max), Some(at)) => info
+                .expires_at
+                .min(at.saturating_add(max).saturating_add(1)),
+            _ => info.expires_at,
         }
     }
 
@@ -180,11 +195,7 @@ impl Session {
         let refresh_at = self
             .retry_at
             .unwrap_or(info.expires_at - self.refresh_margin);
-        let mfa_at = match (self.max_auth_age, info.auth_time) {
-            (Some(max), Some(at)) => Some(at + max + 1),
-            _ => None,
-        };
-        Some(mfa_at.map_or(refresh_at, |m| m.min(refresh_at)))
+        Some(self.valid_until(info).min(refresh_at))
     }
 
     fn auth_too_old(&self, info: &SessionInfo, now: i64) -> Option<ReauthReason> {
@@ -469,6 +480,43 @@ mod tests {
         // A fresh login clears it.
         s.handle(Event::SignedIn(info(100_000, 3700, true)), 3700);
         assert!(matches!(s.state(3700), SessionState::Valid { .. }));
+    }
+
+    #[test]
+    fn valid_until_is_the_earlier_of_token_expiry_and_mfa_age() {
+        let user = || "alice@example.com".to_string();
+        // MFA limit first: the session ends when the MFA gets too old, even
+        // though the token (and a refresh) would last longer.
+        let mut s = Session::new(60, Some(3600));
+        s.handle(Event::SignedIn(info(100_000, 10, true)), 10);
+        assert_eq!(
+            s.state(20),
+            SessionState::Valid {
+                until: 3611,
+                user: user()
+            }
+        );
+        assert!(matches!(s.state(3611), SessionState::NeedsReauth { .. }));
+        // Token expiry first.
+        let mut s = Session::new(60, Some(3600));
+        s.handle(Event::SignedIn(info(500, 10, true)), 10);
+        assert_eq!(
+            s.state(20),
+            SessionState::Valid {
+                until: 500,
+                user: user()
+            }
+        );
+        // No limit configured, or no auth_time: the token expiry.
+        let mut s = Session::new(60, None);
+        s.handle(Event::SignedIn(info(100_000, 10, true)), 10);
+        assert_eq!(
+            s.state(20),
+            SessionState::Valid {
+                until: 100_000,
+                user: user()
+            }
+        );
     }
 
     #[test]
