@@ -225,6 +225,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Before any runtime thread exists (see the function's doc).
+    if let Err(err) = agent::identity::store::share_session_keyring() {
+        tracing::debug!(error = %err, "no session keyring to share");
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -282,10 +286,6 @@ fn demo_command(keep_running: bool, no_keyring: bool) -> anyhow::Result<u8> {
         keep_running,
         memory_only: no_keyring,
     };
-    if !no_keyring && let Err(e) = agent::demo::store::own_session_keyring() {
-        // Not fatal: the demo then finds the keyring unusable and says so.
-        tracing::info!(error = %e, "no session keyring of our own");
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

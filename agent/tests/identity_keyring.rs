@@ -84,6 +84,93 @@ fn keyutils_round_trip() {
     round_trip(&store, &format!("keyutils-{}", std::process::id()));
 }
 
+/// Set in the child process of `keyutils_entries_are_shared_by_all_threads`:
+/// `share` calls `share_session_keyring` first, `plain` does not.
+const THREADS_ENV: &str = "SALLYPORT_TEST_KEYUTILS_THREADS_INNER";
+
+/// Runs only inside the child started by
+/// `keyutils_entries_are_shared_by_all_threads`, in a process that has not
+/// touched a keyring yet: one fresh thread writes, another reads, the way a
+/// multi-threaded runtime's workers do.
+#[test]
+#[ignore = "run by keyutils_entries_are_shared_by_all_threads in a fresh process"]
+fn keyutils_threads_inner() {
+    let Some(mode) = std::env::var_os(THREADS_ENV) else {
+        return;
+    };
+    if mode == "share" {
+        agent::identity::store::share_session_keyring().unwrap();
+    }
+    let store = std::sync::Arc::new(KeyringStore::with_backend(
+        "sallyport-test",
+        Backend::Keyutils,
+    ));
+    let account = format!("threads-{}", std::process::id());
+    let writer = {
+        let (store, account) = (store.clone(), account.clone());
+        std::thread::spawn(move || {
+            store
+                .set(&account, &Secret::new("written-by-thread-1".to_owned()))
+                .unwrap();
+        })
+    };
+    writer.join().unwrap();
+    let reader = {
+        let (store, account) = (store.clone(), account.clone());
+        std::thread::spawn(move || store.get(&account).unwrap().map(|s| s.expose().to_owned()))
+    };
+    let read = reader.join().unwrap();
+    let cleanup = {
+        let (store, account) = (store.clone(), account.clone());
+        std::thread::spawn(move || store.delete(&account))
+    };
+    cleanup.join().unwrap().unwrap();
+    store.delete(&account).unwrap();
+    assert_eq!(read.as_deref(), Some("written-by-thread-1"));
+}
+
+fn run_threads_inner(mode: &str) -> (bool, String) {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "keyutils_threads_inner",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(THREADS_ENV, mode)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    (
+        output.status.success() && stdout.contains("1 passed"),
+        format!("{stdout}\n{stderr}"),
+    )
+}
+
+/// What `sallyport run`, the demo and the tray app rely on: after
+/// `share_session_keyring`, a token one runtime thread stores is found by
+/// every other thread, whatever session keyring the process started with.
+#[test]
+fn keyutils_entries_are_shared_by_all_threads() {
+    let probe = KeyringStore::with_backend("sallyport-test", Backend::Keyutils);
+    if let Err(err) = probe.get("probe") {
+        eprintln!(
+            "SKIP keyutils_entries_are_shared_by_all_threads: kernel keyring not usable here: {err}"
+        );
+        return;
+    }
+    let (shared, output) = run_threads_inner("share");
+    assert!(shared, "with a shared session keyring:\n{output}");
+    // Without it the outcome depends on the kernel and on how the process
+    // was started (a demo run once lost a token this way); say which.
+    let (plain, _) = run_threads_inner("plain");
+    eprintln!(
+        "without share_session_keyring, another thread {} the entry here",
+        if plain { "found" } else { "did NOT find" }
+    );
+}
+
 /// Runs only inside the child started by `secret_service_round_trip`.
 #[test]
 #[ignore = "run by secret_service_round_trip on a private session bus"]

@@ -11,6 +11,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Before Tauri starts its threads, so they all find the same tokens in
+    // the kernel keyring (see the function's doc).
+    if let Err(e) = agent::identity::store::share_session_keyring() {
+        tracing::debug!(error = %e, "no session keyring to share");
+    }
     match sallyport_app::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

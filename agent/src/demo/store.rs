@@ -24,33 +24,6 @@ pub const SERVICE: &str = "sallyport-demo";
 /// up on it (a locked keyring can wait for a password prompt forever).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Gives this process a session keyring of its own when it has none, so
-/// the kernel keyutils backend works from every thread. Call it before any
-/// thread starts (threads inherit it).
-///
-/// Why: a process without a session keyring (containers, CI, services
-/// started without `pam_keyinit`) gets the per-user session keyring
-/// installed lazily *per thread*, and a key one thread adds is then not
-/// found by a search from another thread (observed on Linux 6.18 here).
-/// The demo's runtime is multi-threaded, so its tokens and device key would
-/// come and go depending on which thread reads them. A process that already
-/// has a session keyring (a normal login) keeps it: the kernel only creates
-/// one when none exists. An anonymous session keyring also ends with the
-/// process, which suits a demo.
-#[cfg(target_os = "linux")]
-pub fn own_session_keyring() -> Result<(), String> {
-    use linux_keyutils::{KeyRing, KeyRingIdentifier};
-    KeyRing::from_special_id(KeyRingIdentifier::Session, true)
-        .map(|_| ())
-        .map_err(|e| format!("{e:?}"))
-}
-
-/// Nothing to do off Linux (no keyutils).
-#[cfg(not(target_os = "linux"))]
-pub fn own_session_keyring() -> Result<(), String> {
-    Ok(())
-}
-
 /// A store that namespaces accounts per run and remembers what it wrote.
 #[derive(Debug)]
 pub struct DemoStore {

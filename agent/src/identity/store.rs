@@ -241,6 +241,38 @@ impl KeyringStore {
     }
 }
 
+/// Gives the calling thread a session keyring when it has none, so that
+/// every thread it starts afterwards shares it. Call it at the top of
+/// `main`, before any runtime or thread starts: threads inherit their
+/// parent's keyrings when they are created, not later.
+///
+/// Why: the kernel keeps keyrings in each thread's credentials. A process
+/// started without a session keyring (containers, CI, services, `ssh host
+/// cmd` without `pam_keyinit`) gets one attached lazily to each thread that
+/// touches the keyring, so whether two runtime workers see the same keys
+/// depends on what each touched first. Once, a demo run saw a token stored
+/// by one worker go missing from another (Linux 6.18); it has not been
+/// reproduced since (`agent/tests/identity_keyring.rs` prints whether a
+/// plain process shows it), so this is a guarantee bought cheaply (one
+/// syscall) rather than a fix for a known case. The keyring joined is the
+/// user's session keyring (`_uid_ses`), the one a `sallyport login` typed
+/// in such a terminal writes to, so nothing is hidden from it; a process
+/// that already has a session keyring (a normal login) keeps its own. Off
+/// Linux there is nothing to do.
+pub fn share_session_keyring() -> Result<(), StoreError> {
+    #[cfg(target_os = "linux")]
+    {
+        use linux_keyutils::{KeyRing, KeyRingIdentifier};
+        KeyRing::from_special_id(KeyRingIdentifier::Session, false)
+            .map(|_| ())
+            .map_err(|err| StoreError::Unavailable(format!("kernel keyutils: {err:?}")))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Ok(())
+    }
+}
+
 /// One keyring item per chunk: `<account>`, then `<account>#<i>`.
 fn chunk_account(account: &str, index: usize) -> String {
     format!("{account}#{index}")
