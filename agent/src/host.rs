@@ -47,11 +47,15 @@ pub enum HostError {
     /// The settings could not be read.
     #[error("configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
-    /// No broker URL anywhere.
+    /// No broker URL anywhere. The message names the file to edit, since
+    /// the tray app shows it to people who never used the CLI.
     #[error(
-        "no access broker configured: set broker_url in the settings (or SALLYPORT_BROKER), or pass --broker URL"
+        "no access broker configured: set broker_url in {settings_file} (or in the managed configuration), or the SALLYPORT_BROKER environment variable"
     )]
-    NoBroker,
+    NoBroker {
+        /// The user settings file.
+        settings_file: String,
+    },
     /// The configured issuer is not a URL.
     #[error("the configured issuer {0:?} is not a URL")]
     BadIssuer(String),
@@ -86,7 +90,12 @@ impl HostSpec {
                     .filter(|v| !v.is_empty())
             })
             .or_else(|| settings.broker_url.clone())
-            .ok_or(HostError::NoBroker)?;
+            .ok_or_else(|| HostError::NoBroker {
+                settings_file: crate::config::user_config_path().map_or_else(
+                    || "the user settings file".to_owned(),
+                    |path| path.display().to_string(),
+                ),
+            })?;
         let identity = match &settings.issuer {
             None => None,
             Some(issuer) => {
@@ -221,7 +230,13 @@ mod tests {
             return;
         }
         let err = HostSpec::from_settings(Settings::default(), None, "/tmp/x".into()).unwrap_err();
-        assert!(matches!(err, HostError::NoBroker), "{err}");
+        assert!(matches!(err, HostError::NoBroker { .. }), "{err}");
+        if let Some(file) = crate::config::user_config_path() {
+            assert!(
+                err.to_string().contains(&file.display().to_string()),
+                "{err}"
+            );
+        }
         let settings = Settings {
             broker_url: Some("https://broker.example".into()),
             issuer: Some("not a url".into()),

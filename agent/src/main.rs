@@ -409,7 +409,13 @@ fn agent_run_command(
     socket: Option<PathBuf>,
 ) -> anyhow::Result<u8> {
     let effective = agent::config::load()?;
-    let mut spec = HostSpec::from_settings(effective.settings, broker, socket_path(socket))?;
+    let mut spec = HostSpec::from_settings(effective.settings, broker, socket_path(socket))
+        .map_err(|err| match err {
+            agent::host::HostError::NoBroker { .. } => {
+                anyhow::anyhow!("{err}, or pass --broker URL")
+            }
+            other => other.into(),
+        })?;
     // Issuer flags/env win; otherwise the settings, otherwise the broker says.
     if let Ok(config) = idp.config() {
         spec.identity = Some(config);

@@ -67,7 +67,12 @@ async fn when_no_agent_can_be_hosted_the_window_is_told_why() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("sallyport").join("agent.sock");
     let link = AgentLink::new(socket);
-    let hosting = start_if_absent(&link, || Err(agent::host::HostError::NoBroker)).await;
+    let hosting = start_if_absent(&link, || {
+        Err(agent::host::HostError::NoBroker {
+            settings_file: "/home/u/.config/sallyport/config.toml".into(),
+        })
+    })
+    .await;
     assert!(matches!(hosting, Hosting::Unavailable(_)), "{hosting:?}");
     let err = link.ask(&Request::Status).await.unwrap_err();
     assert!(matches!(err, CommandError::CannotHost(_)), "{err:?}");
@@ -75,6 +80,10 @@ async fn when_no_agent_can_be_hosted_the_window_is_told_why() {
     let shown = shown.as_str().unwrap();
     assert!(shown.contains("not running"), "{shown}");
     assert!(shown.contains("no access broker configured"), "{shown}");
+    assert!(
+        shown.contains("/home/u/.config/sallyport/config.toml"),
+        "{shown}"
+    );
 }
 
 #[tokio::test]
