@@ -454,7 +454,11 @@ impl Supervisor {
             Session::SignedOut => return Some(Blocked::SignedOut),
             Session::NeedsReauth { reason } => return Some(Blocked::Session(reason.clone())),
             Session::Valid { until } if now >= *until => {
-                return Some(Blocked::Session("the session expired".to_owned()));
+                // In the identity layer's words for an expired session:
+                // they tell the user what to do.
+                return Some(Blocked::Session(
+                    crate::identity::session::ReauthReason::Expired.to_string(),
+                ));
             }
             Session::Valid { .. } => {}
         }

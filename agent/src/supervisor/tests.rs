@@ -171,6 +171,9 @@ fn session_expiry_and_revocation_close() {
     assert!(s.next_deadline().is_some_and(|d| d <= t(100)));
     let out = s.handle(t(100), Event::Timer);
     assert!(matches!(stops(&out)[..], [("wiki", Blocked::Session(_))]));
+    // The user is told what to do.
+    let why = s.blocked(t(100)).map(|b| b.explain()).unwrap_or_default();
+    assert!(why.contains("sign in again"), "{why}");
 }
 
 #[test]
