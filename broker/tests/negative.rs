@@ -427,3 +427,77 @@ async fn access_token_refusals() {
         .await;
     expect_problem(r, ProblemType::InvalidRevocation).await;
 }
+
+/// Sleeps until `t` (plus a second of margin: the broker counts in whole
+/// seconds).
+async fn sleep_past(t: time::OffsetDateTime) {
+    let wait = (t - time::OffsetDateTime::now_utc()).whole_milliseconds() + 1_000;
+    let wait = u64::try_from(wait).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+}
+
+/// The two clocks the broker keeps itself: a nonce lives 60 s, a verdict
+/// `verdict_ttl_seconds` (30 here, the smallest allowed). Real time, no
+/// clock injection, so this waits about a minute, once for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_nonce_and_expired_verdict() {
+    let issuer = TestIssuer::start().await;
+    let echo = tcp_echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&issuer.url, &db_path(dir.path()), echo, "")
+        .replace("verdict_ttl_seconds = 600", "verdict_ttl_seconds = 30");
+    assert!(text.contains("verdict_ttl_seconds = 30"));
+    let broker = start_broker(&text).await;
+    let env = Env {
+        issuer,
+        echo,
+        dir,
+        broker,
+        http: reqwest::Client::new(),
+    };
+    let device = alice_device(&env).await;
+
+    // A nonce taken now and used only after it expired.
+    let r = device.api.post(api::paths::CHALLENGE, &json!({})).await;
+    assert_eq!(r.status(), 200);
+    let challenge: api::Challenge = r.json().await.unwrap();
+
+    // A verdict that opens a grant while fresh...
+    let verdict = device.attest(healthy_report()).await;
+    assert!(verdict.compliant);
+    let fresh_wg = tunnel::PrivateKey::generate().public_key();
+    let r = device.request_grant("echo", &fresh_wg).await;
+    assert_eq!(r.status(), 201);
+    let grant: api::Grant = r.json().await.unwrap();
+    assert!(
+        grant.expires_at <= verdict.valid_until,
+        "grant {} outlives verdict {}",
+        grant.expires_at,
+        verdict.valid_until
+    );
+
+    // ...and none once it has expired.
+    sleep_past(verdict.valid_until).await;
+    let late_wg = tunnel::PrivateKey::generate().public_key();
+    let r = device.request_grant("echo", &late_wg).await;
+    let p = expect_problem(r, ProblemType::VerdictExpired).await;
+    assert!(p.detail.contains("expired"), "{p:?}");
+    env.assert_audited(ProblemType::VerdictExpired, "expired")
+        .await;
+
+    // The old nonce in an otherwise valid, freshly signed attestation.
+    sleep_past(challenge.expires_at).await;
+    let claims = EatClaims::new(
+        &device.key,
+        &challenge.nonce,
+        AUDIENCE,
+        "alice",
+        healthy_report(),
+        unix_now(),
+        60,
+    );
+    let r = device.submit(device.key.sign_eat(&claims).unwrap()).await;
+    expect_problem(r, ProblemType::NonceExpired).await;
+    env.assert_audited(ProblemType::NonceExpired, "expired")
+        .await;
+}
