@@ -487,15 +487,8 @@ async fn expired_nonce_and_expired_verdict() {
 
     // The old nonce in an otherwise valid, freshly signed attestation.
     sleep_past(challenge.expires_at).await;
-    let claims = EatClaims::new(
-        &device.key,
-        &challenge.nonce,
-        AUDIENCE,
-        "alice",
-        healthy_report(),
-        unix_now(),
-        60,
-    );
+    let mut claims = device.claims(healthy_report()).await;
+    claims.eat_nonce = challenge.nonce;
     let r = device.submit(device.key.sign_eat(&claims).unwrap()).await;
     expect_problem(r, ProblemType::NonceExpired).await;
     env.assert_audited(ProblemType::NonceExpired, "expired")
