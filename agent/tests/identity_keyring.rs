@@ -120,11 +120,6 @@ fn keyutils_threads_inner() {
         std::thread::spawn(move || store.get(&account).unwrap().map(|s| s.expose().to_owned()))
     };
     let read = reader.join().unwrap();
-    let cleanup = {
-        let (store, account) = (store.clone(), account.clone());
-        std::thread::spawn(move || store.delete(&account))
-    };
-    cleanup.join().unwrap().unwrap();
     store.delete(&account).unwrap();
     assert_eq!(read.as_deref(), Some("written-by-thread-1"));
 }
