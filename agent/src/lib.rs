@@ -5,14 +5,11 @@
 pub mod broker_client;
 pub mod config;
 pub mod control;
-pub mod demo;
 pub mod device_key;
 pub mod diagnostics;
 pub mod host;
 pub mod identity;
-pub mod posture_view;
 pub mod runtime;
 pub mod secrets;
-pub mod status_view;
 pub mod supervisor;
 pub mod triggers;

@@ -125,7 +125,7 @@ async fn no_agent_is_a_clear_error() {
 #[tokio::test]
 async fn another_user_is_refused_by_peer_credentials() {
     if !nix::unistd::geteuid().is_root() {
-        println!("skipped: needs root to run a client as another user");
+        support::prereq::missing("needs root to run a client as another user");
         return;
     }
     // A directory everyone may enter and a socket everyone may open: only

@@ -13,32 +13,13 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use agent::identity::store::{Backend, KeyringStore, SecretStore as _};
 use agent::secrets::Secret;
 
 /// Set in the child process that talks to the private bus.
 const INNER_ENV: &str = "SALLYPORT_TEST_SECRET_SERVICE_INNER";
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn big_value() -> String {
     // Looks like a token bundle; 3.5 KB, over the Windows limit.
@@ -78,7 +59,7 @@ fn keyutils_round_trip() {
     let store = KeyringStore::with_backend("sallyport-test", Backend::Keyutils);
     // Containers with a seccomp profile that forbids keyctl cannot run this.
     if let Err(err) = store.get("probe") {
-        eprintln!("SKIP keyutils_round_trip: kernel keyring not usable here: {err}");
+        support::prereq::missing(&format!("kernel keyring not usable here: {err}"));
         return;
     }
     round_trip(&store, &format!("keyutils-{}", std::process::id()));
@@ -150,9 +131,7 @@ fn run_threads_inner(mode: &str) -> (bool, String) {
 fn keyutils_entries_are_shared_by_all_threads() {
     let probe = KeyringStore::with_backend("sallyport-test", Backend::Keyutils);
     if let Err(err) = probe.get("probe") {
-        eprintln!(
-            "SKIP keyutils_entries_are_shared_by_all_threads: kernel keyring not usable here: {err}"
-        );
+        support::prereq::missing(&format!("kernel keyring not usable here: {err}"));
         return;
     }
     let (shared, output) = run_threads_inner("share");
@@ -182,68 +161,9 @@ fn secret_service_inner() {
 
 #[test]
 fn secret_service_round_trip() {
-    for program in ["dbus-daemon", "gnome-keyring-daemon"] {
-        if !have(program) {
-            eprintln!(
-                "SKIP secret_service_round_trip: {program} is not installed (apt-get install dbus-daemon gnome-keyring)"
-            );
-            return;
-        }
-    }
-    let home = tempfile::tempdir().unwrap();
-    let mut bus = Command::new("dbus-daemon")
-        .args(["--session", "--print-address=1", "--nofork"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(bus.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _bus = Killed(bus);
-    let address = line.trim().to_owned();
-    assert!(address.starts_with("unix:"), "dbus address {address:?}");
-
-    let mut keyring = Command::new("gnome-keyring-daemon")
-        .args(["--foreground", "--unlock", "--components=secrets"])
-        .env("DBUS_SESSION_BUS_ADDRESS", &address)
-        .env("HOME", home.path())
-        .env("XDG_RUNTIME_DIR", home.path())
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The login keyring's password; the keyring is created and unlocked with it.
-    let mut stdin = keyring.stdin.take().unwrap();
-    stdin.write_all(b"sallyport-test").unwrap();
-    drop(stdin);
-    let _keyring = Killed(keyring);
-
-    // Wait until the daemon owns org.freedesktop.secrets on our bus.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let owned = Command::new("dbus-send")
-            .args([
-                &format!("--bus={address}"),
-                "--print-reply",
-                "--dest=org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus.NameHasOwner",
-                "string:org.freedesktop.secrets",
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
-            .unwrap_or(false);
-        if owned {
-            break;
-        }
-        assert!(Instant::now() < deadline, "gnome-keyring did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
+    let Some(service) = support::keyring::SecretService::start() else {
+        return;
+    };
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -251,7 +171,7 @@ fn secret_service_round_trip() {
             "--ignored",
             "--nocapture",
         ])
-        .env("DBUS_SESSION_BUS_ADDRESS", &address)
+        .env("DBUS_SESSION_BUS_ADDRESS", &service.address)
         .env(INNER_ENV, "1")
         .output()
         .unwrap();

@@ -8,8 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../tests/idp/harness.rs"]
-mod idp;
+use support::idp;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

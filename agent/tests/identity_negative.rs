@@ -10,8 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../tests/idp/harness.rs"]
-mod idp;
+use support::idp;
 
 use std::io::{Read as _, Write as _};
 use std::time::Duration;

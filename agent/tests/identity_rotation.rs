@@ -8,8 +8,7 @@
 // Test code: a failed unwrap is the test failing, with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../tests/idp/harness.rs"]
-mod idp;
+use support::idp;
 
 use std::time::Duration;
 

@@ -148,7 +148,7 @@ fn skip_or_fail(reason: &str) {
         std::env::var_os("SALLYPORT_REQUIRE_NETNS_TEST").is_none(),
         "SALLYPORT_REQUIRE_NETNS_TEST is set but {reason}"
     );
-    println!("SKIP network_changes_in_a_namespace_are_seen_and_traffic_is_not: {reason}");
+    support::prereq::missing(reason);
 }
 
 #[test]

@@ -9,8 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "../../tests/idp/harness.rs"]
-mod idp;
+use support::idp;
 
 use std::time::Duration;
 

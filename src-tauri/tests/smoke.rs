@@ -77,7 +77,7 @@ fn app_starts_under_xvfb_shows_its_window_and_is_screenshotted() {
         if std::env::var_os("SALLYPORT_REQUIRE_UI_SMOKE").is_some() {
             panic!("{reason}, and SALLYPORT_REQUIRE_UI_SMOKE is set");
         }
-        eprintln!("skipped: {reason}");
+        support::prereq::missing(&reason);
         return;
     }
 

@@ -99,9 +99,12 @@ use agent::identity::store::{MemoryStore, SecretStore};
 use agent::identity::{Identity, IdentityConfig};
 use agent::runtime::{ControlRequest, Runtime, RuntimeOptions};
 use agent::supervisor::Timing;
-use broker::server::{BrokerHandle, Config};
+use broker::server::BrokerHandle;
 use posture::CheckId;
-use sallyport_e2e::{BrokerSetup, LENIENT, STRICT, echo_through, free_port, idp, login, tcp_echo};
+use support::agent::login;
+use support::broker::{BrokerConfig, LENIENT, STRICT};
+use support::echo::{echo_through, tcp_echo};
+use support::{free_port, idp};
 use tokio::sync::{mpsc, oneshot};
 
 const APP: &str = "echo";
@@ -216,7 +219,7 @@ impl World {
     }
 
     async fn admin(&self, path: &str, body: serde_json::Value) -> Result<(), String> {
-        sallyport_e2e::admin(&self.http, &self.broker.base_url(), path, &body)
+        support::broker::admin(&self.http, &self.broker.base_url(), path, &body)
             .await
             .map(|_| ())
     }
@@ -261,19 +264,15 @@ async fn start_world(agent_rt: tokio::runtime::Handle) -> Result<World, String> 
     let policy = dir.path().join("policy.rego");
     std::fs::write(&policy, LENIENT).map_err(|e| e.to_string())?;
     let db = dir.path().join("broker.sqlite");
-    let config = BrokerSetup {
-        issuer: &idp.issuer,
-        db: &db,
-        policy: &policy,
-        http: free_port(),
-        udp: free_port(),
+    let config = BrokerConfig::new(&idp.issuer, &db)
+        .policy(&policy)
+        .http_port(free_port())
+        .udp_port(free_port())
         // The shipped defaults: no verdict or grant renewal during the run.
-        verdict_ttl: 900,
-        max_grant: 3600,
-        apps: &[(APP, "Echo service", echo)],
-    }
-    .toml();
-    let broker = broker::server::start(Config::parse(&config).map_err(|e| e.to_string())?)
+        .verdict_ttl(900)
+        .max_grant(3600)
+        .app(APP, "Echo service", echo);
+    let broker = broker::server::start(config.settings())
         .await
         .map_err(|e| e.to_string())?;
 

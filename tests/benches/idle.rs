@@ -97,7 +97,9 @@ mod linux {
 
     use agent::control::view::{DeviceCodeView, StatusView, TunnelState};
     use agent::control::{Reply, Request};
-    use sallyport_e2e::{BrokerSetup, LENIENT, echo_through, free_port, idp, tcp_echo};
+    use support::broker::{BrokerConfig, LENIENT};
+    use support::echo::{echo_through, tcp_echo};
+    use support::{free_port, idp};
 
     const APPS: [&str; 3] = ["app1", "app2", "app3"];
     const CPU_GOAL_PERCENT: f64 = 0.5;
@@ -235,7 +237,7 @@ mod linux {
             Ok(path)
         } else {
             Err(format!(
-                "{} is missing: build it first (scripts/bench-idle does: cargo build --release -p agent --bin sallyport -p broker --features broker/server --bin sallyport-broker) or set {env}",
+                "{} is missing: build it first (scripts/bench-idle does: cargo build --release -p sallyport --bin sallyport -p broker --features broker/server --bin sallyport-broker) or set {env}",
                 path.display()
             ))
         }
@@ -322,17 +324,18 @@ mod linux {
         std::fs::write(&policy, LENIENT).map_err(|e| e.to_string())?;
         let db = dir.path().join("broker.sqlite");
         let http_port = free_port();
-        let config = BrokerSetup {
-            issuer: &idp.issuer,
-            db: &db,
-            policy: &policy,
-            http: http_port,
-            udp: free_port(),
-            verdict_ttl: 900,
-            max_grant: 3600,
-            apps: &apps,
-        }
-        .toml();
+        let config = apps
+            .iter()
+            .fold(
+                BrokerConfig::new(&idp.issuer, &db)
+                    .policy(&policy)
+                    .http_port(http_port)
+                    .udp_port(free_port())
+                    .verdict_ttl(900)
+                    .max_grant(3600),
+                |config, (id, name, target)| config.app(id, name, *target),
+            )
+            .toml();
         let config_path = dir.path().join("broker.toml");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
         let log = |name: &str| -> Result<std::fs::File, String> {

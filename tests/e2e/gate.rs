@@ -18,19 +18,20 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use agent::broker_client::BrokerClient;
-use agent::control::view::{DeviceCodeView, StatusView, TunnelState};
-use agent::control::{Reply, Request};
+use agent::control::Request;
+use agent::control::view::DeviceCodeView;
 use agent::identity::store::{MemoryStore, SecretStore};
 use agent::identity::{Identity, IdentityConfig};
-use agent::runtime::{ControlRequest, Runtime, RuntimeOptions};
+use agent::runtime::RuntimeOptions;
 use agent::supervisor::Timing;
-use broker::server::{BrokerHandle, Config};
+use broker::server::BrokerHandle;
 use posture::CheckId;
-use sallyport_e2e::{BrokerSetup, LENIENT, STRICT, echo_through, free_port, idp, login, tcp_echo};
-use tokio::sync::{mpsc, oneshot};
+use support::agent::{AgentHandle, login};
+use support::broker::{BrokerConfig, LENIENT, STRICT};
+use support::echo::{echo_through, tcp_echo};
+use support::{free_port, idp};
 
 const APP: &str = "echo";
 /// Longest a grant lives here, so (d) finishes in seconds.
@@ -41,12 +42,10 @@ const MAX_AUTH_AGE: u64 = 25;
 struct World {
     _idp: idp::Idp,
     dir: tempfile::TempDir,
-    config: String,
+    config: BrokerConfig,
     broker: Option<BrokerHandle>,
     identity: Arc<Identity>,
-    control: mpsc::Sender<ControlRequest>,
-    stop: Option<oneshot::Sender<()>>,
-    agent: tokio::task::JoinHandle<()>,
+    agent: AgentHandle,
     http: reqwest::Client,
 }
 
@@ -60,73 +59,19 @@ impl World {
     }
 
     async fn ask(&self, request: Request) -> serde_json::Value {
-        let (tx, rx) = oneshot::channel();
-        self.control.send((request, tx)).await.unwrap();
-        match rx.await.unwrap() {
-            Reply::Ok { data } => data,
-            Reply::Error { message } => panic!("agent refused: {message}"),
-        }
+        self.agent.ask(request).await
     }
 
-    async fn status(&self) -> StatusView {
-        serde_json::from_value(self.ask(Request::Status).await).unwrap()
-    }
-
-    /// Waits until the app's tunnel is up and carries traffic; returns its
-    /// local forward address.
     async fn until_traffic_flows(&self, within: Duration, what: &str) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let status = self.status().await;
-            if let Some(local) = status
-                .tunnels
-                .iter()
-                .find(|t| t.app == APP && t.state == TunnelState::Up)
-                .and_then(|t| t.forwards.first())
-                .map(|f| f.local.clone())
-                && echo_through(&local).await.is_ok()
-            {
-                return local;
-            }
-            if Instant::now() >= deadline {
-                let history = self.ask(Request::History).await;
-                panic!(
-                    "{what}: traffic did not flow within {within:?}; status: {status:#?}\nhistory: {history:#}"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.agent.until_traffic_flows(APP, within, what).await
     }
 
-    /// Waits until the tunnel is closed and traffic through `local` stops;
-    /// returns the reason the agent gives.
     async fn until_closed(&self, local: &str, within: Duration, what: &str) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let status = self.status().await;
-            let tunnel = status.tunnels.iter().find(|t| t.app == APP);
-            if let Some(t) = tunnel
-                && t.state != TunnelState::Up
-                && t.forwards.is_empty()
-            {
-                assert!(
-                    echo_through(local).await.is_err(),
-                    "{what}: tunnel reported closed but traffic still flows"
-                );
-                return t.reason.clone().unwrap_or_default();
-            }
-            if Instant::now() >= deadline {
-                let history = self.ask(Request::History).await;
-                panic!(
-                    "{what}: the tunnel did not close within {within:?}; status: {status:#?}\nhistory: {history:#}"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.agent.until_closed(APP, local, within, what).await
     }
 
     async fn admin(&self, path: &str, body: serde_json::Value) {
-        if let Err(e) = sallyport_e2e::admin(&self.http, &self.broker_url(), path, &body).await {
+        if let Err(e) = support::broker::admin(&self.http, &self.broker_url(), path, &body).await {
             panic!("{e}");
         }
     }
@@ -182,20 +127,14 @@ async fn start_world() -> Option<World> {
     let policy = dir.path().join("policy.rego");
     std::fs::write(&policy, LENIENT).unwrap();
     let db = dir.path().join("broker.sqlite");
-    let config = BrokerSetup {
-        issuer: &idp.issuer,
-        db: &db,
-        policy: &policy,
-        http: free_port(),
-        udp: free_port(),
-        verdict_ttl: 60,
-        max_grant: MAX_GRANT,
-        apps: &[(APP, "Echo service", echo)],
-    }
-    .toml();
-    let broker = broker::server::start(Config::parse(&config).unwrap())
-        .await
-        .unwrap();
+    let config = BrokerConfig::new(&idp.issuer, &db)
+        .policy(&policy)
+        .http_port(free_port())
+        .udp_port(free_port())
+        .verdict_ttl(60)
+        .max_grant(MAX_GRANT)
+        .app(APP, "Echo service", echo);
+    let broker = config.start().await;
 
     let mut identity_config = IdentityConfig::new(idp.issuer.parse().unwrap(), idp::CLIENT_ID);
     identity_config.resource = Some(idp::BROKER_RESOURCE.to_owned());
@@ -220,21 +159,13 @@ async fn start_world() -> Option<World> {
         },
         auto_connect: vec![APP.to_owned()],
     };
-    let client = BrokerClient::new(&broker.base_url(), Duration::from_secs(5)).unwrap();
-    let runtime = Runtime::new(identity.clone(), store, client, options);
-    let (control, rx) = mpsc::channel(8);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let agent = tokio::spawn(runtime.run(rx, async {
-        let _ = stopped.await;
-    }));
+    let agent = AgentHandle::start(identity.clone(), store, &broker.base_url(), options);
     Some(World {
         _idp: idp,
         dir,
         config,
         broker: Some(broker),
         identity,
-        control,
-        stop: Some(stop),
         agent,
         http: reqwest::Client::new(),
     })
@@ -243,7 +174,7 @@ async fn start_world() -> Option<World> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnel_lives_only_while_identity_posture_and_grant_hold() {
     let Some(mut world) = start_world().await else {
-        return; // the harness printed why (node or npm packages missing)
+        return; // node or its packages are missing on this laptop (a failure in CI)
     };
     let local = world
         .until_traffic_flows(Duration::from_secs(30), "first connect")
@@ -323,11 +254,7 @@ async fn tunnel_lives_only_while_identity_posture_and_grant_hold() {
             "(d) broker down",
         )
         .await;
-    world.broker = Some(
-        broker::server::start(Config::parse(&config).unwrap())
-            .await
-            .unwrap(),
-    );
+    world.broker = Some(config.start().await);
     world
         .until_traffic_flows(
             Duration::from_secs(40),
@@ -361,8 +288,7 @@ async fn tunnel_lives_only_while_identity_posture_and_grant_hold() {
         "something JWT-shaped leaked into the bundle"
     );
 
-    let _ = world.stop.take().unwrap().send(());
-    world.agent.await.unwrap();
+    world.agent.stop().await;
     assert!(
         echo_through(&local).await.is_err(),
         "traffic after the agent stopped"

@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use agent::demo::issuer::{DEMO_CLIENT_ID, DEMO_PASSWORD, DEMO_USER, DemoIssuer};
 use agent::identity::client::AuthOverrides;
 use agent::identity::session::SessionState;
 use agent::identity::store::MemoryStore;
 use agent::identity::{Identity, IdentityConfig};
+use demo::issuer::{DEMO_CLIENT_ID, DEMO_PASSWORD, DEMO_USER, DemoIssuer};
 
 /// Plays the user's browser: fetch the form, fill it in, follow the redirect
 /// to the agent's loopback callback.

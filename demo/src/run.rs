@@ -2,8 +2,8 @@
 //! agent's sign-in path, posture collectors, attestation, broker client,
 //! runtime and userspace WireGuard tunnels; the reference broker and its
 //! gateway — except three clearly marked demo-only stand-ins: the OpenID
-//! issuer ([`super::issuer`]), the application ([`super::app`]) and the
-//! policy written from this machine's own report ([`super::policy`]).
+//! issuer ([`crate::issuer`]), the application ([`crate::app`]) and the
+//! policy written from this machine's own report ([`crate::policy`]).
 //!
 //! Everything listens on 127.0.0.1 and stops when the demo ends; nothing
 //! needs admin rights. The flow follows `tests/e2e/gate.rs`: sign in, get a
@@ -21,20 +21,20 @@ use posture::report::Report;
 use ring::rand::{SecureRandom as _, SystemRandom};
 use tokio::sync::{mpsc, oneshot};
 
-use super::app::{self, DemoApp};
-use super::issuer::{DEMO_ACR, DEMO_CLIENT_ID, DEMO_PASSWORD, DEMO_USER, DemoIssuer};
-use super::narrate::{Narrator, clip};
-use super::policy;
-use super::signin;
-use super::store::{DemoStore, SERVICE};
-use crate::broker_client::BrokerClient;
-use crate::control::view::{StatusView, TunnelState, TunnelView};
-use crate::control::{Reply, Request};
-use crate::identity::client::AuthOverrides;
-use crate::identity::store::SecretStore;
-use crate::identity::{Identity, IdentityConfig};
-use crate::runtime::{ControlRequest, Runtime, RuntimeOptions};
-use crate::supervisor::Timing;
+use crate::app::{self, DemoApp};
+use crate::issuer::{DEMO_ACR, DEMO_CLIENT_ID, DEMO_PASSWORD, DEMO_USER, DemoIssuer};
+use crate::narrate::{Narrator, clip};
+use crate::policy;
+use crate::signin;
+use crate::store::{DemoStore, SERVICE};
+use agent::broker_client::BrokerClient;
+use agent::control::view::{StatusView, TunnelState, TunnelView};
+use agent::control::{Reply, Request};
+use agent::identity::client::AuthOverrides;
+use agent::identity::store::SecretStore;
+use agent::identity::{Identity, IdentityConfig};
+use agent::runtime::{ControlRequest, Runtime, RuntimeOptions};
+use agent::supervisor::Timing;
 
 /// The application's id in the broker's catalogue.
 pub const APP_ID: &str = "demo-app";
@@ -582,7 +582,7 @@ async fn start_broker(
 
 /// Signs in through the agent's real browser flow, with the demo playing
 /// the browser; a refused form fails at once instead of at the timeout.
-async fn sign_in(identity: &Identity, code: String) -> Result<crate::identity::WhoAmI, DemoError> {
+async fn sign_in(identity: &Identity, code: String) -> Result<agent::identity::WhoAmI, DemoError> {
     let (fail_tx, fail_rx) = oneshot::channel::<String>();
     let fail_tx = std::sync::Mutex::new(Some(fail_tx));
     let open = move |url: &url::Url| {

@@ -177,7 +177,9 @@ fn second_run_reuses_the_slow_source_and_says_so() {
     let a = check(&first, "security_updates");
     let b = check(&second, "security_updates");
     if a["status"] == "unknown" {
-        return; // no package lists on this machine: nothing is cached
+        // No package lists on this machine: nothing is cached.
+        support::prereq::missing(&format!("security_updates is unknown here: {a}"));
+        return;
     }
     assert_eq!(
         a["observed"]["security_pending"],
@@ -252,13 +254,13 @@ impl Drop for Netns {
 #[test]
 fn firewall_follows_the_real_nftables_state_of_a_test_namespace() {
     if !is_root() || !Path::new("/usr/sbin/nft").exists() {
-        println!(
-            "SKIP: needs root and nft (apt-get install nftables) to create a network namespace"
+        support::prereq::missing(
+            "needs root and nft (apt-get install nftables) to create a network namespace",
         );
         return;
     }
     let Some(empty) = Netns::create("empty") else {
-        println!("SKIP: `ip netns add` is not permitted here");
+        support::prereq::missing("`ip netns add` is not permitted here");
         return;
     };
     let fw = empty.firewall_check();

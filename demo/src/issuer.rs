@@ -283,8 +283,8 @@ async fn login_submit(State(s): State<Shared>, Form(f): Form<LoginForm>) -> Resp
     let t = now();
     let code_ok = [t - 30, t, t + 30]
         .iter()
-        .any(|at| crate::secrets::ct_eq(&totp(&s.totp_key, *at), f.otp.trim()));
-    if f.username != DEMO_USER || !crate::secrets::ct_eq(&f.password, DEMO_PASSWORD) || !code_ok {
+        .any(|at| agent::secrets::ct_eq(&totp(&s.totp_key, *at), f.otp.trim()));
+    if f.username != DEMO_USER || !agent::secrets::ct_eq(&f.password, DEMO_PASSWORD) || !code_ok {
         return (
             StatusCode::UNAUTHORIZED,
             Html("Wrong email, password or authenticator code."),

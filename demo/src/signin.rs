@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::issuer::{DEMO_PASSWORD, DEMO_USER};
+use crate::issuer::{DEMO_PASSWORD, DEMO_USER};
 
 /// The form's hidden fields (`name`, `value`), read from its HTML (pure).
 pub fn hidden_fields(form: &str) -> Vec<(String, String)> {

@@ -16,7 +16,7 @@ use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent::demo::app::HEADING;
+use demo::app::HEADING;
 
 /// Far above the ~15 s the demo takes, below any CI job limit.
 const LIMIT: Duration = Duration::from_secs(180);

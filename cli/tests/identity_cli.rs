@@ -45,10 +45,9 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-#[path = "../../tests/idp/harness.rs"]
-mod idp;
+use support::idp;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -63,32 +62,10 @@ const READER_ENV: &str = "SALLYPORT_TEST_CLI_READ_ACCOUNT";
 /// How long one CLI invocation may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(90);
 
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The OS keyring a test gives the CLI.
 enum Keyring {
     Keyutils,
-    SecretService {
-        address: String,
-        _bus: Killed,
-        _daemon: Killed,
-        _home: tempfile::TempDir,
-    },
+    SecretService(support::keyring::SecretService),
 }
 
 impl Keyring {
@@ -99,7 +76,7 @@ impl Keyring {
         match store.get("sallyport-cli-test-probe") {
             Ok(_) => Some(Keyring::Keyutils),
             Err(err) => {
-                eprintln!("SKIP: kernel keyring not usable here: {err}");
+                support::prereq::missing(&format!("kernel keyring not usable here: {err}"));
                 None
             }
         }
@@ -107,77 +84,14 @@ impl Keyring {
 
     /// A private Secret Service, or `None` when its programs are missing.
     fn secret_service() -> Option<Keyring> {
-        for program in ["dbus-daemon", "gnome-keyring-daemon", "dbus-send"] {
-            if !have(program) {
-                eprintln!(
-                    "SKIP: {program} is not installed (apt-get install dbus-daemon gnome-keyring)"
-                );
-                return None;
-            }
-        }
-        let home = tempfile::tempdir().unwrap();
-        let mut bus = Command::new("dbus-daemon")
-            .args(["--session", "--print-address=1", "--nofork"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(bus.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let bus = Killed(bus);
-        let address = line.trim().to_owned();
-        assert!(address.starts_with("unix:"), "dbus address {address:?}");
-        let mut daemon = Command::new("gnome-keyring-daemon")
-            .args(["--foreground", "--unlock", "--components=secrets"])
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
-            .env("HOME", home.path())
-            .env("XDG_RUNTIME_DIR", home.path())
-            .env("XDG_DATA_HOME", home.path().join("data"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // The login keyring's password; it is created and unlocked with it.
-        let mut stdin = daemon.stdin.take().unwrap();
-        stdin.write_all(b"sallyport-test").unwrap();
-        drop(stdin);
-        let daemon = Killed(daemon);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let owned = Command::new("dbus-send")
-                .args([
-                    &format!("--bus={address}"),
-                    "--print-reply",
-                    "--dest=org.freedesktop.DBus",
-                    "/org/freedesktop/DBus",
-                    "org.freedesktop.DBus.NameHasOwner",
-                    "string:org.freedesktop.secrets",
-                ])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
-                .unwrap_or(false);
-            if owned {
-                break;
-            }
-            assert!(Instant::now() < deadline, "gnome-keyring did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(Keyring::SecretService {
-            address,
-            _bus: bus,
-            _daemon: daemon,
-            _home: home,
-        })
+        support::keyring::SecretService::start().map(Keyring::SecretService)
     }
 
     /// What `whoami` calls it.
     fn name(&self) -> &'static str {
         match self {
             Keyring::Keyutils => Backend::Keyutils.name(),
-            Keyring::SecretService { .. } => Backend::SecretService.name(),
+            Keyring::SecretService(_) => Backend::SecretService.name(),
         }
     }
 
@@ -186,7 +100,7 @@ impl Keyring {
         match self {
             // No such socket: the Secret Service probe fails at once.
             Keyring::Keyutils => format!("unix:path={}", scratch.join("no-bus").display()),
-            Keyring::SecretService { address, .. } => address.clone(),
+            Keyring::SecretService(service) => service.address.clone(),
         }
     }
 
@@ -197,7 +111,7 @@ impl Keyring {
                 .get(account)
                 .unwrap()
                 .map(|s| s.expose().to_owned()),
-            Keyring::SecretService { address, .. } => {
+            Keyring::SecretService(service) => {
                 let output = Command::new(std::env::current_exe().unwrap())
                     .args([
                         "--exact",
@@ -206,7 +120,7 @@ impl Keyring {
                         "--nocapture",
                         "--test-threads=1",
                     ])
-                    .env("DBUS_SESSION_BUS_ADDRESS", address)
+                    .env("DBUS_SESSION_BUS_ADDRESS", &service.address)
                     .env(READER_ENV, account)
                     .output()
                     .unwrap();
@@ -560,7 +474,12 @@ async fn cli_login_whoami_logout_with_secret_service() {
 
 /// Keyutils where it works, else a private Secret Service.
 fn any_keyring() -> Option<Keyring> {
-    Keyring::keyutils().or_else(Keyring::secret_service)
+    let keyutils = KeyringStore::with_backend(SERVICE, Backend::Keyutils);
+    if keyutils.get("sallyport-cli-test-probe").is_ok() {
+        Some(Keyring::Keyutils)
+    } else {
+        Keyring::secret_service()
+    }
 }
 
 #[tokio::test]

@@ -1,8 +1,10 @@
 //! `sallyport demo`: the whole product on one machine, with nothing else
 //! installed. Everything here is demo-only and loopback-only.
 //!
-//! - `run`: the orchestration (what starts, in which order, what is shown;
-//!   feature `demo`, on by default: it embeds the reference broker);
+//! - [`run`]: the orchestration (what starts, in which order, what is shown);
+//!   it embeds the reference broker (`broker` feature `server`), which is why
+//!   this is a crate of its own: the `sallyport` binary pulls it in only with
+//!   its `demo` feature, and the agent library never contains a broker;
 //! - [`issuer`]: a demo-only OpenID issuer (password + TOTP);
 //! - [`app`]: a demo-only web application behind the gateway;
 //! - [`policy`]: the two Rego policies, written from this machine's report;
@@ -14,10 +16,8 @@ pub mod app;
 pub mod issuer;
 pub mod narrate;
 pub mod policy;
-#[cfg(feature = "demo")]
 pub mod run;
 pub mod signin;
 pub mod store;
 
-#[cfg(feature = "demo")]
 pub use run::{DemoError, DemoOptions, run};

@@ -1,4 +1,12 @@
 //! `sallyport`: the headless command line of the Sallyport agent.
+//!
+//! A thin front end over the `agent` library (see docs/ARCHITECTURE.md):
+//! it parses flags, asks the library or the running agent, and renders
+//! text ([`posture_view`], [`status_view`]). The `demo` feature adds
+//! `sallyport demo` from the `demo` crate.
+
+mod posture_view;
+mod status_view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,13 +22,13 @@ use agent::identity::client::{AuthOverrides, DevicePrompt};
 use agent::identity::session::SessionState;
 use agent::identity::store::KeyringStore;
 use agent::identity::{Identity, IdentityConfig, WhoAmI, browser};
-use agent::posture_view::{self, PostureOutput};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use posture::CheckId;
 use posture::cache::Cache;
 use posture::collect::{self, Options};
 use posture::policy::Policy;
+use posture_view::PostureOutput;
 
 /// The control channel's transport: a Unix socket, or a named pipe.
 #[cfg(unix)]
@@ -282,7 +290,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 /// after everything the demo started has been stopped.
 #[cfg(feature = "demo")]
 fn demo_command(keep_running: bool, no_keyring: bool) -> anyhow::Result<u8> {
-    let options = agent::demo::DemoOptions {
+    let options = demo::DemoOptions {
         keep_running,
         memory_only: no_keyring,
     };
@@ -292,8 +300,8 @@ fn demo_command(keep_running: bool, no_keyring: bool) -> anyhow::Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     let mut stdout = std::io::stdout();
-    let mut narrator = agent::demo::narrate::Narrator::new(&mut stdout);
-    rt.block_on(agent::demo::run(&options, &mut narrator))
+    let mut narrator = demo::narrate::Narrator::new(&mut stdout);
+    rt.block_on(demo::run(&options, &mut narrator))
         .context("the demo stopped")?;
     Ok(0)
 }
@@ -330,7 +338,7 @@ fn status_command(json: bool, socket: Option<PathBuf>) -> anyhow::Result<u8> {
     if json {
         print_out(&(serde_json::to_string_pretty(&status)? + "\n"));
     } else {
-        print_out(&agent::status_view::render_status(&status));
+        print_out(&crate::status_view::render_status(&status));
     }
     let compliant = status.verdict.as_ref().is_some_and(|v| v.compliant);
     Ok(if compliant { 0 } else { 1 })
@@ -343,7 +351,7 @@ fn apps_command(json: bool, socket: Option<PathBuf>) -> anyhow::Result<u8> {
     if json {
         print_out(&(serde_json::to_string_pretty(&apps)? + "\n"));
     } else {
-        print_out(&agent::status_view::render_apps(&apps));
+        print_out(&crate::status_view::render_apps(&apps));
     }
     Ok(0)
 }

@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::identity::store::{KeyringStore, MemoryStore, SecretStore, StoreError};
-use crate::secrets::Secret;
+use agent::identity::store::{KeyringStore, MemoryStore, SecretStore, StoreError};
+use agent::secrets::Secret;
 
 /// The keyring service the demo's items live under (the real agent uses
 /// `sallyport`).

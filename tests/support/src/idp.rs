@@ -1,25 +1,13 @@
-//! Rust side of the test OpenID provider in `tests/idp/` (see README.md).
-//!
-//! Include it from any crate's integration tests:
+//! Rust side of the test OpenID provider in `tests/idp/` (see its README).
 //!
 //! ```ignore
-//! #[path = "../../tests/idp/harness.rs"]
-//! mod idp;
+//! use support::idp;
 //! let Some(idp) = idp::Idp::start(&idp::Options::default()) else { return };
 //! ```
 //!
-//! Needs, as dev-dependencies: `serde_json`, `ring` (TOTP), `url`, and
-//! `reqwest` with the `cookies` feature plus `tokio` for the browser driver.
-//! `start` returns `None` (after printing why) when node or the npm
-//! packages are missing, so tests skip instead of failing on a bare laptop;
-//! CI installs both.
-
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stderr
-)]
+//! `start` returns `None` when node or the npm packages are missing only on
+//! a developer's laptop; under CI or as root it fails the test instead
+//! ([`crate::prereq`]).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -88,7 +76,7 @@ pub struct Idp {
 
 /// The `tests/idp` folder.
 pub fn idp_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/idp"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../idp"))
 }
 
 /// A PEM from `tests/idp/keys/`.
@@ -101,8 +89,8 @@ impl Idp {
     pub fn start(options: &Options) -> Option<Idp> {
         let dir = idp_dir();
         if !dir.join("node_modules/oidc-provider").is_dir() {
-            eprintln!(
-                "SKIP: tests/idp/node_modules is missing; run `npm ci` in tests/idp (scripts/test does)"
+            crate::prereq::missing(
+                "tests/idp/node_modules is missing; run `npm install` in tests/idp (scripts/test does)",
             );
             return None;
         }
@@ -127,7 +115,9 @@ impl Idp {
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(err) => {
-                eprintln!("SKIP: cannot run node ({err}); install Node.js >= 20.19");
+                crate::prereq::missing(&format!(
+                    "cannot run node ({err}); install Node.js >= 20.19"
+                ));
                 return None;
             }
         };

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::control::view::{AppView, IdentityView, StatusView, TunnelState};
+use agent::control::view::{AppView, IdentityView, StatusView, TunnelState};
 
 /// Human-readable byte counts (`1.5 MB`).
 pub fn bytes(n: u64) -> String {
@@ -47,7 +47,7 @@ pub fn render_status(status: &StatusView) -> String {
                     text,
                     "\n          - {}: {} To fix: {}",
                     violation.check,
-                    crate::supervisor::as_sentence(&violation.message),
+                    agent::supervisor::as_sentence(&violation.message),
                     violation.remediation
                 );
             }
@@ -119,7 +119,7 @@ pub fn render_apps(apps: &[AppView]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::view::{ForwardView, TunnelView, VerdictView};
+    use agent::control::view::{ForwardView, TunnelView, VerdictView};
     use posture::policy::Violation;
 
     #[test]

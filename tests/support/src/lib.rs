@@ -1,0 +1,31 @@
+//! What Sallyport's integration tests share (a dev-dependency, never
+//! shipped): real peers, started per test, and typed helpers around them.
+//!
+//! - [`idp`]: the real OpenID provider (npm `oidc-provider`, `tests/idp/`);
+//! - [`keyring`]: a private D-Bus session with a real gnome-keyring;
+//! - [`echo`]: TCP echo targets and the probe that says whether bytes flow;
+//! - [`agent`]: the agent's runtime in-process, with `status`/`until_*` helpers;
+//! - [`broker`]: a typed builder for the reference broker's configuration,
+//!   its admin calls, and the policies the tests switch between;
+//! - [`prereq`]: the rule that no test passes by skipping in CI.
+//!
+//! Scaffolding: a setup failure must abort the test loudly, so `unwrap` is
+//! allowed here.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+pub mod agent;
+pub mod broker;
+pub mod echo;
+pub mod idp;
+pub mod keyring;
+pub mod prereq;
+
+/// A loopback port free at the time of the call.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
