@@ -496,8 +496,59 @@ impl std::fmt::Display for ProblemType {
     }
 }
 
+/// Whether a broker or issuer URL may be used: `https`, or plain `http`
+/// only to a loopback host (127.0.0.0/8, `::1`, `localhost`). Agent and
+/// broker apply the same rule through this one function.
+///
+/// The host is parsed, never prefix-matched: `http://127.0.0.1.evil.example`
+/// and `http://127.0.0.1@evil.example` name other hosts and are refused.
+pub fn https_or_loopback(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Domain(name))) => name.eq_ignore_ascii_case("localhost"),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn https_or_loopback_parses_the_host() {
+        for ok in [
+            "https://broker.example.com",
+            "https://10.0.0.1:8443/x",
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3/",
+            "http://[::1]:9000",
+            "http://localhost:3000/cb",
+            "http://LOCALHOST",
+        ] {
+            assert!(super::https_or_loopback(ok), "{ok} should be allowed");
+        }
+        for refused in [
+            "http://127.0.0.1.evil.example",
+            "http://127.0.0.1@evil.example",
+            "http://localhost.evil.example:80",
+            "http://[::1].evil",
+            "http://10.0.0.1",
+            "http://broker.example.com",
+            "ftp://127.0.0.1",
+            "https://",
+            "not a url",
+            "",
+        ] {
+            assert!(
+                !super::https_or_loopback(refused),
+                "{refused} should be refused"
+            );
+        }
+    }
+
     use super::*;
     use std::collections::HashSet;
 

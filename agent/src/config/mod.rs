@@ -201,10 +201,7 @@ fn validate(name: &str, table: Table) -> Result<Settings, ConfigError> {
         });
     }
     if let Some(url) = &settings.broker_url
-        && !(url.starts_with("https://")
-            || url.starts_with("http://127.0.0.1")
-            || url.starts_with("http://[::1]")
-            || url.starts_with("http://localhost"))
+        && !broker::api::https_or_loopback(url)
     {
         return Err(ConfigError::Invalid {
             source_name: name.to_owned(),

@@ -75,6 +75,12 @@ fn wrong_types_and_weak_values_are_refused() {
     );
     let loopback = toml("user.toml", "broker_url = \"http://127.0.0.1:8080\"\n");
     assert!(merge(Some(&loopback), None).is_ok());
+    // A host that only starts like loopback is another host.
+    let lookalike = toml(
+        "user.toml",
+        "broker_url = \"http://127.0.0.1.evil.example\"\n",
+    );
+    assert!(merge(Some(&lookalike), None).is_err());
 }
 
 #[test]

@@ -249,10 +249,7 @@ impl Config {
             _ => {}
         }
         let issuer = &self.oidc.issuer;
-        let loopback_http = issuer.starts_with("http://127.0.0.1")
-            || issuer.starts_with("http://[::1]")
-            || issuer.starts_with("http://localhost");
-        if !issuer.starts_with("https://") && !loopback_http {
+        if !crate::api::https_or_loopback(issuer) {
             return invalid(format!(
                 "oidc.issuer {issuer:?} must be https (http only on loopback)"
             ));
