@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, PoisonError};
 
-use super::{ApiError, Broker, LoadedPolicy, unix_now};
+use super::{ApiError, Broker, LoadedPolicy};
 use crate::api::{
     self, ComplianceStatus, Event, GatewayPeer, PolicyDocument, ProblemType, RevocationRequest,
     RevocationResult,
@@ -59,7 +59,7 @@ impl Broker {
         &self,
         req: &RevocationRequest,
     ) -> Result<(RevocationResult, String), ApiError> {
-        let now = unix_now();
+        let now = self.now();
         let reason = if req.reason.trim().is_empty() {
             "revoked by an administrator"
         } else {

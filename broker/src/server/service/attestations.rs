@@ -5,7 +5,7 @@
 
 use posture::attestation::MAX_EAT_LIFETIME_SECS;
 
-use super::{ApiError, Broker, datetime, unix_now};
+use super::{ApiError, Broker, datetime};
 use crate::api::{AttestationRequest, Challenge, ComplianceStatus, Event, ProblemType, Verdict};
 use crate::server::eat::{self, Expectations};
 use crate::server::store::NewAudit;
@@ -17,7 +17,7 @@ pub const NONCE_TTL_SECS: i64 = 60;
 impl Broker {
     /// `POST /v1/attestations/challenge`.
     pub fn challenge(&self, user: &AccessClaims) -> Result<Challenge, ApiError> {
-        let now = unix_now();
+        let now = self.now();
         let nonce = self.random_b64(32)?;
         self.store
             .issue_nonce(&nonce, &user.sub, now, now + NONCE_TTL_SECS)?;
@@ -34,7 +34,7 @@ impl Broker {
         user: &AccessClaims,
         req: &AttestationRequest,
     ) -> Result<(Verdict, String), ApiError> {
-        let now = unix_now();
+        let now = self.now();
         let parsed = eat::parse(&req.eat).map_err(|e| ApiError::new(e.problem(), e.to_string()))?;
         let device = self.store.device(&parsed.kid)?.ok_or_else(|| {
             ApiError::new(

@@ -4,7 +4,7 @@
 
 use tokio::sync::broadcast;
 
-use super::{ApiError, Broker, datetime, unix_now};
+use super::{ApiError, Broker, datetime};
 use crate::api::{Device, EnrolRequest, ProblemType};
 use crate::server::eat::EnrolledKey;
 use crate::server::events::Routed;
@@ -33,7 +33,7 @@ impl Broker {
             };
             let jwk = serde_json::to_string(&req.public_jwk).unwrap_or_default();
             let name = req.name.as_deref().map(|n| &n[..n.len().min(200)]);
-            let (created, row) = match self.store.enrol(&key, &jwk, name, unix_now())? {
+            let (created, row) = match self.store.enrol(&key, &jwk, name, self.now())? {
                 Enrolment::Created(row) => (true, row),
                 Enrolment::Existing(row) => (false, row),
                 Enrolment::Conflict => {

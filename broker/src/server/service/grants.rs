@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use tunnel::PeerGrant;
 
-use super::{ApiError, Broker, datetime, system_time, unix_now};
+use super::{ApiError, Broker, datetime};
 use crate::api::{Event, GatewayInfo, Grant, GrantRequest, Problem, ProblemType};
 use crate::server::grants::{allocate, decide};
 use crate::server::store::{GrantRow, NewAudit};
@@ -31,7 +31,7 @@ impl Broker {
         user: &AccessClaims,
         req: &GrantRequest,
     ) -> Result<(Grant, String), ApiError> {
-        let now = unix_now();
+        let now = self.now();
         let (app, targets) = self
             .settings
             .apps
@@ -104,7 +104,7 @@ impl Broker {
             public_key: wg_key,
             client_address: IpAddr::V4(address),
             targets: targets.clone(),
-            expires_at: system_time(expires_at),
+            expires_at: self.gateway_expiry(expires_at),
         };
         if let Err(e) = self.gateway.add_peer(peer).await {
             self.store
@@ -140,7 +140,7 @@ impl Broker {
                     ApiError::new(ProblemType::GrantNotFound, "no open grant with this id")
                 })?;
             let device = row.device_id.clone();
-            self.remove(&row, "closed by the client", unix_now())
+            self.remove(&row, "closed by the client", self.now())
                 .await?;
             Ok(((), format!("grant {id} closed by the client on {device}")))
         }
@@ -198,10 +198,13 @@ impl Broker {
         Ok(closed)
     }
 
-    /// Closes grants whose time is up (the gateway drops their peers on its
-    /// own at the same instant; this keeps the store and the agents in step).
+    /// Closes grants whose time is up on the broker's clock, removes their
+    /// peers and tells their devices. On the system clock the gateway has
+    /// dropped those peers on its own at the same instant and this keeps the
+    /// store and the agents in step; on a clock moved by hand (or after a
+    /// forward jump) this is what ends the peer.
     pub async fn expire_due(&self) -> Result<usize, ApiError> {
-        let now = unix_now();
+        let now = self.now();
         let due = self.store.expire_grants(now)?;
         for row in &due {
             if let Ok(key) = tunnel::PublicKey::from_base64(&row.wg_public_key) {
@@ -241,7 +244,7 @@ impl Broker {
                 public_key: key,
                 client_address: IpAddr::V4(row.client_address),
                 targets,
-                expires_at: system_time(row.expires_at),
+                expires_at: self.gateway_expiry(row.expires_at),
             });
             let added = match peer {
                 Ok(peer) => self.gateway.add_peer(peer).await.is_ok(),
@@ -251,7 +254,7 @@ impl Broker {
                 restored += 1;
             } else {
                 self.store
-                    .close_grant(&row.id, unix_now(), "could not be restored at start")?;
+                    .close_grant(&row.id, self.now(), "could not be restored at start")?;
             }
         }
         Ok(restored)

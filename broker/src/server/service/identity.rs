@@ -1,8 +1,8 @@
 //! Who is calling: the user behind an access token (issuer signature,
-//! audience, expiry, not revoked since issue). Every
+//! audience, expiry on the broker's clock, not revoked since issue). Every
 //! user call starts here, so a refusal is audited once, in one place.
 
-use super::{ApiError, Broker, unix_now};
+use super::{ApiError, Broker};
 use crate::api::ProblemType;
 use crate::server::token::{self, AccessClaims};
 
@@ -38,7 +38,7 @@ impl Broker {
             })?;
         let claims = self
             .jwks
-            .validate(token, &self.rules, unix_now())
+            .validate(token, &self.rules, self.now())
             .await
             .map_err(|e: token::TokenError| ApiError::new(e.problem(), e.to_string()))?;
         if let Some(revoked_at) = self.store.user_revoked_at(&claims.sub)?

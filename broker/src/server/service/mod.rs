@@ -1,8 +1,9 @@
 //! The broker's operations: each call of the API as one method on
 //! [`Broker`] that takes plain values and returns a value or a problem. The
 //! pure decisions live in [`super::eat`], [`super::token`] and
-//! [`super::grants`]; this layer wires them to the store, the gateway and
-//! the event hub, and writes the audit log entry of every decision.
+//! [`super::grants`]; this layer wires them to the store, the gateway, the
+//! event hub and the clock, and writes the audit log entry of every
+//! decision.
 //!
 //! One submodule per group of calls: [`identity`] (who is calling),
 //! [`devices`], [`attestations`], [`grants`], [`admin`]; [`policy`] holds
@@ -18,7 +19,6 @@ mod identity;
 mod policy;
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -26,6 +26,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
 use tunnel::GatewayHandle;
 
+use super::clock::Clock;
 use super::config::Settings;
 use super::events::Hub;
 use super::store::{NewAudit, Store};
@@ -49,32 +50,24 @@ pub struct Broker {
     hub: Hub,
     grant_lock: tokio::sync::Mutex<()>,
     rng: SystemRandom,
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    /// Every "now" the broker decides or records with (see [`Clock`]).
+    clock: Arc<dyn Clock>,
 }
 
 fn datetime(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn system_time(unix: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0))
-}
-
 impl Broker {
-    /// Assembles the broker (the gateway is already running).
+    /// Assembles the broker (the gateway is already running). `clock` is the
+    /// time every expiry is decided on and every record stamped with.
     pub fn new(
         settings: Settings,
         store: Store,
         policy: LoadedPolicy,
         gateway: GatewayHandle,
         http: reqwest::Client,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let gateway_endpoint = match &settings.raw.gateway.endpoint {
             Some(e) if !e.is_empty() => e.clone(),
@@ -95,6 +88,7 @@ impl Broker {
             hub: Hub::new(),
             grant_lock: tokio::sync::Mutex::new(()),
             rng: SystemRandom::new(),
+            clock,
         }
     }
 
@@ -108,6 +102,17 @@ impl Broker {
         &self.gateway
     }
 
+    /// Unix seconds now, on the broker's clock.
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The broker instant `unix` as the gateway's wall-clock expiry (see
+    /// [`Clock::to_system_time`]).
+    fn gateway_expiry(&self, unix: i64) -> std::time::SystemTime {
+        self.clock.to_system_time(unix)
+    }
+
     fn random_b64(&self, bytes: usize) -> Result<String, ApiError> {
         let mut buf = vec![0u8; bytes];
         self.rng
@@ -118,7 +123,7 @@ impl Broker {
 
     /// Writes an audit entry; a failure to audit is logged, never silent.
     pub fn audit(&self, entry: NewAudit<'_>) {
-        if let Err(e) = self.store.audit(&entry, unix_now()) {
+        if let Err(e) = self.store.audit(&entry, self.now()) {
             tracing::error!(error = %e, action = entry.action, "cannot write the audit log");
         }
     }
