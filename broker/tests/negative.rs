@@ -6,7 +6,11 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use broker::api::{self, MAX_BODY_BYTES, ProblemType};
+use broker::server::service::NONCE_TTL_SECS;
+use broker::server::{Clock as _, ManualClock};
 use common::*;
 use posture::attestation::{DeviceKey, EatClaims};
 use serde_json::json;
@@ -428,26 +432,38 @@ async fn access_token_refusals() {
     expect_problem(r, ProblemType::InvalidRevocation).await;
 }
 
-/// Sleeps until `t` (plus a second of margin: the broker counts in whole
-/// seconds).
-async fn sleep_past(t: time::OffsetDateTime) {
-    let wait = (t - time::OffsetDateTime::now_utc()).whole_milliseconds() + 1_000;
-    let wait = u64::try_from(wait).unwrap_or(0);
-    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+/// A challenge taken now.
+async fn take_challenge(device: &TestDevice) -> api::Challenge {
+    let r = device.api.post(api::paths::CHALLENGE, &json!({})).await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// A healthy attestation answering `nonce`, freshly signed at `now` on the
+/// broker's clock (so only the nonce can be stale).
+async fn attestation_at(device: &TestDevice, nonce: &str, now: i64) -> String {
+    let mut claims = device.claims(healthy_report()).await;
+    claims.eat_nonce = nonce.to_owned();
+    claims.iat = now;
+    claims.exp = now + 120;
+    device.key.sign_eat(&claims).unwrap()
 }
 
 /// The two clocks the broker keeps itself: a nonce lives 60 s, a verdict
-/// `verdict_ttl_seconds` (30 here, the smallest allowed). Real time, no
-/// clock injection, so this waits about a minute, once for both.
+/// `verdict_ttl_seconds` (30 here, the smallest allowed). The broker runs on
+/// a [`ManualClock`] the test moves, so each expiry is checked exactly at
+/// its boundary (still good one second before, refused at it) over real
+/// HTTP, without waiting for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_nonce_and_expired_verdict() {
+    let clock = Arc::new(ManualClock::starting_now());
     let issuer = TestIssuer::start().await;
     let echo = tcp_echo().await;
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(&issuer.url, &db_path(dir.path()), echo, "")
         .replace("verdict_ttl_seconds = 600", "verdict_ttl_seconds = 30");
     assert!(text.contains("verdict_ttl_seconds = 30"));
-    let broker = start_broker(&text).await;
+    let broker = start_broker_with_clock(&text, clock.clone()).await;
     let env = Env {
         issuer,
         echo,
@@ -457,14 +473,21 @@ async fn expired_nonce_and_expired_verdict() {
     };
     let device = alice_device(&env).await;
 
-    // A nonce taken now and used only after it expired.
-    let r = device.api.post(api::paths::CHALLENGE, &json!({})).await;
-    assert_eq!(r.status(), 200);
-    let challenge: api::Challenge = r.json().await.unwrap();
+    // Two nonces taken now: one is used in its last second, the other just
+    // after it expired.
+    let challenge = take_challenge(&device).await;
+    let spare = take_challenge(&device).await;
+    assert_eq!(
+        challenge.expires_at.unix_timestamp(),
+        clock.now() + NONCE_TTL_SECS
+    );
+    assert_eq!(spare.expires_at, challenge.expires_at);
 
     // A verdict that opens a grant while fresh...
     let verdict = device.attest(healthy_report()).await;
     assert!(verdict.compliant);
+    let valid_until = verdict.valid_until.unix_timestamp();
+    assert_eq!(valid_until, clock.now() + 30);
     let fresh_wg = tunnel::PrivateKey::generate().public_key();
     let r = device.request_grant("echo", &fresh_wg).await;
     assert_eq!(r.status(), 201);
@@ -476,21 +499,63 @@ async fn expired_nonce_and_expired_verdict() {
         verdict.valid_until
     );
 
+    // ...still does in its last second...
+    clock.set(valid_until - 1);
+    let last_wg = tunnel::PrivateKey::generate().public_key();
+    let r = device.request_grant("echo", &last_wg).await;
+    assert_eq!(r.status(), 201);
+    let last: api::Grant = r.json().await.unwrap();
+    assert_eq!(last.expires_at, verdict.valid_until);
+
     // ...and none once it has expired.
-    sleep_past(verdict.valid_until).await;
+    clock.set(valid_until);
     let late_wg = tunnel::PrivateKey::generate().public_key();
     let r = device.request_grant("echo", &late_wg).await;
     let p = expect_problem(r, ProblemType::VerdictExpired).await;
     assert!(p.detail.contains("expired"), "{p:?}");
-    env.assert_audited(ProblemType::VerdictExpired, "expired")
+    let entry = env
+        .assert_audited(ProblemType::VerdictExpired, "expired")
         .await;
+    assert_eq!(
+        entry.at, verdict.valid_until,
+        "audited on the broker's clock"
+    );
 
-    // The old nonce in an otherwise valid, freshly signed attestation.
-    sleep_past(challenge.expires_at).await;
-    let mut claims = device.claims(healthy_report()).await;
-    claims.eat_nonce = challenge.nonce;
-    let r = device.submit(device.key.sign_eat(&claims).unwrap()).await;
-    expect_problem(r, ProblemType::NonceExpired).await;
-    env.assert_audited(ProblemType::NonceExpired, "expired")
+    // The grants it opened end with it: the sweep (a real 1 s tick) finds
+    // them due on the broker's clock, closes them and removes their peers,
+    // though the gateway's own timers still give them ~30 real seconds.
+    let swept = std::time::Instant::now();
+    while !env.broker.gateway_status().unwrap().peers.is_empty() {
+        assert!(
+            swept.elapsed() < std::time::Duration::from_secs(5),
+            "peers outlive their grants: {:?}",
+            env.broker.gateway_status()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let log = env.audit().await;
+    for id in [&grant.id, &last.id] {
+        assert!(
+            log.iter()
+                .any(|e| e.action == "grant-expire" && e.reason.contains(id.as_str())),
+            "grant {id} not expired: {log:#?}"
+        );
+    }
+
+    // The nonces, in otherwise valid attestations signed on the broker's
+    // clock: accepted in their last second, refused once expired.
+    let expires_at = challenge.expires_at.unix_timestamp();
+    clock.set(expires_at - 1);
+    let eat = attestation_at(&device, &spare.nonce, clock.now()).await;
+    assert_eq!(device.submit(eat).await.status(), 200);
+    clock.set(expires_at);
+    let eat = attestation_at(&device, &challenge.nonce, clock.now()).await;
+    expect_problem(device.submit(eat).await, ProblemType::NonceExpired).await;
+    let entry = env
+        .assert_audited(ProblemType::NonceExpired, "expired")
         .await;
+    assert_eq!(
+        entry.at, challenge.expires_at,
+        "audited on the broker's clock"
+    );
 }

@@ -1,15 +1,18 @@
 //! Nothing is lost across a restart: devices, verdicts, used nonces,
 //! revocations and open grants come back (the gateway key too, so a grant
 //! handed out before still reaches its target), and a grant that expired
-//! while the broker was down does not.
+//! while the broker was down does not. Both brokers run on one
+//! [`ManualClock`], moved forward while the broker is down instead of
+//! waiting for the short grant to run out.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use broker::api::{self, ProblemType};
+use broker::server::{Clock as _, ManualClock};
 use common::*;
 use serde_json::json;
 
@@ -40,7 +43,8 @@ async fn state_survives_a_restart_and_expired_grants_stay_gone() {
     };
 
     // ---- before ----
-    let first = start_broker(&text).await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let first = start_broker_with_clock(&text, clock.clone()).await;
     let base = first.base_url();
     let gateway_key = first.gateway_public_key().unwrap();
     let alice = api_for(&base, issuer.token("alice"));
@@ -57,7 +61,7 @@ async fn state_survives_a_restart_and_expired_grants_stay_gone() {
     };
 
     // A long grant (restored) and a short one (expires while down): the
-    // short one is bounded by a session that ends in 3 s.
+    // short one is bounded by a session that ends in 30 s.
     let long_key = tunnel::PrivateKey::generate();
     let r = device.request_grant("echo", &long_key.public_key()).await;
     assert_eq!(r.status(), 201);
@@ -67,7 +71,7 @@ async fn state_survives_a_restart_and_expired_grants_stay_gone() {
         user: "alice".into(),
         api: api_for(
             &base,
-            issuer.token_with("alice", json!({"exp": unix_now() + 3})),
+            issuer.token_with("alice", json!({"exp": clock.now() + 30})),
         ),
     };
     let short_key = tunnel::PrivateKey::generate();
@@ -81,7 +85,11 @@ async fn state_survives_a_restart_and_expired_grants_stay_gone() {
     // A second device, revoked; and bob, whose sessions are revoked.
     let revoked = TestDevice::new(alice.clone(), "alice");
     assert_eq!(revoked.enrol().await.status(), 201);
-    let bob = TestDevice::new(api_for(&base, issuer.token("bob")), "bob");
+    // Issued on the broker's clock: the revocation below, stamped on it
+    // too, covers tokens issued at or before it, and the stopped clock may
+    // lag the real second the issuer would otherwise stamp.
+    let bob_token = issuer.token_with("bob", json!({"iat": clock.now()}));
+    let bob = TestDevice::new(api_for(&base, bob_token), "bob");
     assert_eq!(bob.enrol().await.status(), 201);
     bob.attest(healthy_report()).await;
     let bob_key = tunnel::PrivateKey::generate();
@@ -108,11 +116,10 @@ async fn state_survives_a_restart_and_expired_grants_stay_gone() {
     first.shutdown().await;
 
     // Let the short grant expire while the broker is down.
-    let wait = short.expires_at.unix_timestamp() - unix_now() + 1;
-    tokio::time::sleep(Duration::from_secs(wait.max(0) as u64)).await;
+    clock.set(short.expires_at.unix_timestamp());
 
     // ---- after ----
-    let second = start_broker(&text).await;
+    let second = start_broker_with_clock(&text, clock.clone()).await;
     let base = second.base_url();
     assert_eq!(second.gateway_public_key().unwrap(), gateway_key);
     let peers = second.gateway_status().unwrap().peers;
@@ -122,7 +129,7 @@ async fn state_survives_a_restart_and_expired_grants_stay_gone() {
         "{peers:?}; long grant expires {}, short {}, now {}",
         long.expires_at,
         short.expires_at,
-        unix_now()
+        clock.now()
     );
     assert_eq!(peers[0].public_key, long_key.public_key());
     assert_eq!(peers[0].client_address.to_string(), long.client_address);

@@ -6,8 +6,10 @@
 //!
 //! Layout: pure decisions in [`eat`] (attestation), [`token`] (access
 //! tokens), [`grants`] (expiry, addresses) and [`config`]; state in
-//! [`store`]; the operations in [`service`]; routes in [`http`].
+//! [`store`]; the operations in [`service`]; routes in [`http`]; the time
+//! they all decide on in [`clock`].
 
+pub mod clock;
 pub mod config;
 pub mod eat;
 pub mod events;
@@ -29,6 +31,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::task::JoinHandle;
 use tunnel::{Gateway, GatewayConfig, GatewayStatus, PrivateKey, PublicKey, StackOptions};
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, ConfigError, Settings};
 pub use service::{Broker, StartError};
 
@@ -36,7 +39,9 @@ use service::LoadedPolicy;
 use store::Store;
 
 /// How often expired grants are swept from the store (the gateway drops
-/// their peers itself at the exact expiry).
+/// their peers itself at the exact expiry). The tick is real (tokio) time;
+/// whether a grant is due is decided on the broker's [`Clock`], so with a
+/// [`ManualClock`] a grant moved past its expiry is closed within a tick.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A running broker.
@@ -130,9 +135,21 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<RustlsConfi
     Ok(RustlsConfig::from_config(Arc::new(config)))
 }
 
-/// Starts the broker: opens the store, loads the policy, starts the gateway
-/// with its persistent key, restores open grants, then serves the API.
+/// Starts the broker on the system clock: opens the store, loads the
+/// policy, starts the gateway with its persistent key, restores open grants,
+/// then serves the API.
 pub async fn start(settings: Settings) -> Result<BrokerHandle, StartError> {
+    start_with_clock(settings, Arc::new(SystemClock)).await
+}
+
+/// [`start`], with every expiry decided and every record stamped on `clock`
+/// instead of the system clock: tests pass a [`ManualClock`] and move it
+/// rather than wait. Timers that only pace work (the sweep tick, the
+/// gateway's peer timers) stay on real time; see [`clock`].
+pub async fn start_with_clock(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<BrokerHandle, StartError> {
     let store = Store::open(&settings.raw.server.database)?;
     let policy = LoadedPolicy::load(&settings)?;
     // The gateway key lives in the store: agents hold grants naming it, and
@@ -157,7 +174,14 @@ pub async fn start(settings: Settings) -> Result<BrokerHandle, StartError> {
         _ => None,
     };
     let listen = settings.raw.server.listen;
-    let broker = Arc::new(Broker::new(settings, store, policy, gateway, http_client));
+    let broker = Arc::new(Broker::new(
+        settings,
+        store,
+        policy,
+        gateway,
+        http_client,
+        clock,
+    ));
     let restored = broker
         .restore()
         .await

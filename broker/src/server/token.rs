@@ -192,7 +192,10 @@ struct Discovery {
 }
 
 impl JwksCache {
-    /// Least time between two fetches triggered by unknown kids.
+    /// Least time between two fetches triggered by unknown kids. Measured
+    /// on the monotonic clock, not the broker's [`super::clock::Clock`]: it
+    /// paces requests to the IdP and decides nothing about a token, and a
+    /// wall-clock jump backwards must not stall key rotation.
     pub const MIN_REFETCH: Duration = Duration::from_secs(10);
 
     /// A cache for `issuer`; nothing is fetched until first use.

@@ -7,12 +7,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::get;
 use broker::api::{self, Problem, ProblemType};
-use broker::server::{BrokerHandle, Config};
+use broker::server::{BrokerHandle, Config, ManualClock};
 use posture::attestation::{DeviceKey, EatClaims};
 use posture::check::{Check, CheckId};
 use posture::report::{Platform, Report};
@@ -164,6 +165,15 @@ pub async fn start_broker(text: &str) -> BrokerHandle {
     broker::server::start(settings).await.unwrap()
 }
 
+/// A broker that decides every expiry on `clock`, which the test moves
+/// instead of waiting.
+pub async fn start_broker_with_clock(text: &str, clock: Arc<ManualClock>) -> BrokerHandle {
+    let settings = Config::parse(text).unwrap();
+    broker::server::start_with_clock(settings, clock)
+        .await
+        .unwrap()
+}
+
 pub struct Env {
     pub issuer: TestIssuer,
     pub echo: SocketAddr,
@@ -218,8 +228,9 @@ impl Env {
         r.json().await.unwrap()
     }
 
-    /// Asserts the latest denial in the audit log names `kind` and mentions `words`.
-    pub async fn assert_audited(&self, kind: ProblemType, words: &str) {
+    /// Asserts the latest denial in the audit log names `kind` and mentions
+    /// `words`; returns that entry.
+    pub async fn assert_audited(&self, kind: ProblemType, words: &str) -> api::AuditEntry {
         let log = self.audit().await;
         let hit = log
             .iter()
@@ -232,6 +243,7 @@ impl Env {
             "audit reason {:?} does not say {words:?}",
             hit.reason
         );
+        hit.clone()
     }
 }
 

@@ -1,0 +1,176 @@
+//! The administrator's calls, behind the admin token: revocations (device,
+//! user or single grant), policy reload, the audit log and the gateway's
+//! peers. Kept together because they share one authorisation and one
+//! audience, the operator rather than the agent.
+
+use std::sync::{Arc, PoisonError};
+
+use super::{ApiError, Broker, LoadedPolicy};
+use crate::api::{
+    self, ComplianceStatus, Event, GatewayPeer, PolicyDocument, ProblemType, RevocationRequest,
+    RevocationResult,
+};
+
+impl Broker {
+    /// Checks the admin bearer token (constant-time over SHA-256 digests).
+    pub fn authorize_admin(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        let denied = || {
+            ApiError::new(
+                ProblemType::AdminUnauthorized,
+                "a valid admin token is required",
+            )
+        };
+        let expected = self.settings.admin_token_sha256.ok_or_else(|| {
+            ApiError::new(
+                ProblemType::AdminUnauthorized,
+                "admin calls are disabled: set server.admin_token_sha256",
+            )
+        });
+        let result = expected.and_then(|expected| {
+            let token = authorization
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .ok_or_else(denied)?;
+            let got = ring::digest::digest(&ring::digest::SHA256, token.trim().as_bytes());
+            let diff = got
+                .as_ref()
+                .iter()
+                .zip(expected.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff == 0 { Ok(()) } else { Err(denied()) }
+        });
+        if let Err(err) = &result {
+            self.deny("admin", None, None, err);
+        }
+        result
+    }
+
+    /// `POST /v1/admin/revocations`.
+    pub async fn revoke(&self, req: &RevocationRequest) -> Result<RevocationResult, ApiError> {
+        let result = self.revoke_inner(req).await;
+        self.audited(
+            "revoke",
+            req.user.as_deref(),
+            req.device_id.as_deref(),
+            result,
+        )
+    }
+
+    async fn revoke_inner(
+        &self,
+        req: &RevocationRequest,
+    ) -> Result<(RevocationResult, String), ApiError> {
+        let now = self.now();
+        let reason = if req.reason.trim().is_empty() {
+            "revoked by an administrator"
+        } else {
+            req.reason.trim()
+        };
+        let closed = match (&req.device_id, &req.user, &req.grant_id) {
+            (Some(device_id), None, None) => {
+                let device = self
+                    .store
+                    .device(device_id)?
+                    .ok_or_else(|| ApiError::new(ProblemType::DeviceUnknown, "no such device"))?;
+                self.store.revoke_device(device_id, now, reason)?;
+                let open = self.store.open_grants_of_device(device_id)?;
+                let closed = self.close_grants(open, reason, now).await?;
+                self.hub.publish(
+                    Some(&device.key.user),
+                    Some(device_id),
+                    Event::DeviceComplianceChange {
+                        device_id: device_id.clone(),
+                        previous_status: ComplianceStatus::Compliant,
+                        current_status: ComplianceStatus::NotCompliant,
+                        reason: format!("device revoked: {reason}"),
+                    },
+                );
+                closed
+            }
+            (None, Some(user), None) => {
+                self.store.revoke_user(user, now, reason)?;
+                let open = self.store.open_grants_of_user(user)?;
+                let closed = self.close_grants(open, reason, now).await?;
+                self.hub.publish(
+                    Some(user),
+                    None,
+                    Event::SessionRevoked {
+                        user: user.clone(),
+                        reason: reason.to_owned(),
+                    },
+                );
+                closed
+            }
+            (None, None, Some(grant_id)) => {
+                let row = self.store.open_grant(grant_id)?.ok_or_else(|| {
+                    ApiError::new(ProblemType::GrantNotFound, "no open grant with this id")
+                })?;
+                self.close_grants(vec![row], reason, now).await?
+            }
+            _ => {
+                return Err(ApiError::new(
+                    ProblemType::InvalidRevocation,
+                    "name exactly one of device_id, user, grant_id",
+                ));
+            }
+        };
+        let why = format!("{reason}; closed {} grant(s)", closed.len());
+        Ok((
+            RevocationResult {
+                grants_closed: closed,
+            },
+            why,
+        ))
+    }
+
+    /// `POST /v1/admin/policy/reload`.
+    pub fn reload_policy(&self) -> Result<PolicyDocument, ApiError> {
+        let result = (|| {
+            let loaded = LoadedPolicy::load(&self.settings)
+                .map_err(|e| ApiError::new(ProblemType::PolicyError, e.to_string()))?;
+            let changed = {
+                let mut current = self.policy.write().unwrap_or_else(PoisonError::into_inner);
+                let changed = current.digest != loaded.digest;
+                *current = Arc::new(loaded);
+                changed
+            };
+            let doc = self.policy_document();
+            if changed {
+                self.hub.publish(
+                    None,
+                    None,
+                    Event::PolicyChanged {
+                        digest: doc.digest.clone(),
+                    },
+                );
+            }
+            let why = if changed {
+                format!("policy changed to {}", doc.digest)
+            } else {
+                "policy unchanged".into()
+            };
+            Ok((doc, why))
+        })();
+        self.audited("policy-reload", None, None, result)
+    }
+
+    /// `GET /v1/admin/audit`.
+    pub fn audit_recent(&self, limit: u32) -> Result<Vec<api::AuditEntry>, ApiError> {
+        Ok(self.store.audit_recent(limit.clamp(1, 10_000))?)
+    }
+
+    /// `GET /v1/admin/gateway/peers`.
+    pub fn gateway_peers(&self) -> Vec<GatewayPeer> {
+        self.gateway
+            .status()
+            .peers
+            .into_iter()
+            .map(|p| GatewayPeer {
+                public_key: p.public_key.to_string(),
+                client_address: p.client_address.to_string(),
+                expires_in_seconds: p.expires_in.as_secs(),
+                bytes_in: p.bytes_in,
+                bytes_out: p.bytes_out,
+            })
+            .collect()
+    }
+}

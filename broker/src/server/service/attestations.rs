@@ -1,0 +1,152 @@
+//! Attestation: the challenge nonce (`POST /v1/attestations/challenge`) and
+//! the EAT that answers it (`POST /v1/attestations`), verified, evaluated
+//! against the policy and recorded as the device's verdict. A verdict that
+//! turns non-compliant closes the device's grants here, at once.
+
+use posture::attestation::MAX_EAT_LIFETIME_SECS;
+
+use super::{ApiError, Broker, datetime};
+use crate::api::{AttestationRequest, Challenge, ComplianceStatus, Event, ProblemType, Verdict};
+use crate::server::eat::{self, Expectations};
+use crate::server::store::NewAudit;
+use crate::server::token::AccessClaims;
+
+/// How long a challenge nonce is good for.
+pub const NONCE_TTL_SECS: i64 = 60;
+
+impl Broker {
+    /// `POST /v1/attestations/challenge`.
+    pub fn challenge(&self, user: &AccessClaims) -> Result<Challenge, ApiError> {
+        let now = self.now();
+        let nonce = self.random_b64(32)?;
+        self.store
+            .issue_nonce(&nonce, &user.sub, now, now + NONCE_TTL_SECS)?;
+        Ok(Challenge {
+            nonce,
+            expires_at: datetime(now + NONCE_TTL_SECS),
+        })
+    }
+
+    /// `POST /v1/attestations` minus the audit: verify the EAT, consume the
+    /// nonce (only after the signature and claims passed), evaluate, record.
+    async fn attest_inner(
+        &self,
+        user: &AccessClaims,
+        req: &AttestationRequest,
+    ) -> Result<(Verdict, String), ApiError> {
+        let now = self.now();
+        let parsed = eat::parse(&req.eat).map_err(|e| ApiError::new(e.problem(), e.to_string()))?;
+        let device = self.store.device(&parsed.kid)?.ok_or_else(|| {
+            ApiError::new(
+                ProblemType::DeviceUnknown,
+                format!("no device is enrolled with kid {}", parsed.kid),
+            )
+            .device(&parsed.kid)
+        })?;
+        let device_id = device.key.device_id.clone();
+        let expect = Expectations {
+            audience: &self.settings.raw.oidc.audience,
+            caller: &user.sub,
+            now,
+            skew: self.settings.skew,
+            max_lifetime: MAX_EAT_LIFETIME_SECS,
+        };
+        let claims = eat::verify_claims(&parsed, &device.key, &expect)
+            .map_err(|e| ApiError::new(e.problem(), e.to_string()).device(&device_id))?;
+        let answer = self
+            .store
+            .consume_nonce(&claims.eat_nonce, &user.sub, now)?;
+        eat::check_nonce(answer)
+            .map_err(|e| ApiError::new(e.problem(), e.to_string()).device(&device_id))?;
+        let policy = self.policy();
+        let evaluation = policy.policy.evaluate(&claims.posture).map_err(|e| {
+            ApiError::new(ProblemType::PolicyError, e.to_string()).device(&device_id)
+        })?;
+        let valid_until = now + i64::try_from(self.settings.verdict_ttl.as_secs()).unwrap_or(900);
+        let previous = self.store.latest_verdict(&device_id)?;
+        self.store.insert_verdict(
+            &device_id,
+            &user.sub,
+            evaluation.compliant,
+            &evaluation.violations,
+            now,
+            valid_until,
+            &policy.digest,
+        )?;
+        let was_compliant = previous.as_ref().map(|p| p.verdict.compliant);
+        let status = |c: bool| {
+            if c {
+                ComplianceStatus::Compliant
+            } else {
+                ComplianceStatus::NotCompliant
+            }
+        };
+        if !evaluation.compliant {
+            // Enforcement: a device that stops complying loses its tunnels now,
+            // not when their grants expire.
+            let open = self.store.open_grants_of_device(&device_id)?;
+            self.close_grants(open, "the device no longer meets the policy", now)
+                .await?;
+        }
+        if let Some(prev) = was_compliant
+            && prev != evaluation.compliant
+        {
+            self.hub.publish(
+                Some(&user.sub),
+                Some(&device_id),
+                Event::DeviceComplianceChange {
+                    device_id: device_id.clone(),
+                    previous_status: status(prev),
+                    current_status: status(evaluation.compliant),
+                    reason: "new attestation".into(),
+                },
+            );
+        }
+        let reason = if evaluation.compliant {
+            "attestation verified; compliant".to_owned()
+        } else {
+            let checks: Vec<&str> = evaluation
+                .violations
+                .iter()
+                .map(|v| v.check.as_str())
+                .collect();
+            format!("attestation verified; not compliant: {}", checks.join(", "))
+        };
+        Ok((
+            Verdict {
+                device_id,
+                compliant: evaluation.compliant,
+                violations: evaluation.violations,
+                evaluated_at: datetime(now),
+                valid_until: datetime(valid_until),
+                policy_digest: policy.digest.clone(),
+            },
+            reason,
+        ))
+    }
+
+    /// `POST /v1/attestations`.
+    pub async fn attest(
+        &self,
+        user: &AccessClaims,
+        req: &AttestationRequest,
+    ) -> Result<Verdict, ApiError> {
+        match self.attest_inner(user, req).await {
+            Ok((verdict, reason)) => {
+                self.audit(NewAudit {
+                    action: "attest",
+                    outcome: if verdict.compliant { "allow" } else { "deny" },
+                    user: Some(&user.sub),
+                    device_id: Some(&verdict.device_id),
+                    problem: (!verdict.compliant).then_some(ProblemType::DeviceNotCompliant.slug()),
+                    reason: &reason,
+                });
+                Ok(verdict)
+            }
+            Err(err) => {
+                self.deny("attest", Some(&user.sub), None, &err);
+                Err(err)
+            }
+        }
+    }
+}

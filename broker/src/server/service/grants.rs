@@ -1,0 +1,262 @@
+//! Grants: opening one (`POST /v1/grants`) installs a peer at the gateway,
+//! closing, revoking or expiring one removes it. The store is written first
+//! so a restart never resurrects a grant the API already called closed; at
+//! start, [`Broker::restore`] reinstalls the open ones. The pure decisions
+//! (may it open, until when, which address) are in [`crate::server::grants`].
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use tunnel::PeerGrant;
+
+use super::{ApiError, Broker, datetime};
+use crate::api::{Event, GatewayInfo, Grant, GrantRequest, Problem, ProblemType};
+use crate::server::grants::{allocate, decide};
+use crate::server::store::{GrantRow, NewAudit};
+use crate::server::token::AccessClaims;
+
+impl Broker {
+    /// `POST /v1/grants`.
+    pub async fn open_grant(
+        &self,
+        user: &AccessClaims,
+        req: &GrantRequest,
+    ) -> Result<Grant, ApiError> {
+        let result = self.open_grant_inner(user, req).await;
+        self.audited("grant", Some(&user.sub), Some(&req.device_id), result)
+    }
+
+    async fn open_grant_inner(
+        &self,
+        user: &AccessClaims,
+        req: &GrantRequest,
+    ) -> Result<(Grant, String), ApiError> {
+        let now = self.now();
+        let (app, targets) = self
+            .settings
+            .apps
+            .iter()
+            .find(|(a, _)| a.id == req.app)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ProblemType::UnknownApp,
+                    format!("no application {:?} in the catalogue", req.app),
+                )
+            })?;
+        let wg_key = tunnel::PublicKey::from_base64(&req.wireguard_public_key)
+            .map_err(|e| ApiError::new(ProblemType::InvalidWireguardKey, e.to_string()))?;
+        let device = self.store.device(&req.device_id)?.ok_or_else(|| {
+            ApiError::new(ProblemType::DeviceUnknown, "this device is not enrolled")
+        })?;
+        if device.key.user != user.sub {
+            return Err(ApiError::new(
+                ProblemType::DeviceUserMismatch,
+                "the device is enrolled for another user",
+            ));
+        }
+        if device.key.revoked {
+            return Err(ApiError::new(
+                ProblemType::DeviceRevoked,
+                "the device was revoked",
+            ));
+        }
+        let verdict = self
+            .store
+            .latest_verdict(&req.device_id)?
+            .filter(|v| v.user == user.sub)
+            .map(|v| v.verdict);
+        let max = i64::try_from(self.settings.max_grant.as_secs()).unwrap_or(3600);
+        let expires_at = decide(verdict.as_ref(), user.exp, max, now).map_err(|r| ApiError {
+            problem: Box::new(Problem {
+                violations: r.violations,
+                ..Problem::new(r.kind, r.detail)
+            }),
+            device_id: None,
+        })?;
+        let _guard = self.grant_lock.lock().await;
+        let key_text = wg_key.to_string();
+        if self.store.key_in_use(&key_text)? {
+            return Err(ApiError::new(
+                ProblemType::WireguardKeyInUse,
+                "this WireGuard key already has an open grant; use a fresh key per tunnel",
+            ));
+        }
+        let used: HashSet<_> = self.store.used_addresses()?;
+        let address = allocate(&self.settings.network, &used).ok_or_else(|| {
+            ApiError::new(
+                ProblemType::AddressPoolExhausted,
+                "every tunnel address is in use",
+            )
+        })?;
+        let row = GrantRow {
+            id: self.random_b64(16)?,
+            device_id: req.device_id.clone(),
+            user: user.sub.clone(),
+            app: app.id.clone(),
+            wg_public_key: key_text,
+            client_address: address,
+            targets: targets.iter().map(ToString::to_string).collect(),
+            created_at: now,
+            expires_at,
+        };
+        self.store.insert_grant(&row)?;
+        let peer = PeerGrant {
+            public_key: wg_key,
+            client_address: IpAddr::V4(address),
+            targets: targets.clone(),
+            expires_at: self.gateway_expiry(expires_at),
+        };
+        if let Err(e) = self.gateway.add_peer(peer).await {
+            self.store
+                .close_grant(&row.id, now, "the gateway refused the peer")?;
+            return Err(ApiError::new(
+                ProblemType::Internal,
+                format!("the gateway refused the peer: {e}"),
+            ));
+        }
+        let grant = Grant {
+            id: row.id.clone(),
+            app: row.app.clone(),
+            gateway: GatewayInfo {
+                endpoint: self.gateway_endpoint.clone(),
+                public_key: self.gateway.public_key().to_string(),
+            },
+            client_address: address.to_string(),
+            targets: row.targets.clone(),
+            expires_at: datetime(expires_at),
+        };
+        let reason = format!("grant {} for {} until {}", row.id, row.app, expires_at);
+        Ok((grant, reason))
+    }
+
+    /// `DELETE /v1/grants/{id}`.
+    pub async fn close_grant(&self, user: &AccessClaims, id: &str) -> Result<(), ApiError> {
+        let result = async {
+            let row = self
+                .store
+                .open_grant(id)?
+                .filter(|g| g.user == user.sub)
+                .ok_or_else(|| {
+                    ApiError::new(ProblemType::GrantNotFound, "no open grant with this id")
+                })?;
+            let device = row.device_id.clone();
+            self.remove(&row, "closed by the client", self.now())
+                .await?;
+            Ok(((), format!("grant {id} closed by the client on {device}")))
+        }
+        .await;
+        self.audited("grant-close", Some(&user.sub), None, result)
+    }
+
+    /// Closes a grant in the store, then removes its peer at the gateway.
+    pub(super) async fn remove(
+        &self,
+        row: &GrantRow,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, ApiError> {
+        // Store first: once the reply says "closed", a restart cannot bring it back.
+        let closed = self.store.close_grant(&row.id, now, reason)?;
+        if let Ok(key) = tunnel::PublicKey::from_base64(&row.wg_public_key) {
+            self.gateway
+                .remove_peer(key)
+                .await
+                .map_err(|e| ApiError::new(ProblemType::Internal, format!("gateway: {e}")))?;
+        }
+        Ok(closed)
+    }
+
+    /// Closes `rows`, removes their peers, tells their devices.
+    pub(super) async fn close_grants(
+        &self,
+        rows: Vec<GrantRow>,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<String>, ApiError> {
+        let mut closed = Vec::new();
+        for row in rows {
+            self.remove(&row, reason, now).await?;
+            self.hub.publish(
+                Some(&row.user),
+                Some(&row.device_id),
+                Event::GrantRevoked {
+                    grant_id: row.id.clone(),
+                    device_id: row.device_id.clone(),
+                    reason: reason.to_owned(),
+                },
+            );
+            self.audit(NewAudit {
+                action: "grant-revoke",
+                outcome: "deny",
+                user: Some(&row.user),
+                device_id: Some(&row.device_id),
+                problem: None,
+                reason: &format!("grant {} closed: {reason}", row.id),
+            });
+            closed.push(row.id);
+        }
+        Ok(closed)
+    }
+
+    /// Closes grants whose time is up on the broker's clock, removes their
+    /// peers and tells their devices. On the system clock the gateway has
+    /// dropped those peers on its own at the same instant and this keeps the
+    /// store and the agents in step; on a clock moved by hand (or after a
+    /// forward jump) this is what ends the peer.
+    pub async fn expire_due(&self) -> Result<usize, ApiError> {
+        let now = self.now();
+        let due = self.store.expire_grants(now)?;
+        for row in &due {
+            if let Ok(key) = tunnel::PublicKey::from_base64(&row.wg_public_key) {
+                let _ = self.gateway.remove_peer(key).await;
+            }
+            self.hub.publish(
+                Some(&row.user),
+                Some(&row.device_id),
+                Event::GrantRevoked {
+                    grant_id: row.id.clone(),
+                    device_id: row.device_id.clone(),
+                    reason: "expired".into(),
+                },
+            );
+            self.audit(NewAudit {
+                action: "grant-expire",
+                outcome: "deny",
+                user: Some(&row.user),
+                device_id: Some(&row.device_id),
+                problem: None,
+                reason: &format!("grant {} expired", row.id),
+            });
+        }
+        Ok(due.len())
+    }
+
+    /// At start: close what expired while the broker was down, and install
+    /// every still-open grant at the gateway again.
+    pub async fn restore(&self) -> Result<usize, ApiError> {
+        self.expire_due().await?;
+        let open = self.store.open_grants()?;
+        let mut restored = 0;
+        for row in open {
+            let targets: Vec<tunnel::Target> =
+                row.targets.iter().filter_map(|t| t.parse().ok()).collect();
+            let peer = tunnel::PublicKey::from_base64(&row.wg_public_key).map(|key| PeerGrant {
+                public_key: key,
+                client_address: IpAddr::V4(row.client_address),
+                targets,
+                expires_at: self.gateway_expiry(row.expires_at),
+            });
+            let added = match peer {
+                Ok(peer) => self.gateway.add_peer(peer).await.is_ok(),
+                Err(_) => false,
+            };
+            if added {
+                restored += 1;
+            } else {
+                self.store
+                    .close_grant(&row.id, self.now(), "could not be restored at start")?;
+            }
+        }
+        Ok(restored)
+    }
+}

@@ -1,0 +1,193 @@
+//! The broker's operations: each call of the API as one method on
+//! [`Broker`] that takes plain values and returns a value or a problem. The
+//! pure decisions live in [`super::eat`], [`super::token`] and
+//! [`super::grants`]; this layer wires them to the store, the gateway, the
+//! event hub and the clock, and writes the audit log entry of every
+//! decision.
+//!
+//! One submodule per group of calls: [`identity`] (who is calling),
+//! [`devices`], [`attestations`], [`grants`], [`admin`]; [`policy`] holds
+//! the policy in force and [`errors`] the ways a call fails. This module
+//! holds the state they share and the audit helpers.
+
+mod admin;
+mod attestations;
+mod devices;
+mod errors;
+mod grants;
+mod identity;
+mod policy;
+
+use std::sync::{Arc, RwLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use ring::rand::{SecureRandom, SystemRandom};
+use time::OffsetDateTime;
+use tunnel::GatewayHandle;
+
+use super::clock::Clock;
+use super::config::Settings;
+use super::events::Hub;
+use super::store::{NewAudit, Store};
+use super::token::{JwksCache, Rules};
+use crate::api::{self, BrokerConfig, ProblemType};
+
+pub use attestations::NONCE_TTL_SECS;
+pub use errors::{ApiError, StartError};
+pub use policy::LoadedPolicy;
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct Broker {
+    settings: Settings,
+    store: Store,
+    policy: RwLock<Arc<LoadedPolicy>>,
+    jwks: JwksCache,
+    rules: Rules,
+    gateway: GatewayHandle,
+    gateway_endpoint: String,
+    hub: Hub,
+    grant_lock: tokio::sync::Mutex<()>,
+    rng: SystemRandom,
+    /// Every "now" the broker decides or records with (see [`Clock`]).
+    clock: Arc<dyn Clock>,
+}
+
+fn datetime(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+impl Broker {
+    /// Assembles the broker (the gateway is already running). `clock` is the
+    /// time every expiry is decided on and every record stamped with.
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        policy: LoadedPolicy,
+        gateway: GatewayHandle,
+        http: reqwest::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let gateway_endpoint = match &settings.raw.gateway.endpoint {
+            Some(e) if !e.is_empty() => e.clone(),
+            _ => gateway.local_addr().to_string(),
+        };
+        Self {
+            jwks: JwksCache::new(&settings.raw.oidc.issuer, http),
+            rules: Rules {
+                issuer: settings.raw.oidc.issuer.clone(),
+                audience: settings.raw.oidc.audience.clone(),
+                skew: settings.skew,
+            },
+            settings,
+            store,
+            policy: RwLock::new(Arc::new(policy)),
+            gateway,
+            gateway_endpoint,
+            hub: Hub::new(),
+            grant_lock: tokio::sync::Mutex::new(()),
+            rng: SystemRandom::new(),
+            clock,
+        }
+    }
+
+    /// Takes the broker apart for shutdown.
+    pub fn into_parts(self) -> (GatewayHandle, Store) {
+        (self.gateway, self.store)
+    }
+
+    /// The gateway (for status and shutdown).
+    pub fn gateway(&self) -> &GatewayHandle {
+        &self.gateway
+    }
+
+    /// Unix seconds now, on the broker's clock.
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The broker instant `unix` as the gateway's wall-clock expiry (see
+    /// [`Clock::to_system_time`]).
+    fn gateway_expiry(&self, unix: i64) -> std::time::SystemTime {
+        self.clock.to_system_time(unix)
+    }
+
+    fn random_b64(&self, bytes: usize) -> Result<String, ApiError> {
+        let mut buf = vec![0u8; bytes];
+        self.rng
+            .fill(&mut buf)
+            .map_err(|_| ApiError::new(ProblemType::Internal, "no randomness available"))?;
+        Ok(B64URL.encode(buf))
+    }
+
+    /// Writes an audit entry; a failure to audit is logged, never silent.
+    pub fn audit(&self, entry: NewAudit<'_>) {
+        if let Err(e) = self.store.audit(&entry, self.now()) {
+            tracing::error!(error = %e, action = entry.action, "cannot write the audit log");
+        }
+    }
+
+    /// Audits the result of `action` and passes it through.
+    fn audited<T>(
+        &self,
+        action: &str,
+        user: Option<&str>,
+        device_id: Option<&str>,
+        result: Result<(T, String), ApiError>,
+    ) -> Result<T, ApiError> {
+        match result {
+            Ok((value, reason)) => {
+                self.audit(NewAudit {
+                    action,
+                    outcome: "allow",
+                    user,
+                    device_id,
+                    problem: None,
+                    reason: &reason,
+                });
+                Ok(value)
+            }
+            Err(err) => {
+                self.deny(action, user, device_id, &err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Audits a refusal.
+    pub fn deny(&self, action: &str, user: Option<&str>, device_id: Option<&str>, err: &ApiError) {
+        let slug = err.problem.kind().map(ProblemType::slug);
+        self.audit(NewAudit {
+            action,
+            outcome: "deny",
+            user,
+            device_id: err.device_id.as_deref().or(device_id),
+            problem: slug,
+            reason: &err.problem.detail,
+        });
+    }
+
+    /// `GET /v1/config`.
+    pub fn config(&self) -> BrokerConfig {
+        let oidc = &self.settings.raw.oidc;
+        BrokerConfig {
+            issuer: oidc.issuer.clone(),
+            client_id: oidc.client_id.clone(),
+            audience: oidc.audience.clone(),
+            required_acr: oidc.required_acr.clone(),
+            policy_digest: self.policy().digest.clone(),
+            verdict_ttl_seconds: self.settings.verdict_ttl.as_secs(),
+            apps: self
+                .settings
+                .apps
+                .iter()
+                .map(|(a, _)| api::App {
+                    id: a.id.clone(),
+                    name: a.name.clone(),
+                    targets: a.targets.clone(),
+                })
+                .collect(),
+        }
+    }
+}
