@@ -113,13 +113,7 @@ async fn access_token_from_the_real_oidc_provider_enrols_attests_and_gets_a_gran
 
     let echo = tcp_echo().await;
     let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(&config_text(
-        &provider.issuer,
-        &db_path(dir.path()),
-        echo,
-        "",
-    ))
-    .await;
+    let broker = start_broker(&config(&provider.issuer, &db_path(dir.path()), echo)).await;
     let api_client = Client {
         http: reqwest::Client::new(),
         base: broker.base_url(),

@@ -37,14 +37,10 @@ async fn serves_https_with_the_configured_certificate() {
         .output()
         .expect("the openssl CLI (Debian package `openssl`)");
     assert!(status.status.success(), "{status:?}");
-    let text = config_text(&issuer.url, &db_path(dir.path()), echo, "").replace(
-        "[server]\n",
-        &format!(
-            "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
-    );
+    let text = config(&issuer.url, &db_path(dir.path()), echo).with(|c| {
+        c.server.tls_cert = Some(cert.clone());
+        c.server.tls_key = Some(key.clone());
+    });
     let broker = start_broker(&text).await;
     assert!(broker.base_url().starts_with("https://"));
 

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::routing::get;
 use broker::api::{self, Problem, ProblemType};
-use broker::server::{BrokerHandle, Config, ManualClock};
+use broker::server::{BrokerHandle, ManualClock};
+use support::broker::BrokerConfig;
 use posture::attestation::{DeviceKey, EatClaims};
 use posture::check::{Check, CheckId};
 use posture::report::{Platform, Report};
@@ -22,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub const AUDIENCE: &str = "sallyport-broker";
-pub const ADMIN_TOKEN: &str = "admin-secret-for-tests";
+pub use support::broker::ADMIN_TOKEN;
 
 pub fn unix_now() -> i64 {
     SystemTime::now()
@@ -127,49 +128,24 @@ pub async fn echo_through(addr: SocketAddr, payload: &[u8]) -> std::io::Result<V
     Ok(got)
 }
 
-/// The broker's configuration for a test.
-pub fn config_text(issuer: &str, db: &Path, echo: SocketAddr, extra_gateway: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, ADMIN_TOKEN.as_bytes());
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-database = "{db}"
-admin_token_sha256 = "{hex}"
-
-[oidc]
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-client_id = "sallyport-desktop"
-
-[attestation]
-verdict_ttl_seconds = 600
-
-[gateway]
-listen = "127.0.0.1:0"
-client_network = "100.64.0.0/24"
-{extra_gateway}
-
-[[apps]]
-id = "echo"
-name = "Echo service"
-targets = ["{echo}/tcp"]
-"#,
-        db = db.display()
-    )
+/// The broker's configuration for a test (the typed builder all suites
+/// share): trusting `issuer`, one app `echo` in front of `echo`, verdicts
+/// good for 600 s.
+pub fn config(issuer: &str, db: &Path, echo: SocketAddr) -> BrokerConfig {
+    BrokerConfig::new(issuer, db)
+        .audience(AUDIENCE)
+        .verdict_ttl(600)
+        .app("echo", "Echo service", echo)
 }
 
-pub async fn start_broker(text: &str) -> BrokerHandle {
-    let settings = Config::parse(text).unwrap();
-    broker::server::start(settings).await.unwrap()
+pub async fn start_broker(config: &BrokerConfig) -> BrokerHandle {
+    config.start().await
 }
 
 /// A broker that decides every expiry on `clock`, which the test moves
 /// instead of waiting.
-pub async fn start_broker_with_clock(text: &str, clock: Arc<ManualClock>) -> BrokerHandle {
-    let settings = Config::parse(text).unwrap();
-    broker::server::start_with_clock(settings, clock)
+pub async fn start_broker_with_clock(config: &BrokerConfig, clock: Arc<ManualClock>) -> BrokerHandle {
+    broker::server::start_with_clock(config.settings(), clock)
         .await
         .unwrap()
 }
@@ -184,15 +160,10 @@ pub struct Env {
 
 impl Env {
     pub async fn start() -> Env {
-        Self::start_with("").await
-    }
-
-    pub async fn start_with(extra_gateway: &str) -> Env {
         let issuer = TestIssuer::start().await;
         let echo = tcp_echo().await;
         let dir = tempfile::tempdir().unwrap();
-        let text = config_text(&issuer.url, &db_path(dir.path()), echo, extra_gateway);
-        let broker = start_broker(&text).await;
+        let broker = start_broker(&config(&issuer.url, &db_path(dir.path()), echo)).await;
         Env {
             issuer,
             echo,
