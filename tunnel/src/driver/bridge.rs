@@ -5,7 +5,12 @@
 //! so there is no intermediate copy and no per-packet allocation.
 //! Half-closes are forwarded both ways; a reset on either side resets the
 //! other (a local reset uses SO_LINGER 0, so the application sees it at once).
+//!
+//! [`pump_all`] is the pass both drivers make over their connections each
+//! turn, so dropping a finished one (here and in the core) is written once.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::io;
 use std::net::Shutdown;
 use std::task::{Context, Poll};
@@ -20,6 +25,62 @@ pub(crate) enum Pumped {
     Running(bool),
     /// Both directions are finished (or one side reset); drop the bridge.
     Finished,
+}
+
+/// One connection's part in a [`pump_all`] pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Still open; `true` if any byte or state moved.
+    Running(bool),
+    /// Done: drop it, and free its in-tunnel socket. `progress` says whether
+    /// that is news from this turn (a pump or connect outcome) rather than a
+    /// socket the core had already let go of.
+    Finished {
+        /// Whether anything moved.
+        progress: bool,
+    },
+}
+
+impl From<Pumped> for Step {
+    fn from(p: Pumped) -> Self {
+        match p {
+            Pumped::Running(p) => Step::Running(p),
+            Pumped::Finished => Step::Finished { progress: true },
+        }
+    }
+}
+
+/// One pass over a driver's connections: `step` moves each one (first what
+/// is the side's own, such as a SOCKS reply or a pending connect to the
+/// target, then [`TcpBridge::pump`]). Those that finish are dropped from
+/// `conns` and handed to `release`, which frees the in-tunnel socket. Both
+/// get `core`, the owner of the in-tunnel sockets. Returns whether anything
+/// moved.
+pub(crate) fn pump_all<K, C, X>(
+    conns: &mut HashMap<K, C>,
+    core: &mut X,
+    mut step: impl FnMut(&mut X, K, &mut C) -> Step,
+    mut release: impl FnMut(&mut X, K),
+) -> bool
+where
+    K: Copy + Eq + Hash,
+{
+    let mut progress = false;
+    let mut finished = Vec::new();
+    for (key, conn) in conns.iter_mut() {
+        match step(core, *key, conn) {
+            Step::Running(p) => progress |= p,
+            Step::Finished { progress: p } => {
+                progress |= p;
+                finished.push(*key);
+            }
+        }
+    }
+    for key in finished {
+        conns.remove(&key);
+        release(core, key);
+    }
+    progress
 }
 
 /// Outcome of the in-tunnel connect, for SOCKS replies.

@@ -100,9 +100,14 @@ impl UdpIo {
         self.socket.local_addr()
     }
 
-    /// Send one datagram now, without batching (teardown paths).
-    pub(crate) fn try_send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
-        self.socket.try_send_to(datagram, to)
+    /// Send everything `out` has at once, one datagram per call and without
+    /// waiting for the socket: the last datagrams (RSTs into the tunnel) of a
+    /// driver that is closing. What does not fit the socket buffer is
+    /// dropped, as UDP may; the buffers are not recycled (the core goes too).
+    pub(crate) fn send_now(&self, out: &mut impl Outbox) {
+        while let Some((to, d)) = out.next_datagram() {
+            let _ = self.socket.try_send_to(&d, to);
+        }
     }
 
     /// Receive up to [`BATCH`] datagrams, handing each to `handle`. Registers

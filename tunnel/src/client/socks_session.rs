@@ -1,0 +1,147 @@
+//! The I/O half of the client's SOCKS5 listener; parsing and the grant
+//! decision are pure and live in `crate::socks`.
+//!
+//! A session has two parts on two schedules. Negotiation (greeting, method,
+//! request) runs in a short-lived task of its own, so a slow or silent
+//! client cannot stall the tunnel. The final reply waits for the in-tunnel
+//! connect, so the driver sends it from its loop through the held bridge.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::ControlFlow;
+use std::task::Context;
+use std::time::Duration;
+
+use smoltcp::socket::tcp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::Target;
+use crate::driver::bridge::{Connect, Step, TcpBridge};
+use crate::socks::{self, Reply};
+
+/// How long a SOCKS client has to send its request.
+const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Negotiate with a freshly accepted SOCKS client in its own task. An
+/// allowed request comes back on `granted` for the driver to connect.
+pub(super) fn spawn(
+    stream: TcpStream,
+    targets: Vec<Target>,
+    granted: mpsc::Sender<(TcpStream, Target)>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let negotiated =
+            tokio::time::timeout(NEGOTIATION_TIMEOUT, negotiate(stream, &targets)).await;
+        if let Ok(Some(pair)) = negotiated {
+            let _ = granted.send(pair).await;
+        }
+    })
+}
+
+/// Tell a SOCKS client whose request the tunnel refused locally (e.g. the
+/// connection limit) that it failed, without making the loop wait for it.
+pub(super) fn refuse(stream: TcpStream) {
+    let reply = socks::encode_reply(Reply::GeneralFailure, unspecified());
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let _ = stream.write_all(&reply).await;
+    });
+}
+
+/// For a held bridge: once the in-tunnel connect has an outcome, queue the
+/// final reply and release the bridge. `Continue(progress)` means the bridge
+/// can be pumped now; `Break` is this turn's result for it (still waiting,
+/// or a failure reply still being written, or done).
+pub(super) fn reply_once_connected(
+    bridge: &mut TcpBridge,
+    socket: &tcp::Socket<'_>,
+    cx: &mut Context<'_>,
+) -> ControlFlow<Step, bool> {
+    match bridge.connect_state(socket) {
+        Connect::Pending => ControlFlow::Break(Step::Running(false)),
+        Connect::Established => {
+            let bound = socket
+                .local_endpoint()
+                .map(crate::core::stack::socket_addr)
+                .unwrap_or_else(unspecified);
+            bridge.release_with_prefix(socks::encode_reply(Reply::Succeeded, bound));
+            ControlFlow::Continue(true)
+        }
+        Connect::Failed => {
+            // Refused by the target (RST) or no answer in time.
+            bridge
+                .release_with_prefix(socks::encode_reply(Reply::ConnectionRefused, unspecified()));
+            if matches!(bridge.flush_prefix(cx), Ok(false)) {
+                return ControlFlow::Break(Step::Running(true));
+            }
+            ControlFlow::Break(Step::Finished { progress: true })
+        }
+    }
+}
+
+/// The "no address" a SOCKS reply carries when there is none to give.
+fn unspecified() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
+}
+
+/// Run the SOCKS5 handshake up to the request. Refusals are answered here;
+/// an allowed request is handed to the driver, which sends the final reply
+/// once the in-tunnel connect has succeeded or failed.
+async fn negotiate(mut stream: TcpStream, targets: &[Target]) -> Option<(TcpStream, Target)> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    let no_auth = loop {
+        match socks::parse_greeting(&buf) {
+            Ok(Some((used, no_auth))) => {
+                buf.drain(..used);
+                break no_auth;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "not a SOCKS5 client");
+                return None;
+            }
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 || buf.len() > 4096 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    stream.write_all(&socks::method_reply(no_auth)).await.ok()?;
+    if !no_auth {
+        return None;
+    }
+    let request = loop {
+        match socks::parse_request(&buf) {
+            Ok(Some((_, r))) => break r,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "bad SOCKS5 request");
+                return None;
+            }
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 || buf.len() > 4096 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    match socks::decide(&request, targets) {
+        Ok(target) => Some((stream, target)),
+        Err(reply) => {
+            tracing::info!(
+                ?request,
+                ?reply,
+                "SOCKS request refused: not in this application's grant"
+            );
+            let _ = stream
+                .write_all(&socks::encode_reply(reply, unspecified()))
+                .await;
+            let _ = stream.shutdown().await;
+            None
+        }
+    }
+}

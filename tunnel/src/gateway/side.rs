@@ -1,0 +1,335 @@
+//! What the gateway's task does each turn, as a [`Side`] of the poll loop
+//! shared with the client: apply peer commands, act on the core's events,
+//! connect and bridge the targets, carry the UDP flows, and fail closed at
+//! the end.
+//!
+//! The loop itself (receive, send, budget, sleep) is `crate::driver`'s; this
+//! is the gateway's own part of it.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use super::{Command, GatewayStatus};
+use crate::config::Target;
+use crate::core::{ConnId, GatewayCore, GatewayEvent, PeerId};
+use crate::driver::Side;
+use crate::driver::bridge::{self, Step, TcpBridge};
+use crate::driver::flow::{FLOW_IDLE, recv_each};
+use crate::driver::udp::{Outbox, UdpIo};
+use crate::key::PublicKey;
+
+/// Connecting to a target must finish within this time.
+const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+/// A connection a peer opened inside its tunnel, and its target side.
+pub(super) enum Conn {
+    /// The OS socket to the target is still connecting.
+    Connecting(ConnectFuture),
+    Open(TcpBridge),
+}
+
+/// One UDP flow's connected OS socket to its target.
+pub(super) struct Flow {
+    socket: UdpSocket,
+    last: Instant,
+}
+
+/// Everything of the gateway except the WireGuard socket and the timer,
+/// which the shared loop owns.
+pub(super) struct GatewaySide {
+    pub(super) core: GatewayCore,
+    pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) conns: HashMap<(PeerId, ConnId), Conn>,
+    /// (peer, target, client's in-tunnel endpoint) -> OS socket.
+    pub(super) flows: HashMap<(PeerId, Target, SocketAddr), Flow>,
+    pub(super) status: Arc<Mutex<GatewayStatus>>,
+    /// One UDP datagram, either way between a flow and the core.
+    pub(super) buf: Vec<u8>,
+}
+
+/// The monotonic deadline of a grant that ends at wall-clock `wall`.
+fn expiry(wall: SystemTime, now: Instant) -> Instant {
+    now + wall
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+}
+
+impl Side for GatewaySide {
+    type Exit = ();
+
+    fn control(&mut self, cx: &mut Context<'_>, now: Instant) -> ControlFlow<(), bool> {
+        let mut progress = false;
+        loop {
+            match self.commands.poll_recv(cx) {
+                Poll::Ready(Some(Command::Shutdown)) | Poll::Ready(None) => {
+                    return ControlFlow::Break(());
+                }
+                Poll::Ready(Some(cmd)) => {
+                    progress = true;
+                    self.handle_command(cmd, now);
+                }
+                Poll::Pending => return ControlFlow::Continue(progress),
+            }
+        }
+    }
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.core.handle_datagram(now, from, datagram);
+    }
+
+    fn work(&mut self, cx: &mut Context<'_>, now: Instant) -> ControlFlow<(), bool> {
+        self.core.poll(now);
+        self.handle_events();
+        let mut progress = self.pump_connections(cx, now);
+        progress |= self.pump_udp(cx, now);
+        self.core.poll(now);
+        self.handle_events();
+        ControlFlow::Continue(progress)
+    }
+
+    fn deadline(&mut self, now: Instant) -> Instant {
+        self.core.poll_timeout(now)
+    }
+
+    fn publish_status(&self, now: Instant) {
+        let mut s = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        s.peers = self.core.peer_statuses(now);
+        s.dropped = self.core.dropped();
+        s.open_connections = self.conns.len();
+    }
+
+    /// Fail closed: every peer removed (RSTs into the tunnels), every target
+    /// connection reset.
+    fn teardown(&mut self, (): (), udp: &UdpIo) {
+        let now = Instant::now();
+        let keys: Vec<PublicKey> = self
+            .core
+            .peer_statuses(now)
+            .iter()
+            .map(|p| p.public_key)
+            .collect();
+        for k in keys {
+            self.core.remove_peer(now, &k);
+        }
+        udp.send_now(self);
+        for (_, conn) in self.conns.drain() {
+            if let Conn::Open(b) = conn {
+                b.reset();
+            }
+        }
+        self.flows.clear();
+        self.publish_status(now);
+        tracing::info!("gateway stopped");
+    }
+}
+
+/// The gateway core's datagrams, each to its peer's endpoint.
+impl Outbox for GatewaySide {
+    fn next_datagram(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.core.poll_transmit()
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.core.recycle(buf);
+    }
+}
+
+impl GatewaySide {
+    /// Applies one command. The status snapshot is published before the
+    /// caller hears back, so `status()` after an awaited add/update/remove
+    /// already shows it (it used to lag until the loop went idle, which made
+    /// "restore, then read the peers" racy).
+    fn handle_command(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::Add(grant, reply) => {
+                let exp = expiry(grant.expires_at, now);
+                let r = self
+                    .core
+                    .add_peer(now, SystemTime::now(), grant, exp)
+                    .map(|_| ());
+                self.handle_events();
+                self.publish_status(now);
+                let _ = reply.send(r);
+            }
+            Command::Update(grant, reply) => {
+                let exp = expiry(grant.expires_at, now);
+                let r = self
+                    .core
+                    .update_peer(now, SystemTime::now(), grant, exp)
+                    .map(|_| ());
+                self.handle_events();
+                self.publish_status(now);
+                let _ = reply.send(r);
+            }
+            Command::Remove(key, reply) => {
+                let removed = self.core.remove_peer(now, &key).is_some();
+                self.handle_events();
+                self.publish_status(now);
+                let _ = reply.send(removed);
+            }
+            Command::Shutdown => self.handle_events(),
+        }
+    }
+
+    /// Drop OS sockets of connections and peers the core has let go of.
+    fn handle_events(&mut self) {
+        while let Some(ev) = self.core.poll_event() {
+            match ev {
+                GatewayEvent::TcpAccepted { peer, conn, target } => {
+                    tracing::debug!(?peer, %target, "connecting to target");
+                    let fut = async move {
+                        match tokio::time::timeout(
+                            TARGET_CONNECT_TIMEOUT,
+                            TcpStream::connect(target.addr),
+                        )
+                        .await
+                        {
+                            Ok(r) => r,
+                            Err(_) => {
+                                Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+                            }
+                        }
+                    };
+                    self.conns
+                        .insert((peer, conn), Conn::Connecting(Box::pin(fut)));
+                }
+                GatewayEvent::PeerRemoved { peer, .. } => {
+                    let keys: Vec<(PeerId, ConnId)> = self
+                        .conns
+                        .keys()
+                        .filter(|(p, _)| *p == peer)
+                        .copied()
+                        .collect();
+                    for k in keys {
+                        if let Some(Conn::Open(b)) = self.conns.remove(&k) {
+                            b.reset();
+                        }
+                    }
+                    self.flows.retain(|(p, _, _), _| *p != peer);
+                }
+            }
+        }
+    }
+
+    fn pump_connections(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut touched = Vec::new();
+        let progress = bridge::pump_all(
+            &mut self.conns,
+            &mut self.core,
+            |core, (peer, id), conn| {
+                let mut progress = false;
+                if let Conn::Connecting(fut) = conn {
+                    match fut.as_mut().poll(cx) {
+                        Poll::Pending => return Step::Running(false),
+                        Poll::Ready(Ok(stream)) => {
+                            progress = true;
+                            *conn = Conn::Open(TcpBridge::new(stream));
+                        }
+                        Poll::Ready(Err(e)) => {
+                            tracing::debug!(error = %e, "target connect failed; resetting the tunnel connection");
+                            return Step::Finished { progress: false };
+                        }
+                    }
+                }
+                let Conn::Open(bridge) = conn else {
+                    return Step::Running(progress);
+                };
+                let Some(socket) = core.tcp(peer, id) else {
+                    return Step::Finished { progress };
+                };
+                match Step::from(bridge.pump(socket, cx)) {
+                    Step::Running(p) => {
+                        if p {
+                            touched.push(peer);
+                        }
+                        Step::Running(progress | p)
+                    }
+                    finished => finished,
+                }
+            },
+            |core, (peer, id)| core.remove_conn(now, peer, id),
+        );
+        touched.sort_unstable();
+        touched.dedup();
+        for peer in touched {
+            self.core.poll_peer(now, peer);
+        }
+        progress
+    }
+
+    fn pump_udp(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut progress = false;
+        // Tunnel -> targets.
+        for peer in self.core.peer_ids() {
+            for target in self.core.udp_targets(peer) {
+                while let Some((n, client)) = self.core.udp_recv(peer, target, &mut self.buf) {
+                    progress = true;
+                    let key = (peer, target, client);
+                    let flow = match self.flows.entry(key) {
+                        Entry::Occupied(entry) => entry.into_mut(),
+                        Entry::Vacant(entry) => match open_flow(target) {
+                            Ok(socket) => entry.insert(Flow { socket, last: now }),
+                            Err(e) => {
+                                tracing::debug!(error = %e, %target, "cannot open UDP flow");
+                                continue;
+                            }
+                        },
+                    };
+                    flow.last = now;
+                    let _ = flow.socket.try_send(&self.buf[..n]);
+                }
+            }
+        }
+        // Targets -> tunnel. Each flow is read until it runs dry (no
+        // per-flow cap, unlike the client's forwards).
+        let mut idle = Vec::new();
+        for ((peer, target, client), flow) in &mut self.flows {
+            let (core, last) = (&mut self.core, &mut flow.last);
+            progress |= recv_each(
+                &flow.socket,
+                &mut self.buf,
+                cx,
+                usize::MAX,
+                |socket, buf| socket.try_recv(buf).map(|n| (n, ())),
+                |(), datagram| {
+                    *last = now;
+                    core.udp_send(*peer, *target, *client, datagram);
+                },
+            );
+            if now.saturating_duration_since(flow.last) > FLOW_IDLE || !self.core.has_peer(*peer) {
+                idle.push((*peer, *target, *client));
+            }
+        }
+        for k in idle {
+            self.flows.remove(&k);
+        }
+        progress
+    }
+}
+
+/// A UDP socket connected to the target, so only the target's replies are
+/// accepted by the kernel.
+fn open_flow(target: Target) -> io::Result<UdpSocket> {
+    let any: IpAddr = if target.addr.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(any, 0))?;
+    socket.connect(target.addr)?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
