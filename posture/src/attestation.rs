@@ -1,5 +1,5 @@
 //! Signed posture attestations: the device key and the Entity Attestation
-//! Token (RFC 9711) the agent submits to the broker (flow 4 in DESIGN.md).
+//! Token (RFC 9711) the agent submits to the broker (flow 4 in docs/ARCHITECTURE.md).
 //!
 //! The agent is the RATS *attester* (RFC 9334, background-check model): it
 //! signs what it measured with a per-device P-256 key, over a nonce the broker

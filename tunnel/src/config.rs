@@ -1,5 +1,5 @@
 //! What a tunnel is built from: the grant the broker hands out (flow 6 in
-//! DESIGN.md) plus local tuning.
+//! docs/ARCHITECTURE.md) plus local tuning.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,5 +1,5 @@
 //! Access-token validation: the same rules the agent applies to its tokens
-//! (DESIGN.md flow 1, RFC 8725, RFC 9068): signature with the issuer's JWKS
+//! (docs/ARCHITECTURE.md flow 1, RFC 8725, RFC 9068): signature with the issuer's JWKS
 //! under an algorithm allowlist, `iss` exact, `aud` contains ours, `exp`/`nbf`
 //! with bounded skew. [`validate`] is pure; [`JwksCache`] fetches keys
 //! (discovery → `jwks_uri`) and refetches once when a `kid` is unknown, so

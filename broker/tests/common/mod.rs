@@ -14,11 +14,11 @@ use axum::Router;
 use axum::routing::get;
 use broker::api::{self, Problem, ProblemType};
 use broker::server::{BrokerHandle, ManualClock};
-use support::broker::BrokerConfig;
 use posture::attestation::{DeviceKey, EatClaims};
 use posture::check::{Check, CheckId};
 use posture::report::{Platform, Report};
 use serde_json::json;
+use support::broker::BrokerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -144,7 +144,10 @@ pub async fn start_broker(config: &BrokerConfig) -> BrokerHandle {
 
 /// A broker that decides every expiry on `clock`, which the test moves
 /// instead of waiting.
-pub async fn start_broker_with_clock(config: &BrokerConfig, clock: Arc<ManualClock>) -> BrokerHandle {
+pub async fn start_broker_with_clock(
+    config: &BrokerConfig,
+    clock: Arc<ManualClock>,
+) -> BrokerHandle {
     broker::server::start_with_clock(config.settings(), clock)
         .await
         .unwrap()
