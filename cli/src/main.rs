@@ -557,6 +557,18 @@ fn remember_sign_in(identity: &Identity) {
     }
 }
 
+/// How long a device code lasts, in words: "45 seconds", "1 minute",
+/// "10 minutes" (whole minutes, rounded down: never longer than it is).
+fn expires_in_words(seconds: u64) -> String {
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    if seconds < 60 {
+        format!("{seconds} second{}", plural(seconds))
+    } else {
+        let minutes = seconds / 60;
+        format!("{minutes} minute{}", plural(minutes))
+    }
+}
+
 #[allow(clippy::print_stderr)]
 fn say(text: &str) {
     eprintln!("{text}");
@@ -613,8 +625,8 @@ fn login_command(no_browser: bool, idp: &IdpArgs) -> anyhow::Result<u8> {
                     say(&format!("  (or open {complete})"));
                 }
                 say(&format!(
-                    "The code expires in {} minutes.",
-                    prompt.expires_in / 60
+                    "The code expires in {}.",
+                    expires_in_words(prompt.expires_in)
                 ));
             };
             identity.login_device(&show).await
@@ -849,5 +861,16 @@ mod tests {
         let config = flags.resolve(&sources).unwrap().unwrap();
         assert_eq!(config.acr_values, vec!["urn:a", "urn:b"]);
         assert_eq!(config.max_auth_age, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn device_code_expiry_in_words() {
+        assert_eq!(expires_in_words(0), "0 seconds");
+        assert_eq!(expires_in_words(1), "1 second");
+        assert_eq!(expires_in_words(59), "59 seconds");
+        assert_eq!(expires_in_words(60), "1 minute");
+        assert_eq!(expires_in_words(119), "1 minute");
+        assert_eq!(expires_in_words(120), "2 minutes");
+        assert_eq!(expires_in_words(600), "10 minutes");
     }
 }
