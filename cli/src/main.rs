@@ -476,6 +476,7 @@ fn diagnostics_command(out: &std::path::Path, socket: Option<PathBuf>) -> anyhow
                 report: &report,
                 policy: "default",
                 evaluation: &evaluation,
+                only_checks: None,
             },
         );
     }
@@ -727,15 +728,28 @@ fn posture_command(
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(collect::collect(&options));
     let evaluation = policy.evaluate(&report)?;
+    // `--check`: judge only what was measured (see `restrict_to`).
+    let only_checks: Option<Vec<String>> = (!options.only.is_empty()).then(|| {
+        options
+            .only
+            .iter()
+            .map(|id| id.as_str().to_owned())
+            .collect()
+    });
+    let evaluation = match &only_checks {
+        Some(checks) => posture_view::restrict_to(evaluation, checks),
+        None => evaluation,
+    };
     let text = if json {
         let output = PostureOutput {
             report: &report,
             policy: policy.name(),
             evaluation: &evaluation,
+            only_checks: only_checks.as_deref(),
         };
         serde_json::to_string_pretty(&output)? + "\n"
     } else {
-        posture_view::render_table(&report, policy.name(), &evaluation)
+        posture_view::render_table(&report, policy.name(), &evaluation, only_checks.as_deref())
     };
     #[allow(clippy::print_stdout)]
     {
