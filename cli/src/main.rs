@@ -19,6 +19,7 @@ use agent::control::{Reply, Request};
 use agent::diagnostics::Bundle;
 use agent::host::HostSpec;
 use agent::identity::client::{AuthOverrides, DevicePrompt};
+use agent::identity::last_sign_in::LastSignIn;
 use agent::identity::session::SessionState;
 use agent::identity::store::KeyringStore;
 use agent::identity::{Identity, IdentityConfig, WhoAmI, browser};
@@ -163,9 +164,13 @@ enum Command {
     },
 }
 
-/// Where to sign in. IT's managed configuration will supply these; until
-/// then flags or `SALLYPORT_ISSUER` / `SALLYPORT_CLIENT_ID` /
-/// `SALLYPORT_ACR_VALUES` / `SALLYPORT_MAX_AUTH_AGE` / `SALLYPORT_RESOURCE`.
+/// Where to sign in. Each value comes from the first of: these flags, the
+/// environment (`SALLYPORT_ISSUER` / `SALLYPORT_CLIENT_ID` /
+/// `SALLYPORT_ACR_VALUES` / `SALLYPORT_MAX_AUTH_AGE` / `SALLYPORT_RESOURCE`),
+/// the settings (the user's file overlaid by IT's managed configuration,
+/// `agent::config`), and — for the issuer and client id only — where the
+/// latest `sallyport login` signed in (`agent::identity::last_sign_in`), so
+/// `whoami` and `logout` need no `--issuer` after a login.
 #[derive(Debug, clap::Args)]
 struct IdpArgs {
     /// The identity provider's issuer URL.
@@ -185,43 +190,118 @@ struct IdpArgs {
     resource: Option<String>,
 }
 
+/// The client id when no source names one.
+const DEFAULT_CLIENT_ID: &str = "sallyport-desktop";
+
+/// What [`IdpArgs::resolve`] may fall back on after the flags.
+struct IdpSources<'a> {
+    /// The environment (a closure, so tests need not set variables).
+    env: &'a dyn Fn(&str) -> Option<String>,
+    /// The effective settings, when they apply.
+    settings: Option<&'a agent::config::Settings>,
+    /// Where the latest `sallyport login` signed in, when it applies.
+    last_sign_in: Option<&'a LastSignIn>,
+}
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Issuers compare without a trailing slash, as the keyring item names do.
+fn same_issuer(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
 impl IdpArgs {
+    /// For `login`, `logout` and `whoami`: every source, down to where the
+    /// user last signed in.
     fn config(&self) -> anyhow::Result<IdentityConfig> {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let issuer = self
+        let effective = agent::config::load()?;
+        let last_sign_in = LastSignIn::load()?;
+        self.resolve(&IdpSources {
+            env: &process_env,
+            settings: Some(&effective.settings),
+            last_sign_in: last_sign_in.as_ref(),
+        })?
+        .with_context(|| {
+            let settings = agent::config::user_config_path().map_or_else(
+                || "the settings".to_owned(),
+                |path| path.display().to_string(),
+            );
+            format!(
+                "no identity provider configured: pass --issuer URL, set SALLYPORT_ISSUER, or set issuer in {settings}"
+            )
+        })
+    }
+
+    /// For `run`: only what the flags and environment say, since the agent
+    /// itself falls back on the settings and then asks the broker, whose
+    /// answer must win over an older sign-in somewhere else.
+    fn explicit_config(&self) -> anyhow::Result<Option<IdentityConfig>> {
+        self.resolve(&IdpSources {
+            env: &process_env,
+            settings: None,
+            last_sign_in: None,
+        })
+    }
+
+    /// The configuration from the flags and `sources`, each value from the
+    /// first that has it; `None` when none names an issuer. The remembered
+    /// client id is used only with the remembered issuer: it belongs to that
+    /// IdP, not to whichever issuer a flag names.
+    fn resolve(&self, sources: &IdpSources<'_>) -> anyhow::Result<Option<IdentityConfig>> {
+        let env = sources.env;
+        let settings = sources.settings;
+        let Some(issuer) = self
             .issuer
             .clone()
             .or_else(|| env("SALLYPORT_ISSUER"))
-            .context(
-                "no identity provider configured: pass --issuer URL or set SALLYPORT_ISSUER",
-            )?;
+            .or_else(|| settings.and_then(|s| s.issuer.clone()))
+            .or_else(|| sources.last_sign_in.map(|l| l.issuer.clone()))
+        else {
+            return Ok(None);
+        };
         let issuer =
             url::Url::parse(&issuer).with_context(|| format!("bad issuer URL {issuer:?}"))?;
         let client_id = self
             .client_id
             .clone()
             .or_else(|| env("SALLYPORT_CLIENT_ID"))
-            .unwrap_or_else(|| "sallyport-desktop".to_owned());
+            .or_else(|| settings.and_then(|s| s.client_id.clone()))
+            .or_else(|| {
+                sources
+                    .last_sign_in
+                    .filter(|l| same_issuer(&l.issuer, issuer.as_str()))
+                    .map(|l| l.client_id.clone())
+            })
+            .unwrap_or_else(|| DEFAULT_CLIENT_ID.to_owned());
         let mut config = IdentityConfig::new(issuer, client_id);
-        if let Some(acr) = self
+        let acr_values = self
             .acr_values
             .clone()
             .or_else(|| env("SALLYPORT_ACR_VALUES"))
-        {
-            config.acr_values = acr.split_whitespace().map(str::to_owned).collect();
+            .map(|acr| acr.split_whitespace().map(str::to_owned).collect())
+            .or_else(|| {
+                settings
+                    .map(|s| s.identity.acr_values.clone())
+                    .filter(|acr| !acr.is_empty())
+            });
+        if let Some(acr_values) = acr_values {
+            config.acr_values = acr_values;
         }
         let max_age = match self.max_auth_age {
             Some(v) => Some(v),
-            None => env("SALLYPORT_MAX_AUTH_AGE")
-                .map(|v| {
+            None => match env("SALLYPORT_MAX_AUTH_AGE") {
+                Some(v) => Some(
                     v.parse::<u64>()
-                        .context("SALLYPORT_MAX_AUTH_AGE must be seconds")
-                })
-                .transpose()?,
+                        .context("SALLYPORT_MAX_AUTH_AGE must be seconds")?,
+                ),
+                None => settings.and_then(|s| s.identity.max_auth_age_secs),
+            },
         };
         config.max_auth_age = max_age.map(Duration::from_secs);
         config.resource = self.resource.clone().or_else(|| env("SALLYPORT_RESOURCE"));
-        Ok(config)
+        Ok(Some(config))
     }
 }
 
@@ -396,6 +476,7 @@ fn diagnostics_command(out: &std::path::Path, socket: Option<PathBuf>) -> anyhow
                 report: &report,
                 policy: "default",
                 evaluation: &evaluation,
+                only_checks: None,
             },
         );
     }
@@ -425,7 +506,7 @@ fn agent_run_command(
             other => other.into(),
         })?;
     // Issuer flags/env win; otherwise the settings, otherwise the broker says.
-    if let Ok(config) = idp.config() {
+    if let Some(config) = idp.explicit_config()? {
         spec.identity = Some(config);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -459,6 +540,34 @@ fn identity(idp: &IdpArgs) -> anyhow::Result<Identity> {
     let config = idp.config()?;
     let store = KeyringStore::open_default("sallyport")?;
     Ok(Identity::new(config, Arc::new(store)))
+}
+
+/// Remembers where this login signed in, for the commands after it. A
+/// failure costs only convenience (`--issuer` is needed next time), so it
+/// is reported, not fatal.
+fn remember_sign_in(identity: &Identity) {
+    let config = identity.config();
+    let remembered = LastSignIn {
+        issuer: config.issuer.to_string(),
+        client_id: config.client_id.clone(),
+    };
+    if let Err(err) = remembered.save() {
+        say(&format!(
+            "(could not remember where you signed in: {err}; pass --issuer to whoami and logout)"
+        ));
+    }
+}
+
+/// How long a device code lasts, in words: "45 seconds", "1 minute",
+/// "10 minutes" (whole minutes, rounded down: never longer than it is).
+fn expires_in_words(seconds: u64) -> String {
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    if seconds < 60 {
+        format!("{seconds} second{}", plural(seconds))
+    } else {
+        let minutes = seconds / 60;
+        format!("{minutes} minute{}", plural(minutes))
+    }
 }
 
 #[allow(clippy::print_stderr)]
@@ -517,8 +626,8 @@ fn login_command(no_browser: bool, idp: &IdpArgs) -> anyhow::Result<u8> {
                     say(&format!("  (or open {complete})"));
                 }
                 say(&format!(
-                    "The code expires in {} minutes.",
-                    prompt.expires_in / 60
+                    "The code expires in {}.",
+                    expires_in_words(prompt.expires_in)
                 ));
             };
             identity.login_device(&show).await
@@ -536,6 +645,7 @@ fn login_command(no_browser: bool, idp: &IdpArgs) -> anyhow::Result<u8> {
                 .await
         }
     })?;
+    remember_sign_in(&identity);
     #[allow(clippy::print_stdout)]
     {
         print!("{}", describe(&who));
@@ -618,19 +728,163 @@ fn posture_command(
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(collect::collect(&options));
     let evaluation = policy.evaluate(&report)?;
+    // `--check`: judge only what was measured (see `restrict_to`).
+    let only_checks: Option<Vec<String>> = (!options.only.is_empty()).then(|| {
+        options
+            .only
+            .iter()
+            .map(|id| id.as_str().to_owned())
+            .collect()
+    });
+    let evaluation = match &only_checks {
+        Some(checks) => posture_view::restrict_to(evaluation, checks),
+        None => evaluation,
+    };
     let text = if json {
         let output = PostureOutput {
             report: &report,
             policy: policy.name(),
             evaluation: &evaluation,
+            only_checks: only_checks.as_deref(),
         };
         serde_json::to_string_pretty(&output)? + "\n"
     } else {
-        posture_view::render_table(&report, policy.name(), &evaluation)
+        posture_view::render_table(&report, policy.name(), &evaluation, only_checks.as_deref())
     };
     #[allow(clippy::print_stdout)]
     {
         print!("{text}");
     }
     Ok(posture_view::exit_code(&evaluation))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(issuer: Option<&str>, client_id: Option<&str>) -> IdpArgs {
+        IdpArgs {
+            issuer: issuer.map(str::to_owned),
+            client_id: client_id.map(str::to_owned),
+            acr_values: None,
+            max_auth_age: None,
+            resource: None,
+        }
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// (issuer, client id) the sources resolve to.
+    fn resolved(idp: &IdpArgs, sources: &IdpSources<'_>) -> Option<(String, String)> {
+        idp.resolve(sources)
+            .unwrap()
+            .map(|c| (c.issuer.to_string(), c.client_id))
+    }
+
+    #[test]
+    fn flags_then_env_then_settings_then_the_last_sign_in() {
+        let last = LastSignIn {
+            issuer: "https://last.example/".into(),
+            client_id: "last-client".into(),
+        };
+        let settings = agent::config::Settings {
+            issuer: Some("https://settings.example/".into()),
+            client_id: Some("settings-client".into()),
+            ..agent::config::Settings::default()
+        };
+        let env = |name: &str| match name {
+            "SALLYPORT_ISSUER" => Some("https://env.example/".to_owned()),
+            _ => None,
+        };
+        let all = IdpSources {
+            env: &env,
+            settings: Some(&settings),
+            last_sign_in: Some(&last),
+        };
+        let flag = args(Some("https://flag.example/"), None);
+        assert_eq!(
+            resolved(&flag, &all),
+            Some(("https://flag.example/".into(), "settings-client".into()))
+        );
+        assert_eq!(
+            resolved(&args(None, None), &all).map(|r| r.0),
+            Some("https://env.example/".into())
+        );
+        let from_settings = IdpSources {
+            env: &no_env,
+            ..all
+        };
+        assert_eq!(
+            resolved(&args(None, None), &from_settings),
+            Some(("https://settings.example/".into(), "settings-client".into()))
+        );
+        // Nothing configured anywhere: where the user last signed in.
+        let bare = agent::config::Settings::default();
+        let only_last = IdpSources {
+            env: &no_env,
+            settings: Some(&bare),
+            last_sign_in: Some(&last),
+        };
+        assert_eq!(
+            resolved(&args(None, None), &only_last),
+            Some(("https://last.example/".into(), "last-client".into()))
+        );
+        // Its client id goes with its issuer only.
+        assert_eq!(
+            resolved(&args(Some("https://other.example/"), None), &only_last),
+            Some(("https://other.example/".into(), DEFAULT_CLIENT_ID.into()))
+        );
+        assert_eq!(
+            resolved(&args(Some("https://last.example"), None), &only_last).map(|r| r.1),
+            Some("last-client".into())
+        );
+        let nothing = IdpSources {
+            env: &no_env,
+            settings: Some(&bare),
+            last_sign_in: None,
+        };
+        assert_eq!(resolved(&args(None, None), &nothing), None);
+    }
+
+    #[test]
+    fn the_settings_supply_acr_values_and_max_auth_age_after_flags_and_env() {
+        let settings = agent::config::Settings {
+            identity: agent::config::IdentitySettings {
+                acr_values: vec!["urn:settings".into()],
+                mfa_amr: Vec::new(),
+                max_auth_age_secs: Some(600),
+            },
+            ..agent::config::Settings::default()
+        };
+        let sources = IdpSources {
+            env: &no_env,
+            settings: Some(&settings),
+            last_sign_in: None,
+        };
+        let config = args(Some("https://idp.example/"), None)
+            .resolve(&sources)
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.acr_values, vec!["urn:settings"]);
+        assert_eq!(config.max_auth_age, Some(Duration::from_secs(600)));
+        let mut flags = args(Some("https://idp.example/"), None);
+        flags.acr_values = Some("urn:a urn:b".into());
+        flags.max_auth_age = Some(60);
+        let config = flags.resolve(&sources).unwrap().unwrap();
+        assert_eq!(config.acr_values, vec!["urn:a", "urn:b"]);
+        assert_eq!(config.max_auth_age, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn device_code_expiry_in_words() {
+        assert_eq!(expires_in_words(0), "0 seconds");
+        assert_eq!(expires_in_words(1), "1 second");
+        assert_eq!(expires_in_words(59), "59 seconds");
+        assert_eq!(expires_in_words(60), "1 minute");
+        assert_eq!(expires_in_words(119), "1 minute");
+        assert_eq!(expires_in_words(120), "2 minutes");
+        assert_eq!(expires_in_words(600), "10 minutes");
+    }
 }

@@ -18,6 +18,30 @@ pub struct PostureOutput<'a> {
     pub policy: &'a str,
     /// The policy's verdict.
     pub evaluation: &'a Evaluation,
+    /// With `--check`: the checks the verdict is restricted to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only_checks: Option<&'a [String]>,
+}
+
+/// The evaluation restricted to the violations of `checks` (`--check`).
+///
+/// Why: the policy judges a whole device. Given a report of a few checks it
+/// also flags every other required check as "not measured on this device",
+/// which is true of the run, not of the device, and would fail the exit
+/// code of every `--check` run. So a partial run is judged only on what it
+/// measured. A violation of a check asked for that the collector could not
+/// measure (not supported here) still counts: that one is about the run's
+/// own subject.
+pub fn restrict_to(evaluation: Evaluation, checks: &[String]) -> Evaluation {
+    let violations: Vec<_> = evaluation
+        .violations
+        .into_iter()
+        .filter(|v| checks.contains(&v.check))
+        .collect();
+    Evaluation {
+        compliant: violations.is_empty(),
+        violations,
+    }
 }
 
 /// The process exit code the CLI uses for a verdict: 0 compliant, 1 not.
@@ -28,8 +52,14 @@ pub fn exit_code(evaluation: &Evaluation) -> u8 {
 const OBSERVED_WIDTH: usize = 56;
 const REMEDIATION_WIDTH: usize = 60;
 
-/// Renders the table of checks followed by the policy verdict.
-pub fn render_table(report: &Report, policy: &str, evaluation: &Evaluation) -> String {
+/// Renders the table of checks followed by the policy verdict; `only` names
+/// the checks the verdict was restricted to ([`restrict_to`]).
+pub fn render_table(
+    report: &Report,
+    policy: &str,
+    evaluation: &Evaluation,
+    only: Option<&[String]>,
+) -> String {
     let mut out = String::new();
     let collected = report
         .collected_at
@@ -75,6 +105,10 @@ pub fn render_table(report: &Report, policy: &str, evaluation: &Evaluation) -> S
         );
     }
     let _ = writeln!(out);
+    let policy = match only {
+        Some(checks) => format!("{policy} (only {})", checks.join(", ")),
+        None => policy.to_owned(),
+    };
     if evaluation.compliant {
         let _ = writeln!(out, "Policy {policy}: COMPLIANT");
     } else {
@@ -160,7 +194,7 @@ mod tests {
                 },
             ],
         };
-        let text = render_table(&report(), "default.rego", &evaluation);
+        let text = render_table(&report(), "default.rego", &evaluation, None);
         assert!(text.contains("firewall"), "{text}");
         assert!(
             text.contains("pass*"),
@@ -177,9 +211,47 @@ mod tests {
             compliant: true,
             violations: vec![],
         };
-        let text = render_table(&report(), "p.rego", &evaluation);
+        let text = render_table(&report(), "p.rego", &evaluation, None);
         assert!(text.contains("Policy p.rego: COMPLIANT"));
         assert_eq!(exit_code(&evaluation), 0);
+    }
+
+    #[test]
+    fn a_partial_run_is_judged_only_on_the_checks_asked_for() {
+        let violation = |check: &str, message: &str| Violation {
+            check: check.into(),
+            message: message.into(),
+            remediation: "Update Sallyport, or contact IT if this persists.".into(),
+        };
+        let evaluation = Evaluation {
+            compliant: false,
+            violations: vec![
+                violation(
+                    "disk_encryption",
+                    "disk_encryption was not measured on this device",
+                ),
+                violation("firewall", "inbound traffic is not filtered"),
+                violation("tpm", "tpm was not measured on this device"),
+            ],
+        };
+        let only = vec!["firewall".to_owned()];
+        let restricted = restrict_to(evaluation.clone(), &only);
+        assert_eq!(
+            restricted.violations,
+            vec![evaluation.violations[1].clone()]
+        );
+        assert!(!restricted.compliant);
+        let text = render_table(&report(), "default.rego", &restricted, Some(&only));
+        assert!(
+            text.contains("Policy default.rego (only firewall): NOT COMPLIANT (1 violation)"),
+            "{text}"
+        );
+        assert!(!text.contains("not measured"), "{text}");
+        // Nothing wrong with what was measured: compliant, exit 0.
+        let only = vec!["screen_lock".to_owned()];
+        let restricted = restrict_to(evaluation, &only);
+        assert!(restricted.compliant);
+        assert_eq!(exit_code(&restricted), 0);
     }
 
     #[test]

@@ -260,8 +260,29 @@ impl<'a> Cli<'a> {
         self.scratch.path().join("opened.url")
     }
 
+    /// Where the CLI remembers the last sign-in: `$HOME/.local/state`,
+    /// as `XDG_STATE_HOME` is cleared with the rest of the environment.
+    fn last_sign_in_file(&self) -> PathBuf {
+        self.scratch
+            .path()
+            .join(".local/state/sallyport/last-sign-in.toml")
+    }
+
+    /// A run told where to sign in (the IdP's issuer and client id in the
+    /// environment, as a first `login` needs).
     fn spawn(&self, args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sallyport"))
+        self.spawn_with(args, true)
+    }
+
+    /// A run told nothing about the IdP: it must find it by itself (the
+    /// last sign-in), as `whoami` and `logout` do after a `login`.
+    fn spawn_bare(&self, args: &[&str]) -> Running {
+        self.spawn_with(args, false)
+    }
+
+    fn spawn_with(&self, args: &[&str], idp_env: bool) -> Running {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sallyport"));
+        command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -270,18 +291,20 @@ impl<'a> Cli<'a> {
                 "DBUS_SESSION_BUS_ADDRESS",
                 self.keyring.bus_address(self.scratch.path()),
             )
-            .env("SALLYPORT_ISSUER", &self.issuer)
-            .env("SALLYPORT_CLIENT_ID", idp::CLIENT_ID)
-            .env("SALLYPORT_RESOURCE", idp::BROKER_RESOURCE)
-            .env("SALLYPORT_ACR_VALUES", "urn:sallyport:acr:mfa")
             .env("SALLYPORT_BROWSER", self.scratch.path().join("browser.sh"))
             // Debug logs too must never show a token.
             .env("SALLYPORT_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        if idp_env {
+            command
+                .env("SALLYPORT_ISSUER", &self.issuer)
+                .env("SALLYPORT_CLIENT_ID", idp::CLIENT_ID)
+                .env("SALLYPORT_RESOURCE", idp::BROKER_RESOURCE)
+                .env("SALLYPORT_ACR_VALUES", "urn:sallyport:acr:mfa");
+        }
+        let mut child = command.spawn().unwrap();
         let mut out = child.stdout.take().unwrap();
         let stdout = std::thread::spawn(move || {
             let mut text = String::new();
@@ -316,6 +339,12 @@ impl<'a> Cli<'a> {
 
     fn run(&mut self, args: &[&str]) -> Output {
         let output = self.spawn(args).finish();
+        self.record(output)
+    }
+
+    /// [`Cli::run`] without telling the CLI where to sign in.
+    fn run_bare(&mut self, args: &[&str]) -> Output {
+        let output = self.spawn_bare(args).finish();
         self.record(output)
     }
 
@@ -388,7 +417,12 @@ fn whoami_json(output: &Output) -> serde_json::Value {
 }
 
 fn assert_signed_out(cli: &mut Cli<'_>) {
-    let output = cli.run(&["whoami", "--json"]);
+    assert_signed_out_with(cli, Cli::run);
+}
+
+/// [`assert_signed_out`], the CLI run by `run` (told the IdP, or not).
+fn assert_signed_out_with<'a>(cli: &mut Cli<'a>, run: fn(&mut Cli<'a>, &[&str]) -> Output) {
+    let output = run(cli, &["whoami", "--json"]);
     assert_eq!(output.code, 1, "{output:?}");
     assert!(output.stderr.contains("Not signed in"), "{output:?}");
     assert!(output.stdout.is_empty(), "{output:?}");
@@ -418,7 +452,15 @@ async fn browser_login_whoami_logout(keyring: &Keyring) {
     assert!(output.stdout.contains("amr otp"), "{output:?}");
     let tokens = cli.stored_tokens();
 
-    let who = whoami_json(&cli.run(&["whoami", "--json"]));
+    // From here on the CLI is not told where to sign in: it remembers
+    // where the login went (issuer and client id, nothing secret).
+    let remembered = std::fs::read_to_string(cli.last_sign_in_file()).unwrap();
+    assert!(remembered.contains(&idp.issuer), "{remembered}");
+    assert!(remembered.contains(idp::CLIENT_ID), "{remembered}");
+    for token in &tokens {
+        assert!(!remembered.contains(token.as_str()), "{remembered}");
+    }
+    let who = whoami_json(&cli.run_bare(&["whoami", "--json"]));
     assert_eq!(who["user"], "alice@example.com");
     assert_eq!(who["subject"], idp::USER);
     assert_eq!(who["issuer"], idp.issuer.as_str());
@@ -436,12 +478,12 @@ async fn browser_login_whoami_logout(keyring: &Keyring) {
         "whoami shows token fields: {keys:?}"
     );
 
-    let text = cli.run(&["whoami"]);
+    let text = cli.run_bare(&["whoami"]);
     assert_eq!(text.code, 0, "{text:?}");
     assert!(text.stdout.contains("amr otp"), "{text:?}");
     assert!(text.stdout.contains(keyring.name()), "{text:?}");
 
-    let output = cli.run(&["logout", "--no-browser"]);
+    let output = cli.run_bare(&["logout", "--no-browser"]);
     assert_eq!(output.code, 0, "{output:?}");
     assert!(output.stderr.contains("Signed out"), "{output:?}");
     // The IdP's sign-out page is shown without its id_token_hint query.
@@ -452,7 +494,8 @@ async fn browser_login_whoami_logout(keyring: &Keyring) {
         "{output:?}"
     );
     assert!(!output.stderr.contains("id_token_hint"), "{output:?}");
-    assert_signed_out(&mut cli);
+    // Still known where to sign in: "not signed in", not "pass --issuer".
+    assert_signed_out_with(&mut cli, Cli::run_bare);
     cli.assert_no_tokens_printed(&tokens);
 }
 

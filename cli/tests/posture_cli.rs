@@ -396,3 +396,32 @@ fn another_policy_decides_the_exit_code() {
     ]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// `--check` measures one check, so the verdict and the exit code judge that
+/// one only: the policy's "X was not measured on this device" for every
+/// check left out is about the run, not the device.
+#[test]
+fn a_partial_run_reports_no_violation_of_checks_it_did_not_measure() {
+    let (json, code) = posture_json(&["--check", "os_version"]);
+    let measured: Vec<&str> = json["report"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(measured, ["os_version"]);
+    let violations = json["evaluation"]["violations"].as_array().unwrap();
+    for v in violations {
+        assert_eq!(v["check"], "os_version", "a check not measured: {v}");
+    }
+    let compliant = json["evaluation"]["compliant"].as_bool().unwrap();
+    assert_eq!(compliant, violations.is_empty(), "{json}");
+    assert_eq!(code, if compliant { 0 } else { 1 }, "{json}");
+    assert_eq!(json["only_checks"], serde_json::json!(["os_version"]));
+
+    let out = sallyport(&["posture", "--check", "os_version"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(!table.contains("not measured"), "{table}");
+    assert!(table.contains("(only os_version)"), "{table}");
+    assert_eq!(out.status.code(), Some(code), "{table}");
+}

@@ -15,6 +15,14 @@ pub(super) fn user_config_path() -> Option<PathBuf> {
     Some(base.join("sallyport").join("config.toml"))
 }
 
+pub(super) fn user_state_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(base.join("sallyport"))
+}
+
 pub(super) fn managed_source() -> Result<Option<Source>, ConfigError> {
     read_toml_file(std::path::Path::new(MANAGED_PATH))
 }

@@ -15,6 +15,10 @@ pub(super) fn user_config_path() -> Option<PathBuf> {
     })
 }
 
+pub(super) fn user_state_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join("Library/Application Support/Sallyport"))
+}
+
 pub(super) fn managed_source() -> Result<Option<Source>, ConfigError> {
     if !Path::new(MANAGED_PLIST).exists() {
         return Ok(None);

@@ -274,6 +274,14 @@ pub fn user_config_path() -> Option<PathBuf> {
     this_os::user_config_path()
 }
 
+/// The per-user directory for what the agent remembers between runs (not
+/// settings, not secrets): `$XDG_STATE_HOME/sallyport` (Linux, default
+/// `~/.local/state/sallyport`), `%LOCALAPPDATA%\Sallyport`,
+/// `~/Library/Application Support/Sallyport`.
+pub fn user_state_dir() -> Option<PathBuf> {
+    this_os::user_state_dir()
+}
+
 /// Reads the user file (if any) and the managed source (if any) and merges them.
 pub fn load() -> Result<Effective, ConfigError> {
     let user = match user_config_path() {

@@ -11,6 +11,10 @@ pub(super) fn user_config_path() -> Option<PathBuf> {
     std::env::var_os("APPDATA").map(|d| PathBuf::from(d).join("Sallyport").join("config.toml"))
 }
 
+pub(super) fn user_state_dir() -> Option<PathBuf> {
+    std::env::var_os("LOCALAPPDATA").map(|d| PathBuf::from(d).join("Sallyport"))
+}
+
 pub(super) fn managed_source() -> Result<Option<Source>, ConfigError> {
     let output = Command::new("reg")
         .args(["query", POLICY_KEY, "/s"])

@@ -12,7 +12,7 @@ use url::Url;
 
 use super::client::{AuthOverrides, DevicePrompt, IdentityClient, LoginResult, Tokens};
 use super::session::{
-    Command, Event, ReauthReason, Session, SessionInfo, SessionState, StepUpChallenge,
+    Command, Event, ReauthReason, Session, SessionInfo, SessionState, StepUpChallenge, Time,
 };
 use super::store::SecretStore;
 use super::validate::IdTokenClaims;
@@ -74,8 +74,9 @@ struct StoredOwned {
     expires_at: i64,
 }
 
-fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+/// The wall clock, which the session machine is fed (its call contract).
+fn wall_clock() -> Time {
+    Time::now_utc()
 }
 
 /// The signed-in (or not) identity of this agent.
@@ -166,7 +167,7 @@ impl Identity {
             tokens: result.tokens,
         };
         self.save(&stored)?;
-        Ok(self.whoami_of(&stored, now_unix()))
+        Ok(self.whoami_of(&stored, wall_clock()))
     }
 
     /// Browser sign-in (authorization code + PKCE); stores the tokens.
@@ -204,9 +205,9 @@ impl Identity {
         self.login_browser(open, &overrides).await
     }
 
-    fn whoami_of(&self, stored: &Stored, now: i64) -> WhoAmI {
+    fn whoami_of(&self, stored: &Stored, now: Time) -> WhoAmI {
         let mut session = self.session_machine();
-        session.handle(Event::SignedIn(stored.info.clone()), now);
+        session.handle(now, Event::SignedIn(stored.info.clone()));
         WhoAmI {
             user: stored.info.user.clone(),
             subject: stored.info.subject.clone(),
@@ -224,11 +225,16 @@ impl Identity {
     pub fn whoami(&self) -> Result<Option<WhoAmI>, IdentityError> {
         Ok(self
             .load()?
-            .map(|stored| self.whoami_of(&stored, now_unix())))
+            .map(|stored| self.whoami_of(&stored, wall_clock())))
     }
 
-    /// The session state the supervisor watches.
+    /// The session state the supervisor watches, at `now` (wall-clock Unix
+    /// seconds, as the stored facts are). An instant `Time` cannot hold (a
+    /// caller's nonsense) counts as the end of time, which no session
+    /// outlives: fail closed.
     pub fn state(&self, now: i64) -> Result<SessionState, IdentityError> {
+        let now =
+            Time::from_unix_timestamp(now).unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
         Ok(match self.load()? {
             None => SessionState::SignedOut,
             Some(stored) => self.whoami_of(&stored, now).state,
@@ -242,9 +248,9 @@ impl Identity {
         let Some(stored) = self.load()? else {
             return Err(IdentityError::NotSignedIn);
         };
-        let now = now_unix();
+        let now = wall_clock();
         let mut session = self.session_machine();
-        let commands = session.handle(Event::SignedIn(stored.info.clone()), now);
+        let commands = session.handle(now, Event::SignedIn(stored.info.clone()));
         for command in commands {
             match command {
                 Command::Refresh => {
@@ -268,7 +274,7 @@ impl Identity {
             return Err(IdentityError::NotSignedIn);
         };
         let stored = self.refresh_stored(stored).await?;
-        Ok(self.whoami_of(&stored, now_unix()))
+        Ok(self.whoami_of(&stored, wall_clock()))
     }
 
     async fn refresh_stored(&self, stored: Stored) -> Result<Stored, IdentityError> {

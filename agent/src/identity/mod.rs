@@ -10,12 +10,14 @@
 //!
 //! Thin I/O drivers: [`client`] (HTTP to the IdP), [`loopback`] (the
 //! one-shot redirect listener), [`browser`] (the system browser), [`store`]
-//! (the OS keyring) and [`manager`] (ties them to the CLI and supervisor).
+//! (the OS keyring) and [`manager`] (ties them to the CLI and supervisor);
+//! [`last_sign_in`] remembers where the CLI signed in (no secrets).
 
 pub mod browser;
 pub mod callback;
 pub mod client;
 pub mod device;
+pub mod last_sign_in;
 pub mod loopback;
 pub mod manager;
 pub mod mfa;

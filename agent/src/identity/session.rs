@@ -3,8 +3,48 @@
 //!
 //! It never holds tokens, only facts about them (expiry, who, which MFA), so
 //! it can be logged, shown and put in diagnostics freely.
+//!
+//! # Call contract
+//!
+//! The same shape as the [`Supervisor`](crate::supervisor::Supervisor)'s:
+//! the driver calls [`Session::handle`]`(now, event)` for every event, and
+//! `handle(now, Event::Tick)` when [`Session::next_deadline`] is reached;
+//! [`Session::state`]`(now)` answers between events. `now` is wall-clock
+//! time read by the driver (the supervisor's [`Time`]), never by the machine,
+//! because what it is compared with is wall-clock too: the IdP's `exp` and
+//! `auth_time`. The facts it keeps ([`SessionInfo`], [`SessionState`]) stay
+//! Unix seconds (`i64`): they are what the keyring stores and the CLI shows.
+//!
+//! Who calls it today: [`Identity`](super::Identity) builds a machine from
+//! the stored facts for each question (`whoami`, `state`, `access_token`)
+//! and feeds `SignedIn` at the current time, so nothing sleeps on
+//! `next_deadline` yet; the running agent re-reads `Identity::state` every
+//! few seconds, and the supervisor carries the session's `until` as a
+//! deadline of its own (its contract says when that fires). A driver that
+//! keeps one machine alive calls `handle(now, Event::Tick)` at
+//! `next_deadline()`, which is always later than the latest `now`.
+//!
+//! Wall-clock jumps:
+//! - **Forward.** Whatever the new `now` has passed takes effect in that
+//!   call: a token past `exp`, or a last MFA older than the maximum, makes
+//!   the state `NeedsReauth` at once (never `Valid`), and the `Tick` returns
+//!   `Refresh` (token expired, refresh token held) or `PromptLogin` (MFA too
+//!   old, or nothing to refresh with). The supervisor, fed that state, closes
+//!   the tunnels: the session fails closed.
+//! - **Backward.** Deadlines are absolute, so they arrive later by the size
+//!   of the jump and the session looks valid that much longer. A machine
+//!   never undoes what it concluded: once it asked for a new sign-in (MFA
+//!   too old, expired without a refresh token, refresh rejected, step-up)
+//!   it stays `NeedsReauth` until `SignedIn`, whatever `now` says next. What
+//!   bounds the rest: the broker checks the access token's `exp` against its
+//!   own clock on every call, and the IdP judges the refresh token by its
+//!   own, so a clock set back on this device keeps nothing usable longer
+//!   than they allow (a machine rebuilt from the stored facts, as
+//!   `Identity` does, only trusts the token as long as the broker does).
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::supervisor::Time;
 
 /// Facts about a signed-in session (no secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +167,11 @@ pub struct Session {
     refresh_margin: i64,
     /// Oldest acceptable auth_time, seconds.
     max_auth_age: Option<i64>,
+    /// The `now` of the latest event (Unix seconds): deadlines at or before
+    /// it were acted upon or wait on something else, so
+    /// [`Session::next_deadline`] does not report them again (a driver would
+    /// spin on them).
+    last_now: Option<i64>,
 }
 
 impl Session {
@@ -139,6 +184,7 @@ impl Session {
             retry_at: None,
             refresh_margin,
             max_auth_age,
+            last_now: None,
         }
     }
 
@@ -147,8 +193,9 @@ impl Session {
         self.info.as_ref()
     }
 
-    /// The state at `now`.
-    pub fn state(&self, now: i64) -> SessionState {
+    /// The state at `now` (wall clock; see the module's call contract).
+    pub fn state(&self, now: Time) -> SessionState {
+        let now = now.unix_timestamp();
         let Some(info) = &self.info else {
             return SessionState::SignedOut;
         };
@@ -186,16 +233,27 @@ impl Session {
         }
     }
 
-    /// When the driver should next send [`Event::Tick`].
-    pub fn next_wakeup(&self) -> Option<i64> {
+    /// When the driver must call `handle(now, Event::Tick)` next, if ever:
+    /// the session lapsing (token expiry or MFA age), or the refresh (or its
+    /// retry) falling due. Always later than the `now` of the latest event;
+    /// `None` when signed out or waiting for a new sign-in.
+    pub fn next_deadline(&self) -> Option<Time> {
         let info = self.info.as_ref()?;
         if self.reauth.is_some() {
             return None;
         }
-        let refresh_at = self
-            .retry_at
-            .unwrap_or(info.expires_at - self.refresh_margin);
-        Some(self.valid_until(info).min(refresh_at))
+        let mut deadlines = vec![self.valid_until(info)];
+        if info.can_refresh && !self.refreshing {
+            deadlines.push(
+                self.retry_at
+                    .unwrap_or(info.expires_at.saturating_sub(self.refresh_margin)),
+            );
+        }
+        deadlines
+            .into_iter()
+            .filter(|d| self.last_now.is_none_or(|last| *d > last))
+            .min()
+            .map(time_of)
     }
 
     fn auth_too_old(&self, info: &SessionInfo, now: i64) -> Option<ReauthReason> {
@@ -206,8 +264,11 @@ impl Session {
         }
     }
 
-    /// Feeds an event at `now` and returns what to do.
-    pub fn handle(&mut self, event: Event, now: i64) -> Vec<Command> {
+    /// Feeds an event at `now` (wall clock; see the module's call contract)
+    /// and returns what to do.
+    pub fn handle(&mut self, now: Time, event: Event) -> Vec<Command> {
+        let now = now.unix_timestamp();
+        self.last_now = Some(now);
         match event {
             Event::SignedIn(info) => {
                 self.info = Some(info);
@@ -287,6 +348,17 @@ impl Session {
     }
 }
 
+/// Unix seconds as a [`Time`]; seconds beyond what `Time` can hold (an IdP
+/// may say anything in `exp`) become its first or last instant, which keeps
+/// the order of deadlines.
+fn time_of(unix: i64) -> Time {
+    Time::from_unix_timestamp(unix).unwrap_or(if unix < 0 {
+        time::PrimitiveDateTime::MIN.assume_utc()
+    } else {
+        time::PrimitiveDateTime::MAX.assume_utc()
+    })
+}
+
 /// An RFC 9470 step-up challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepUpChallenge {
@@ -355,6 +427,11 @@ pub fn parse_step_up(header: &str) -> Option<StepUpChallenge> {
 mod tests {
     use super::*;
 
+    /// Unix second `unix` as the machine's time.
+    fn at(unix: i64) -> Time {
+        Time::from_unix_timestamp(unix).unwrap()
+    }
+
     fn info(expires_at: i64, auth_time: i64, can_refresh: bool) -> SessionInfo {
         SessionInfo {
             issuer: "https://idp".into(),
@@ -370,34 +447,37 @@ mod tests {
     #[test]
     fn signed_out_by_default() {
         let s = Session::new(60, None);
-        assert_eq!(s.state(0), SessionState::SignedOut);
-        assert_eq!(s.next_wakeup(), None);
+        assert_eq!(s.state(at(0)), SessionState::SignedOut);
+        assert_eq!(s.next_deadline(), None);
     }
 
     #[test]
     fn refreshes_before_expiry_once() {
         let mut s = Session::new(60, None);
-        assert!(s.handle(Event::SignedIn(info(1000, 0, true)), 0).is_empty());
+        assert!(
+            s.handle(at(0), Event::SignedIn(info(1000, 0, true)))
+                .is_empty()
+        );
         assert_eq!(
-            s.state(10),
+            s.state(at(10)),
             SessionState::Valid {
                 until: 1000,
                 user: "alice@example.com".into()
             }
         );
-        assert_eq!(s.next_wakeup(), Some(940));
-        assert!(s.handle(Event::Tick, 939).is_empty());
-        assert_eq!(s.handle(Event::Tick, 940), vec![Command::Refresh]);
+        assert_eq!(s.next_deadline(), Some(at(940)));
+        assert!(s.handle(at(939), Event::Tick).is_empty());
+        assert_eq!(s.handle(at(940), Event::Tick), vec![Command::Refresh]);
         assert!(
-            s.handle(Event::Tick, 941).is_empty(),
+            s.handle(at(941), Event::Tick).is_empty(),
             "no second refresh in flight"
         );
         assert!(
-            s.handle(Event::Refreshed(info(2000, 0, true)), 950)
+            s.handle(at(950), Event::Refreshed(info(2000, 0, true)))
                 .is_empty()
         );
         assert_eq!(
-            s.state(950),
+            s.state(at(950)),
             SessionState::Valid {
                 until: 2000,
                 user: "alice@example.com".into()
@@ -408,24 +488,24 @@ mod tests {
     #[test]
     fn transient_refresh_failure_retries_later() {
         let mut s = Session::new(60, None);
-        s.handle(Event::SignedIn(info(1000, 0, true)), 0);
-        assert_eq!(s.handle(Event::Tick, 950), vec![Command::Refresh]);
+        s.handle(at(0), Event::SignedIn(info(1000, 0, true)));
+        assert_eq!(s.handle(at(950), Event::Tick), vec![Command::Refresh]);
         let cmds = s.handle(
+            at(951),
             Event::RefreshFailed {
                 permanent: false,
                 message: "down".into(),
             },
-            951,
         );
         assert!(cmds.is_empty());
-        assert_eq!(s.next_wakeup(), Some(951 + RETRY_AFTER));
-        assert!(s.handle(Event::Tick, 960).is_empty());
+        assert_eq!(s.next_deadline(), Some(at(951 + RETRY_AFTER)));
+        assert!(s.handle(at(960), Event::Tick).is_empty());
         assert_eq!(
-            s.handle(Event::Tick, 951 + RETRY_AFTER),
+            s.handle(at(951 + RETRY_AFTER), Event::Tick),
             vec![Command::Refresh]
         );
         assert!(matches!(
-            s.state(1000),
+            s.state(at(1000)),
             SessionState::NeedsReauth {
                 reason: ReauthReason::Expired
             }
@@ -435,18 +515,18 @@ mod tests {
     #[test]
     fn permanent_refresh_failure_needs_login() {
         let mut s = Session::new(60, None);
-        s.handle(Event::SignedIn(info(1000, 0, true)), 0);
-        s.handle(Event::Tick, 950);
+        s.handle(at(0), Event::SignedIn(info(1000, 0, true)));
+        s.handle(at(950), Event::Tick);
         let cmds = s.handle(
+            at(951),
             Event::RefreshFailed {
                 permanent: true,
                 message: "invalid_grant".into(),
             },
-            951,
         );
         assert_eq!(cmds[0], Command::DeleteTokens);
         assert!(matches!(
-            s.state(951),
+            s.state(at(951)),
             SessionState::NeedsReauth {
                 reason: ReauthReason::RefreshRejected { .. }
             }
@@ -456,10 +536,10 @@ mod tests {
     #[test]
     fn expiry_without_refresh_token() {
         let mut s = Session::new(60, None);
-        s.handle(Event::SignedIn(info(1000, 0, false)), 0);
-        assert!(s.handle(Event::Tick, 999).is_empty());
+        s.handle(at(0), Event::SignedIn(info(1000, 0, false)));
+        assert!(s.handle(at(999), Event::Tick).is_empty());
         assert_eq!(
-            s.handle(Event::Tick, 1000),
+            s.handle(at(1000), Event::Tick),
             vec![Command::PromptLogin(ReauthReason::Expired)]
         );
     }
@@ -467,19 +547,22 @@ mod tests {
     #[test]
     fn stale_mfa_forces_login_even_with_refresh() {
         let mut s = Session::new(60, Some(3600));
-        s.handle(Event::SignedIn(info(100_000, 0, true)), 0);
-        assert_eq!(s.next_wakeup(), Some(3601));
-        assert!(s.handle(Event::Tick, 3600).is_empty());
+        s.handle(at(0), Event::SignedIn(info(100_000, 0, true)));
+        assert_eq!(s.next_deadline(), Some(at(3601)));
+        assert!(s.handle(at(3600), Event::Tick).is_empty());
         assert_eq!(
-            s.handle(Event::Tick, 3601),
+            s.handle(at(3601), Event::Tick),
             vec![Command::PromptLogin(ReauthReason::MfaTooOld {
                 max_seconds: 3600
             })]
         );
-        assert!(matches!(s.state(3601), SessionState::NeedsReauth { .. }));
+        assert!(matches!(
+            s.state(at(3601)),
+            SessionState::NeedsReauth { .. }
+        ));
         // A fresh login clears it.
-        s.handle(Event::SignedIn(info(100_000, 3700, true)), 3700);
-        assert!(matches!(s.state(3700), SessionState::Valid { .. }));
+        s.handle(at(3700), Event::SignedIn(info(100_000, 3700, true)));
+        assert!(matches!(s.state(at(3700)), SessionState::Valid { .. }));
     }
 
     #[test]
@@ -488,20 +571,23 @@ mod tests {
         // MFA limit first: the session ends when the MFA gets too old, even
         // though the token (and a refresh) would last longer.
         let mut s = Session::new(60, Some(3600));
-        s.handle(Event::SignedIn(info(100_000, 10, true)), 10);
+        s.handle(at(10), Event::SignedIn(info(100_000, 10, true)));
         assert_eq!(
-            s.state(20),
+            s.state(at(20)),
             SessionState::Valid {
                 until: 3611,
                 user: user()
             }
         );
-        assert!(matches!(s.state(3611), SessionState::NeedsReauth { .. }));
+        assert!(matches!(
+            s.state(at(3611)),
+            SessionState::NeedsReauth { .. }
+        ));
         // Token expiry first.
         let mut s = Session::new(60, Some(3600));
-        s.handle(Event::SignedIn(info(500, 10, true)), 10);
+        s.handle(at(10), Event::SignedIn(info(500, 10, true)));
         assert_eq!(
-            s.state(20),
+            s.state(at(20)),
             SessionState::Valid {
                 until: 500,
                 user: user()
@@ -509,9 +595,9 @@ mod tests {
         );
         // No limit configured, or no auth_time: the token expiry.
         let mut s = Session::new(60, None);
-        s.handle(Event::SignedIn(info(100_000, 10, true)), 10);
+        s.handle(at(10), Event::SignedIn(info(100_000, 10, true)));
         assert_eq!(
-            s.state(20),
+            s.state(at(20)),
             SessionState::Valid {
                 until: 100_000,
                 user: user()
@@ -524,27 +610,116 @@ mod tests {
         let mut s = Session::new(60, None);
         assert!(
             s.handle(
+                at(0),
                 Event::StepUpRequired {
                     acr_values: vec![],
                     max_age: None
                 },
-                0
             )
             .is_empty()
         );
-        s.handle(Event::SignedIn(info(1000, 0, true)), 0);
+        s.handle(at(0), Event::SignedIn(info(1000, 0, true)));
         let cmds = s.handle(
+            at(5),
             Event::StepUpRequired {
                 acr_values: vec!["urn:mfa".into()],
                 max_age: Some(0),
             },
-            5,
         );
         assert!(
             matches!(&cmds[0], Command::PromptLogin(ReauthReason::StepUp { acr_values, max_age: Some(0) }) if acr_values == &["urn:mfa"])
         );
-        assert_eq!(s.handle(Event::SignedOut, 6), vec![Command::DeleteTokens]);
-        assert_eq!(s.state(6), SessionState::SignedOut);
+        assert_eq!(
+            s.handle(at(6), Event::SignedOut),
+            vec![Command::DeleteTokens]
+        );
+        assert_eq!(s.state(at(6)), SessionState::SignedOut);
+    }
+
+    #[test]
+    fn a_forward_jump_ends_the_session_in_that_call() {
+        // Token valid to 1000, MFA good for an hour after 0: the clock jumps
+        // from 10 to 10 000, past both.
+        let mut s = Session::new(60, Some(3600));
+        s.handle(at(10), Event::SignedIn(info(1000, 0, true)));
+        assert!(matches!(s.state(at(10)), SessionState::Valid { .. }));
+        assert_eq!(
+            s.handle(at(10_000), Event::Tick),
+            vec![Command::PromptLogin(ReauthReason::MfaTooOld {
+                max_seconds: 3600
+            })]
+        );
+        assert!(matches!(
+            s.state(at(10_000)),
+            SessionState::NeedsReauth { .. }
+        ));
+        // Without an MFA limit: refreshed at once, and not valid meanwhile.
+        let mut s = Session::new(60, None);
+        s.handle(at(10), Event::SignedIn(info(1000, 0, true)));
+        assert_eq!(s.handle(at(10_000), Event::Tick), vec![Command::Refresh]);
+        assert_eq!(
+            s.state(at(10_000)),
+            SessionState::NeedsReauth {
+                reason: ReauthReason::Expired
+            }
+        );
+        // Nothing to refresh with: a new sign-in.
+        let mut s = Session::new(60, None);
+        s.handle(at(10), Event::SignedIn(info(1000, 0, false)));
+        assert_eq!(
+            s.handle(at(10_000), Event::Tick),
+            vec![Command::PromptLogin(ReauthReason::Expired)]
+        );
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_backward_jump_delays_deadlines_but_undoes_nothing() {
+        // Deadlines are absolute: a jump back leaves them where they were
+        // (they arrive later by the jump), and nothing is due meanwhile.
+        let mut s = Session::new(60, None);
+        s.handle(at(100), Event::SignedIn(info(1000, 0, true)));
+        assert_eq!(s.next_deadline(), Some(at(940)));
+        assert!(s.handle(at(-5000), Event::Tick).is_empty());
+        assert_eq!(s.next_deadline(), Some(at(940)));
+        // A sign-in the machine asked for stays asked for: the clock going
+        // back to before the MFA limit does not make the session valid.
+        let mut s = Session::new(60, Some(3600));
+        s.handle(at(10), Event::SignedIn(info(100_000, 0, true)));
+        assert!(!s.handle(at(3601), Event::Tick).is_empty());
+        assert!(s.handle(at(100), Event::Tick).is_empty(), "no refresh");
+        assert!(matches!(
+            s.state(at(100)),
+            SessionState::NeedsReauth {
+                reason: ReauthReason::MfaTooOld { .. }
+            }
+        ));
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn deadlines_already_passed_are_not_reported_again() {
+        // In the refresh window without a refresh token nothing can be
+        // done before expiry: the next deadline is the expiry, not the
+        // (past) refresh point a driver would spin on.
+        let mut s = Session::new(60, None);
+        s.handle(at(950), Event::SignedIn(info(1000, 0, false)));
+        assert_eq!(s.next_deadline(), Some(at(1000)));
+        // A refresh in flight: only the expiry is left to wake for.
+        let mut s = Session::new(60, None);
+        s.handle(at(0), Event::SignedIn(info(1000, 0, true)));
+        assert_eq!(s.handle(at(940), Event::Tick), vec![Command::Refresh]);
+        assert_eq!(s.next_deadline(), Some(at(1000)));
+        // Expired while a retry waits: the expiry has passed, the retry is next.
+        s.handle(
+            at(995),
+            Event::RefreshFailed {
+                permanent: false,
+                message: "down".into(),
+            },
+        );
+        assert!(s.handle(at(1000), Event::Tick).is_empty());
+        assert_eq!(s.next_deadline(), Some(at(995 + RETRY_AFTER)));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! - **Deadlines.** Conditions also lapse with time (session, verdict and
 //!   grant expiry). [`Supervisor::next_deadline`] is never later than the
 //!   earliest such lapse of an up tunnel, so a driver that calls
-//!   `handle(Event::Timer, now)` at that deadline keeps the safety rule true
+//!   `handle(now, Event::Timer)` at that deadline keeps the safety rule true
 //!   between events too.
 //! - **Liveness.** The apps the user asked for (`Connect`) stay wanted
 //!   through failures. Whenever all conditions hold again, the supervisor
@@ -30,6 +30,39 @@
 //! - **Broker unreachable.** Losing the broker does not by itself close a
 //!   tunnel: it stays up until its verdict or grant expires (the gateway
 //!   enforces the same expiry independently).
+//!
+//! # Call contract
+//!
+//! - **Who calls.** The runtime ([`crate::runtime`]) owns the one
+//!   supervisor. It calls [`Supervisor::handle`]`(now, event)` for every
+//!   event (task results, broker messages, control requests, tunnels that
+//!   closed by themselves) and `handle(now, Event::Timer)` when
+//!   [`Supervisor::next_deadline`] is reached. It sleeps towards that
+//!   deadline but re-reads the clock at least once a second (its
+//!   housekeeping tick), so a deadline a clock change brought forward is
+//!   acted on within about a second.
+//! - **`now` is the wall clock** (UTC), read by the driver for each call;
+//!   the supervisor never reads a clock. Wall clock, not monotonic time,
+//!   because what it is compared with is wall-clock: the broker's verdict
+//!   and grant expiries and the IdP's token expiry.
+//! - **The clock jumps forward** (NTP step, a wrong clock corrected, a
+//!   suspend the driver slept through): every condition the new `now` has
+//!   passed lapses in that one call, so the `StopTunnel` for each expired
+//!   session, verdict or grant is among its commands — tunnels close, fail
+//!   closed — before it asks for what is missing (refresh, posture,
+//!   attestation, a new grant). Only a new grant from the broker reopens one.
+//! - **The clock jumps backward:** deadlines are absolute instants, so they
+//!   arrive later by the size of the jump, and a session, verdict or grant
+//!   is taken as valid that much longer here. Nothing that lapsed comes back:
+//!   an expired grant was dropped, so no tunnel reopens without a new grant,
+//!   which the broker issues by its own clock. What bounds the rest: a
+//!   tunnel turns its grant's lifetime into a monotonic deadline when it
+//!   starts and closes itself there, as the gateway does on its own clock
+//!   (the runtime reports it as `TunnelClosed`); the broker checks token
+//!   expiry and verdict validity by its own clock on every call; and the
+//!   triggers' [`Watcher`](crate::triggers::Watcher) sees the step and
+//!   posture is measured again at once, restarting its schedule from the
+//!   new time.
 
 use std::collections::BTreeMap;
 

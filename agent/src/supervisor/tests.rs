@@ -316,3 +316,56 @@ fn sign_out_forgets_wanted_apps_and_releases_grants() {
     assert!(matches!(stops(&out)[..], [("wiki", Blocked::SignedOut)]));
     assert_eq!(s.wanted().count(), 0);
 }
+
+/// The call contract: a forward jump lapses everything it passed in that
+/// one call, tunnels first.
+#[test]
+fn a_forward_clock_jump_closes_the_tunnel_in_that_call() {
+    let (mut s, _) = connected();
+    // Session (3600), verdict (300) and grant (280) all passed at once.
+    let out = s.handle(t(100_000), Event::Timer);
+    assert_eq!(
+        stops(&out),
+        vec![(
+            "wiki",
+            &Blocked::Session(crate::identity::session::ReauthReason::Expired.to_string())
+        )]
+    );
+    let first_stop = out
+        .iter()
+        .position(|c| matches!(c, Command::StopTunnel { .. }));
+    let first_request = out.iter().position(|c| {
+        matches!(
+            c,
+            Command::RefreshSession | Command::CollectPosture | Command::RequestGrant { .. }
+        )
+    });
+    assert!(first_stop < first_request, "stop before asking: {out:?}");
+    assert!(out.contains(&Command::RefreshSession), "{out:?}");
+    assert_eq!(s.tunnels_up().count(), 0);
+    assert!(!out.iter().any(|c| matches!(c, Command::StartTunnel { .. })));
+}
+
+/// The call contract: a backward jump moves no deadline (they arrive later
+/// by the jump) and brings nothing back that lapsed.
+#[test]
+fn a_backward_clock_jump_delays_deadlines_and_reopens_nothing() {
+    let (mut s, _) = connected();
+    let before = s.next_deadline();
+    assert!(before.is_some());
+    let out = s.handle(t(-3600), Event::Timer);
+    assert!(stops(&out).is_empty(), "{out:?}");
+    assert_eq!(s.tunnels_up().count(), 1);
+    assert_eq!(s.next_deadline(), before, "deadlines are absolute");
+    // The grant lapses (the verdict with it), then the clock goes back to
+    // when both were valid: the tunnel stays closed, the broker is asked.
+    let out = s.handle(t(300), Event::Timer);
+    assert_eq!(stops(&out), vec![("wiki", &Blocked::VerdictExpired)]);
+    let out = s.handle(t(100), Event::Timer);
+    assert!(
+        !out.iter().any(|c| matches!(c, Command::StartTunnel { .. })),
+        "reopened without a new grant: {out:?}"
+    );
+    assert!(out.contains(&Command::RequestGrant { app: "wiki".into() }));
+    assert_eq!(s.tunnels_up().count(), 0);
+}

@@ -13,6 +13,30 @@
 //! the wall clock does not, so wall time running ahead of monotonic time
 //! between two snapshots means the machine slept. A wall clock stepped by NTP
 //! looks the same; that costs one extra posture run, never a missed one.
+//!
+//! # Call contract
+//!
+//! - **Who calls.** The runtime's housekeeping takes a [`Snapshot`] with
+//!   [`probe::Prober::snapshot`] every five seconds and passes it to
+//!   [`Watcher::observe`]; any trigger becomes `EnvironmentChanged` for the
+//!   supervisor. The watcher has no deadline of its own: it is sampled, and
+//!   only compares a snapshot with the one before.
+//! - **Time is passed in**, in the snapshot: `wall` is the wall clock
+//!   (`SystemTime`) and `monotonic` a clock that never steps, both read by
+//!   the prober at the same moment. The watcher reads no clock.
+//! - **The wall clock jumps forward** (or the machine slept): wall time ran
+//!   ahead of monotonic time by more than [`WAKE_THRESHOLD`], and the next
+//!   observation returns [`Trigger::Wake`], so posture is measured again at
+//!   once. The supervisor, fed the same new time, has already closed
+//!   whatever the jump expired.
+//! - **The wall clock jumps backward:** monotonic time ran ahead of wall
+//!   time by more than the threshold, and the next observation returns
+//!   [`Trigger::ClockSteppedBack`]. Posture is measured again at once for
+//!   the same reason as a wake (the measurement schedule is wall-clock and
+//!   would otherwise wait the size of the jump), which restarts that
+//!   schedule from the new time. Either way the jump costs at most one extra
+//!   posture run, and the next observation compares with the stepped clock,
+//!   so a later sleep is still seen.
 
 pub mod probe;
 
@@ -43,6 +67,12 @@ pub enum Trigger {
         /// Time the monotonic clock did not see.
         slept: Duration,
     },
+    /// The wall clock was set back (about this far): the supervisor's
+    /// wall-clock posture schedule would wait that much longer.
+    ClockSteppedBack {
+        /// How far monotonic time ran ahead of wall time.
+        by: Duration,
+    },
     /// Interfaces or addresses changed (joined another network, VPN, ...).
     NetworkChanged,
     /// A posture-relevant file appeared, disappeared or was modified.
@@ -53,14 +83,18 @@ impl std::fmt::Display for Trigger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Trigger::Wake { slept } => write!(f, "woke from sleep (~{} s)", slept.as_secs()),
+            Trigger::ClockSteppedBack { by } => {
+                write!(f, "the clock was set back (~{} s)", by.as_secs())
+            }
             Trigger::NetworkChanged => f.write_str("network changed"),
             Trigger::FileChanged(path) => write!(f, "{} changed", path.display()),
         }
     }
 }
 
-/// Wall time may run ahead of monotonic time by this much between two
-/// snapshots before it counts as sleep (scheduling jitter, small NTP slews).
+/// Wall time may run ahead of monotonic time (or behind it) by this much
+/// between two snapshots before it counts as sleep (or a clock set back):
+/// scheduling jitter, small NTP slews.
 pub const WAKE_THRESHOLD: Duration = Duration::from_secs(20);
 
 /// Compares snapshots.
@@ -75,11 +109,18 @@ impl Watcher {
     pub fn observe(&mut self, now: Snapshot) -> Vec<Trigger> {
         let mut triggers = Vec::new();
         if let Some(last) = &self.last {
-            let wall = now.wall.duration_since(last.wall).unwrap_or_default();
+            // Wall time passed, forwards or (set back) backwards.
+            let (ahead, behind) = match now.wall.duration_since(last.wall) {
+                Ok(forward) => (forward, Duration::ZERO),
+                Err(back) => (Duration::ZERO, back.duration()),
+            };
             let mono = now.monotonic.saturating_sub(last.monotonic);
-            let slept = wall.saturating_sub(mono);
+            let slept = ahead.saturating_sub(mono);
+            let stepped_back = (mono + behind).saturating_sub(ahead);
             if slept > WAKE_THRESHOLD {
                 triggers.push(Trigger::Wake { slept });
+            } else if stepped_back > WAKE_THRESHOLD {
+                triggers.push(Trigger::ClockSteppedBack { by: stepped_back });
             }
             // Unknown on either side is not a change: a listing that failed
             // once must not look like a new network every time.
@@ -165,8 +206,48 @@ mod tests {
                 slept: Duration::from_secs(3600)
             }]
         );
-        // A wall clock stepped backwards is not sleep.
-        assert!(w.observe(snap(100, 20, Some(1), &[])).is_empty());
+        // A wall clock stepped backwards is not sleep (see the next test).
+        assert!(
+            !w.observe(snap(100, 20, Some(1), &[]))
+                .iter()
+                .any(|t| matches!(t, Trigger::Wake { .. }))
+        );
+    }
+
+    /// The call contract: a forward jump re-measures posture at once.
+    #[test]
+    fn a_forward_clock_jump_triggers_a_posture_run() {
+        let mut w = Watcher::default();
+        w.observe(snap(1000, 10, Some(1), &[]));
+        // Five seconds passed, the wall clock says an hour and five.
+        let t = w.observe(snap(4605, 15, Some(1), &[]));
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert!(matches!(t[0], Trigger::Wake { .. }), "{t:?}");
+        // Once: the next snapshot compares with the stepped clock.
+        assert!(w.observe(snap(4610, 20, Some(1), &[])).is_empty());
+    }
+
+    /// The call contract: a backward jump re-measures posture at once too,
+    /// and does not hide a later sleep.
+    #[test]
+    fn a_backward_clock_jump_triggers_a_posture_run_and_hides_no_later_wake() {
+        let mut w = Watcher::default();
+        w.observe(snap(10_000, 10, Some(1), &[]));
+        // Five seconds passed, the wall clock was set back an hour.
+        let t = w.observe(snap(6405, 15, Some(1), &[]));
+        assert_eq!(
+            t,
+            vec![Trigger::ClockSteppedBack {
+                by: Duration::from_secs(3600)
+            }]
+        );
+        assert_eq!(t[0].to_string(), "the clock was set back (~3600 s)");
+        // Set back by less than the threshold: jitter, nothing.
+        assert!(w.observe(snap(6400, 20, Some(1), &[])).is_empty());
+        assert!(w.observe(snap(6405, 25, Some(1), &[])).is_empty());
+        // Then the machine sleeps an hour: seen as usual.
+        let t = w.observe(snap(10_010, 30, Some(1), &[]));
+        assert!(matches!(t[..], [Trigger::Wake { .. }]), "{t:?}");
     }
 
     #[test]

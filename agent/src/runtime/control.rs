@@ -1,0 +1,169 @@
+//! Answering the control requests of the CLI and the tray app
+//! ([`crate::control`]): status and history from the runtime's state, and
+//! the user's wishes (connect, sign in or out, re-check) as supervisor
+//! events. Sign-in runs on a task; the session poll picks its result up.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::Runtime;
+use super::tasks::Outcome;
+use crate::control::{Reply, Request};
+use crate::identity::session::SessionState;
+use crate::supervisor::Event;
+
+impl Runtime {
+    pub(super) async fn answer(&mut self, request: Request) -> Reply {
+        let ok = |data: serde_json::Value| Reply::Ok { data };
+        match request {
+            Request::Status => ok(serde_json::to_value(self.status_view()).unwrap_or_default()),
+            Request::Posture => ok(serde_json::json!({
+                "report": self.report.as_deref(),
+                "violations": self.evaluation.as_ref().map(|e| &e.violations),
+            })),
+            Request::Recheck => {
+                self.feed(Event::EnvironmentChanged).await;
+                ok(serde_json::Value::Null)
+            }
+            Request::Apps => ok(serde_json::to_value(self.apps_view()).unwrap_or_default()),
+            Request::Connect { app } => {
+                if !self.known_app(&app) {
+                    return Reply::Error {
+                        message: format!("no application {app:?} in the catalogue"),
+                    };
+                }
+                self.feed(Event::Connect(app)).await;
+                ok(serde_json::Value::Null)
+            }
+            Request::Disconnect { app } => {
+                self.feed(Event::Disconnect(app)).await;
+                ok(serde_json::Value::Null)
+            }
+            Request::History => ok(serde_json::to_value(&self.decisions).unwrap_or_default()),
+            Request::SignIn => {
+                self.spawn_sign_in();
+                ok(serde_json::Value::Null)
+            }
+            Request::SignInDevice => match self.start_device_sign_in().await {
+                Ok(view) => ok(serde_json::to_value(view).unwrap_or_default()),
+                Err(message) => Reply::Error { message },
+            },
+            Request::ExportDiagnostics { path } => {
+                let path = std::path::PathBuf::from(path);
+                match self.diagnostics_bundle().write_zip(&path) {
+                    Ok(()) => ok(serde_json::json!(path.display().to_string())),
+                    Err(e) => Reply::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
+            Request::SignOut => {
+                self.feed(Event::UserSignedOut).await;
+                let result = self.identity.logout().await;
+                self.session_seen = Some(SessionState::SignedOut);
+                match result {
+                    Ok(_) => ok(serde_json::Value::Null),
+                    Err(e) => Reply::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Browser sign-in in the background; the session poll picks it up.
+    pub(super) fn spawn_sign_in(&self) {
+        let identity = self.identity.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let open = |url: &url::Url| crate::identity::browser::open(url);
+            let outcome = match identity
+                .login_browser(&open, &crate::identity::client::AuthOverrides::default())
+                .await
+            {
+                Ok(who) => Outcome::Session(who.state),
+                Err(e) => Outcome::Note(format!("sign-in failed: {e}")),
+            };
+            let _ = tx.send(outcome);
+        });
+    }
+
+    /// Starts a device-code sign-in and returns the code to show as soon as
+    /// the IdP hands it out; the polling goes on in the background.
+    pub(super) async fn start_device_sign_in(
+        &self,
+    ) -> Result<crate::control::view::DeviceCodeView, String> {
+        use crate::control::view::DeviceCodeView;
+        let identity = self.identity.clone();
+        let tx = self.tx.clone();
+        let (prompt_tx, prompt_rx) = oneshot::channel::<DeviceCodeView>();
+        let prompt_tx = std::sync::Mutex::new(Some(prompt_tx));
+        let (done_tx, done_rx) = oneshot::channel::<String>();
+        tokio::spawn(async move {
+            let show = |prompt: &crate::identity::client::DevicePrompt| {
+                if let Some(sender) = prompt_tx.lock().ok().and_then(|mut s| s.take()) {
+                    let _ = sender.send(DeviceCodeView {
+                        user_code: prompt.user_code.clone(),
+                        verification_uri: prompt.verification_uri.clone(),
+                        verification_uri_complete: prompt.verification_uri_complete.clone(),
+                        expires_in: prompt.expires_in,
+                    });
+                }
+            };
+            match identity.login_device(&show).await {
+                Ok(who) => {
+                    let _ = tx.send(Outcome::Session(who.state));
+                }
+                Err(e) => {
+                    let _ = tx.send(Outcome::Note(format!("device sign-in failed: {e}")));
+                    let _ = done_tx.send(e.to_string());
+                }
+            }
+        });
+        tokio::select! {
+            Ok(view) = prompt_rx => Ok(view),
+            Ok(error) = done_rx => Err(error),
+            () = tokio::time::sleep(Duration::from_secs(30)) => {
+                Err("the identity provider did not start a device sign-in in time".to_owned())
+            }
+        }
+    }
+
+    /// Everything helpdesk needs, nothing secret (see `agent::diagnostics`).
+    pub(super) fn diagnostics_bundle(&self) -> crate::diagnostics::Bundle {
+        let mut bundle = crate::diagnostics::Bundle::default();
+        bundle
+            .text(
+                "versions.txt",
+                format!(
+                    "sallyport {}\nos: {} {}\nbroker: {}\n",
+                    env!("CARGO_PKG_VERSION"),
+                    std::env::consts::OS,
+                    std::env::consts::ARCH,
+                    self.broker.base()
+                ),
+            )
+            .json("status.json", &self.status_view())
+            .json(
+                "posture.json",
+                &serde_json::json!({
+                    "report": self.report.as_deref(),
+                    "violations": self.evaluation.as_ref().map(|e| &e.violations),
+                }),
+            )
+            .json("decisions.json", &self.decisions);
+        match crate::config::load() {
+            Ok(effective) => bundle.json("settings.json", &effective),
+            Err(e) => bundle.text("settings.error.txt", e.to_string()),
+        };
+        bundle
+    }
+
+    pub(super) fn known_app(&self, app: &str) -> bool {
+        // Before the catalogue arrives, accept: the broker refuses unknown apps.
+        self.config
+            .as_ref()
+            .is_none_or(|c| c.apps.iter().any(|a| a.id == app))
+    }
+}

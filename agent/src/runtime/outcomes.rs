@@ -1,0 +1,188 @@
+//! What the results of the background work (`tasks.rs`), the broker's
+//! event stream and session changes mean to the supervisor: each is
+//! recorded for status and diagnostics and turned into a supervisor event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::api;
+use time::OffsetDateTime;
+
+use super::tasks::Outcome;
+use super::{Runtime, now, rfc3339};
+use crate::identity::session::SessionState;
+use crate::supervisor::{BrokerEvent, Event, Grant, Session, Verdict};
+
+impl Runtime {
+    pub(super) async fn poll_session(&mut self) {
+        let state = match self.identity.state(now().unix_timestamp()) {
+            Ok(state) => state,
+            Err(e) => SessionState::NeedsReauth {
+                reason: crate::identity::session::ReauthReason::RefreshRejected {
+                    message: e.to_string(),
+                },
+            },
+        };
+        self.session_changed(state).await;
+    }
+
+    pub(super) async fn session_changed(&mut self, state: SessionState) {
+        if self.session_seen.as_ref() == Some(&state) {
+            return;
+        }
+        self.session_seen = Some(state.clone());
+        if matches!(state, SessionState::Valid { .. }) {
+            self.subject = self.identity.whoami().ok().flatten().map(|who| who.subject);
+            self.spawn_enrol();
+        }
+        self.record(format!("session: {}", describe_session(&state)));
+        self.feed(Event::SessionChanged(to_session(&state))).await;
+    }
+
+    pub(super) async fn on_outcome(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Setup(Ok((config, policy))) => {
+                self.record(format!(
+                    "broker: {} applications in the catalogue",
+                    config.apps.len()
+                ));
+                self.config = Some(config);
+                match policy {
+                    Ok(policy) => self.policy = Some(Arc::new(policy)),
+                    // The broker's verdict still decides; only the instant
+                    // local check falls back, and the user can see why.
+                    Err(e) => self.record(format!(
+                        "the broker's policy is unavailable ({e}); local checks use the built-in policy"
+                    )),
+                }
+            }
+            Outcome::Setup(Err(e)) => {
+                self.record(format!("broker unreachable: {e}; retrying"));
+                self.spawn_setup(Duration::from_secs(5));
+            }
+            Outcome::Enrolled(Ok(device)) => {
+                self.enrolling = false;
+                self.record(format!("device enrolled as {}", device.id));
+                self.device = Some(Arc::new(device));
+                self.spawn_events();
+                // Attest now that it can.
+                self.feed(Event::EnvironmentChanged).await;
+            }
+            Outcome::Enrolled(Err(e)) => {
+                self.enrolling = false;
+                self.record(format!("enrolment failed: {e}"));
+            }
+            Outcome::Posture { report, evaluation } => {
+                let violations = match &evaluation {
+                    Ok(evaluation) => evaluation.violations.clone(),
+                    Err(e) => vec![posture::policy::Violation {
+                        check: "policy".to_owned(),
+                        message: format!("the posture policy could not be evaluated: {e}"),
+                        remediation: "Contact your IT helpdesk.".to_owned(),
+                    }],
+                };
+                self.report = Some(Arc::new(*report));
+                self.evaluation = evaluation.ok();
+                self.feed(Event::PostureCollected { violations }).await;
+            }
+            Outcome::Verdict(verdict) => {
+                self.record(format!(
+                    "verdict: {} until {}",
+                    if verdict.compliant {
+                        "compliant"
+                    } else {
+                        "not compliant"
+                    },
+                    rfc3339(verdict.valid_until)
+                ));
+                self.feed(Event::Verdict(Verdict {
+                    compliant: verdict.compliant,
+                    violations: verdict.violations,
+                    valid_until: verdict.valid_until,
+                }))
+                .await;
+            }
+            Outcome::AttestFailed(reason) => {
+                self.record(format!("attestation failed: {reason}"));
+                self.feed(Event::AttestFailed { reason }).await;
+            }
+            Outcome::GrantIssued(app, issued) => {
+                let grant = Grant {
+                    id: issued.grant.id.clone(),
+                    expires_at: issued.grant.expires_at,
+                };
+                self.issued.insert(issued.grant.id.clone(), *issued);
+                self.feed(Event::GrantIssued { app, grant }).await;
+            }
+            Outcome::GrantFailed(app, reason) => {
+                self.record(format!("{app}: {reason}"));
+                self.feed(Event::GrantFailed { app, reason }).await;
+            }
+            Outcome::Session(state) => self.session_changed(state).await,
+            Outcome::RefreshFailed(reason) => {
+                self.record(format!("session refresh failed: {reason}"));
+                self.feed(Event::RefreshFailed { reason }).await;
+                self.poll_session().await;
+            }
+            Outcome::Broker(event) => self.on_broker_event(event).await,
+            Outcome::PolicyFetched(policy) => {
+                self.policy = Some(Arc::new(policy));
+                self.feed(Event::Broker(BrokerEvent::PolicyChanged)).await;
+            }
+            Outcome::Event(event) => self.feed(event).await,
+            Outcome::Note(what) => self.record(what),
+        }
+    }
+
+    pub(super) async fn on_broker_event(&mut self, event: api::Event) {
+        let ours = self.device.as_ref().map(|d| d.id.clone());
+        let mapped = match event {
+            api::Event::GrantRevoked {
+                grant_id, reason, ..
+            } => Some(BrokerEvent::GrantRevoked { grant_id, reason }),
+            api::Event::SessionRevoked { user, reason } => (self.subject.as_deref()
+                == Some(user.as_str()))
+            .then_some(BrokerEvent::SessionRevoked { reason }),
+            api::Event::DeviceComplianceChange {
+                device_id,
+                current_status,
+                reason,
+                ..
+            } => (ours.as_deref() == Some(device_id.as_str())).then(|| {
+                BrokerEvent::ComplianceChanged {
+                    compliant: current_status == api::ComplianceStatus::Compliant,
+                    reason,
+                }
+            }),
+            api::Event::PolicyChanged { .. } => {
+                self.spawn_policy_fetch();
+                None
+            }
+        };
+        if let Some(event) = mapped {
+            self.record(format!("broker event: {event:?}"));
+            self.feed(Event::Broker(event)).await;
+        }
+    }
+}
+
+fn to_session(state: &SessionState) -> Session {
+    match state {
+        SessionState::SignedOut => Session::SignedOut,
+        SessionState::Valid { until, .. } => Session::Valid {
+            until: OffsetDateTime::from_unix_timestamp(*until)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        },
+        SessionState::NeedsReauth { reason } => Session::NeedsReauth {
+            reason: reason.to_string(),
+        },
+    }
+}
+
+fn describe_session(state: &SessionState) -> String {
+    match state {
+        SessionState::SignedOut => "signed out".to_owned(),
+        SessionState::Valid { user, .. } => format!("signed in as {user}"),
+        SessionState::NeedsReauth { reason } => format!("needs sign-in: {reason}"),
+    }
+}

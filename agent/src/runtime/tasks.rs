@@ -1,0 +1,321 @@
+//! The runtime's background work: everything slow (HTTP to the broker and
+//! the IdP, posture collection) runs on a spawned task and reports back
+//! through the runtime's one channel as an [`Outcome`], so the event loop
+//! never waits on the network and enforcement is never queued behind it.
+//! What the outcomes mean is in `outcomes.rs`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use broker::api::{self, BrokerConfig};
+use posture::attestation::{DeviceKey, EatClaims, MAX_EAT_LIFETIME_SECS};
+use posture::policy::{Evaluation, Policy};
+use posture::report::Report;
+use tunnel::PrivateKey;
+
+use super::{Runtime, now};
+use crate::broker_client::{BrokerClient, BrokerError};
+use crate::identity::session::SessionState;
+use crate::supervisor::{self, Event};
+
+/// The enrolled device.
+#[derive(Debug)]
+pub(super) struct Device {
+    pub(super) key: DeviceKey,
+    pub(super) id: String,
+}
+
+/// A grant the broker issued, with the tunnel key made for it.
+pub(super) struct Issued {
+    pub(super) grant: api::Grant,
+    pub(super) key: PrivateKey,
+    pub(super) endpoint: SocketAddr,
+}
+
+/// Results of spawned work.
+pub(super) enum Outcome {
+    Setup(Result<(BrokerConfig, Result<Policy, String>), String>),
+    Enrolled(Result<Device, String>),
+    Posture {
+        report: Box<Report>,
+        evaluation: Result<Evaluation, String>,
+    },
+    Verdict(api::Verdict),
+    AttestFailed(String),
+    GrantIssued(String, Box<Issued>),
+    GrantFailed(String, String),
+    Session(SessionState),
+    RefreshFailed(String),
+    Broker(api::Event),
+    PolicyFetched(Policy),
+    /// A supervisor event raised while executing a command.
+    Event(Event),
+    /// Something to remember for status and diagnostics.
+    Note(String),
+}
+
+impl Runtime {
+    /// Fetches the catalogue and the policy, after `delay` (retries).
+    pub(super) fn spawn_setup(&self, delay: Duration) {
+        let broker = self.broker.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let result = async {
+                let config = broker.config().await.map_err(|e| e.to_string())?;
+                Ok((config, fetch_policy(&broker).await))
+            }
+            .await;
+            let _ = tx.send(Outcome::Setup(result));
+        });
+    }
+
+    pub(super) fn spawn_enrol(&mut self) {
+        if self.enrolling || self.device.is_some() {
+            return;
+        }
+        self.enrolling = true;
+        let broker = self.broker.clone();
+        let identity = self.identity.clone();
+        let store = self.store.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let key =
+                    crate::device_key::load_or_create(store.as_ref()).map_err(|e| e.to_string())?;
+                let token = identity.access_token().await.map_err(|e| e.to_string())?;
+                let request = api::EnrolRequest {
+                    public_jwk: key.public_jwk().clone(),
+                    name: hostname(),
+                };
+                let device = broker
+                    .enrol(&token, &request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Device {
+                    id: device.device_id,
+                    key,
+                })
+            }
+            .await;
+            let _ = tx.send(Outcome::Enrolled(result));
+        });
+    }
+
+    pub(super) fn spawn_posture(&self) {
+        let options = self.options.collect.clone();
+        let policy = self.policy.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let report = posture::collect::collect(&options).await;
+            let evaluation = match policy {
+                Some(policy) => policy.evaluate(&report).map_err(|e| e.to_string()),
+                None => Policy::default_policy()
+                    .and_then(|p| p.evaluate(&report))
+                    .map_err(|e| e.to_string()),
+            };
+            let _ = tx.send(Outcome::Posture {
+                report: Box::new(report),
+                evaluation,
+            });
+        });
+    }
+
+    pub(super) fn spawn_attest(&self) {
+        let tx = self.tx.clone();
+        let (Some(device), Some(report), Some(config), Some(subject)) = (
+            self.device.clone(),
+            self.report.clone(),
+            self.config.clone(),
+            self.subject.clone(),
+        ) else {
+            let _ = tx.send(Outcome::AttestFailed(
+                "not ready to attest yet (enrolment or broker configuration pending)".to_owned(),
+            ));
+            return;
+        };
+        let broker = self.broker.clone();
+        let identity = self.identity.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let token = identity.access_token().await.map_err(|e| e.to_string())?;
+                let challenge = broker.challenge(&token).await.map_err(|e| e.to_string())?;
+                let claims = EatClaims::new(
+                    &device.key,
+                    &challenge.nonce,
+                    &config.audience,
+                    &subject,
+                    (*report).clone(),
+                    now().unix_timestamp(),
+                    MAX_EAT_LIFETIME_SECS.min(120),
+                );
+                let eat = device.key.sign_eat(&claims).map_err(|e| e.to_string())?;
+                broker.attest(&token, eat).await.map_err(|e| e.to_string())
+            }
+            .await;
+            let _ = tx.send(match result {
+                Ok(verdict) => Outcome::Verdict(verdict),
+                Err(e) => Outcome::AttestFailed(e),
+            });
+        });
+    }
+
+    pub(super) fn spawn_grant(&self, app: String) {
+        let tx = self.tx.clone();
+        let Some(device) = self.device.clone() else {
+            let _ = tx.send(Outcome::GrantFailed(
+                app,
+                "device not enrolled yet".to_owned(),
+            ));
+            return;
+        };
+        let broker = self.broker.clone();
+        let identity = self.identity.clone();
+        tokio::spawn(async move {
+            let key = PrivateKey::generate();
+            let result = async {
+                let token = identity.access_token().await.map_err(|e| e.to_string())?;
+                let request = api::GrantRequest {
+                    app: app.clone(),
+                    device_id: device.id.clone(),
+                    wireguard_public_key: key.public_key().to_string(),
+                };
+                let grant = broker
+                    .open_grant(&token, &request)
+                    .await
+                    .map_err(|e| explain_broker(&e))?;
+                let endpoint = tokio::net::lookup_host(grant.gateway.endpoint.as_str())
+                    .await
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .ok_or_else(|| {
+                        format!("cannot resolve the gateway {}", grant.gateway.endpoint)
+                    })?;
+                Ok(Issued {
+                    grant,
+                    key,
+                    endpoint,
+                })
+            }
+            .await;
+            let _ = tx.send(match result {
+                Ok(issued) => Outcome::GrantIssued(app, Box::new(issued)),
+                Err(reason) => Outcome::GrantFailed(app, reason),
+            });
+        });
+    }
+
+    pub(super) fn spawn_release(&mut self, _app: String, grant_id: String) {
+        self.issued.remove(&grant_id);
+        let broker = self.broker.clone();
+        let identity = self.identity.clone();
+        tokio::spawn(async move {
+            if let Ok(token) = identity.access_token().await {
+                let _ = broker.close_grant(&token, &grant_id).await;
+            }
+        });
+    }
+
+    pub(super) fn spawn_refresh(&self) {
+        let identity = self.identity.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let outcome = match identity.refresh().await {
+                Ok(who) => Outcome::Session(who.state),
+                Err(e) => Outcome::RefreshFailed(e.to_string()),
+            };
+            let _ = tx.send(outcome);
+        });
+    }
+
+    /// Fetches the broker's changed policy; the previous one stays in use
+    /// when it cannot be had.
+    pub(super) fn spawn_policy_fetch(&self) {
+        let broker = self.broker.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            match fetch_policy(&broker).await {
+                Ok(policy) => {
+                    let _ = tx.send(Outcome::PolicyFetched(policy));
+                }
+                Err(e) => {
+                    let _ = tx.send(Outcome::Note(format!(
+                        "the broker's new policy is unavailable ({e}); keeping the previous one"
+                    )));
+                }
+            }
+        });
+    }
+
+    pub(super) fn spawn_events(&mut self) {
+        let Some(device) = self.device.clone() else {
+            return;
+        };
+        if let Some(task) = self.events_task.take() {
+            task.abort();
+        }
+        let broker = self.broker.clone();
+        let identity = self.identity.clone();
+        let tx = self.tx.clone();
+        self.events_task = Some(tokio::spawn(async move {
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                let stream = match identity.access_token().await {
+                    Ok(token) => broker
+                        .events(&token, &device.id)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let stream = match stream {
+                    Ok(stream) => Some(stream),
+                    Err(e) => {
+                        let note = format!(
+                            "broker event stream unavailable ({e}); retrying in {backoff:?}"
+                        );
+                        if tx.send(Outcome::Note(note)).is_err() {
+                            return;
+                        }
+                        None
+                    }
+                };
+                if let Some(mut stream) = stream {
+                    backoff = Duration::from_secs(1);
+                    while let Ok(event) = stream.next().await {
+                        if tx.send(Outcome::Broker(event)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }));
+    }
+}
+
+/// The broker's policy, compiled; why not, when it cannot be had.
+async fn fetch_policy(broker: &BrokerClient) -> Result<Policy, String> {
+    let doc = broker.policy().await.map_err(|e| e.to_string())?;
+    Policy::from_source(&doc.name, &doc.rego).map_err(|e| e.to_string())
+}
+
+fn explain_broker(e: &BrokerError) -> String {
+    match e {
+        BrokerError::Refused(problem) if !problem.violations.is_empty() => {
+            format!(
+                "{} ({})",
+                problem.detail,
+                supervisor::Blocked::NonCompliant(problem.violations.clone()).explain()
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}

@@ -1,0 +1,137 @@
+//! Carrying out the supervisor's tunnel commands: bringing an app's tunnel
+//! up with the grant the broker issued (keeping its local ports across
+//! renewals), tearing it down, and noticing tunnels that closed by
+//! themselves. Kept apart because this is the enforcement path: it runs
+//! inline in the event loop, never on a task.
+
+use std::time::SystemTime;
+
+use time::OffsetDateTime;
+use tunnel::{PublicKey, Target, Tunnel, TunnelConfig, TunnelHandle};
+
+use super::Runtime;
+use crate::supervisor::{Blocked, Event};
+
+/// An app's tunnel that is up, and the grant it uses.
+pub(super) struct Running {
+    pub(super) grant_id: String,
+    pub(super) handle: TunnelHandle,
+    pub(super) expires_at: OffsetDateTime,
+}
+
+impl Runtime {
+    pub(super) async fn stop_tunnel(&mut self, app: &str, reason: &Blocked) {
+        if let Some(running) = self.tunnels.remove(app) {
+            running.handle.shutdown().await;
+            self.record(format!(
+                "{app}: tunnel closed (grant {}) — {}",
+                running.grant_id,
+                reason.explain()
+            ));
+        }
+    }
+
+    pub(super) async fn start_tunnel(&mut self, app: String, grant_id: String) {
+        let Some(issued) = self.issued.get(&grant_id) else {
+            self.feed_later(Event::TunnelClosed {
+                app,
+                reason: "internal: grant unknown to the driver".to_owned(),
+            });
+            return;
+        };
+        let targets: Result<Vec<Target>, _> = issued
+            .grant
+            .targets
+            .iter()
+            .map(|t| t.parse::<Target>())
+            .collect();
+        let (targets, gateway_key, client_address) = match (
+            targets,
+            PublicKey::from_base64(&issued.grant.gateway.public_key),
+            issued.grant.client_address.parse(),
+        ) {
+            (Ok(t), Ok(k), Ok(a)) => (t, k, a),
+            _ => {
+                self.feed_later(Event::TunnelClosed {
+                    app,
+                    reason: "the broker's grant is malformed".to_owned(),
+                });
+                return;
+            }
+        };
+        let expires_at = SystemTime::from(issued.grant.expires_at);
+        let mut config = TunnelConfig::new(
+            issued.endpoint,
+            gateway_key,
+            client_address,
+            targets.clone(),
+            expires_at,
+        );
+        config.private_key = issued.key.clone();
+        for target in &targets {
+            if let Some(port) = self.ports.get(&(app.clone(), *target)) {
+                config.forward_ports.insert(*target, *port);
+            }
+        }
+        config.socks_port = Some(self.socks_ports.get(&app).copied().unwrap_or(0));
+        let expires = issued.grant.expires_at;
+        // A replaced tunnel (renewed grant) frees its ports first, so the
+        // new one can take the same local addresses.
+        if let Some(old) = self.tunnels.remove(&app) {
+            old.handle.shutdown().await;
+        }
+        match Tunnel::start(config).await {
+            Ok(handle) => {
+                let status = handle.status();
+                for (target, addr) in &status.forwards {
+                    self.ports.insert((app.clone(), *target), addr.port());
+                }
+                if let Some(socks) = status.socks {
+                    self.socks_ports.insert(app.clone(), socks.port());
+                }
+                self.record(format!("{app}: tunnel up (grant {grant_id})"));
+                self.tunnels.insert(
+                    app,
+                    Running {
+                        grant_id,
+                        handle,
+                        expires_at: expires,
+                    },
+                );
+            }
+            Err(e) => self.feed_later(Event::TunnelClosed {
+                app,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Tunnels that closed by themselves (handshake timeout, expiry) become
+    /// `TunnelClosed` for the supervisor.
+    pub(super) async fn reap_closed_tunnels(&mut self) {
+        let closed: Vec<(String, String)> = self
+            .tunnels
+            .iter()
+            .filter_map(|(app, t)| {
+                t.handle
+                    .status()
+                    .closed
+                    .map(|reason| (app.clone(), format!("{reason:?}")))
+            })
+            .collect();
+        for (app, reason) in closed {
+            if let Some(t) = self.tunnels.remove(&app) {
+                t.handle.shutdown().await;
+            }
+            self.feed(Event::TunnelClosed { app, reason }).await;
+        }
+    }
+
+    /// Closes every tunnel (the agent is stopping).
+    pub(super) async fn close_all_tunnels(&mut self) {
+        let running = std::mem::take(&mut self.tunnels);
+        for (_, tunnel) in running {
+            tunnel.handle.shutdown().await;
+        }
+    }
+}
