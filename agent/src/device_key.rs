@@ -1,5 +1,5 @@
 //! The device key (P-256, ES256) that signs posture attestations, kept in
-//! the OS keyring next to the tokens (DESIGN.md flow 2). A TPM or Secure
+//! the OS keyring next to the tokens (docs/ARCHITECTURE.md flow 2). A TPM or Secure
 //! Enclave backend can replace this later; the broker only sees the public
 //! JWK and its thumbprint.
 

@@ -1,5 +1,5 @@
-//! The agent's side of the broker API (`broker::api`, DESIGN.md "Broker
-//! API"): typed calls over HTTPS (plain HTTP only to loopback), every error
+//! The agent's side of the broker API (`broker::api`, described in
+//! broker/API.md): typed calls over HTTPS (plain HTTP only to loopback), every error
 //! reply read as an RFC 9457 problem so the agent can branch on its stable
 //! `type`, bounded reply sizes and timeouts, and the `/v1/events` stream.
 

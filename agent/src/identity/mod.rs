@@ -1,4 +1,4 @@
-//! Sign-in (DESIGN.md flow 1): OIDC with enforced MFA, tokens only in the
+//! Sign-in (docs/ARCHITECTURE.md flow 1): OIDC with enforced MFA, tokens only in the
 //! OS keyring.
 //!
 //! Pure parts, tested without sockets or clocks:

@@ -1,6 +1,6 @@
 //! The gate: a tunnel is up only while the session is valid, the latest
 //! verdict is compliant and fresh, the device's latest local posture shows no
-//! violation, and the tunnel's grant is unexpired (DESIGN.md flow 8).
+//! violation, and the tunnel's grant is unexpired (docs/ARCHITECTURE.md flow 8).
 //!
 //! [`Supervisor`] is a sans-IO state machine. The driver feeds it [`Event`]s
 //! with the current wall-clock time and carries out the [`Command`]s it
