@@ -10,6 +10,7 @@
 //!   agent library never contains a broker;
 //! - `link`: the demo asking its in-process agent, and waiting on it;
 //! - `fetch`: pages through the tunnel, the admin call;
+//! - `socket`: `--keep-running` serving the agent's control socket;
 //! - [`issuer`]: a demo-only OpenID issuer (password + TOTP);
 //! - [`app`]: a demo-only web application behind the gateway;
 //! - [`policy`]: the two Rego policies, written from this machine's report;
@@ -26,6 +27,7 @@ pub mod narrate;
 pub mod policy;
 pub mod run;
 pub mod signin;
+mod socket;
 mod stages;
 pub mod store;
 

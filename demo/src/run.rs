@@ -29,6 +29,7 @@ use crate::embedded::EmbeddedBroker;
 use crate::issuer::DemoIssuer;
 use crate::link::AgentLink;
 use crate::narrate::Narrator;
+use crate::socket::Served;
 use crate::stages::{
     measure_posture, open_tunnel, restore_policy, show_page, show_page_again, sign_in, start_agent,
     start_app, start_broker, start_issuer, stay_up, tighten_policy,
@@ -45,7 +46,8 @@ pub(crate) const STAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Flags of `sallyport demo`.
 #[derive(Debug, Clone, Default)]
 pub struct DemoOptions {
-    /// After the demo, keep everything up until Ctrl-C.
+    /// After the demo, keep everything up until Ctrl-C, with the demo's
+    /// agent on the control socket, where `sallyport status` finds it.
     pub keep_running: bool,
     /// Keep tokens and the device key in memory, never in the OS keyring.
     pub memory_only: bool,
@@ -94,10 +96,12 @@ pub(crate) struct World {
     pub(crate) app: Option<DemoApp>,
     pub(crate) broker: Option<EmbeddedBroker>,
     pub(crate) store: Option<Arc<DemoStore>>,
-    /// The runtime's control channel.
+    /// The runtime's control channel; the socket serves a clone.
     pub(crate) control: Option<mpsc::Sender<ControlRequest>>,
     stop: Option<oneshot::Sender<()>>,
     agent: Option<tokio::task::JoinHandle<()>>,
+    /// The control socket, with `--keep-running`.
+    pub(crate) served: Option<Served>,
 }
 
 /// Runs the whole demo, narrating to `n`.
@@ -122,7 +126,7 @@ pub async fn run(options: &DemoOptions, n: &mut Narrator<'_>) -> Result<(), Demo
     };
     let finished = started.elapsed();
     if let (Ok(local), true) = (&result, options.keep_running) {
-        stay_up(n, local).await;
+        stay_up(n, &mut world, local).await;
     }
     let cleaned = teardown(world, n, result.is_ok()).await;
     if let Err(e) = &cleaned {
@@ -188,6 +192,10 @@ impl World {
 async fn teardown(mut world: World, n: &mut Narrator<'_>, narrate: bool) -> Result<(), String> {
     if narrate {
         n.step("Shutting down: the agent (closing its tunnel), the broker and gateway, the issuer and the application.");
+    }
+    // The socket first: no front end should find a half-stopped agent.
+    if let Some(served) = world.served.take() {
+        served.stop().await;
     }
     if let Some(stop) = world.stop.take() {
         let _ = stop.send(());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent::broker_client::BrokerClient;
-use agent::control::Request;
+use agent::control::{ControlError, Request};
 use agent::identity::store::SecretStore;
 use agent::identity::{Identity, IdentityConfig};
 use agent::runtime::{Runtime, RuntimeOptions};
@@ -27,6 +27,7 @@ use crate::narrate::{Narrator, clip};
 use crate::policy::{self, Tightening};
 use crate::run::{APP_ID, AUDIENCE, DemoError, STAGE_TIMEOUT, World, random_token, start_error};
 use crate::signin;
+use crate::socket;
 use crate::store::{DemoStore, SERVICE};
 
 /// What step 3 measured, and the two policies written from it.
@@ -401,12 +402,48 @@ pub(crate) async fn show_page_again(
     describe_page(n, page, agent).await;
 }
 
-/// Step 12, with `--keep-running`: waits for Ctrl-C.
-pub(crate) async fn stay_up(n: &mut Narrator<'_>, local: &str) {
+/// Step 12, with `--keep-running`: serves the demo's agent on the control
+/// socket and waits for Ctrl-C.
+pub(crate) async fn stay_up(n: &mut Narrator<'_>, world: &mut World, local: &str) {
     n.step(&format!(
         "Everything stays up: open http://{local}/ in a browser, or run `sallyport posture`. Press Ctrl-C to stop."
     ));
+    serve_control_socket(n, world).await;
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Puts the demo's agent on the control socket, and says where, or why not.
+async fn serve_control_socket(n: &mut Narrator<'_>, world: &mut World) {
+    let path = socket::socket_path(&|name: &str| std::env::var_os(name));
+    let Some(control) = world.control.clone() else {
+        return;
+    };
+    match socket::serve(&path.path, control).await {
+        Ok(served) => {
+            n.detail(&format!(
+                "The demo's agent answers on its control socket {}:",
+                served.path().display()
+            ));
+            // The front ends find the default path by themselves; a path
+            // from the variable only where the variable is set too.
+            if path.from_variable {
+                n.detail(&format!(
+                    "`sallyport status` (or `sallyport diagnostics`) in another terminal with the same {} shows this agent; the tray app looks only at the default socket.",
+                    socket::SOCKET_VAR
+                ));
+            } else {
+                n.detail("`sallyport status` in another terminal shows this agent; so do `sallyport diagnostics` and the tray app.");
+            }
+            world.served = Some(served);
+        }
+        Err(ControlError::AlreadyRunning(_)) => n.detail(&format!(
+            "Another Sallyport agent already answers on {}, so `sallyport status` shows that one, not the demo's; the demo keeps running without its socket.",
+            path.path.display()
+        )),
+        Err(e) => n.detail(&format!(
+            "The demo's agent is not on a control socket ({e}); the demo keeps running without it."
+        )),
+    }
 }
 
 /// The report as `sallyport posture` would list it, one check a line.
