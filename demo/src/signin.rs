@@ -7,6 +7,10 @@
 
 use std::time::Duration;
 
+use agent::identity::client::AuthOverrides;
+use agent::identity::{Identity, WhoAmI};
+use tokio::sync::oneshot;
+
 use crate::issuer::{DEMO_PASSWORD, DEMO_USER};
 
 /// The form's hidden fields (`name`, `value`), read from its HTML (pure).
@@ -84,6 +88,32 @@ pub async fn play_browser(url: &str, code: &str) -> Result<(), String> {
         .await
         .map_err(|e| format!("returning to the agent: {e}"))?;
     Ok(())
+}
+
+/// Signs in through the agent's real browser flow, with the demo playing
+/// the browser ([`play_browser`] with `code`); a refused form fails at once
+/// instead of at the sign-in timeout.
+pub async fn log_in(identity: &Identity, code: String) -> Result<WhoAmI, String> {
+    let (fail_tx, fail_rx) = oneshot::channel::<String>();
+    let fail_tx = std::sync::Mutex::new(Some(fail_tx));
+    let open = move |url: &url::Url| {
+        let url = url.to_string();
+        let code = code.clone();
+        let fail_tx = fail_tx.lock().ok().and_then(|mut s| s.take());
+        tokio::spawn(async move {
+            if let Err(e) = play_browser(&url, &code).await
+                && let Some(tx) = fail_tx
+            {
+                let _ = tx.send(e);
+            }
+        });
+        Ok(())
+    };
+    let overrides = AuthOverrides::default();
+    tokio::select! {
+        result = identity.login_browser(&open, &overrides) => result.map_err(|e| e.to_string()),
+        Ok(reason) = fail_rx => Err(reason),
+    }
 }
 
 #[cfg(test)]
