@@ -118,6 +118,8 @@ async fn access_token_from_the_real_oidc_provider_enrols_attests_and_gets_a_gran
         http: reqwest::Client::new(),
         base: broker.base_url(),
         token: token.clone(),
+        key: None,
+        clock: None,
     };
     let device = TestDevice::new(api_client.clone(), &sub);
     assert_eq!(device.enrol().await.status(), 201);
