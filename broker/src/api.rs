@@ -467,6 +467,14 @@ problem_types! {
     GrantNotFound = ("grant-not-found", 404, "No such grant"),
     /// Every client address is in use.
     AddressPoolExhausted = ("address-pool-exhausted", 503, "No tunnel address is free"),
+    /// The DPoP proof is missing, malformed, not signed by the caller's
+    /// enrolled device key, or does not match the call (method, URL, time,
+    /// access token, WireGuard key).
+    InvalidDpopProof = ("invalid-dpop-proof", 401, "The DPoP proof is not valid for this call"),
+    /// The DPoP proof's `jti` was seen before: a replayed proof.
+    DpopReplay = ("dpop-replay", 401, "The DPoP proof was already used"),
+    /// The broker holds as many recent DPoP proofs as it may; retry shortly.
+    DpopCacheFull = ("dpop-cache-full", 503, "Too many DPoP proofs in flight; retry shortly"),
     /// Missing or wrong admin token.
     AdminUnauthorized = ("admin-unauthorized", 401, "An admin token is required"),
     /// An admin request that names nothing or too much.

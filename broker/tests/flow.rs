@@ -35,7 +35,7 @@ async fn enrol_attest_grant_tunnel_then_revoke_removes_the_peer_within_100ms() {
     assert_eq!(enrolled.user, "alice");
     assert_eq!(device.enrol().await.status(), 200);
 
-    let mut events = EventStream::open(&alice, &device.id()).await;
+    let mut events = EventStream::open(&device.api, &device.id()).await;
 
     // Attest: compliant, valid for the configured ten minutes.
     let verdict = device.attest(healthy_report()).await;
@@ -158,7 +158,7 @@ async fn losing_compliance_closes_open_grants_and_client_close_removes_the_peer(
     let device = TestDevice::new(alice.clone(), "alice");
     assert_eq!(device.enrol().await.status(), 201);
     device.attest(healthy_report()).await;
-    let mut events = EventStream::open(&alice, &device.id()).await;
+    let mut events = EventStream::open(&device.api, &device.id()).await;
 
     // Client-initiated close.
     let wg = tunnel::PrivateKey::generate();
@@ -169,10 +169,10 @@ async fn losing_compliance_closes_open_grants_and_client_close_removes_the_peer(
         .await
         .unwrap();
     assert_eq!(env.broker.gateway_status().unwrap().peers.len(), 1);
-    let r = alice.delete(&format!("/v1/grants/{}", grant.id)).await;
+    let r = device.api.delete(&format!("/v1/grants/{}", grant.id)).await;
     assert_eq!(r.status(), 204);
     assert!(env.broker.gateway_status().unwrap().peers.is_empty());
-    let r = alice.delete(&format!("/v1/grants/{}", grant.id)).await;
+    let r = device.api.delete(&format!("/v1/grants/{}", grant.id)).await;
     expect_problem(r, ProblemType::GrantNotFound).await;
 
     // A second grant, then the device turns its firewall off.

@@ -58,6 +58,7 @@ async fn unknown_nonce_and_nonce_of_another_user() {
     expect_problem(r, ProblemType::NonceUnknown).await;
     // Bob's nonce in alice's attestation.
     let bob = TestDevice::new(env.client(&env.issuer.token("bob")), "bob");
+    assert_eq!(bob.enrol().await.status(), 201);
     let mut claims = device.claims(healthy_report()).await;
     claims.eat_nonce = bob.nonce().await;
     let r = device.submit(device.key.sign_eat(&claims).unwrap()).await;
@@ -135,28 +136,22 @@ async fn key_enrolled_by_another_user() {
     let bob = TestDevice::new(env.client(&env.issuer.token("bob")), "bob");
     assert_eq!(bob.enrol().await.status(), 201);
 
-    // Alice cannot enrol bob's key...
+    // Alice cannot enrol bob's key (even holding it)...
     let alice_api = env.client(&env.issuer.token("alice"));
     let stolen = TestDevice {
         key: bob.key.clone(),
         user: "alice".into(),
-        api: alice_api.clone(),
+        api: alice_api.with_key(&bob.key),
     };
     expect_problem(stolen.enrol().await, ProblemType::DeviceKeyConflict).await;
     env.assert_audited(ProblemType::DeviceKeyConflict, "another user")
         .await;
 
-    // ...nor attest with it (key bound to bob, token is alice's).
-    let r = stolen
-        .submit(
-            stolen
-                .key
-                .sign_eat(&stolen.claims(healthy_report()).await)
-                .unwrap(),
-        )
-        .await;
-    expect_problem(r, ProblemType::EatSubjectMismatch).await;
-    env.assert_audited(ProblemType::EatSubjectMismatch, "another user")
+    // ...nor use it with her token: a proof by a key enrolled for bob does
+    // not authenticate alice (no challenge, so no attestation either).
+    let r = stolen.api.post(api::paths::CHALLENGE, &json!({})).await;
+    expect_problem(r, ProblemType::InvalidDpopProof).await;
+    env.assert_audited(ProblemType::InvalidDpopProof, "another user")
         .await;
 
     // Bob's own device claiming alice as its subject.
@@ -165,12 +160,25 @@ async fn key_enrolled_by_another_user() {
     let r = bob.submit(bob.key.sign_eat(&claims).unwrap()).await;
     expect_problem(r, ProblemType::EatSubjectMismatch).await;
 
-    // And alice cannot get grants or events for bob's device.
+    // And alice cannot get grants or events for bob's device, neither with
+    // bob's key...
     let r = stolen
         .request_grant("echo", &tunnel::PrivateKey::generate().public_key())
         .await;
+    expect_problem(r, ProblemType::InvalidDpopProof).await;
+    // ...nor naming it from her own device.
+    let alice = TestDevice::new(alice_api, "alice");
+    assert_eq!(alice.enrol().await.status(), 201);
+    let r = TestDevice {
+        key: bob.key.clone(),
+        user: "alice".into(),
+        api: alice.api.clone(),
+    }
+    .request_grant("echo", &tunnel::PrivateKey::generate().public_key())
+    .await;
     expect_problem(r, ProblemType::DeviceUserMismatch).await;
-    let r = alice_api
+    let r = alice
+        .api
         .get(&format!("{}?device_id={}", api::paths::EVENTS, bob.id()))
         .await;
     expect_problem(r, ProblemType::DeviceUserMismatch).await;
@@ -285,7 +293,14 @@ async fn oversized_malformed_and_mistyped_bodies() {
     let r = env
         .http
         .post(env.url(api::paths::ATTESTATIONS))
-        .bearer_auth(&token)
+        .header("authorization", format!("DPoP {token}"))
+        .header(
+            "dpop",
+            device
+                .api
+                .proof("POST", api::paths::ATTESTATIONS, None)
+                .unwrap(),
+        )
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -296,7 +311,14 @@ async fn oversized_malformed_and_mistyped_bodies() {
     let r = env
         .http
         .post(env.url(api::paths::ATTESTATIONS))
-        .bearer_auth(&token)
+        .header("authorization", format!("DPoP {token}"))
+        .header(
+            "dpop",
+            device
+                .api
+                .proof("POST", api::paths::ATTESTATIONS, None)
+                .unwrap(),
+        )
         .header("content-type", "application/json")
         .body("{\"eat\": ")
         .send()
@@ -309,7 +331,11 @@ async fn oversized_malformed_and_mistyped_bodies() {
     let r = env
         .http
         .post(env.url(api::paths::GRANTS))
-        .bearer_auth(&token)
+        .header("authorization", format!("DPoP {token}"))
+        .header(
+            "dpop",
+            device.api.proof("POST", api::paths::GRANTS, None).unwrap(),
+        )
         .header("content-type", "application/json")
         .body(r#"{"app": "echo"}"#)
         .send()
@@ -321,7 +347,14 @@ async fn oversized_malformed_and_mistyped_bodies() {
     let r = env
         .http
         .post(env.url(api::paths::ATTESTATIONS))
-        .bearer_auth(&token)
+        .header("authorization", format!("DPoP {token}"))
+        .header(
+            "dpop",
+            device
+                .api
+                .proof("POST", api::paths::ATTESTATIONS, None)
+                .unwrap(),
+        )
         .header("content-type", "text/plain")
         .body("{}")
         .send()
@@ -469,7 +502,8 @@ async fn expired_nonce_and_expired_verdict() {
         broker,
         http: reqwest::Client::new(),
     };
-    let device = alice_device(&env).await;
+    let mut device = alice_device(&env).await;
+    device.api.clock = Some(clock.clone());
 
     // Two nonces taken now: one is used in its last second, the other just
     // after it expired.

@@ -118,14 +118,50 @@ async fn access_token_from_the_real_oidc_provider_enrols_attests_and_gets_a_gran
         http: reqwest::Client::new(),
         base: broker.base_url(),
         token: token.clone(),
+        key: None,
+        clock: None,
     };
     let device = TestDevice::new(api_client.clone(), &sub);
     assert_eq!(device.enrol().await.status(), 201);
     assert!(device.attest(healthy_report()).await.compliant);
     let wg = tunnel::PrivateKey::generate();
-    let r = device.request_grant("echo", &wg.public_key()).await;
+    // The agent's grant request, captured on the way (token and proof).
+    let body = serde_json::json!({"app": "echo", "device_id": device.id(),
+        "wireguard_public_key": wg.public_key().to_string()});
+    let proof = device
+        .api
+        .proof(
+            "POST",
+            api::paths::GRANTS,
+            Some(&wg.public_key().to_string()),
+        )
+        .unwrap();
+    let send = |proof: String| {
+        device.api.send(
+            reqwest::Method::POST,
+            api::paths::GRANTS,
+            Some(&body),
+            Auth::Dpop(Some(proof)),
+        )
+    };
+    let r = send(proof.clone()).await;
     assert_eq!(r.status(), 201);
     let grant: api::Grant = r.json().await.unwrap();
+    // Replayed as captured: refused before anything else is looked at.
+    expect_problem(send(proof).await, ProblemType::DpopReplay).await;
+    // The IdP's genuine token from another machine: its own key, or none.
+    let thief = api_client.with_key(&posture::attestation::DeviceKey::generate());
+    let r = thief.post(api::paths::GRANTS, &body).await;
+    expect_problem(r, ProblemType::InvalidDpopProof).await;
+    let r = api_client
+        .send(
+            reqwest::Method::POST,
+            api::paths::CHALLENGE,
+            Some(&serde_json::json!({})),
+            Auth::Bearer,
+        )
+        .await;
+    expect_problem(r, ProblemType::InvalidDpopProof).await;
     // The grant ends no later than the session (the access token).
     let exp = claim(&token, "exp").as_i64().unwrap();
     assert!(grant.expires_at.unix_timestamp() <= exp);

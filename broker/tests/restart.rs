@@ -32,14 +32,16 @@ async fn state_survives_a_restart_and_expired_grants_stay_gone() {
     let port = free_udp_port();
     let text = config(&issuer.url, &db_path(dir.path()), echo).udp_port(port);
     let http = reqwest::Client::new();
+    let clock = Arc::new(ManualClock::starting_now());
     let api_for = |base: &str, token: String| Client {
         http: http.clone(),
         base: base.to_owned(),
         token,
+        key: None,
+        clock: Some(clock.clone()),
     };
 
     // ---- before ----
-    let clock = Arc::new(ManualClock::starting_now());
     let first = start_broker_with_clock(&text, clock.clone()).await;
     let base = first.base_url();
     let gateway_key = first.gateway_public_key().unwrap();
@@ -68,7 +70,8 @@ async fn state_survives_a_restart_and_expired_grants_stay_gone() {
         api: api_for(
             &base,
             issuer.token_with("alice", json!({"exp": clock.now() + 30})),
-        ),
+        )
+        .with_key(&device.key),
     };
     let short_key = tunnel::PrivateKey::generate();
     let r = short_session
@@ -144,7 +147,7 @@ async fn state_survives_a_restart_and_expired_grants_stay_gone() {
 
     let alice = api_for(&base, issuer.token("alice"));
     let device = TestDevice {
-        api: alice.clone(),
+        api: alice.with_key(&device.key),
         ..device
     };
     // The used nonce stays used.
@@ -155,12 +158,12 @@ async fn state_survives_a_restart_and_expired_grants_stay_gone() {
         .await;
     assert_eq!(r.status(), 201);
     // The short grant's key is free again only because it expired.
-    let closed = alice.delete(&format!("/v1/grants/{}", short.id)).await;
+    let closed = device.api.delete(&format!("/v1/grants/{}", short.id)).await;
     expect_problem(closed, ProblemType::GrantNotFound).await;
 
     // Revocations held.
     let revoked = TestDevice {
-        api: alice.clone(),
+        api: alice.with_key(&revoked.key),
         ..revoked
     };
     let claims = revoked.claims(healthy_report()).await;

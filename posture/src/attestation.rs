@@ -19,12 +19,23 @@
 //! digest is unique per enrolment, cannot be claimed without the private key,
 //! and lets the broker recompute the expected value from the enrolled key.
 //!
+//! ## Signing goes through [`DeviceSigner`]
+//! Every token the device signs (the EAT here, the DPoP proofs of
+//! [`crate::dpop`]) is built by [`sign_jws`]: the JOSE crate
+//! (`jsonwebtoken`) supplies the header model and the algorithm, this module
+//! lays out the signing input, and the key holder only signs bytes. So the
+//! software key below can be swapped for a TPM- or enclave-held one that
+//! implements the same trait, without touching the token formats.
+//!
 //! Pure Rust crypto only (`p256`), so this compiles for every desktop target.
 
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use jsonwebtoken::crypto::JwtSigner;
+use jsonwebtoken::signature;
+use jsonwebtoken::{Algorithm, Header};
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
@@ -61,6 +72,62 @@ pub enum AttestationError {
     /// `exp` must follow `iat` by at most five minutes.
     #[error("attestation lifetime of {0} s is outside 1..=300 s")]
     Lifetime(i64),
+    /// The header names another algorithm than the signer's.
+    #[error("the header says {header:?} but the device key signs {signer:?}")]
+    Algorithm {
+        /// The header's `alg`.
+        header: Algorithm,
+        /// The signer's.
+        signer: Algorithm,
+    },
+    /// The key holder refused or failed to sign.
+    #[error("the device key could not sign: {0}")]
+    Sign(String),
+}
+
+/// The holder of a device key, as every signing caller sees it: the public
+/// JWK it enrols and proves possession of, and `JwtSigner` (from the JOSE
+/// crate) for the signature itself. A trait object, because the key moves
+/// into a TPM next; implementations must sign with [`Algorithm::ES256`] in
+/// JOSE form (64-byte `r || s`).
+pub trait DeviceSigner: JwtSigner + Send + Sync + fmt::Debug {
+    /// The public half, as enrolled (its thumbprint is the device id).
+    fn public_jwk(&self) -> &PublicJwk;
+}
+
+/// Signs `claims` under `header` as a compact JWS (RFC 7515 §7.1):
+/// `base64url(header) . base64url(claims)`, signed by `signer`. The header's
+/// `alg` must be the signer's, so a token never claims an algorithm its
+/// signature does not have.
+pub fn sign_jws<T: Serialize + ?Sized>(
+    header: &Header,
+    claims: &T,
+    signer: &dyn DeviceSigner,
+) -> Result<String, AttestationError> {
+    if header.alg != signer.algorithm() {
+        return Err(AttestationError::Algorithm {
+            header: header.alg,
+            signer: signer.algorithm(),
+        });
+    }
+    let header = serde_json::to_vec(header).map_err(|e| AttestationError::Encode(e.to_string()))?;
+    let claims = serde_json::to_vec(claims).map_err(|e| AttestationError::Encode(e.to_string()))?;
+    sign_raw(&header, &claims, signer)
+}
+
+/// [`sign_jws`] over header and payload bytes as given, with no check of
+/// either: for tests that need tokens a correct agent never produces
+/// (tampered, wrong `typ`, `alg: none`, ...).
+pub fn sign_raw(
+    header: &[u8],
+    payload: &[u8],
+    signer: &dyn DeviceSigner,
+) -> Result<String, AttestationError> {
+    let signing_input = format!("{}.{}", B64URL.encode(header), B64URL.encode(payload));
+    let signature = signer
+        .try_sign(signing_input.as_bytes())
+        .map_err(|e| AttestationError::Sign(e.to_string()))?;
+    Ok(format!("{signing_input}.{}", B64URL.encode(signature)))
 }
 
 /// Bytes that must not be shown: a private key in PKCS#8 DER form. Zeroized on
@@ -237,35 +304,59 @@ impl DeviceKey {
         self.jwk.ueid()
     }
 
-    /// Signs `claims` as an EAT in JWT form. Refuses a lifetime outside
-    /// 1..=300 s (the broker would reject it anyway), so a clock mistake is
-    /// caught where it is made.
+    /// Signs `claims` as an EAT in JWT form ([`sign_eat`] with this key).
     pub fn sign_eat(&self, claims: &EatClaims) -> Result<String, AttestationError> {
-        let lifetime = claims.exp - claims.iat;
-        if !(1..=MAX_EAT_LIFETIME_SECS).contains(&lifetime) {
-            return Err(AttestationError::Lifetime(lifetime));
-        }
-        let header = EatHeader {
-            alg: EAT_ALG.to_owned(),
-            typ: EAT_TYP.to_owned(),
-            kid: self.kid(),
-        };
-        let header =
-            serde_json::to_vec(&header).map_err(|e| AttestationError::Encode(e.to_string()))?;
-        let payload =
-            serde_json::to_vec(claims).map_err(|e| AttestationError::Encode(e.to_string()))?;
-        Ok(self.sign_compact(&header, &payload))
+        sign_eat(self, claims)
     }
 
     /// Signs arbitrary header and payload bytes as a compact JWS. Exposed for
     /// tests that need tokens a correct agent would never produce (tampered,
-    /// wrong `typ`, ...); the agent uses [`DeviceKey::sign_eat`].
+    /// wrong `typ`, ...); the agent uses [`sign_eat`].
     pub fn sign_compact(&self, header: &[u8], payload: &[u8]) -> String {
         let signing_input = format!("{}.{}", B64URL.encode(header), B64URL.encode(payload));
-        // ES256 signatures in JOSE are the fixed 64-byte r || s form (RFC 7518 §3.4).
-        let signature: Signature = self.signing.sign(signing_input.as_bytes());
-        format!("{signing_input}.{}", B64URL.encode(signature.to_bytes()))
+        format!(
+            "{signing_input}.{}",
+            B64URL.encode(self.es256(signing_input.as_bytes()))
+        )
     }
+
+    /// ES256 in JOSE form: the fixed 64-byte `r || s` (RFC 7518 §3.4).
+    fn es256(&self, message: &[u8]) -> [u8; 64] {
+        let signature: Signature = self.signing.sign(message);
+        signature.to_bytes().into()
+    }
+}
+
+impl signature::Signer<Vec<u8>> for DeviceKey {
+    fn try_sign(&self, message: &[u8]) -> Result<Vec<u8>, signature::Error> {
+        Ok(self.es256(message).to_vec())
+    }
+}
+
+impl JwtSigner for DeviceKey {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::ES256
+    }
+}
+
+impl DeviceSigner for DeviceKey {
+    fn public_jwk(&self) -> &PublicJwk {
+        &self.jwk
+    }
+}
+
+/// Signs `claims` as an EAT in JWT form with the device key held by
+/// `signer`. Refuses a lifetime outside 1..=300 s (the broker would reject
+/// it anyway), so a clock mistake is caught where it is made.
+pub fn sign_eat(signer: &dyn DeviceSigner, claims: &EatClaims) -> Result<String, AttestationError> {
+    let lifetime = claims.exp - claims.iat;
+    if !(1..=MAX_EAT_LIFETIME_SECS).contains(&lifetime) {
+        return Err(AttestationError::Lifetime(lifetime));
+    }
+    let mut header = Header::new(Algorithm::ES256);
+    header.typ = Some(EAT_TYP.to_owned());
+    header.kid = Some(signer.public_jwk().thumbprint());
+    sign_jws(&header, claims, signer)
 }
 
 /// The protected header of an EAT.

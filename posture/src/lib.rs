@@ -12,6 +12,7 @@ pub mod attestation;
 pub mod cache;
 pub mod check;
 pub mod collect;
+pub mod dpop;
 pub mod parse;
 pub mod pending;
 pub mod policy;

@@ -2,6 +2,13 @@
 //! broker/API.md): typed calls over HTTPS (plain HTTP only to loopback), every error
 //! reply read as an RFC 9457 problem so the agent can branch on its stable
 //! `type`, bounded reply sizes and timeouts, and the `/v1/events` stream.
+//!
+//! Every user call is DPoP-bound (RFC 9449): it takes a [`DeviceAuth`],
+//! the access token plus the device key, and sends `Authorization: DPoP
+//! <token>` with a fresh `DPoP` proof signed by the key for exactly that
+//! method and URL (and, for a grant, the tunnel's WireGuard key). The
+//! broker refuses a token that arrives without a proof by the device it
+//! was enrolled from, so a stolen token is useless elsewhere.
 
 pub mod sse;
 
@@ -15,6 +22,9 @@ use reqwest::{Method, StatusCode, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
+
+use posture::attestation::DeviceSigner;
+use posture::dpop::{DPOP_HEADER, DPOP_SCHEME};
 
 use crate::secrets::Secret;
 use sse::{SseError, SseParser};
@@ -53,6 +63,9 @@ pub enum BrokerError {
     /// The reply was larger than [`MAX_REPLY_BYTES`].
     #[error("the access broker's reply exceeds {MAX_REPLY_BYTES} bytes")]
     TooLarge,
+    /// The device key could not sign the call's DPoP proof.
+    #[error("the device key could not sign the request: {0}")]
+    Signing(String),
 }
 
 impl BrokerError {
@@ -63,6 +76,17 @@ impl BrokerError {
             _ => None,
         }
     }
+}
+
+/// The credentials of a user call: the access token, and the device key
+/// that signs each call's DPoP proof (for enrolment: the key being
+/// enrolled).
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceAuth<'a> {
+    /// The OIDC access token.
+    pub token: &'a Secret,
+    /// The device key holder.
+    pub key: &'a dyn DeviceSigner,
 }
 
 /// A client for one broker.
@@ -129,28 +153,61 @@ impl BrokerClient {
         &self,
         method: Method,
         path: &str,
-        token: Option<&Secret>,
+        auth: Option<(DeviceAuth<'_>, Option<&str>)>,
         body: Option<&B>,
     ) -> Result<R, BrokerError> {
-        let bytes = self.call_raw(method, path, token, body).await?;
+        let bytes = self.call_raw(method, path, auth, body).await?;
         serde_json::from_slice(&bytes).map_err(|e| BrokerError::Malformed(e.to_string()))
+    }
+
+    /// A request for `method` on `url`, with the DPoP credentials when
+    /// given: `wg_pub` is bound into the proof (grants only).
+    fn request(
+        &self,
+        method: Method,
+        url: Url,
+        auth: Option<(DeviceAuth<'_>, Option<&str>)>,
+    ) -> Result<reqwest::RequestBuilder, BrokerError> {
+        let proof = match auth {
+            Some((auth, wg_pub)) => Some((
+                auth.token,
+                posture::dpop::proof(
+                    auth.key,
+                    method.as_str(),
+                    url.as_str(),
+                    auth.token.expose(),
+                    time::OffsetDateTime::now_utc().unix_timestamp(),
+                    wg_pub,
+                )
+                .map_err(|e| BrokerError::Signing(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let mut request = self.http.request(method, url);
+        if let Some((token, proof)) = proof {
+            // Both are secrets: neither is logged (reqwest's errors carry
+            // no headers, see `transport`).
+            request = request
+                .header(
+                    header::AUTHORIZATION,
+                    format!("{DPOP_SCHEME} {}", token.expose()),
+                )
+                .header(DPOP_HEADER, proof);
+        }
+        Ok(request)
     }
 
     async fn call_raw<B: Serialize>(
         &self,
         method: Method,
         path: &str,
-        token: Option<&Secret>,
+        auth: Option<(DeviceAuth<'_>, Option<&str>)>,
         body: Option<&B>,
     ) -> Result<Vec<u8>, BrokerError> {
         let mut request = self
-            .http
-            .request(method, self.url(path)?)
+            .request(method, self.url(path)?, auth)?
             .timeout(self.timeout)
             .header(header::ACCEPT, "application/json");
-        if let Some(token) = token {
-            request = request.bearer_auth(token.expose());
-        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -204,53 +261,67 @@ impl BrokerClient {
             .await
     }
 
-    /// `POST /v1/devices`.
+    /// `POST /v1/devices`; the proof is signed by the key being enrolled.
     pub async fn enrol(
         &self,
-        token: &Secret,
+        auth: DeviceAuth<'_>,
         request: &EnrolRequest,
     ) -> Result<Device, BrokerError> {
         self.call(
             Method::POST,
             api::paths::DEVICES,
-            Some(token),
+            Some((auth, None)),
             Some(request),
         )
         .await
     }
 
     /// `POST /v1/attestations/challenge`.
-    pub async fn challenge(&self, token: &Secret) -> Result<Challenge, BrokerError> {
-        self.call::<(), _>(Method::POST, api::paths::CHALLENGE, Some(token), None)
-            .await
+    pub async fn challenge(&self, auth: DeviceAuth<'_>) -> Result<Challenge, BrokerError> {
+        self.call::<(), _>(
+            Method::POST,
+            api::paths::CHALLENGE,
+            Some((auth, None)),
+            None,
+        )
+        .await
     }
 
     /// `POST /v1/attestations`.
-    pub async fn attest(&self, token: &Secret, eat: String) -> Result<Verdict, BrokerError> {
+    pub async fn attest(&self, auth: DeviceAuth<'_>, eat: String) -> Result<Verdict, BrokerError> {
         let body = AttestationRequest { eat };
         self.call(
             Method::POST,
             api::paths::ATTESTATIONS,
-            Some(token),
+            Some((auth, None)),
             Some(&body),
         )
         .await
     }
 
-    /// `POST /v1/grants`.
+    /// `POST /v1/grants`; the proof binds the request's WireGuard key.
     pub async fn open_grant(
         &self,
-        token: &Secret,
+        auth: DeviceAuth<'_>,
         request: &GrantRequest,
     ) -> Result<Grant, BrokerError> {
-        self.call(Method::POST, api::paths::GRANTS, Some(token), Some(request))
-            .await
+        self.call(
+            Method::POST,
+            api::paths::GRANTS,
+            Some((auth, Some(&request.wireguard_public_key))),
+            Some(request),
+        )
+        .await
     }
 
     /// `DELETE /v1/grants/{id}`.
-    pub async fn close_grant(&self, token: &Secret, grant_id: &str) -> Result<(), BrokerError> {
+    pub async fn close_grant(
+        &self,
+        auth: DeviceAuth<'_>,
+        grant_id: &str,
+    ) -> Result<(), BrokerError> {
         let path = format!("{}/{}", api::paths::GRANTS, urlencode(grant_id));
-        self.call_raw::<()>(Method::DELETE, &path, Some(token), None)
+        self.call_raw::<()>(Method::DELETE, &path, Some((auth, None)), None)
             .await
             .map(|_| ())
     }
@@ -259,15 +330,13 @@ impl BrokerClient {
     /// [`EventStream::next`]; reconnecting is the caller's (with backoff).
     pub async fn events(
         &self,
-        token: &Secret,
+        auth: DeviceAuth<'_>,
         device_id: &str,
     ) -> Result<EventStream, BrokerError> {
         let mut url = self.url(api::paths::EVENTS)?;
         url.query_pairs_mut().append_pair("device_id", device_id);
         let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.expose())
+            .request(Method::GET, url, Some((auth, None)))?
             .header(header::ACCEPT, "text/event-stream")
             .send()
             .await

@@ -14,7 +14,7 @@ use posture::report::Report;
 use tunnel::PrivateKey;
 
 use super::{Runtime, now};
-use crate::broker_client::{BrokerClient, BrokerError};
+use crate::broker_client::{BrokerClient, BrokerError, DeviceAuth};
 use crate::identity::session::SessionState;
 use crate::supervisor::{self, Event};
 
@@ -88,8 +88,12 @@ impl Runtime {
                     public_jwk: key.public_jwk().clone(),
                     name: hostname(),
                 };
+                let auth = DeviceAuth {
+                    token: &token,
+                    key: &key,
+                };
                 let device = broker
-                    .enrol(&token, &request)
+                    .enrol(auth, &request)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(Device {
@@ -139,7 +143,11 @@ impl Runtime {
         tokio::spawn(async move {
             let result = async {
                 let token = identity.access_token().await.map_err(|e| e.to_string())?;
-                let challenge = broker.challenge(&token).await.map_err(|e| e.to_string())?;
+                let auth = DeviceAuth {
+                    token: &token,
+                    key: &device.key,
+                };
+                let challenge = broker.challenge(auth).await.map_err(|e| e.to_string())?;
                 let claims = EatClaims::new(
                     &device.key,
                     &challenge.nonce,
@@ -150,7 +158,7 @@ impl Runtime {
                     MAX_EAT_LIFETIME_SECS.min(120),
                 );
                 let eat = device.key.sign_eat(&claims).map_err(|e| e.to_string())?;
-                broker.attest(&token, eat).await.map_err(|e| e.to_string())
+                broker.attest(auth, eat).await.map_err(|e| e.to_string())
             }
             .await;
             let _ = tx.send(match result {
@@ -180,8 +188,12 @@ impl Runtime {
                     device_id: device.id.clone(),
                     wireguard_public_key: key.public_key().to_string(),
                 };
+                let auth = DeviceAuth {
+                    token: &token,
+                    key: &device.key,
+                };
                 let grant = broker
-                    .open_grant(&token, &request)
+                    .open_grant(auth, &request)
                     .await
                     .map_err(|e| explain_broker(&e))?;
                 let endpoint = tokio::net::lookup_host(grant.gateway.endpoint.as_str())
@@ -207,11 +219,18 @@ impl Runtime {
 
     pub(super) fn spawn_release(&mut self, _app: String, grant_id: String) {
         self.issued.remove(&grant_id);
+        let Some(device) = self.device.clone() else {
+            return;
+        };
         let broker = self.broker.clone();
         let identity = self.identity.clone();
         tokio::spawn(async move {
             if let Ok(token) = identity.access_token().await {
-                let _ = broker.close_grant(&token, &grant_id).await;
+                let auth = DeviceAuth {
+                    token: &token,
+                    key: &device.key,
+                };
+                let _ = broker.close_grant(auth, &grant_id).await;
             }
         });
     }
@@ -262,7 +281,13 @@ impl Runtime {
             loop {
                 let stream = match identity.access_token().await {
                     Ok(token) => broker
-                        .events(&token, &device.id)
+                        .events(
+                            DeviceAuth {
+                                token: &token,
+                                key: &device.key,
+                            },
+                            &device.id,
+                        )
                         .await
                         .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),

@@ -8,6 +8,7 @@
 //! tls_key = "/etc/sallyport/broker.key"    # PEM PKCS#8 / RSA / SEC1 key
 //! database = "/var/lib/sallyport/broker.db"
 //! admin_token_sha256 = "<hex of SHA-256 of the admin bearer token>"
+//! public_url = "https://broker.example.com"  # optional; what agents call (DPoP htu)
 //!
 //! [oidc]
 //! issuer = "https://idp.example.com"
@@ -84,6 +85,13 @@ pub struct ServerSection {
     /// SHA-256 (hex) of the admin bearer token; admin calls are refused without one.
     #[serde(default)]
     pub admin_token_sha256: Option<String>,
+    /// The origin agents reach the API at (`https://broker.example.com`),
+    /// when it is not the listen address (a DNS name, a proxy, a wildcard
+    /// listen): DPoP proofs name the URL they were made for, and the broker
+    /// compares it with this origin plus the request path. Default: the
+    /// listen address, with `https` when TLS is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 /// `[oidc]`.
@@ -247,6 +255,20 @@ impl Config {
                 return invalid("set both server.tls_cert and server.tls_key, or neither".into());
             }
             _ => {}
+        }
+        if let Some(public) = &self.server.public_url {
+            let ok = url::Url::parse(public).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.path() == "/"
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !ok || !crate::api::https_or_loopback(public) {
+                return invalid(format!(
+                    "server.public_url {public:?} must be an origin like https://broker.example.com (http only on loopback), without a path"
+                ));
+            }
         }
         let issuer = &self.oidc.issuer;
         if !crate::api::https_or_loopback(issuer) {

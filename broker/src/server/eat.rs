@@ -7,9 +7,9 @@
 //! trusted, and the nonce is consumed by the caller only after
 //! [`verify_claims`] succeeded, so a forged token cannot burn a nonce.
 
-use posture::attestation::{EAT_ALG, EAT_PROFILE, EAT_TYP, EatClaims};
+use posture::attestation::{EAT_PROFILE, EAT_TYP, EatClaims};
 
-use super::jose::{self, Alg, JoseError, PublicKey};
+use super::jose::{self, Algorithm, JoseError, RingVerifier};
 use crate::api::ProblemType;
 
 /// Why an attestation was refused. Each maps to its own problem type.
@@ -114,7 +114,7 @@ pub struct UnverifiedEat<'a> {
 /// Step 1: split the token and check the header (`alg`, `typ`, `kid`).
 pub fn parse(token: &str) -> Result<UnverifiedEat<'_>, EatError> {
     let jws = jose::parse(token).map_err(|e| EatError::Malformed(e.to_string()))?;
-    if jws.header.alg != EAT_ALG {
+    if jws.header.alg != Algorithm::ES256 {
         return Err(EatError::Malformed(format!(
             "alg {:?}: device attestations are ES256",
             jws.header.alg
@@ -144,16 +144,12 @@ pub fn verify_claims(
     if key.revoked {
         return Err(EatError::DeviceRevoked(key.device_id.clone()));
     }
-    jose::verify(
-        Alg::Es256,
-        &PublicKey::P256(key.sec1.clone()),
-        eat.jws.signing_input.as_bytes(),
-        &eat.jws.signature,
-    )
-    .map_err(|e| match e {
-        JoseError::Signature => EatError::Signature(key.device_id.clone()),
-        other => EatError::Malformed(other.to_string()),
-    })?;
+    RingVerifier::es256(&key.sec1)
+        .verify_jws(&eat.jws)
+        .map_err(|e| match e {
+            JoseError::Signature => EatError::Signature(key.device_id.clone()),
+            other => EatError::Malformed(other.to_string()),
+        })?;
     let claims: EatClaims = serde_json::from_slice(&eat.jws.payload)
         .map_err(|e| EatError::Malformed(format!("claims: {e}")))?;
     if claims.eat_profile != EAT_PROFILE {

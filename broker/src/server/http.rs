@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::service::{ApiError, Broker};
+use super::service::{ApiError, Broker, DeviceCaller, DpopRequest, Enroller};
 use super::token::AccessClaims;
 use crate::api::{
     self, AttestationRequest, EnrolRequest, GrantRequest, MAX_BODY_BYTES, PROBLEM_CONTENT_TYPE,
@@ -44,7 +44,16 @@ impl IntoResponse for ApiError {
             // another request, so say so instead of letting a client reuse it.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if status == StatusCode::UNAUTHORIZED
+        if matches!(
+            self.problem.kind(),
+            Some(ProblemType::InvalidDpopProof | ProblemType::DpopReplay)
+        ) {
+            // RFC 9449 §7.1: the DPoP scheme's challenge, with its error code.
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"DPoP error="invalid_dpop_proof", algs="ES256""#),
+            );
+        } else if status == StatusCode::UNAUTHORIZED
             && self.problem.kind() != Some(ProblemType::AdminUnauthorized)
             && self.problem.type_uri.contains("token")
         {
@@ -71,6 +80,56 @@ impl FromRequestParts<Arc<Broker>> for Caller {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         broker.authenticate(auth).await.map(Caller)
+    }
+}
+
+/// What a DPoP check reads from a request's head.
+fn dpop_request(parts: &Parts) -> DpopRequest<'_> {
+    let mut proofs = parts.headers.get_all(posture::dpop::DPOP_HEADER).iter();
+    let proof = match (proofs.next(), proofs.next()) {
+        (None, _) => Ok(None),
+        (Some(one), None) => Ok(Some(one.to_str().unwrap_or(""))),
+        (Some(_), Some(_)) => Err(()),
+    };
+    DpopRequest {
+        authorization: parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        proof,
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+    }
+}
+
+/// A user calling from one of its enrolled devices: `Authorization: DPoP`
+/// and a proof signed by the device key.
+#[derive(Debug, Clone)]
+pub struct FromDevice(pub DeviceCaller);
+
+impl FromRequestParts<Arc<Broker>> for FromDevice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, broker: &Arc<Broker>) -> Result<Self, ApiError> {
+        broker
+            .authenticate_device(dpop_request(parts))
+            .await
+            .map(FromDevice)
+    }
+}
+
+/// A user enrolling a key, with a DPoP proof signed by that key.
+#[derive(Debug, Clone)]
+pub struct Enrolling(pub Enroller);
+
+impl FromRequestParts<Arc<Broker>> for Enrolling {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, broker: &Arc<Broker>) -> Result<Self, ApiError> {
+        broker
+            .authenticate_enrolment(dpop_request(parts))
+            .await
+            .map(Enrolling)
     }
 }
 
@@ -180,10 +239,10 @@ async fn get_policy(broker: State) -> Json<api::PolicyDocument> {
 
 async fn enrol(
     broker: State,
-    Caller(user): Caller,
+    Enrolling(caller): Enrolling,
     Body(req): Body<EnrolRequest>,
 ) -> Result<(StatusCode, Json<api::Device>), ApiError> {
-    let (created, device) = broker.enrol(&user, &req)?;
+    let (created, device) = broker.enrol(&caller, &req)?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -192,35 +251,38 @@ async fn enrol(
     Ok((status, Json(device)))
 }
 
-async fn challenge(broker: State, Caller(user): Caller) -> Result<Json<api::Challenge>, ApiError> {
-    Ok(Json(broker.challenge(&user)?))
+async fn challenge(
+    broker: State,
+    FromDevice(caller): FromDevice,
+) -> Result<Json<api::Challenge>, ApiError> {
+    Ok(Json(broker.challenge(&caller.user)?))
 }
 
 async fn attest(
     broker: State,
-    Caller(user): Caller,
+    FromDevice(caller): FromDevice,
     Body(req): Body<AttestationRequest>,
 ) -> Result<Json<api::Verdict>, ApiError> {
-    Ok(Json(broker.attest(&user, &req).await?))
+    Ok(Json(broker.attest(&caller, &req).await?))
 }
 
 async fn open_grant(
     broker: State,
-    Caller(user): Caller,
+    FromDevice(caller): FromDevice,
     Body(req): Body<GrantRequest>,
 ) -> Result<(StatusCode, Json<api::Grant>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(broker.open_grant(&user, &req).await?),
+        Json(broker.open_grant(&caller, &req).await?),
     ))
 }
 
 async fn close_grant(
     broker: State,
-    Caller(user): Caller,
+    FromDevice(caller): FromDevice,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    broker.close_grant(&user, &id).await?;
+    broker.close_grant(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -231,7 +293,7 @@ struct EventsQuery {
 
 async fn events(
     broker: State,
-    Caller(user): Caller,
+    FromDevice(caller): FromDevice,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(query) = query.map_err(|e| {
@@ -240,8 +302,8 @@ async fn events(
             format!("GET /v1/events?device_id=<id>: {e}"),
         )
     })?;
-    let rx = broker.subscribe(&user, &query.device_id)?;
-    let (sub, device_id) = (user.sub, query.device_id);
+    let rx = broker.subscribe(&caller, &query.device_id)?;
+    let (sub, device_id) = (caller.user.sub, query.device_id);
     // A lagging subscriber's stream ends (the agent reconnects and re-reads
     // its state) rather than silently missing a revocation.
     let stream = BroadcastStream::new(rx)

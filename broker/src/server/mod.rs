@@ -5,12 +5,14 @@
 //! answers.
 //!
 //! Layout: pure decisions in [`eat`] (attestation), [`token`] (access
-//! tokens), [`grants`] (expiry, addresses) and [`config`]; state in
+//! tokens), [`dpop`] (proofs of possession of the device key), [`grants`]
+//! (expiry, addresses) and [`config`]; JOSE in [`jose`]; state in
 //! [`store`]; the operations in [`service`]; routes in [`http`]; the time
 //! they all decide on in [`clock`].
 
 pub mod clock;
 pub mod config;
+pub mod dpop;
 pub mod eat;
 pub mod events;
 pub mod grants;
@@ -194,9 +196,10 @@ pub async fn start_with_clock(
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Listen(e.to_string()))?;
+    let is_tls = tls.is_some();
+    broker.listening_at(if is_tls { "https" } else { "http" }, addr);
     let handle = Handle::new();
     let app = http::router(broker.clone()).into_make_service();
-    let is_tls = tls.is_some();
     let server = match tls {
         Some(tls) => {
             let server = axum_server::from_tcp_rustls(listener, tls)
@@ -220,6 +223,7 @@ pub async fn start_with_clock(
                 let Some(broker) = broker.upgrade() else {
                     return;
                 };
+                broker.sweep_dpop();
                 if let Err(e) = broker.expire_due().await {
                     tracing::warn!(detail = %e.problem.detail, "expiry sweep failed");
                 }

@@ -185,6 +185,8 @@ impl Env {
             http: self.http.clone(),
             base: self.broker.base_url(),
             token: token.to_owned(),
+            key: None,
+            clock: None,
         }
     }
 
@@ -225,41 +227,116 @@ pub fn db_path(dir: &Path) -> PathBuf {
     dir.join("broker.db")
 }
 
-/// A Bearer-authenticated API client.
+/// An API client. Without a device key it sends `Authorization: Bearer`
+/// (admin calls, and the refusals of user calls without a proof); with one
+/// it sends what the agent sends: `Authorization: DPoP` and a fresh proof
+/// signed by the key for the method and URL (and a grant's WireGuard key),
+/// with `iat` on `clock` when the broker runs on a [`ManualClock`].
 #[derive(Clone)]
 pub struct Client {
     pub http: reqwest::Client,
     pub base: String,
     pub token: String,
+    pub key: Option<DeviceKey>,
+    pub clock: Option<Arc<ManualClock>>,
+}
+
+/// How a request authenticates, for tests that craft it by hand.
+pub enum Auth {
+    /// `Authorization: Bearer <token>`, no proof.
+    Bearer,
+    /// `Authorization: DPoP <token>` and this `DPoP` header (none if `None`).
+    Dpop(Option<String>),
 }
 
 impl Client {
+    /// This client with `key` signing its proofs.
+    pub fn with_key(&self, key: &DeviceKey) -> Client {
+        Client {
+            key: Some(key.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// Now, on the broker's clock when the test moves one.
+    pub fn now(&self) -> i64 {
+        use broker::server::Clock as _;
+        self.clock.as_ref().map_or_else(unix_now, |c| c.now())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The proof this client's key makes for `method` on `path`.
+    pub fn proof(&self, method: &str, path: &str, wg_pub: Option<&str>) -> Option<String> {
+        let key = self.key.as_ref()?;
+        Some(
+            posture::dpop::proof(
+                key,
+                method,
+                &self.url(path),
+                &self.token,
+                self.now(),
+                wg_pub,
+            )
+            .unwrap(),
+        )
+    }
+
+    /// Sends `method` on `path` with `body` (JSON) and exactly `auth`.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        auth: Auth,
+    ) -> reqwest::Response {
+        let mut req = self.http.request(method, self.url(path));
+        match auth {
+            Auth::Bearer => req = req.bearer_auth(&self.token),
+            Auth::Dpop(proof) => {
+                req = req.header("authorization", format!("DPoP {}", self.token));
+                if let Some(proof) = proof {
+                    req = req.header("dpop", proof);
+                }
+            }
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// What the agent would send: a proof when this client has a key.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let wg_pub = body
+            .as_ref()
+            .filter(|_| path == api::paths::GRANTS)
+            .and_then(|b| b["wireguard_public_key"].as_str());
+        let auth = match self.proof(method.as_str(), path.split('?').next().unwrap(), wg_pub) {
+            Some(proof) => Auth::Dpop(Some(proof)),
+            None => Auth::Bearer,
+        };
+        self.send(method, path, body.as_ref(), auth).await
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
+        self.call(reqwest::Method::GET, path, None).await
     }
 
     pub async fn post<T: serde::Serialize>(&self, path: &str, body: &T) -> reqwest::Response {
-        self.http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        let body = serde_json::to_value(body).unwrap();
+        self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
     pub async fn delete(&self, path: &str) -> reqwest::Response {
-        self.http
-            .delete(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
+        self.call(reqwest::Method::DELETE, path, None).await
     }
 }
 
@@ -329,11 +406,13 @@ pub struct TestDevice {
 }
 
 impl TestDevice {
+    /// A new key, whose proofs `api` sends from now on.
     pub fn new(api: Client, user: &str) -> Self {
+        let key = DeviceKey::generate();
         Self {
-            key: DeviceKey::generate(),
+            api: api.with_key(&key),
+            key,
             user: user.to_owned(),
-            api,
         }
     }
 

@@ -62,6 +62,7 @@ impl BrokerConfig {
                     tls_key: None,
                     database: database.to_owned(),
                     admin_token_sha256: Some(hex),
+                    public_url: None,
                 },
                 oidc: OidcSection {
                     issuer: issuer.to_owned(),

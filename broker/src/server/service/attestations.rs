@@ -11,6 +11,8 @@ use crate::server::eat::{self, Expectations};
 use crate::server::store::NewAudit;
 use crate::server::token::AccessClaims;
 
+use super::DeviceCaller;
+
 /// How long a challenge nonce is good for.
 pub const NONCE_TTL_SECS: i64 = 60;
 
@@ -31,9 +33,10 @@ impl Broker {
     /// nonce (only after the signature and claims passed), evaluate, record.
     async fn attest_inner(
         &self,
-        user: &AccessClaims,
+        caller: &DeviceCaller,
         req: &AttestationRequest,
     ) -> Result<(Verdict, String), ApiError> {
+        let user = &caller.user;
         let now = self.now();
         let parsed = eat::parse(&req.eat).map_err(|e| ApiError::new(e.problem(), e.to_string()))?;
         let device = self.store.device(&parsed.kid)?.ok_or_else(|| {
@@ -53,6 +56,15 @@ impl Broker {
         };
         let claims = eat::verify_claims(&parsed, &device.key, &expect)
             .map_err(|e| ApiError::new(e.problem(), e.to_string()).device(&device_id))?;
+        // One device attests for itself: the EAT's key and the proof's key
+        // are the same enrolled key. Checked before the nonce is consumed.
+        if device_id != caller.device_id {
+            return Err(ApiError::new(
+                ProblemType::InvalidDpopProof,
+                "the attestation names another device than the DPoP proof's key",
+            )
+            .device(&device_id));
+        }
         let answer = self
             .store
             .consume_nonce(&claims.eat_nonce, &user.sub, now)?;
@@ -128,10 +140,11 @@ impl Broker {
     /// `POST /v1/attestations`.
     pub async fn attest(
         &self,
-        user: &AccessClaims,
+        caller: &DeviceCaller,
         req: &AttestationRequest,
     ) -> Result<Verdict, ApiError> {
-        match self.attest_inner(user, req).await {
+        let user = &caller.user;
+        match self.attest_inner(caller, req).await {
             Ok((verdict, reason)) => {
                 self.audit(NewAudit {
                     action: "attest",

@@ -5,21 +5,26 @@
 use tokio::sync::broadcast;
 
 use super::{ApiError, Broker, datetime};
+use super::{DeviceCaller, Enroller};
 use crate::api::{Device, EnrolRequest, ProblemType};
 use crate::server::eat::EnrolledKey;
 use crate::server::events::Routed;
 use crate::server::store::Enrolment;
-use crate::server::token::AccessClaims;
 
 impl Broker {
-    /// `POST /v1/devices`. Returns whether the device is new.
-    pub fn enrol(
-        &self,
-        user: &AccessClaims,
-        req: &EnrolRequest,
-    ) -> Result<(bool, Device), ApiError> {
+    /// `POST /v1/devices`. Returns whether the device is new. The DPoP
+    /// proof must be signed by the key being enrolled: whoever enrols a key
+    /// holds it.
+    pub fn enrol(&self, caller: &Enroller, req: &EnrolRequest) -> Result<(bool, Device), ApiError> {
+        let user = &caller.user;
         let device_id = req.public_jwk.thumbprint();
         let result = (|| {
+            if caller.key_thumbprint != device_id {
+                return Err(ApiError::new(
+                    ProblemType::InvalidDpopProof,
+                    "the DPoP proof is not signed by the key being enrolled",
+                ));
+            }
             let sec1 = req
                 .public_jwk
                 .to_sec1()
@@ -68,9 +73,10 @@ impl Broker {
     /// `GET /v1/events`: a subscription for the caller's device.
     pub fn subscribe(
         &self,
-        user: &AccessClaims,
+        caller: &DeviceCaller,
         device_id: &str,
     ) -> Result<broadcast::Receiver<Routed>, ApiError> {
+        let user = &caller.user;
         let result = (|| {
             let device = self.store.device(device_id)?.ok_or_else(|| {
                 ApiError::new(ProblemType::DeviceUnknown, "this device is not enrolled")
@@ -79,6 +85,12 @@ impl Broker {
                 return Err(ApiError::new(
                     ProblemType::DeviceUserMismatch,
                     "the device is enrolled for another user",
+                ));
+            }
+            if caller.device_id != device_id {
+                return Err(ApiError::new(
+                    ProblemType::InvalidDpopProof,
+                    "the DPoP proof was made by another device than the one named",
                 ));
             }
             Ok((self.hub.subscribe(), "event stream opened".to_owned()))

@@ -13,24 +13,31 @@ use super::{ApiError, Broker, datetime};
 use crate::api::{Event, GatewayInfo, Grant, GrantRequest, Problem, ProblemType};
 use crate::server::grants::{allocate, decide};
 use crate::server::store::{GrantRow, NewAudit};
-use crate::server::token::AccessClaims;
+
+use super::DeviceCaller;
 
 impl Broker {
     /// `POST /v1/grants`.
     pub async fn open_grant(
         &self,
-        user: &AccessClaims,
+        caller: &DeviceCaller,
         req: &GrantRequest,
     ) -> Result<Grant, ApiError> {
-        let result = self.open_grant_inner(user, req).await;
-        self.audited("grant", Some(&user.sub), Some(&req.device_id), result)
+        let result = self.open_grant_inner(caller, req).await;
+        self.audited(
+            "grant",
+            Some(&caller.user.sub),
+            Some(&req.device_id),
+            result,
+        )
     }
 
     async fn open_grant_inner(
         &self,
-        user: &AccessClaims,
+        caller: &DeviceCaller,
         req: &GrantRequest,
     ) -> Result<(Grant, String), ApiError> {
+        let user = &caller.user;
         let now = self.now();
         let (app, targets) = self
             .settings
@@ -58,6 +65,25 @@ impl Broker {
             return Err(ApiError::new(
                 ProblemType::DeviceRevoked,
                 "the device was revoked",
+            ));
+        }
+        // The device key signed this very request for this very tunnel key:
+        // a captured proof opens nothing for another device or WireGuard key.
+        if device.key.device_id != caller.device_id {
+            return Err(ApiError::new(
+                ProblemType::InvalidDpopProof,
+                "the DPoP proof was made by another device than the one named",
+            ));
+        }
+        let bound = caller
+            .proof
+            .wg_pub
+            .as_deref()
+            .and_then(|k| tunnel::PublicKey::from_base64(k).ok());
+        if bound.as_ref().map(ToString::to_string) != Some(wg_key.to_string()) {
+            return Err(ApiError::new(
+                ProblemType::InvalidDpopProof,
+                "the DPoP proof does not bind this WireGuard key (wg_pub)",
             ));
         }
         let verdict = self
@@ -130,12 +156,14 @@ impl Broker {
     }
 
     /// `DELETE /v1/grants/{id}`.
-    pub async fn close_grant(&self, user: &AccessClaims, id: &str) -> Result<(), ApiError> {
+    pub async fn close_grant(&self, caller: &DeviceCaller, id: &str) -> Result<(), ApiError> {
+        let user = &caller.user;
         let result = async {
+            // Only the device that holds a grant closes it.
             let row = self
                 .store
                 .open_grant(id)?
-                .filter(|g| g.user == user.sub)
+                .filter(|g| g.user == user.sub && g.device_id == caller.device_id)
                 .ok_or_else(|| {
                     ApiError::new(ProblemType::GrantNotFound, "no open grant with this id")
                 })?;

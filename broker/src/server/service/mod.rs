@@ -13,27 +13,31 @@
 mod admin;
 mod attestations;
 mod devices;
+mod dpop;
 mod errors;
 mod grants;
 mod identity;
 mod policy;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
 use tunnel::GatewayHandle;
+use url::Url;
 
 use super::clock::Clock;
 use super::config::Settings;
+use super::dpop::JtiCache;
 use super::events::Hub;
 use super::store::{NewAudit, Store};
 use super::token::{JwksCache, Rules};
 use crate::api::{self, BrokerConfig, ProblemType};
 
 pub use attestations::NONCE_TTL_SECS;
+pub use dpop::{DeviceCaller, DpopRequest, Enroller};
 pub use errors::{ApiError, StartError};
 pub use policy::LoadedPolicy;
 
@@ -52,6 +56,11 @@ pub struct Broker {
     rng: SystemRandom,
     /// Every "now" the broker decides or records with (see [`Clock`]).
     clock: Arc<dyn Clock>,
+    /// The origin DPoP proofs must name (`server.public_url`, else the
+    /// listen address once bound: [`Broker::listening_at`]).
+    origin: OnceLock<Url>,
+    /// `jti`s of recently accepted DPoP proofs (replay refusal).
+    jti_cache: Mutex<JtiCache>,
 }
 
 fn datetime(unix: i64) -> OffsetDateTime {
@@ -73,7 +82,15 @@ impl Broker {
             Some(e) if !e.is_empty() => e.clone(),
             _ => gateway.local_addr().to_string(),
         };
+        let origin = OnceLock::new();
+        if let Some(public) = &settings.raw.server.public_url
+            && let Ok(url) = Url::parse(public)
+        {
+            let _ = origin.set(url);
+        }
         Self {
+            origin,
+            jti_cache: Mutex::new(JtiCache::default()),
             jwks: JwksCache::new(&settings.raw.oidc.issuer, http),
             rules: Rules {
                 issuer: settings.raw.oidc.issuer.clone(),
@@ -89,6 +106,14 @@ impl Broker {
             grant_lock: tokio::sync::Mutex::new(()),
             rng: SystemRandom::new(),
             clock,
+        }
+    }
+
+    /// Where the API listens (`http://127.0.0.1:8443`): the origin DPoP
+    /// proofs must name unless `server.public_url` says otherwise.
+    pub fn listening_at(&self, scheme: &str, addr: std::net::SocketAddr) {
+        if let Ok(url) = Url::parse(&format!("{scheme}://{addr}")) {
+            let _ = self.origin.set(url);
         }
     }
 
