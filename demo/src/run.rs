@@ -533,6 +533,10 @@ issuer = "{issuer}"
 audience = "{AUDIENCE}"
 client_id = "{DEMO_CLIENT_ID}"
 required_acr = "{DEMO_ACR}"
+# The demo issuer shows its MFA (amr otp, acr) in the ID token only, not in
+# the access tokens the broker sees, so the broker cannot enforce it here.
+# A production broker keeps the default (require_mfa = true).
+require_mfa = false
 
 [attestation]
 verdict_ttl_seconds = 120

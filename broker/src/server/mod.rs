@@ -5,7 +5,8 @@
 //! answers.
 //!
 //! Layout: pure decisions in [`eat`] (attestation), [`token`] (access
-//! tokens), [`grants`] (expiry, addresses) and [`config`]; state in
+//! tokens), [`mfa`] (how the caller signed in), [`grants`] (expiry,
+//! addresses) and [`config`]; state in
 //! [`store`]; the operations in [`service`]; routes in [`http`]; the time
 //! they all decide on in [`clock`].
 
@@ -16,6 +17,7 @@ pub mod events;
 pub mod grants;
 pub mod http;
 pub mod jose;
+pub mod mfa;
 pub mod service;
 pub mod store;
 pub mod token;
@@ -165,8 +167,12 @@ pub async fn start_with_clock(
         stack: StackOptions::default(),
     })
     .await?;
+    // Fetches the issuer's discovery document and keys only: no redirect is
+    // followed, so a compromised or misconfigured host cannot point the
+    // broker at keys elsewhere (token::JwksCache refuses a 3xx answer).
     let http_client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| StartError::Listen(format!("HTTP client: {e}")))?;
     let tls = match (&settings.raw.server.tls_cert, &settings.raw.server.tls_key) {
