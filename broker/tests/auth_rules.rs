@@ -2,8 +2,9 @@
 //! test-controlled issuer (`common::TestIssuer`) over real HTTP: MFA and
 //! sign-in age (RFC 9470 challenge), session revocation by `auth_time` and
 //! until cleared, the JWKS TTL, discovery without redirects or plain-http
-//! keys, and event streams that end with their token or on revocation. The
-//! same rules against the real OpenID provider are in `real_idp_auth.rs`.
+//! keys, event streams that end with their token or on revocation, and
+//! low-order WireGuard keys. The same rules against the real OpenID
+//! provider are in `real_idp_auth.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -425,5 +426,45 @@ async fn the_event_stream_ends_when_the_device_or_the_user_is_revoked() {
         api::Event::SessionRevoked { .. }
     ));
     desktop_events.closed_within(Duration::from_secs(5)).await;
+    env.broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn low_order_wireguard_keys_are_refused() {
+    let env = env_with(|c| c, None).await;
+    let token = env.issuer.token("alice");
+    let device = compliant_device(&env, &token).await;
+    let b64 = |bytes: [u8; 32]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    let mut order8 = [0u8; 32];
+    order8.copy_from_slice(&[
+        0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4,
+        0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49,
+        0xb8, 0x00,
+    ]);
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    for key in [[0u8; 32], one, order8] {
+        let r = device
+            .api
+            .post(
+                api::paths::GRANTS,
+                &api::GrantRequest {
+                    app: "echo".into(),
+                    device_id: device.id(),
+                    wireguard_public_key: b64(key),
+                },
+            )
+            .await;
+        let p = expect_problem(r, ProblemType::InvalidWireguardKey).await;
+        assert!(p.detail.contains("low-order"), "{}", p.detail);
+    }
+    env.assert_audited(ProblemType::InvalidWireguardKey, "low-order")
+        .await;
+    assert!(env.broker.gateway_status().unwrap().peers.is_empty());
+    let real = tunnel::PrivateKey::generate().public_key();
+    assert_eq!(device.request_grant("echo", &real).await.status(), 201);
     env.broker.shutdown().await;
 }

@@ -6,7 +6,8 @@
 //!
 //! Layout: pure decisions in [`eat`] (attestation), [`token`] (access
 //! tokens), [`mfa`] (how the caller signed in), [`grants`] (expiry,
-//! addresses) and [`config`]; state in
+//! addresses), [`wgkey`] (which WireGuard keys a grant may name) and
+//! [`config`]; state in
 //! [`store`]; the operations in [`service`]; routes in [`http`]; the time
 //! they all decide on in [`clock`].
 
@@ -21,6 +22,7 @@ pub mod mfa;
 pub mod service;
 pub mod store;
 pub mod token;
+pub mod wgkey;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
