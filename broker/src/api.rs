@@ -32,7 +32,9 @@ pub mod paths {
     pub const GRANTS: &str = "/v1/grants";
     /// `GET ?device_id=` → `text/event-stream` of [`super::Event`].
     pub const EVENTS: &str = "/v1/events";
-    /// `POST` [`super::RevocationRequest`] → [`super::RevocationResult`] (admin token).
+    /// `POST` [`super::RevocationRequest`] → [`super::RevocationResult`];
+    /// `DELETE /v1/admin/revocations/{user}` clears a user's revocation
+    /// (admin token).
     pub const ADMIN_REVOCATIONS: &str = "/v1/admin/revocations";
     /// `GET ?limit=` → `Vec<`[`super::AuditEntry`]`>` (admin token).
     pub const ADMIN_AUDIT: &str = "/v1/admin/audit";
@@ -58,7 +60,8 @@ pub struct BrokerConfig {
     pub client_id: String,
     /// The audience access tokens must carry; also the `aud` of every EAT.
     pub audience: String,
-    /// `acr_values` to request, when the organisation requires one.
+    /// `acr_values` to request (space-separated), when the organisation
+    /// requires one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_acr: Option<String>,
     /// SHA-256 (hex) of the Rego policy verdicts are made with.
@@ -207,7 +210,8 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// The user's sessions were revoked: tokens issued before now are refused.
+    /// The user's sessions were revoked: tokens from sign-ins before now are
+    /// refused (and, if the revocation holds until cleared, every token).
     SessionRevoked {
         /// The user (`sub`).
         user: String,
@@ -274,12 +278,18 @@ pub struct RevocationRequest {
     /// A device id: its grants close and it can no longer attest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
-    /// A user `sub`: every grant closes and tokens issued before now are refused.
+    /// A user `sub`: every grant closes and tokens whose sign-in
+    /// (`auth_time`) is not after now are refused, refreshed ones included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// One grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
+    /// With `user` only: refuse every token of the user, even from a new
+    /// sign-in, until an administrator clears the revocation
+    /// (`DELETE /v1/admin/revocations/{user}`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub until_cleared: bool,
     /// Recorded in the audit log and sent in the events.
     pub reason: String,
 }
@@ -417,8 +427,12 @@ problem_types! {
     TokenExpired = ("token-expired", 401, "The access token has expired"),
     /// The token is for another audience or issuer.
     TokenWrongAudience = ("token-wrong-audience", 401, "The access token is not for this broker"),
-    /// The user's sessions were revoked after this token was issued.
+    /// The user's sessions were revoked after this token's sign-in (or until an admin clears it).
     SessionRevoked = ("session-revoked", 401, "The session was revoked; sign in again"),
+    /// An ID token (or another non-access JWT) was sent where an access token is required.
+    TokenNotAccessToken = ("token-not-access-token", 401, "An access token is required, not an ID token"),
+    /// The sign-in shows no second factor, or is older than the broker allows (RFC 9470).
+    InsufficientUserAuthentication = ("insufficient-user-authentication", 401, "A multi-factor or more recent sign-in is required"),
     /// The identity provider could not be reached to fetch its keys.
     IssuerUnavailable = ("issuer-unavailable", 503, "The identity provider's keys could not be fetched"),
     /// The enrolment JWK is not a P-256 public key.
@@ -479,6 +493,8 @@ problem_types! {
     AdminUnauthorized = ("admin-unauthorized", 401, "An admin token is required"),
     /// An admin request that names nothing or too much.
     InvalidRevocation = ("invalid-revocation", 400, "Name exactly one of device_id, user, grant_id"),
+    /// The user has no revocation to clear.
+    RevocationNotFound = ("revocation-not-found", 404, "The user has no revocation"),
     /// The policy could not be loaded or evaluated.
     PolicyError = ("policy-error", 500, "The posture policy failed"),
     /// Anything else on the broker's side (storage, gateway).

@@ -241,6 +241,7 @@ async fn a_proof_must_match_method_url_time_and_token() {
         dir,
         broker,
         http: reqwest::Client::new(),
+        clock: None,
     };
     let mut device = alice_device(&env).await;
     device.api.clock = Some(clock.clone());

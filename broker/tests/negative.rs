@@ -501,6 +501,7 @@ async fn expired_nonce_and_expired_verdict() {
         dir,
         broker,
         http: reqwest::Client::new(),
+        clock: None,
     };
     let mut device = alice_device(&env).await;
     device.api.clock = Some(clock.clone());

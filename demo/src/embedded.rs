@@ -155,7 +155,7 @@ admin_token_sha256 = "{admin}"
 issuer = "{issuer}"
 audience = "{AUDIENCE}"
 client_id = "{DEMO_CLIENT_ID}"
-required_acr = "{DEMO_ACR}"
+required_acr = ["{DEMO_ACR}"]
 
 [attestation]
 verdict_ttl_seconds = 120

@@ -377,6 +377,9 @@ fn issue(s: &Inner, nonce: Option<String>, auth_time: i64) -> Response {
             "iss": s.issuer, "sub": DEMO_USER, "aud": s.audience,
             "client_id": DEMO_CLIENT_ID, "iat": t, "exp": t + TOKEN_TTL,
             "scope": "openid profile email offline_access",
+            // RFC 9068 §2.2.1: the sign-in behind the token, so the broker
+            // enforces MFA and session revocation itself, as in production.
+            "auth_time": auth_time, "amr": ["pwd", "otp"], "acr": DEMO_ACR,
         }),
         "at+jwt",
     );

@@ -134,6 +134,17 @@ const providerConfig = {
       },
     },
   },
+  // RFC 9068 §2.2.1: access tokens say when and how the user signed in
+  // (auth_time, acr, amr), so the broker can enforce MFA and session
+  // revocation itself. Taken from what the token is minted from (the code,
+  // device code or refresh token), so a refresh keeps the sign-in's values.
+  extraTokenClaims(ctx, token) {
+    if (token.kind !== 'AccessToken') return undefined;
+    const { entities = {} } = ctx?.oidc ?? {};
+    const source = entities.RefreshToken ?? entities.AuthorizationCode ?? entities.DeviceCode;
+    if (!source) return undefined;
+    return { auth_time: source.authTime, acr: source.acr, amr: source.amr };
+  },
   // Public clients get a refresh token without `prompt=consent` (first-party app).
   issueRefreshToken: (ctx, client) => client.grantTypeAllowed('refresh_token'),
   ttl: {

@@ -1,6 +1,7 @@
 //! The broker's one notion of "now". Every expiry the broker decides — the
 //! 60 s challenge nonce, a verdict's validity, a grant's expiry and the
-//! sweep that closes it, an access token's `exp`/`nbf`, an EAT's
+//! sweep that closes it, an access token's `exp`/`nbf` and its sign-in's age,
+//! the JWKS cache's TTL, an open event stream's end, an EAT's
 //! `iat`/`exp`, a revocation's cut-off — and every timestamp it records
 //! (enrolment, audit log, verdicts, grants) reads the [`Clock`] the broker
 //! was started with, never the system clock directly. Production uses
@@ -13,8 +14,10 @@
 //! Durations that pace work rather than decide validity run on the
 //! monotonic clock and ignore the injected one: the grant sweep's 1 s tick,
 //! the JWKS refetch throttle (`token::JwksCache::MIN_REFETCH`), the HTTP
-//! client's timeout, the event stream's keep-alive, and the gateway's own
-//! peer timers (crate `tunnel` schedules a peer's removal on `Instant`s).
+//! client's timeout, the event stream's keep-alive and 1 s check tick
+//! (whether the stream is due to end is decided on the broker's clock), and
+//! the gateway's own peer timers (crate `tunnel` schedules a peer's removal
+//! on `Instant`s).
 //! The gateway is handed each grant's expiry through
 //! [`Clock::to_system_time`]: the grant's remaining life measured on the
 //! broker's clock when the peer is installed, then counted down in real
@@ -44,10 +47,11 @@
 //!   during those Δ reinstalls the peer for the remaining (lengthened) time.
 //!   Tokens and EATs issued on a correct clock look up to Δ in the future and
 //!   are refused as not yet valid once Δ exceeds the skew. A session
-//!   revocation is stamped with the jumped time, so it only covers tokens
-//!   whose `iat` is at or before that stamp: tokens issued in the Δ before
-//!   the revocation survive it. Audit timestamps go backwards (the log stays
-//!   ordered by its sequence number, not by time).
+//!   revocation is stamped with the jumped time, so it only covers sign-ins
+//!   whose `auth_time` is at or before that stamp: sign-ins in the Δ before
+//!   the revocation survive it (an until-cleared revocation does not depend
+//!   on the stamp). Audit timestamps go backwards (the log stays ordered by
+//!   its sequence number, not by time).
 //!
 //! Run the broker on an NTP-disciplined clock that slews rather than steps.
 

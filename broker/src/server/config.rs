@@ -12,9 +12,14 @@
 //!
 //! [oidc]
 //! issuer = "https://idp.example.com"
-//! audience = "sallyport-broker"       # access tokens' aud; also every EAT's aud
+//! audience = "sallyport-broker"       # access tokens' aud; also every EAT's aud; never the client_id
 //! client_id = "sallyport"             # advertised to agents
-//! required_acr = "mfa"                # optional
+//! require_mfa = true                  # default true: every call needs a multi-factor sign-in
+//! required_amr = ["mfa", "otp", "hwk", "swk", "sc", "fpt", "face"]  # default; any one shows MFA
+//! required_acr = ["urn:example:acr:mfa"]  # optional; any one shows MFA; advertised as acr_values
+//! max_auth_age_seconds = 43200        # optional (default: no limit): oldest auth_time accepted
+//! jwks_ttl_seconds = 300              # default 300: issuer keys are refetched after this
+//! clock_skew_seconds = 60             # default 60
 //!
 //! [attestation]
 //! verdict_ttl_seconds = 900           # default 900
@@ -31,6 +36,34 @@
 //! name = "Internal wiki"
 //! targets = ["10.0.0.5:443/tcp"]
 //! ```
+//!
+//! # What the `[oidc]` section makes the broker enforce
+//!
+//! The broker decides on the access token alone, never on what the agent
+//! says it checked: an agent that skips its own MFA check, or a token
+//! stolen from one, must still be refused here. So every authenticated call
+//! checks, besides signature, `iss`, `aud` and expiry (see
+//! [`super::token`]):
+//!
+//! * **MFA** (`require_mfa`, default on): the token's `acr` is one of
+//!   `required_acr`, or one of its `amr` values is in `required_amr`
+//!   (RFC 8176; default: the agent's list). The IdP must put `acr`/`amr`
+//!   into access tokens (RFC 9068 §2.2.1); one that does not gets every
+//!   call refused, which is the point: turning `require_mfa` off is a
+//!   decision someone writes down, never a silent default.
+//! * **Recency** (`max_auth_age_seconds`, default none): `auth_time` no
+//!   older than this; a token without `auth_time` is refused while a limit
+//!   is set.
+//!
+//! A token that fails either is answered `401` with the problem type
+//! `insufficient-user-authentication` and an RFC 9470 challenge
+//! (`WWW-Authenticate: Bearer error="insufficient_user_authentication"`,
+//! with `acr_values` and `max_age` as configured) that tells the agent how
+//! to sign in again.
+//!
+//! `audience` must differ from `client_id`: the IdP's ID tokens carry the
+//! client id as `aud`, and an audience equal to it would let an ID token
+//! pass where an access token is required.
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -38,6 +71,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::mfa::AuthRequirement;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -104,16 +139,66 @@ pub struct OidcSection {
     pub audience: String,
     /// The agent's client id (advertised in `/v1/config`).
     pub client_id: String,
-    /// `acr_values` agents request.
-    #[serde(default)]
-    pub required_acr: Option<String>,
+    /// `acr` values that show a multi-factor sign-in (any one suffices);
+    /// also advertised to agents as the `acr_values` to request. A single
+    /// string is accepted for configurations written before this was a list.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub required_acr: Vec<String>,
+    /// RFC 8176 `amr` values that show a multi-factor sign-in (any one
+    /// suffices). Default: [`DEFAULT_MFA_AMR`], the agent's list.
+    #[serde(default = "default_mfa_amr")]
+    pub required_amr: Vec<String>,
+    /// Refuse every call whose token shows no second factor (by
+    /// `required_acr` or `required_amr`). Default `true`: production
+    /// requires MFA, and switching it off must be written down.
+    #[serde(default = "default_true")]
+    pub require_mfa: bool,
+    /// Oldest acceptable sign-in (`auth_time`), seconds before now; a token
+    /// without `auth_time` is refused while this is set. Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_auth_age_seconds: Option<u64>,
+    /// How long the issuer's fetched keys are used before they are fetched
+    /// again, seconds: a key the IdP withdraws stops working within this.
+    #[serde(default = "default_jwks_ttl")]
+    pub jwks_ttl_seconds: u64,
     /// Clock skew allowed on token and EAT times, seconds.
     #[serde(default = "default_skew")]
     pub clock_skew_seconds: u32,
 }
 
+/// RFC 8176 `amr` values that show a second factor, unless configured
+/// otherwise: the same list the agent uses (`agent::identity::mfa`), so the
+/// agent and the broker agree on what a multi-factor sign-in is.
+pub const DEFAULT_MFA_AMR: &[&str] = &["mfa", "otp", "hwk", "swk", "sc", "fpt", "face"];
+
+fn default_mfa_amr() -> Vec<String> {
+    DEFAULT_MFA_AMR.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_jwks_ttl() -> u64 {
+    300
+}
+
 fn default_skew() -> u32 {
     60
+}
+
+/// `"a"` or `["a", "b"]` as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// `[attestation]`.
@@ -198,6 +283,10 @@ pub struct Settings {
     pub apps: Vec<(AppSection, Vec<tunnel::Target>)>,
     /// Decoded admin token digest.
     pub admin_token_sha256: Option<[u8; 32]>,
+    /// What every caller's sign-in must show (MFA, recency).
+    pub auth: AuthRequirement,
+    /// How long fetched issuer keys are used.
+    pub jwks_ttl: Duration,
 }
 
 /// An IPv4 network `a.b.c.d/len`.
@@ -279,6 +368,36 @@ impl Config {
         if self.oidc.audience.is_empty() || self.oidc.client_id.is_empty() {
             return invalid("oidc.audience and oidc.client_id must not be empty".into());
         }
+        if self.oidc.audience == self.oidc.client_id {
+            return invalid(format!(
+                "oidc.audience must differ from oidc.client_id ({:?}): ID tokens carry the client id as aud, so an equal audience would accept them as access tokens",
+                self.oidc.client_id
+            ));
+        }
+        let oidc = &self.oidc;
+        if oidc
+            .required_acr
+            .iter()
+            .chain(&oidc.required_amr)
+            .any(|v| v.trim().is_empty())
+        {
+            return invalid(
+                "oidc.required_acr and oidc.required_amr must not hold empty values".into(),
+            );
+        }
+        if oidc.require_mfa && oidc.required_acr.is_empty() && oidc.required_amr.is_empty() {
+            return invalid(
+                "oidc.require_mfa is on but oidc.required_acr and oidc.required_amr are both empty: list what shows MFA, or set require_mfa = false".into(),
+            );
+        }
+        if let Some(age) = oidc.max_auth_age_seconds
+            && !(60..=31 * 86_400).contains(&age)
+        {
+            return invalid("oidc.max_auth_age_seconds must be 60..=2678400 (31 days)".into());
+        }
+        if !(10..=86_400).contains(&oidc.jwks_ttl_seconds) {
+            return invalid("oidc.jwks_ttl_seconds must be 10..=86400".into());
+        }
         if self.oidc.clock_skew_seconds > 300 {
             return invalid("oidc.clock_skew_seconds must be at most 300".into());
         }
@@ -334,7 +453,18 @@ impl Config {
                 )
             })?),
         };
+        let auth = AuthRequirement {
+            require_mfa: self.oidc.require_mfa,
+            acr: self.oidc.required_acr.clone(),
+            amr: self.oidc.required_amr.clone(),
+            max_age: self
+                .oidc
+                .max_auth_age_seconds
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+        };
         Ok(Settings {
+            auth,
+            jwks_ttl: Duration::from_secs(self.oidc.jwks_ttl_seconds),
             verdict_ttl: Duration::from_secs(self.attestation.verdict_ttl_seconds),
             max_grant: Duration::from_secs(self.gateway.max_grant_seconds),
             skew: i64::from(self.oidc.clock_skew_seconds),
@@ -403,6 +533,72 @@ targets = ["10.0.0.5:443/tcp", "10.0.0.6:53/udp"]
         );
         assert_eq!(s.apps[0].1.len(), 2);
         assert_eq!(s.skew, 60);
+        assert!(s.auth.require_mfa, "MFA is required unless switched off");
+        assert_eq!(s.auth.amr, default_mfa_amr());
+        assert!(s.auth.acr.is_empty());
+        assert_eq!(s.auth.max_age, None);
+        assert_eq!(s.jwks_ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn oidc_rules() {
+        // An ID token's aud is the client id: equal values would accept it.
+        let e = with(
+            "audience = \"sallyport-broker\"",
+            "audience = \"sallyport\"",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("client_id"), "{e}");
+        // acr: one string (older files) or a list.
+        let s = with(
+            "client_id = \"sallyport\"",
+            "client_id = \"sallyport\"\nrequired_acr = \"urn:x:mfa\"",
+        )
+        .unwrap();
+        assert_eq!(s.auth.acr, vec!["urn:x:mfa".to_owned()]);
+        let s = with(
+            "client_id = \"sallyport\"",
+            "client_id = \"sallyport\"\nrequired_acr = [\"a\", \"b\"]\nmax_auth_age_seconds = 3600\njwks_ttl_seconds = 60",
+        )
+        .unwrap();
+        assert_eq!(s.auth.acr, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(s.auth.max_age, Some(3600));
+        assert_eq!(s.jwks_ttl, Duration::from_secs(60));
+        // MFA on with nothing that could show it.
+        assert!(
+            with(
+                "client_id = \"sallyport\"",
+                "client_id = \"sallyport\"\nrequired_amr = []"
+            )
+            .is_err()
+        );
+        let off = with(
+            "client_id = \"sallyport\"",
+            "client_id = \"sallyport\"\nrequired_amr = []\nrequire_mfa = false",
+        )
+        .unwrap();
+        assert!(!off.auth.require_mfa);
+        assert!(
+            with(
+                "client_id = \"sallyport\"",
+                "client_id = \"sallyport\"\nrequired_amr = [\"\"]"
+            )
+            .is_err()
+        );
+        assert!(
+            with(
+                "client_id = \"sallyport\"",
+                "client_id = \"sallyport\"\nmax_auth_age_seconds = 5"
+            )
+            .is_err()
+        );
+        assert!(
+            with(
+                "client_id = \"sallyport\"",
+                "client_id = \"sallyport\"\njwks_ttl_seconds = 0"
+            )
+            .is_err()
+        );
     }
 
     fn with(from: &str, to: &str) -> Result<Settings, ConfigError> {

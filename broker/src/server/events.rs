@@ -15,6 +15,9 @@ pub struct Routed {
     pub device_id: Option<String>,
     /// The event.
     pub event: Event,
+    /// The streams it reaches end after delivering it: it revokes what they
+    /// were opened with (the user's sessions, the device).
+    pub ends_stream: bool,
 }
 
 impl Routed {
@@ -51,10 +54,22 @@ impl Hub {
 
     /// Sends to every current subscriber; none listening is fine.
     pub fn publish(&self, user: Option<&str>, device_id: Option<&str>, event: Event) {
+        self.send(user, device_id, event, false);
+    }
+
+    /// [`Hub::publish`], then ends the streams it reached: for revocations,
+    /// so a stream opened with a now-revoked session or device does not
+    /// outlive it.
+    pub fn publish_final(&self, user: Option<&str>, device_id: Option<&str>, event: Event) {
+        self.send(user, device_id, event, true);
+    }
+
+    fn send(&self, user: Option<&str>, device_id: Option<&str>, event: Event, ends_stream: bool) {
         let _ = self.tx.send(Routed {
             user: user.map(str::to_owned),
             device_id: device_id.map(str::to_owned),
             event,
+            ends_stream,
         });
     }
 
@@ -75,16 +90,19 @@ mod tests {
             user: None,
             device_id: None,
             event: ev.clone(),
+            ends_stream: false,
         };
         let user = Routed {
             user: Some("alice".into()),
             device_id: None,
             event: ev.clone(),
+            ends_stream: false,
         };
         let dev = Routed {
             user: Some("alice".into()),
             device_id: Some("d1".into()),
             event: ev,
+            ends_stream: true,
         };
         assert!(all.is_for("bob", "x"));
         assert!(user.is_for("alice", "d9") && !user.is_for("bob", "d9"));

@@ -17,10 +17,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
+
+use super::events::Routed;
 
 use super::service::{ApiError, Broker, DeviceCaller, DpopRequest, Enroller};
-use super::token::AccessClaims;
 use crate::api::{
     self, AttestationRequest, EnrolRequest, GrantRequest, MAX_BODY_BYTES, PROBLEM_CONTENT_TYPE,
     ProblemType, RevocationRequest, paths,
@@ -67,20 +69,32 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The caller, authenticated by its Bearer access token.
-#[derive(Debug, Clone)]
-pub struct Caller(pub AccessClaims);
-
-impl FromRequestParts<Arc<Broker>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, broker: &Arc<Broker>) -> Result<Self, ApiError> {
-        let auth = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        broker.authenticate(auth).await.map(Caller)
+/// A refusal of the caller, with the RFC 9470 §3 challenge when the
+/// sign-in falls short (no second factor, too old): it says what a new one
+/// must show (`acr_values`, `max_age`), so the agent can ask the IdP for
+/// exactly that. The scheme follows the request's (`DPoP` for DPoP-bound
+/// calls, RFC 9449 §7.1).
+fn refuse_caller(broker: &Broker, parts: &Parts, err: ApiError) -> Response {
+    let dpop = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("DPoP"));
+    let challenge = (err.problem.kind() == Some(ProblemType::InsufficientUserAuthentication))
+        .then(|| broker.step_up_challenge(&err.problem.detail))
+        .map(|c| match c.strip_prefix("Bearer ") {
+            Some(params) if dpop => format!("DPoP {params}"),
+            _ => c,
+        })
+        .and_then(|c| HeaderValue::from_str(&c).ok());
+    let mut response = err.into_response();
+    if let Some(challenge) = challenge {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
     }
+    response
 }
 
 /// What a DPoP check reads from a request's head.
@@ -108,13 +122,13 @@ fn dpop_request(parts: &Parts) -> DpopRequest<'_> {
 pub struct FromDevice(pub DeviceCaller);
 
 impl FromRequestParts<Arc<Broker>> for FromDevice {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, broker: &Arc<Broker>) -> Result<Self, ApiError> {
-        broker
-            .authenticate_device(dpop_request(parts))
-            .await
-            .map(FromDevice)
+    async fn from_request_parts(parts: &mut Parts, broker: &Arc<Broker>) -> Result<Self, Response> {
+        match broker.authenticate_device(dpop_request(parts)).await {
+            Ok(caller) => Ok(FromDevice(caller)),
+            Err(err) => Err(refuse_caller(broker, parts, err)),
+        }
     }
 }
 
@@ -123,13 +137,13 @@ impl FromRequestParts<Arc<Broker>> for FromDevice {
 pub struct Enrolling(pub Enroller);
 
 impl FromRequestParts<Arc<Broker>> for Enrolling {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, broker: &Arc<Broker>) -> Result<Self, ApiError> {
-        broker
-            .authenticate_enrolment(dpop_request(parts))
-            .await
-            .map(Enrolling)
+    async fn from_request_parts(parts: &mut Parts, broker: &Arc<Broker>) -> Result<Self, Response> {
+        match broker.authenticate_enrolment(dpop_request(parts)).await {
+            Ok(enroller) => Ok(Enrolling(enroller)),
+            Err(err) => Err(refuse_caller(broker, parts, err)),
+        }
     }
 }
 
@@ -215,6 +229,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/grants/{id}", delete(close_grant))
         .route(paths::EVENTS, get(events))
         .route(paths::ADMIN_REVOCATIONS, post(revoke))
+        .route("/v1/admin/revocations/{user}", delete(clear_revocation))
         .route(paths::ADMIN_AUDIT, get(audit))
         .route(paths::ADMIN_POLICY_RELOAD, post(reload_policy))
         .route(paths::ADMIN_GATEWAY_PEERS, get(gateway_peers))
@@ -291,6 +306,22 @@ struct EventsQuery {
     device_id: String,
 }
 
+/// How often an open event stream checks, on the broker's clock, whether the
+/// token it was opened with has expired (or its sign-in grown too old).
+const STREAM_CHECK: Duration = Duration::from_secs(1);
+/// Keep-alive comments on an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Every this many checks (one keep-alive interval) the stream also re-reads
+/// the store (revocations, the device): a safety net under the event hub,
+/// which ends streams at once when an admin revokes.
+const STORE_CHECK_EVERY: u32 = 15;
+
+/// What drives an event stream: an event from the hub, or a check tick.
+enum StreamInput {
+    Event(Result<Routed, BroadcastStreamRecvError>),
+    Tick,
+}
+
 async fn events(
     broker: State,
     FromDevice(caller): FromDevice,
@@ -303,19 +334,53 @@ async fn events(
         )
     })?;
     let rx = broker.subscribe(&caller, &query.device_id)?;
-    let (sub, device_id) = (caller.user.sub, query.device_id);
-    // A lagging subscriber's stream ends (the agent reconnects and re-reads
-    // its state) rather than silently missing a revocation.
+    let user = caller.user;
+    let broker = broker.0.clone();
+    let device_id = query.device_id;
+    let deadline = broker.stream_deadline(&user);
+    let ticks = IntervalStream::new(tokio::time::interval_at(
+        tokio::time::Instant::now() + STREAM_CHECK,
+        STREAM_CHECK,
+    ))
+    .map(|_| StreamInput::Tick);
+    let (mut ending, mut checks) = (false, 0u32);
+    // The stream ends (the agent reconnects with a fresh token and re-reads
+    // its state) when: the token it was opened with expires, the user's
+    // sessions or the device are revoked (after delivering that event), or
+    // it lags behind the hub (rather than silently missing a revocation).
     let stream = BroadcastStream::new(rx)
-        .take_while(Result::is_ok)
-        .filter_map(move |item| {
-            let routed = item.ok()?;
-            routed.is_for(&sub, &device_id).then(|| {
-                let data = serde_json::to_string(&routed.event).unwrap_or_default();
-                Ok::<_, Infallible>(SseEvent::default().event(routed.event.name()).data(data))
-            })
-        });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+        .map(StreamInput::Event)
+        .merge(ticks)
+        .map_while(move |input| {
+            if ending {
+                return None;
+            }
+            match input {
+                StreamInput::Event(Err(_lagged)) => None,
+                StreamInput::Event(Ok(routed)) => {
+                    if !routed.is_for(&user.sub, &device_id) {
+                        return Some(None);
+                    }
+                    ending = routed.ends_stream;
+                    let data = serde_json::to_string(&routed.event).unwrap_or_default();
+                    Some(Some(
+                        SseEvent::default().event(routed.event.name()).data(data),
+                    ))
+                }
+                StreamInput::Tick => {
+                    checks = checks.wrapping_add(1);
+                    let due = broker.clock_now() >= deadline;
+                    if (due || checks % STORE_CHECK_EVERY == 0)
+                        && broker.stream_standing(&user, &device_id).is_err()
+                    {
+                        return None;
+                    }
+                    Some(None)
+                }
+            }
+        })
+        .filter_map(|event| event.map(Ok::<_, Infallible>));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
 async fn revoke(
@@ -324,6 +389,15 @@ async fn revoke(
     Body(req): Body<RevocationRequest>,
 ) -> Result<Json<api::RevocationResult>, ApiError> {
     Ok(Json(broker.revoke(&req).await?))
+}
+
+async fn clear_revocation(
+    broker: State,
+    _: Admin,
+    Path(user): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    broker.clear_revocation(&user)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,8 +5,10 @@
 //! answers.
 //!
 //! Layout: pure decisions in [`eat`] (attestation), [`token`] (access
-//! tokens), [`dpop`] (proofs of possession of the device key), [`grants`]
-//! (expiry, addresses) and [`config`]; JOSE in [`jose`]; state in
+//! tokens), [`mfa`] (how the caller signed in), [`dpop`] (proofs of
+//! possession of the device key), [`grants`] (expiry, addresses), [`wgkey`]
+//! (which WireGuard keys a grant may name) and [`config`]; JOSE in
+//! [`jose`]; state in
 //! [`store`]; the operations in [`service`]; routes in [`http`]; the time
 //! they all decide on in [`clock`].
 
@@ -18,9 +20,11 @@ pub mod events;
 pub mod grants;
 pub mod http;
 pub mod jose;
+pub mod mfa;
 pub mod service;
 pub mod store;
 pub mod token;
+pub mod wgkey;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -167,8 +171,12 @@ pub async fn start_with_clock(
         stack: StackOptions::default(),
     })
     .await?;
+    // Fetches the issuer's discovery document and keys only: no redirect is
+    // followed, so a compromised or misconfigured host cannot point the
+    // broker at keys elsewhere (token::JwksCache refuses a 3xx answer).
     let http_client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| StartError::Listen(format!("HTTP client: {e}")))?;
     let tls = match (&settings.raw.server.tls_cert, &settings.raw.server.tls_key) {

@@ -80,7 +80,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS grants_open_addr ON grants(client_address) WHE
 CREATE TABLE IF NOT EXISTS user_revocations (
     user TEXT PRIMARY KEY,
     revoked_at INTEGER NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    until_cleared INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -150,6 +151,15 @@ pub struct VerdictRow {
     pub verdict: StoredVerdict,
 }
 
+/// A user's session revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserRevocation {
+    /// Sign-ins at or before this (Unix seconds) are refused.
+    pub revoked_at: i64,
+    /// Every sign-in is refused until an administrator clears it.
+    pub until_cleared: bool,
+}
+
 /// A new audit entry.
 #[derive(Debug, Clone, Default)]
 pub struct NewAudit<'a> {
@@ -191,6 +201,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate_user_revocations(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -479,26 +490,54 @@ impl Store {
         Ok(changed == 1 || self.device(device_id)?.is_some())
     }
 
-    /// Revokes a user's sessions as of `now`.
-    pub fn revoke_user(&self, user: &str, now: i64, reason: &str) -> Result<(), StoreError> {
+    /// Revokes a user's sessions as of `now`; with `until_cleared`, also
+    /// every later sign-in until [`Store::clear_user_revocation`]. A plain
+    /// revocation never lifts an until-cleared one.
+    pub fn revoke_user(
+        &self,
+        user: &str,
+        now: i64,
+        reason: &str,
+        until_cleared: bool,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO user_revocations (user, revoked_at, reason) VALUES (?1, ?2, ?3)
-             ON CONFLICT(user) DO UPDATE SET revoked_at = excluded.revoked_at, reason = excluded.reason",
-            params![user, now, reason],
+            "INSERT INTO user_revocations (user, revoked_at, reason, until_cleared) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(user) DO UPDATE SET revoked_at = excluded.revoked_at, reason = excluded.reason,
+                 until_cleared = MAX(until_cleared, excluded.until_cleared)",
+            params![user, now, reason, i64::from(until_cleared)],
         )?;
         Ok(())
     }
 
-    /// When the user's sessions were last revoked.
-    pub fn user_revoked_at(&self, user: &str) -> Result<Option<i64>, StoreError> {
+    /// The user's revocation, if any.
+    pub fn user_revocation(&self, user: &str) -> Result<Option<UserRevocation>, StoreError> {
         Ok(self
             .conn()
             .query_row(
-                "SELECT revoked_at FROM user_revocations WHERE user = ?1",
+                "SELECT revoked_at, until_cleared FROM user_revocations WHERE user = ?1",
                 [user],
-                |r| r.get(0),
+                |r| {
+                    Ok(UserRevocation {
+                        revoked_at: r.get(0)?,
+                        until_cleared: r.get::<_, i64>(1)? != 0,
+                    })
+                },
             )
             .optional()?)
+    }
+
+    /// Lifts an until-cleared revocation as of `now`: sign-ins after `now`
+    /// are accepted again, while tokens from sign-ins before it (made while
+    /// the user was blocked, perhaps by whoever caused the block) stay
+    /// refused. False if the user has no until-cleared revocation (a plain
+    /// one needs no clearing: a new sign-in lifts it).
+    pub fn clear_user_revocation(&self, user: &str, now: i64) -> Result<bool, StoreError> {
+        let changed = self.conn().execute(
+            "UPDATE user_revocations SET until_cleared = 0, revoked_at = MAX(revoked_at, ?2)
+             WHERE user = ?1 AND until_cleared = 1",
+            params![user, now],
+        )?;
+        Ok(changed == 1)
     }
 
     /// Appends to the audit log.
@@ -546,6 +585,22 @@ impl Store {
         out.reverse();
         Ok(out)
     }
+}
+
+/// Adds `user_revocations.until_cleared` to a database made before it
+/// existed (`CREATE TABLE IF NOT EXISTS` leaves an old table as it was).
+fn migrate_user_revocations(conn: &Connection) -> Result<(), StoreError> {
+    let has_column = conn
+        .prepare(
+            "SELECT 1 FROM pragma_table_info('user_revocations') WHERE name = 'until_cleared'",
+        )?
+        .exists([])?;
+    if !has_column {
+        conn.execute_batch(
+            "ALTER TABLE user_revocations ADD COLUMN until_cleared INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    Ok(())
 }
 
 fn device_in(conn: &Connection, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
@@ -629,6 +684,46 @@ mod tests {
         );
         assert!(s.revoke_device("dev1", 4, "lost").unwrap());
         assert!(s.device("dev1").unwrap().unwrap().key.revoked);
+    }
+
+    #[test]
+    fn user_revocations_hold_until_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("b.db")).unwrap();
+        assert_eq!(s.user_revocation("alice").unwrap(), None);
+        assert!(!s.clear_user_revocation("alice", 1).unwrap());
+        s.revoke_user("alice", 10, "r", true).unwrap();
+        // A later plain revocation moves the cut-off but keeps the block.
+        s.revoke_user("alice", 20, "r", false).unwrap();
+        let r = s.user_revocation("alice").unwrap().unwrap();
+        assert_eq!((r.revoked_at, r.until_cleared), (20, true));
+        assert!(s.clear_user_revocation("alice", 30).unwrap());
+        let r = s.user_revocation("alice").unwrap().unwrap();
+        assert_eq!((r.revoked_at, r.until_cleared), (30, false));
+        assert!(
+            !s.clear_user_revocation("alice", 40).unwrap(),
+            "a plain revocation is not cleared (and its cut-off does not move)"
+        );
+        assert_eq!(s.user_revocation("alice").unwrap().unwrap().revoked_at, 30);
+    }
+
+    #[test]
+    fn an_old_revocations_table_gains_until_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE user_revocations (user TEXT PRIMARY KEY, revoked_at INTEGER NOT NULL, reason TEXT NOT NULL);
+                 INSERT INTO user_revocations VALUES ('bob', 5, 'old');",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let r = s.user_revocation("bob").unwrap().unwrap();
+        assert_eq!((r.revoked_at, r.until_cleared), (5, false));
+        drop(s);
+        assert!(Store::open(&path).is_ok(), "migrating twice is a no-op");
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! Access-token validation: the same rules the agent applies to its tokens
 //! (docs/ARCHITECTURE.md flow 1, RFC 8725, RFC 9068): signature with the issuer's JWKS
-//! under an algorithm allowlist, `iss` exact, `aud` contains ours, `exp`/`nbf`
-//! with bounded skew. [`validate`] is pure; [`JwksCache`] fetches keys
-//! (discovery → `jwks_uri`) and refetches once when a `kid` is unknown, so
-//! issuer key rotation works without a restart and an unknown key fails
-//! closed.
+//! under an algorithm allowlist, `typ` `at+jwt` when set, `iss` exact, `aud`
+//! contains ours, `exp`/`nbf` with bounded skew. An ID token is refused by
+//! name ([`TokenError::NotAccessToken`]): its `aud` is the agent's client
+//! id, which the configuration keeps apart from the broker's audience.
+//! [`validate`] is pure; [`JwksCache`] fetches keys (discovery → `jwks_uri`,
+//! https only, no redirects followed), uses them for at most the configured
+//! TTL on the broker's clock, and refetches once when a `kid` is unknown, so
+//! issuer key rotation works without a restart, a key the issuer withdraws
+//! stops working within the TTL, and an unknown key fails closed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use super::clock::Clock;
 use super::jose::{self, JwkSet, RingVerifier};
 use crate::api::ProblemType;
 
@@ -30,6 +35,10 @@ pub enum TokenError {
     /// `iss` or `aud` is not ours.
     #[error("{0}")]
     Audience(String),
+    /// An ID token (or another JWT that is not an access token) presented
+    /// where an access token is required.
+    #[error("{0}")]
+    NotAccessToken(String),
     /// The issuer's keys could not be fetched.
     #[error("cannot fetch the issuer's keys: {0}")]
     Unavailable(String),
@@ -42,6 +51,7 @@ impl TokenError {
             TokenError::Invalid(_) | TokenError::UnknownKid(_) => ProblemType::TokenInvalid,
             TokenError::Expired(_) => ProblemType::TokenExpired,
             TokenError::Audience(_) => ProblemType::TokenWrongAudience,
+            TokenError::NotAccessToken(_) => ProblemType::TokenNotAccessToken,
             TokenError::Unavailable(_) => ProblemType::IssuerUnavailable,
         }
     }
@@ -54,6 +64,8 @@ pub struct Rules {
     pub issuer: String,
     /// Audience that must be among `aud`.
     pub audience: String,
+    /// The agent's client id: the `aud` of its ID tokens, never ours.
+    pub client_id: String,
     /// Allowed clock skew, seconds (kept small: 60 s).
     pub skew: i64,
 }
@@ -67,6 +79,14 @@ pub struct AccessClaims {
     pub iat: i64,
     /// Expiry (Unix seconds): the session bound for grants.
     pub exp: i64,
+    /// When the user signed in (Unix seconds), if the token says: what a
+    /// session revocation and the MFA age limit are measured against. A
+    /// refresh keeps it; only a new sign-in moves it.
+    pub auth_time: Option<i64>,
+    /// Authentication context class, if the token says.
+    pub acr: Option<String>,
+    /// Authentication methods (RFC 8176); empty when absent.
+    pub amr: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +104,9 @@ struct RawClaims {
     exp: Option<i64>,
     nbf: Option<i64>,
     iat: Option<i64>,
+    auth_time: Option<i64>,
+    acr: Option<String>,
+    amr: Option<Vec<String>>,
 }
 
 /// Validates `token` against `jwks` and `rules` at `now` (Unix seconds).
@@ -94,13 +117,15 @@ pub fn validate(
     now: i64,
 ) -> Result<AccessClaims, TokenError> {
     let jws = jose::parse(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
-    // RFC 9068 `at+jwt`, or a plain `JWT` as many IdPs issue; never an ID
-    // token shape we do not expect (e.g. our own `eat+jwt`).
+    // RFC 9068 §4: an access token says `at+jwt` when it says anything.
+    // A plain `JWT` is what ID tokens (and our own EATs' cousins) carry, so
+    // it is refused rather than guessed at; a token without `typ` is judged
+    // by its audience below.
     if let Some(typ) = jws.header.typ.as_deref() {
-        let typ = typ.to_ascii_lowercase();
-        if !matches!(typ.as_str(), "jwt" | "at+jwt" | "application/at+jwt") {
-            return Err(TokenError::Invalid(format!(
-                "typ {typ:?} is not an access token"
+        let lower = typ.to_ascii_lowercase();
+        if !matches!(lower.as_str(), "at+jwt" | "application/at+jwt") {
+            return Err(TokenError::NotAccessToken(format!(
+                "typ {typ:?} is not an access token (RFC 9068 access tokens carry typ at+jwt); send the access token, not the ID token"
             )));
         }
     }
@@ -136,6 +161,12 @@ pub fn validate(
         None => vec![],
     };
     if !audiences.iter().any(|a| a == &rules.audience) {
+        if audiences.iter().any(|a| a == &rules.client_id) {
+            return Err(TokenError::NotAccessToken(format!(
+                "this is an ID token (aud {:?} is the agent's client id); send the access token for {:?}",
+                rules.client_id, rules.audience
+            )));
+        }
         return Err(TokenError::Audience(format!(
             "audience {audiences:?} does not contain {:?}",
             rules.audience
@@ -163,22 +194,34 @@ pub fn validate(
         sub,
         iat: claims.iat.unwrap_or(0),
         exp,
+        auth_time: claims.auth_time,
+        acr: claims.acr,
+        amr: claims.amr.unwrap_or_default(),
     })
 }
 
-/// Fetched JWKS, refreshed on unknown `kid` at most once per
-/// [`JwksCache::MIN_REFETCH`] (so a flood of bogus kids cannot hammer the IdP).
+/// Fetched JWKS, used for at most its TTL on the broker's clock (then
+/// fetched again before the next validation), and refreshed on unknown
+/// `kid` at most once per [`JwksCache::MIN_REFETCH`] (so a flood of bogus
+/// kids cannot hammer the IdP). When a due refetch fails, validation fails
+/// (`issuer-unavailable`) rather than trusting keys the issuer may have
+/// withdrawn.
 #[derive(Debug, Clone)]
 pub struct JwksCache {
     inner: Arc<Mutex<Cached>>,
     http: reqwest::Client,
     issuer: String,
+    ttl: i64,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, Default)]
 struct Cached {
     jwks: Arc<JwkSet>,
+    /// Monotonic time of the last fetch: paces unknown-kid refetches.
     fetched_at: Option<Instant>,
+    /// Broker-clock time of the last fetch: decides the TTL.
+    fetched_unix: i64,
 }
 
 #[derive(Deserialize)]
@@ -194,28 +237,46 @@ impl JwksCache {
     /// wall-clock jump backwards must not stall key rotation.
     pub const MIN_REFETCH: Duration = Duration::from_secs(10);
 
-    /// A cache for `issuer`; nothing is fetched until first use.
-    pub fn new(issuer: &str, http: reqwest::Client) -> Self {
+    /// A cache for `issuer` whose keys are used for `ttl` on `clock`;
+    /// nothing is fetched until first use. `http` must not follow
+    /// redirects (a 3xx answer is refused here either way).
+    pub fn new(issuer: &str, http: reqwest::Client, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {
             inner: Arc::default(),
             http,
             issuer: issuer.trim_end_matches('/').to_owned(),
+            ttl: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+            clock,
         }
     }
 
-    async fn fetch(&self) -> Result<JwkSet, TokenError> {
-        let unavailable = |e: reqwest::Error| TokenError::Unavailable(e.to_string());
-        let url = format!("{}/.well-known/openid-configuration", self.issuer);
-        let discovery: Discovery = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
+    /// GETs `url` as JSON: a redirect is an error (the issuer's documents
+    /// are fetched from where configuration and discovery say, never from
+    /// wherever a response points), as is any other non-2xx answer.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        url: &str,
+    ) -> Result<T, TokenError> {
+        let unavailable = |e: reqwest::Error| TokenError::Unavailable(format!("{what}: {e}"));
+        let response = self.http.get(url).send().await.map_err(unavailable)?;
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(TokenError::Unavailable(format!(
+                "{what} {url} answered {status} (a redirect); redirects are not followed"
+            )));
+        }
+        response
+            .error_for_status()
             .map_err(unavailable)?
             .json()
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable)
+    }
+
+    async fn fetch(&self) -> Result<JwkSet, TokenError> {
+        let url = format!("{}/.well-known/openid-configuration", self.issuer);
+        let discovery: Discovery = self.get_json("discovery", &url).await?;
         // OIDC Discovery §4.3: the document must name the issuer we asked.
         if discovery.issuer.trim_end_matches('/') != self.issuer {
             return Err(TokenError::Unavailable(format!(
@@ -223,27 +284,32 @@ impl JwksCache {
                 discovery.issuer, self.issuer
             )));
         }
-        self.http
-            .get(&discovery.jwks_uri)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
-            .json()
-            .await
-            .map_err(unavailable)
+        // The keys decide every token: fetch them only over TLS (or from
+        // a loopback issuer in tests), as the issuer itself must be.
+        if !crate::api::https_or_loopback(&discovery.jwks_uri) {
+            return Err(TokenError::Unavailable(format!(
+                "discovery names jwks_uri {:?}, which is not https",
+                discovery.jwks_uri
+            )));
+        }
+        self.get_json("jwks", &discovery.jwks_uri).await
     }
 
     async fn current(&self, refresh: bool) -> Result<Arc<JwkSet>, TokenError> {
         let mut cached = self.inner.lock().await;
+        let now = self.clock.now();
         let stale = match cached.fetched_at {
             None => true,
+            // Past the TTL, or the clock went backwards: fetch again.
+            Some(_) if now.saturating_sub(cached.fetched_unix) >= self.ttl => true,
+            Some(_) if now < cached.fetched_unix => true,
             Some(at) => refresh && at.elapsed() >= Self::MIN_REFETCH,
         };
         if stale {
             let jwks = self.fetch().await?;
             cached.jwks = Arc::new(jwks);
             cached.fetched_at = Some(Instant::now());
+            cached.fetched_unix = now;
         }
         Ok(cached.jwks.clone())
     }
@@ -285,6 +351,7 @@ mod tests {
         Rules {
             issuer: "https://idp.test".into(),
             audience: "sallyport-broker".into(),
+            client_id: "sallyport-desktop".into(),
             skew: 60,
         }
     }
@@ -308,9 +375,54 @@ mod tests {
             AccessClaims {
                 sub: "alice".into(),
                 iat: NOW - 10,
-                exp: NOW + 300
+                exp: NOW + 300,
+                auth_time: None,
+                acr: None,
+                amr: vec![],
             }
         );
+        let mut claims = good();
+        claims["auth_time"] = (NOW - 100).into();
+        claims["acr"] = "urn:x:mfa".into();
+        claims["amr"] = serde_json::json!(["pwd", "otp"]);
+        let c = validate(&token(&key, "k1", claims), &jwks(&key, "k1"), &rules(), NOW).unwrap();
+        assert_eq!(c.auth_time, Some(NOW - 100));
+        assert_eq!(c.acr.as_deref(), Some("urn:x:mfa"));
+        assert_eq!(c.amr, vec!["pwd".to_owned(), "otp".to_owned()]);
+    }
+
+    #[test]
+    fn an_id_token_is_not_an_access_token() {
+        let key = DeviceKey::generate();
+        let set = jwks(&key, "k1");
+        let signed = |typ: Option<&str>, aud: &str| {
+            let header = match typ {
+                Some(t) => format!(r#"{{"alg":"ES256","typ":"{t}","kid":"k1"}}"#),
+                None => r#"{"alg":"ES256","kid":"k1"}"#.to_owned(),
+            };
+            let mut c = good();
+            c["aud"] = aud.into();
+            key.sign_compact(header.as_bytes(), c.to_string().as_bytes())
+        };
+        // typ JWT (what ID tokens carry) is refused even with our audience.
+        for typ in ["JWT", "jwt", "id+jwt"] {
+            assert!(matches!(
+                validate(&signed(Some(typ), "sallyport-broker"), &set, &rules(), NOW),
+                Err(TokenError::NotAccessToken(_))
+            ));
+        }
+        for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+            assert!(validate(&signed(Some(typ), "sallyport-broker"), &set, &rules(), NOW).is_ok());
+        }
+        // No typ: an ID token is told apart by its audience, the client id.
+        assert!(validate(&signed(None, "sallyport-broker"), &set, &rules(), NOW).is_ok());
+        let e = validate(&signed(None, "sallyport-desktop"), &set, &rules(), NOW).unwrap_err();
+        assert!(matches!(e, TokenError::NotAccessToken(_)), "{e:?}");
+        assert_eq!(e.problem(), ProblemType::TokenNotAccessToken);
+        assert!(matches!(
+            validate(&signed(None, "someone-else"), &set, &rules(), NOW),
+            Err(TokenError::Audience(_))
+        ));
     }
 
     #[test]
@@ -379,7 +491,7 @@ mod tests {
         let t = key.sign_compact(h.as_bytes(), good().to_string().as_bytes());
         assert!(matches!(
             validate(&t, &set, &rules(), NOW),
-            Err(TokenError::Invalid(_))
+            Err(TokenError::NotAccessToken(_))
         ));
     }
 }

@@ -5,9 +5,12 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod oidc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -32,12 +35,32 @@ pub fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
+/// The `acr` TestIssuer tokens carry by default (the test IdP's MFA value).
+pub const ACR_MFA: &str = "urn:sallyport:acr:mfa";
+
 /// A minimal OpenID issuer under the test's control: real HTTP discovery and
-/// JWKS, tokens signed with an ES256 key the test holds.
+/// JWKS, tokens signed with an ES256 key the test holds. The published keys
+/// can be changed ([`TestIssuer::publish`]) and their fetches counted.
 pub struct TestIssuer {
     pub url: String,
     pub key: DeviceKey,
     pub kid: String,
+    jwks: Arc<Mutex<serde_json::Value>>,
+    jwks_fetches: Arc<AtomicUsize>,
+}
+
+/// A JWK set publishing `keys` as (key, kid).
+pub fn jwk_set(keys: &[(&DeviceKey, &str)]) -> serde_json::Value {
+    let keys: Vec<_> = keys
+        .iter()
+        .map(|(key, kid)| {
+            json!({
+                "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+                "x": key.public_jwk().x, "y": key.public_jwk().y,
+            })
+        })
+        .collect();
+    json!({ "keys": keys })
 }
 
 impl TestIssuer {
@@ -46,10 +69,9 @@ impl TestIssuer {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let key = DeviceKey::generate();
         let kid = "test-es256".to_owned();
-        let jwks = json!({"keys": [{
-            "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
-            "x": key.public_jwk().x, "y": key.public_jwk().y,
-        }]});
+        let jwks = Arc::new(Mutex::new(jwk_set(&[(&key, &kid)])));
+        let jwks_fetches = Arc::new(AtomicUsize::new(0));
+        let (served, fetches) = (jwks.clone(), jwks_fetches.clone());
         let discovery = json!({
             "issuer": url,
             "jwks_uri": format!("{url}/jwks"),
@@ -67,29 +89,60 @@ impl TestIssuer {
             .route(
                 "/jwks",
                 get(move || {
-                    let j = jwks.clone();
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    let j = served.lock().unwrap().clone();
                     async move { axum::Json(j) }
                 }),
             );
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        TestIssuer { url, key, kid }
+        TestIssuer {
+            url,
+            key,
+            kid,
+            jwks,
+            jwks_fetches,
+        }
     }
 
-    /// An access token with these claims (iss/aud/iat/exp filled in unless given).
+    /// Publishes exactly `keys` from now on (the issuer's own key included
+    /// only if listed).
+    pub fn publish(&self, keys: &[(&DeviceKey, &str)]) {
+        *self.jwks.lock().unwrap() = jwk_set(keys);
+    }
+
+    /// How many times the JWKS was fetched.
+    pub fn jwks_fetches(&self) -> usize {
+        self.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// An access token with these claims: iss/aud/iat/exp and an MFA sign-in
+    /// now (`auth_time`, `amr` pwd+otp, `acr` [`ACR_MFA`], as the test IdP
+    /// issues) filled in unless given; a `null` removes a claim.
     pub fn token_with(&self, sub: &str, extra: serde_json::Value) -> String {
+        self.token_signed(&self.key, &self.kid, sub, extra)
+    }
+
+    /// [`TestIssuer::token_with`], signed by `key` under `kid`.
+    pub fn token_signed(
+        &self,
+        key: &DeviceKey,
+        kid: &str,
+        sub: &str,
+        extra: serde_json::Value,
+    ) -> String {
         let now = unix_now();
         let mut claims = json!({
             "iss": self.url, "sub": sub, "aud": AUDIENCE, "iat": now, "exp": now + 600,
             "client_id": "sallyport-desktop",
+            "auth_time": now, "amr": ["pwd", "otp"], "acr": ACR_MFA,
         });
         for (k, v) in extra.as_object().unwrap() {
             claims[k] = v.clone();
         }
-        let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": self.kid});
-        self.key
-            .sign_compact(header.to_string().as_bytes(), claims.to_string().as_bytes())
+        let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": kid});
+        key.sign_compact(header.to_string().as_bytes(), claims.to_string().as_bytes())
     }
 
     pub fn token(&self, sub: &str) -> String {
@@ -159,6 +212,8 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub broker: BrokerHandle,
     pub http: reqwest::Client,
+    /// The broker's clock when the test moves it (proofs are made on it).
+    pub clock: Option<Arc<ManualClock>>,
 }
 
 impl Env {
@@ -173,6 +228,7 @@ impl Env {
             dir,
             broker,
             http: reqwest::Client::new(),
+            clock: None,
         }
     }
 
@@ -186,7 +242,7 @@ impl Env {
             base: self.broker.base_url(),
             token: token.to_owned(),
             key: None,
-            clock: None,
+            clock: self.clock.clone(),
         }
     }
 
@@ -542,4 +598,58 @@ impl EventStream {
             .expect("no event within 5 s")
             .expect("event stream closed")
     }
+
+    /// Waits up to `within` for the broker to end the stream; panics on an
+    /// event meanwhile or if it stays open.
+    pub async fn closed_within(&mut self, within: Duration) {
+        match tokio::time::timeout(within, self.rx.recv()).await {
+            Ok(None) => {}
+            Ok(Some(event)) => panic!("expected the stream to end, got {event:?}"),
+            Err(_) => panic!("the event stream is still open after {within:?}"),
+        }
+    }
+
+    /// Asserts the stream stays open (no end, no event) for `for_`.
+    pub async fn open_for(&mut self, for_: Duration) {
+        if let Ok(item) = tokio::time::timeout(for_, self.rx.recv()).await {
+            panic!("expected the stream to stay open, got {item:?}");
+        }
+    }
+}
+
+/// An RFC 6750 / RFC 9470 `WWW-Authenticate: Bearer k="v", k=v` challenge
+/// (or its RFC 9449 `DPoP` twin, for DPoP-bound calls) as a map (the scheme
+/// under ""); panics on any other scheme.
+pub fn bearer_challenge(r: &reqwest::Response) -> std::collections::HashMap<String, String> {
+    let value = r
+        .headers()
+        .get("www-authenticate")
+        .expect("no WWW-Authenticate header")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (scheme, rest) = value
+        .split_once(' ')
+        .filter(|(scheme, _)| matches!(*scheme, "Bearer" | "DPoP"))
+        .unwrap_or_else(|| panic!("not a Bearer or DPoP challenge: {value}"));
+    let mut out = std::collections::HashMap::new();
+    out.insert(String::new(), scheme.to_owned());
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ' ' || *c == ',') {
+            chars.next();
+        }
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if name.is_empty() {
+            break;
+        }
+        let value: String = if chars.peek() == Some(&'"') {
+            chars.next();
+            chars.by_ref().take_while(|c| *c != '"').collect()
+        } else {
+            chars.by_ref().take_while(|c| *c != ',').collect()
+        };
+        out.insert(name.trim().to_owned(), value.trim().to_owned());
+    }
+    out
 }

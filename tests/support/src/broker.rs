@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use broker::server::config::{
-    AppSection, AttestationSection, Config, GatewaySection, OidcSection, ServerSection, Settings,
+    AppSection, AttestationSection, Config, DEFAULT_MFA_AMR, GatewaySection, OidcSection,
+    ServerSection, Settings,
 };
 
 use crate::idp;
@@ -68,7 +69,13 @@ impl BrokerConfig {
                     issuer: issuer.to_owned(),
                     audience: idp::BROKER_AUDIENCE.to_owned(),
                     client_id: idp::CLIENT_ID.to_owned(),
-                    required_acr: None,
+                    // Production defaults: MFA required (the test IdP's
+                    // access tokens carry amr/acr/auth_time), no age limit.
+                    required_acr: Vec::new(),
+                    required_amr: DEFAULT_MFA_AMR.iter().map(|s| (*s).to_owned()).collect(),
+                    require_mfa: true,
+                    max_auth_age_seconds: None,
+                    jwks_ttl_seconds: 300,
                     clock_skew_seconds: 60,
                 },
                 attestation: AttestationSection::default(),

@@ -1,5 +1,5 @@
 //! The administrator's calls, behind the admin token: revocations (device,
-//! user or single grant), policy reload, the audit log and the gateway's
+//! user — optionally until cleared — or single grant) and clearing them, policy reload, the audit log and the gateway's
 //! peers. Kept together because they share one authorisation and one
 //! audience, the operator rather than the agent.
 
@@ -65,6 +65,14 @@ impl Broker {
         } else {
             req.reason.trim()
         };
+        if req.until_cleared
+            && (req.user.is_none() || req.device_id.is_some() || req.grant_id.is_some())
+        {
+            return Err(ApiError::new(
+                ProblemType::InvalidRevocation,
+                "until_cleared applies to a user revocation only (a revoked device stays revoked)",
+            ));
+        }
         let closed = match (&req.device_id, &req.user, &req.grant_id) {
             (Some(device_id), None, None) => {
                 let device = self
@@ -74,7 +82,7 @@ impl Broker {
                 self.store.revoke_device(device_id, now, reason)?;
                 let open = self.store.open_grants_of_device(device_id)?;
                 let closed = self.close_grants(open, reason, now).await?;
-                self.hub.publish(
+                self.hub.publish_final(
                     Some(&device.key.user),
                     Some(device_id),
                     Event::DeviceComplianceChange {
@@ -87,10 +95,11 @@ impl Broker {
                 closed
             }
             (None, Some(user), None) => {
-                self.store.revoke_user(user, now, reason)?;
+                self.store
+                    .revoke_user(user, now, reason, req.until_cleared)?;
                 let open = self.store.open_grants_of_user(user)?;
                 let closed = self.close_grants(open, reason, now).await?;
-                self.hub.publish(
+                self.hub.publish_final(
                     Some(user),
                     None,
                     Event::SessionRevoked {
@@ -113,13 +122,40 @@ impl Broker {
                 ));
             }
         };
-        let why = format!("{reason}; closed {} grant(s)", closed.len());
+        let hold = if req.until_cleared {
+            "; refused until cleared"
+        } else {
+            ""
+        };
+        let why = format!("{reason}{hold}; closed {} grant(s)", closed.len());
         Ok((
             RevocationResult {
                 grants_closed: closed,
             },
             why,
         ))
+    }
+
+    /// `DELETE /v1/admin/revocations/{user}`: lifts an until-cleared
+    /// revocation. Sign-ins after now are accepted again; tokens from
+    /// sign-ins before now stay refused (see
+    /// [`crate::server::store::Store::clear_user_revocation`]).
+    pub fn clear_revocation(&self, user: &str) -> Result<(), ApiError> {
+        let result = (|| {
+            if self.store.clear_user_revocation(user, self.now())? {
+                Ok((
+                    (),
+                    "until-cleared revocation cleared; sign-ins from now on are accepted"
+                        .to_owned(),
+                ))
+            } else {
+                Err(ApiError::new(
+                    ProblemType::RevocationNotFound,
+                    "this user has no until-cleared revocation (a plain one is lifted by a new sign-in)",
+                ))
+            }
+        })();
+        self.audited("revoke-clear", Some(user), None, result)
     }
 
     /// `POST /v1/admin/policy/reload`.

@@ -10,6 +10,7 @@ use crate::api::{Device, EnrolRequest, ProblemType};
 use crate::server::eat::EnrolledKey;
 use crate::server::events::Routed;
 use crate::server::store::Enrolment;
+use crate::server::token::AccessClaims;
 
 impl Broker {
     /// `POST /v1/devices`. Returns whether the device is new. The DPoP
@@ -78,23 +79,76 @@ impl Broker {
     ) -> Result<broadcast::Receiver<Routed>, ApiError> {
         let user = &caller.user;
         let result = (|| {
-            let device = self.store.device(device_id)?.ok_or_else(|| {
-                ApiError::new(ProblemType::DeviceUnknown, "this device is not enrolled")
-            })?;
-            if device.key.user != user.sub {
-                return Err(ApiError::new(
-                    ProblemType::DeviceUserMismatch,
-                    "the device is enrolled for another user",
-                ));
-            }
+            // Subscribe first, then check: a revocation between the two is
+            // then either seen here or delivered to the stream (which it
+            // ends), never lost in between.
+            let rx = self.hub.subscribe();
+            self.stream_standing_inner(user, device_id)?;
             if caller.device_id != device_id {
                 return Err(ApiError::new(
                     ProblemType::InvalidDpopProof,
                     "the DPoP proof was made by another device than the one named",
                 ));
             }
-            Ok((self.hub.subscribe(), "event stream opened".to_owned()))
+            Ok((rx, "event stream opened".to_owned()))
         })();
         self.audited("events", Some(&user.sub), Some(device_id), result)
+    }
+
+    /// Whether an event stream opened with `user`'s token for `device_id`
+    /// may stay open now: the token unexpired (with the usual skew) and
+    /// within the sign-in age limit, no session revocation covering its
+    /// sign-in, the device enrolled for the user and not revoked. The
+    /// stream asks this on its periodic check; revocations also end it at
+    /// once through the event hub.
+    pub fn stream_standing(&self, user: &AccessClaims, device_id: &str) -> Result<(), ApiError> {
+        let result = self.stream_standing_inner(user, device_id);
+        if let Err(err) = &result {
+            self.deny("events-close", Some(&user.sub), Some(device_id), err);
+        }
+        result
+    }
+
+    fn stream_standing_inner(&self, user: &AccessClaims, device_id: &str) -> Result<(), ApiError> {
+        if self.now() >= self.stream_deadline(user) {
+            return Err(ApiError::new(
+                ProblemType::TokenExpired,
+                "the access token the event stream was opened with has expired; reconnect with a fresh one",
+            ));
+        }
+        self.session_standing(user)?;
+        let device = self.store.device(device_id)?.ok_or_else(|| {
+            ApiError::new(ProblemType::DeviceUnknown, "this device is not enrolled")
+        })?;
+        if device.key.user != user.sub {
+            return Err(ApiError::new(
+                ProblemType::DeviceUserMismatch,
+                "the device is enrolled for another user",
+            ));
+        }
+        if device.key.revoked {
+            return Err(ApiError::new(
+                ProblemType::DeviceRevoked,
+                "the device was revoked",
+            ));
+        }
+        Ok(())
+    }
+
+    /// When (Unix seconds) an event stream opened with `user`'s token must
+    /// end, without asking the store: the moment validation would refuse
+    /// the token as expired (`exp` plus the skew) or its sign-in as too old,
+    /// whichever is first. Cheap, so the stream checks it every second.
+    pub fn stream_deadline(&self, user: &AccessClaims) -> i64 {
+        let exp = user.exp.saturating_add(self.settings.skew);
+        match self.settings.auth.valid_until(user) {
+            Some(last) => exp.min(last.saturating_add(1)),
+            None => exp,
+        }
+    }
+
+    /// Unix seconds now on the broker's clock (for the event stream's check).
+    pub fn clock_now(&self) -> i64 {
+        self.now()
     }
 }

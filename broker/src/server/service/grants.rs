@@ -52,6 +52,8 @@ impl Broker {
             })?;
         let wg_key = tunnel::PublicKey::from_base64(&req.wireguard_public_key)
             .map_err(|e| ApiError::new(ProblemType::InvalidWireguardKey, e.to_string()))?;
+        crate::server::wgkey::check_contributory(wg_key.as_bytes(), &self.rng)
+            .map_err(|e| ApiError::new(ProblemType::InvalidWireguardKey, e.to_string()))?;
         let device = self.store.device(&req.device_id)?.ok_or_else(|| {
             ApiError::new(ProblemType::DeviceUnknown, "this device is not enrolled")
         })?;

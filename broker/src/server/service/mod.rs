@@ -91,10 +91,16 @@ impl Broker {
         Self {
             origin,
             jti_cache: Mutex::new(JtiCache::default()),
-            jwks: JwksCache::new(&settings.raw.oidc.issuer, http),
+            jwks: JwksCache::new(
+                &settings.raw.oidc.issuer,
+                http,
+                settings.jwks_ttl,
+                clock.clone(),
+            ),
             rules: Rules {
                 issuer: settings.raw.oidc.issuer.clone(),
                 audience: settings.raw.oidc.audience.clone(),
+                client_id: settings.raw.oidc.client_id.clone(),
                 skew: settings.skew,
             },
             settings,
@@ -200,7 +206,8 @@ impl Broker {
             issuer: oidc.issuer.clone(),
             client_id: oidc.client_id.clone(),
             audience: oidc.audience.clone(),
-            required_acr: oidc.required_acr.clone(),
+            // OIDC `acr_values` is space-separated.
+            required_acr: (!oidc.required_acr.is_empty()).then(|| oidc.required_acr.join(" ")),
             policy_digest: self.policy().digest.clone(),
             verdict_ttl_seconds: self.settings.verdict_ttl.as_secs(),
             apps: self
