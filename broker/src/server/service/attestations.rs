@@ -53,6 +53,16 @@ impl Broker {
         };
         let claims = eat::verify_claims(&parsed, &device.key, &expect)
             .map_err(|e| ApiError::new(e.problem(), e.to_string()).device(&device_id))?;
+        // After the signature and subject checks, so only the device's own
+        // user learns that it is pending; before the nonce, which stays
+        // usable once the device is approved.
+        if device.pending {
+            return Err(ApiError::new(
+                ProblemType::DevicePendingApproval,
+                "this device is waiting for an administrator's approval",
+            )
+            .device(&device_id));
+        }
         let answer = self
             .store
             .consume_nonce(&claims.eat_nonce, &user.sub, now)?;
@@ -63,6 +73,9 @@ impl Broker {
             ApiError::new(ProblemType::PolicyError, e.to_string()).device(&device_id)
         })?;
         let valid_until = now + i64::try_from(self.settings.verdict_ttl.as_secs()).unwrap_or(900);
+        // Recording a non-compliant verdict and closing the grants it ends
+        // is one step against grant creation (see `Broker::enforcement`).
+        let _enforcing = self.enforcement.lock().await;
         let previous = self.store.latest_verdict(&device_id)?;
         self.store.insert_verdict(
             &device_id,
