@@ -32,9 +32,8 @@ pub mod paths {
     pub const GRANTS: &str = "/v1/grants";
     /// `GET ?device_id=` → `text/event-stream` of [`super::Event`].
     pub const EVENTS: &str = "/v1/events";
-    /// `POST` [`super::RevocationRequest`] → [`super::RevocationResult`];
-    /// `DELETE /v1/admin/revocations/{user}` clears a user's revocation
-    /// (admin token).
+    /// `POST` [`super::RevocationRequest`] → [`super::RevocationResult`]
+    /// (admin token); [`ADMIN_REVOCATIONS_CLEAR`] lifts one.
     pub const ADMIN_REVOCATIONS: &str = "/v1/admin/revocations";
     /// `GET ?limit=` → `Vec<`[`super::AuditEntry`]`>` (admin token).
     pub const ADMIN_AUDIT: &str = "/v1/admin/audit";
@@ -42,6 +41,20 @@ pub mod paths {
     pub const ADMIN_POLICY_RELOAD: &str = "/v1/admin/policy/reload";
     /// `GET` → `Vec<`[`super::GatewayPeer`]`>`: the peers the gateway holds now (admin token).
     pub const ADMIN_GATEWAY_PEERS: &str = "/v1/admin/gateway/peers";
+    /// `GET ?state=pending|active|revoked` → `Vec<`[`super::AdminDevice`]`>` (admin token).
+    pub const ADMIN_DEVICES: &str = "/v1/admin/devices";
+    /// `POST` (no body) → [`super::AdminDevice`]: approve a pending device (admin
+    /// token). `{id}` is the device id.
+    pub const ADMIN_DEVICE_APPROVE: &str = "/v1/admin/devices/{id}/approve";
+    /// `POST` [`super::RevocationClearRequest`] → [`super::RevocationClearResult`]:
+    /// lift a user's or a device's revocation so it may enrol again (admin token).
+    pub const ADMIN_REVOCATIONS_CLEAR: &str = "/v1/admin/revocations/clear";
+
+    /// [`ADMIN_DEVICE_APPROVE`] for one device.
+    pub fn admin_device_approve(device_id: &str) -> String {
+        let segment: String = url::form_urlencoded::byte_serialize(device_id.as_bytes()).collect();
+        ADMIN_DEVICE_APPROVE.replace("{id}", &segment)
+    }
 }
 
 /// Media type of problem documents (RFC 9457).
@@ -91,6 +104,43 @@ pub struct EnrolRequest {
     /// A label for admins (host name); not trusted for anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Evidence that the key lives in the device's TPM. Required when the
+    /// broker's enrolment mode is `hardware`; not examined in the other modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_attestation: Option<KeyAttestation>,
+}
+
+/// TPM2_Certify evidence over the device key, verified in the
+/// device-service issue. Until then a broker in `hardware` mode refuses
+/// every piece of evidence (`key-attestation-unverifiable`): evidence that
+/// is not checked must never count as a pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyAttestation {
+    /// The evidence format; `tpm2-certify` is the only one defined.
+    pub format: String,
+    /// The `TPMS_ATTEST` structure TPM2_Certify produced over the device
+    /// key, base64url.
+    pub certify_info: String,
+    /// The attestation key's signature over `certify_info`, base64url.
+    pub signature: String,
+    /// The attestation key's certificate chain, leaf first, DER in base64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ak_certificate_chain: Vec<String>,
+}
+
+/// Where a device stands with the broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceStatus {
+    /// May attest and get grants. (Also what a broker without enrolment
+    /// modes means by leaving the field out: its devices are active at once.)
+    #[default]
+    Active,
+    /// Enrolled, waiting for an administrator's approval: no attestation,
+    /// no grant until then.
+    Pending,
+    /// Revoked by an administrator.
+    Revoked,
 }
 
 /// An enrolled device.
@@ -105,6 +155,33 @@ pub struct Device {
     /// When it was enrolled.
     #[serde(with = "time::serde::rfc3339")]
     pub enrolled_at: OffsetDateTime,
+    /// `active`, or `pending` until an administrator approves it.
+    #[serde(default)]
+    pub status: DeviceStatus,
+}
+
+/// A device as the administrator sees it (`GET /v1/admin/devices`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminDevice {
+    /// RFC 7638 thumbprint of its key.
+    pub device_id: String,
+    /// The user it is bound to.
+    pub user: String,
+    /// The label the agent sent (host name); not trusted for anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Pending, active or revoked.
+    pub status: DeviceStatus,
+    /// When it was enrolled.
+    #[serde(with = "time::serde::rfc3339")]
+    pub enrolled_at: OffsetDateTime,
+    /// When an administrator approved it (approval mode only).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub approved_at: Option<OffsetDateTime>,
 }
 
 /// `POST /v1/attestations/challenge`: a single-use nonce.
@@ -234,6 +311,11 @@ pub enum Event {
         /// SHA-256 (hex) of the new policy.
         digest: String,
     },
+    /// An administrator approved this pending device: it may attest now.
+    DeviceApproved {
+        /// The device.
+        device_id: String,
+    },
 }
 
 impl Event {
@@ -244,6 +326,7 @@ impl Event {
             Event::SessionRevoked { .. } => "session-revoked",
             Event::DeviceComplianceChange { .. } => "device-compliance-change",
             Event::PolicyChanged { .. } => "policy-changed",
+            Event::DeviceApproved { .. } => "device-approved",
         }
     }
 
@@ -256,7 +339,9 @@ impl Event {
             Event::DeviceComplianceChange { .. } => {
                 Some("https://schemas.openid.net/secevent/caep/event-type/device-compliance-change")
             }
-            Event::GrantRevoked { .. } | Event::PolicyChanged { .. } => None,
+            Event::GrantRevoked { .. }
+            | Event::PolicyChanged { .. }
+            | Event::DeviceApproved { .. } => None,
         }
     }
 }
@@ -287,7 +372,7 @@ pub struct RevocationRequest {
     pub grant_id: Option<String>,
     /// With `user` only: refuse every token of the user, even from a new
     /// sign-in, until an administrator clears the revocation
-    /// (`DELETE /v1/admin/revocations/{user}`).
+    /// (`POST /v1/admin/revocations/clear`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub until_cleared: bool,
     /// Recorded in the audit log and sent in the events.
@@ -299,6 +384,32 @@ pub struct RevocationRequest {
 pub struct RevocationResult {
     /// Grants closed (their peers are gone from the gateway).
     pub grants_closed: Vec<String>,
+}
+
+/// `POST /v1/admin/revocations/clear`: lift a revocation so that enrolment
+/// is possible again. Exactly one of the two must be set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationClearRequest {
+    /// A revoked device: it is forgotten (with its verdicts), so its key may
+    /// be enrolled again and goes through the enrolment mode afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// A revoked user: may enrol new devices again, and a revocation
+    /// `until_cleared` is lifted for sign-ins from now on. Tokens from
+    /// sign-ins before the revocation (before the clear, for an
+    /// until-cleared one) stay refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Recorded in the audit log.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// What clearing a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationClearResult {
+    /// False when there was no revocation in force to clear.
+    pub cleared: bool,
 }
 
 /// One peer the gateway currently terminates.
@@ -445,6 +556,16 @@ problem_types! {
     DeviceUserMismatch = ("device-user-mismatch", 403, "The device is enrolled for another user"),
     /// The device was revoked by an administrator.
     DeviceRevoked = ("device-revoked", 403, "The device was revoked; enrol it again"),
+    /// The device is enrolled but an administrator has not approved it yet.
+    DevicePendingApproval = ("device-pending-approval", 403, "The device is waiting for an administrator's approval"),
+    /// Enrolment mode `hardware`: the request carries no key attestation.
+    KeyAttestationRequired = ("key-attestation-required", 403, "Enrolment requires a hardware key attestation"),
+    /// The key attestation cannot be verified (this broker verifies none yet).
+    KeyAttestationUnverifiable = ("key-attestation-unverifiable", 403, "The key attestation cannot be verified"),
+    /// The user already has `max_devices_per_user` devices enrolled.
+    DeviceQuotaExceeded = ("device-quota-exceeded", 403, "The user has enrolled the maximum number of devices"),
+    /// The user was revoked and no administrator has cleared it: no new device.
+    UserRevoked = ("user-revoked", 403, "The user was revoked; an administrator must clear it before enrolling a device"),
     /// The EAT is not a compact JWS with the Sallyport header and claims.
     EatMalformed = ("eat-malformed", 400, "The attestation token is malformed"),
     /// The EAT's signature does not verify with the enrolled key its `kid` names.
@@ -473,6 +594,8 @@ problem_types! {
     VerdictMissing = ("verdict-missing", 403, "The device has not attested yet"),
     /// The device's latest verdict is past its validity.
     VerdictExpired = ("verdict-expired", 403, "The device's verdict has expired; attest again"),
+    /// The device's latest verdict was made under a policy no longer in force.
+    VerdictStalePolicy = ("verdict-stale-policy", 403, "The device's verdict was made under an earlier policy; attest again"),
     /// The device's latest verdict is non-compliant; `violations` says why.
     DeviceNotCompliant = ("device-not-compliant", 403, "The device does not meet the policy"),
     /// This WireGuard key already has an open grant.
@@ -493,8 +616,6 @@ problem_types! {
     AdminUnauthorized = ("admin-unauthorized", 401, "An admin token is required"),
     /// An admin request that names nothing or too much.
     InvalidRevocation = ("invalid-revocation", 400, "Name exactly one of device_id, user, grant_id"),
-    /// The user has no revocation to clear.
-    RevocationNotFound = ("revocation-not-found", 404, "The user has no revocation"),
     /// The policy could not be loaded or evaluated.
     PolicyError = ("policy-error", 500, "The posture policy failed"),
     /// Anything else on the broker's side (storage, gateway).

@@ -65,6 +65,7 @@ async fn call(env: &Env, token: &str) -> reqwest::Response {
             &api::EnrolRequest {
                 public_jwk: device_key().public_jwk().clone(),
                 name: Some("test-host".into()),
+                key_attestation: None,
             },
         )
         .await;
@@ -185,13 +186,11 @@ async fn a_session_revocation_follows_auth_time_and_until_cleared_needs_an_admin
         ProblemType::InvalidRevocation,
     )
     .await;
-    // Nothing to clear: a plain revocation is lifted by signing in.
-    let clear = format!("{}/alice", api::paths::ADMIN_REVOCATIONS);
-    expect_problem(
-        env.admin().delete(&clear).await,
-        ProblemType::RevocationNotFound,
-    )
-    .await;
+    let clear = api::RevocationClearRequest {
+        user: Some("alice".into()),
+        reason: "cleared by the test".into(),
+        ..Default::default()
+    };
 
     // Until cleared: even a new sign-in is refused.
     let blocked_at = clock.advance(Duration::from_secs(2));
@@ -217,27 +216,39 @@ async fn a_session_revocation_follows_auth_time_and_until_cleared_needs_an_admin
     .await;
     // The user may not clear it.
     let user = env.client(&signed_in_at(clock.now() + 1));
-    assert_eq!(user.delete(&clear).await.status(), 401);
+    assert_eq!(
+        user.post(api::paths::ADMIN_REVOCATIONS_CLEAR, &clear)
+            .await
+            .status(),
+        401
+    );
 
     // Cleared: sign-ins after the clear pass; the one made while blocked
     // (perhaps by whoever caused the block) does not.
     let cleared_at = clock.advance(Duration::from_secs(10));
-    let r = env.admin().delete(&clear).await;
-    assert_eq!(r.status(), 204);
+    let r = env
+        .admin()
+        .post(api::paths::ADMIN_REVOCATIONS_CLEAR, &clear)
+        .await;
+    assert_eq!(r.status(), 200);
+    let r: api::RevocationClearResult = r.json().await.unwrap();
+    assert!(r.cleared);
     expect_problem(call(&env, &during).await, ProblemType::SessionRevoked).await;
     assert_eq!(
         call(&env, &signed_in_at(cleared_at + 1)).await.status(),
         200
     );
-    expect_problem(
-        env.admin().delete(&clear).await,
-        ProblemType::RevocationNotFound,
-    )
-    .await;
+    // Nothing left to clear.
+    let r = env
+        .admin()
+        .post(api::paths::ADMIN_REVOCATIONS_CLEAR, &clear)
+        .await;
+    let r: api::RevocationClearResult = r.json().await.unwrap();
+    assert!(!r.cleared);
     let log = env.audit().await;
     assert!(
         log.iter()
-            .any(|e| e.action == "revoke-clear" && e.outcome == "allow"),
+            .any(|e| e.action == "revocation-clear" && e.outcome == "allow"),
         "{log:#?}"
     );
     env.broker.shutdown().await;

@@ -61,6 +61,7 @@ async fn call(broker: &broker::server::BrokerHandle, token: &str) -> reqwest::Re
             &api::EnrolRequest {
                 public_jwk: device_key().public_jwk().clone(),
                 name: Some("test-host".into()),
+                key_attestation: None,
             },
         )
         .await;
@@ -232,9 +233,16 @@ async fn a_revocation_survives_a_refresh_and_is_lifted_by_a_new_sign_in_unless_u
     .await;
 
     // Cleared: a sign-in after the clear is accepted.
-    let clear = format!("{}/{sub}", api::paths::ADMIN_REVOCATIONS);
+    let clear = api::RevocationClearRequest {
+        user: Some(sub.clone()),
+        reason: "cleared by the test".into(),
+        ..Default::default()
+    };
     after_second(claim(&third.access, "auth_time").as_i64().unwrap()).await;
-    assert_eq!(admin.delete(&clear).await.status(), 204);
+    let r = admin
+        .post(api::paths::ADMIN_REVOCATIONS_CLEAR, &clear)
+        .await;
+    assert_eq!(r.status(), 200);
     let cleared_at = unix_now();
     expect_problem(
         call(&broker, &third.access).await,

@@ -3,7 +3,10 @@
 
 use std::fmt::Write as _;
 
-use agent::control::view::{AppView, IdentityView, StatusView, TunnelState};
+use agent::control::view::{
+    AWAITING_APPROVAL_PHRASE, AppView, EnrolmentView, IdentityView, StatusView, TunnelState,
+    VerdictView,
+};
 
 /// Human-readable byte counts (`1.5 MB`).
 pub fn bytes(n: u64) -> String {
@@ -37,22 +40,12 @@ pub fn render_status(status: &StatusView) -> String {
         ),
     };
     let _ = writeln!(out, "Identity  {identity}");
-    let device = match &status.verdict {
-        None => "not verified yet".to_owned(),
-        Some(v) if v.compliant => format!("compliant (verdict valid until {})", v.valid_until),
-        Some(v) => {
-            let mut text = format!("NOT compliant ({} problem(s))", v.violations.len());
-            for violation in &v.violations {
-                let _ = write!(
-                    text,
-                    "\n          - {}: {} To fix: {}",
-                    violation.check,
-                    agent::supervisor::as_sentence(&violation.message),
-                    violation.remediation
-                );
-            }
-            text
-        }
+    let device = match (&status.enrolment, &status.verdict) {
+        (EnrolmentView::PendingApproval { device_id, since }, _) => format!(
+            "{} (device {device_id}, enrolled {since}); applications open once approved",
+            AWAITING_APPROVAL_PHRASE
+        ),
+        (_, verdict) => verdict_line(verdict.as_ref()),
     };
     let _ = writeln!(out, "Device    {device}");
     if let Some(at) = &status.posture_collected_at {
@@ -97,6 +90,27 @@ pub fn render_status(status: &StatusView) -> String {
     out
 }
 
+/// The device line when no approval is awaited: the broker's verdict.
+fn verdict_line(verdict: Option<&VerdictView>) -> String {
+    match verdict {
+        None => "not verified yet".to_owned(),
+        Some(v) if v.compliant => format!("compliant (verdict valid until {})", v.valid_until),
+        Some(v) => {
+            let mut text = format!("NOT compliant ({} problem(s))", v.violations.len());
+            for violation in &v.violations {
+                let _ = write!(
+                    text,
+                    "\n          - {}: {} To fix: {}",
+                    violation.check,
+                    agent::supervisor::as_sentence(&violation.message),
+                    violation.remediation
+                );
+            }
+            text
+        }
+    }
+}
+
 /// The catalogue as lines.
 pub fn render_apps(apps: &[AppView]) -> String {
     if apps.is_empty() {
@@ -119,7 +133,7 @@ pub fn render_apps(apps: &[AppView]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent::control::view::{ForwardView, TunnelView, VerdictView};
+    use agent::control::view::{AWAITING_APPROVAL, ForwardView, TunnelView, VerdictView};
     use posture::policy::Violation;
 
     #[test]
@@ -158,6 +172,9 @@ mod tests {
                 expires_at: None,
             }],
             posture_collected_at: None,
+            enrolment: EnrolmentView::Enrolled {
+                device_id: "oKIy".into(),
+            },
         };
         let text = render_status(&status);
         assert!(text.contains("alice@example.com (MFA: otp)"), "{text}");
@@ -188,5 +205,43 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("in 1.5 kB, out 10 B"), "{text}");
+    }
+
+    #[test]
+    fn a_device_held_for_approval_says_it_waits_for_it_not_that_it_failed() {
+        let status = StatusView {
+            identity: IdentityView::Valid {
+                user: "alice@example.com".into(),
+                expires_at: "2026-11-23T12:00:00Z".into(),
+                mfa: "otp".into(),
+            },
+            verdict: None,
+            tunnels: vec![TunnelView {
+                app: "wiki".into(),
+                state: TunnelState::Down,
+                reason: Some(AWAITING_APPROVAL.into()),
+                forwards: vec![],
+                socks: None,
+                bytes_in: 0,
+                bytes_out: 0,
+                last_handshake: None,
+                expires_at: None,
+            }],
+            posture_collected_at: None,
+            enrolment: EnrolmentView::PendingApproval {
+                device_id: "oKIy".into(),
+                since: "2026-11-23T10:00:00Z".into(),
+            },
+        };
+        let text = render_status(&status);
+        assert!(
+            text.contains("Device    waiting for IT to approve this device (device oKIy"),
+            "{text}"
+        );
+        assert!(!text.contains("not verified yet"), "{text}");
+        assert!(
+            text.contains("wiki         down — Waiting for IT to approve this device."),
+            "{text}"
+        );
     }
 }

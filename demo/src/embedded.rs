@@ -161,6 +161,11 @@ required_acr = ["{DEMO_ACR}"]
 verdict_ttl_seconds = 120
 policy = "{policy}"
 
+# The demo's one device is let in at once; a real deployment keeps the
+# default, "approval".
+[enrolment]
+mode = "open"
+
 [gateway]
 listen = "{gateway}"
 client_network = "100.64.0.0/24"
@@ -198,6 +203,11 @@ mod tests {
         assert_eq!(settings.apps.len(), 1);
         assert_eq!(settings.apps[0].0.id, APP_ID);
         assert_eq!(settings.gateway_endpoint, "127.0.0.1:51820");
+        assert_eq!(
+            settings.raw.enrolment.mode,
+            broker::server::config::EnrolmentMode::Open,
+            "the demo's device must not wait for an approval nobody gives"
+        );
         assert!(!text.contains("\"token\""), "only the token's digest");
     }
 }

@@ -6,7 +6,10 @@
 //! Tauri side ([`crate::tray`]) only rebuilds the native menu when the model
 //! actually changed.
 
-use agent::control::view::{AppView, IdentityView, StatusView, TunnelState, TunnelView};
+use agent::control::view::{
+    AWAITING_APPROVAL, AWAITING_APPROVAL_PHRASE, AppView, EnrolmentView, IdentityView, StatusView,
+    TunnelState, TunnelView,
+};
 
 /// What the tray icon shows, one icon each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +171,10 @@ impl MenuModel {
                 items.push(Item::action("Sign in again…", Action::SignIn));
             }
         }
+        let awaiting_approval = matches!(status.enrolment, EnrolmentView::PendingApproval { .. });
+        if awaiting_approval {
+            items.push(Item::info(AWAITING_APPROVAL));
+        }
         items.push(Item::Separator);
         items.push(Item::Submenu {
             label: "Applications".into(),
@@ -209,6 +216,11 @@ impl MenuModel {
                 (TrayState::SignedOut, "Sallyport: sign-in needed".to_owned())
             }
             (None, _, _) => (TrayState::SignedOut, "Sallyport: signed out".to_owned()),
+            // Nothing is wrong with the device; nothing opens yet either.
+            (Some(_), _, _) if awaiting_approval => (
+                TrayState::NonCompliant,
+                format!("Sallyport: {}", AWAITING_APPROVAL_PHRASE),
+            ),
             (Some(_), _, None) => (
                 TrayState::NonCompliant,
                 "Sallyport: checking this device…".to_owned(),
@@ -328,6 +340,9 @@ mod tests {
             }),
             tunnels,
             posture_collected_at: None,
+            enrolment: EnrolmentView::Enrolled {
+                device_id: "oKIy".into(),
+            },
         }
     }
 
@@ -377,6 +392,38 @@ mod tests {
                 Item::Separator => "---".into(),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_device_waiting_for_approval_says_so_in_the_menu_and_the_tooltip() {
+        let mut pending = status(
+            alice(),
+            None,
+            vec![tunnel(TunnelState::Down, Some(AWAITING_APPROVAL))],
+        );
+        pending.enrolment = EnrolmentView::PendingApproval {
+            device_id: "oKIy".into(),
+            since: "2026-11-23T10:00:00Z".into(),
+        };
+        let model = MenuModel::build(Ok((&pending, &[wiki(true)])));
+        assert_eq!(model.state, TrayState::NonCompliant);
+        assert_eq!(
+            model.tooltip,
+            "Sallyport: waiting for IT to approve this device"
+        );
+        assert_eq!(
+            model.items[2],
+            Item::info("Waiting for IT to approve this device.")
+        );
+        // The application says why it stays closed.
+        let Item::Submenu { items: apps, .. } = &model.items[4] else {
+            panic!("{:#?}", model.items);
+        };
+        let Item::Submenu { label, items, .. } = &apps[0] else {
+            panic!("{apps:#?}");
+        };
+        assert_eq!(label, "Wiki — blocked");
+        assert_eq!(items[0], Item::info(AWAITING_APPROVAL));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! first status after start is compared with nothing and announces only
 //! problems, never "all is well".
 
-use agent::control::view::{IdentityView, StatusView, TunnelState};
+use agent::control::view::{
+    AWAITING_APPROVAL, EnrolmentView, IdentityView, StatusView, TunnelState,
+};
 
 /// One desktop notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,21 @@ pub struct Notice {
 /// The notices for going from `before` (if any) to `after`.
 pub fn notices(before: Option<&StatusView>, after: &StatusView) -> Vec<Notice> {
     let mut out = Vec::new();
+
+    let was_pending = |s: &StatusView| matches!(s.enrolment, EnrolmentView::PendingApproval { .. });
+    match (before.map(was_pending), was_pending(after)) {
+        (Some(false) | None, true) => out.push(Notice {
+            title: AWAITING_APPROVAL.trim_end_matches('.').to_owned(),
+            body: "This device is new to your organisation. Applications open by themselves once IT approves it; there is nothing to do meanwhile.".into(),
+        }),
+        (Some(true), false) if matches!(after.enrolment, EnrolmentView::Enrolled { .. }) => {
+            out.push(Notice {
+                title: "This device was approved".into(),
+                body: "IT approved this device; applications can open now.".into(),
+            });
+        }
+        _ => {}
+    }
 
     let was_compliant = before.and_then(|b| b.verdict.as_ref()).map(|v| v.compliant);
     if let Some(verdict) = after.verdict.as_ref().filter(|v| !v.compliant)
@@ -111,6 +128,9 @@ mod tests {
                 .into_iter()
                 .collect(),
             posture_collected_at: None,
+            enrolment: EnrolmentView::Enrolled {
+                device_id: "oKIy".into(),
+            },
         }
     }
 
@@ -163,5 +183,27 @@ mod tests {
                 body: "your sign-in is older than 12 hours".into(),
             }]
         );
+    }
+
+    #[test]
+    fn waiting_for_approval_is_announced_once_and_so_is_the_approval() {
+        let enrolled = status(None, None);
+        let mut pending = enrolled.clone();
+        pending.enrolment = EnrolmentView::PendingApproval {
+            device_id: "oKIy".into(),
+            since: "2026-11-23T10:00:00Z".into(),
+        };
+        let first = notices(None, &pending);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert_eq!(first[0].title, "Waiting for IT to approve this device");
+        assert_eq!(notices(Some(&pending), &pending), []);
+        assert_eq!(
+            notices(Some(&pending), &enrolled),
+            [Notice {
+                title: "This device was approved".into(),
+                body: "IT approved this device; applications can open now.".into(),
+            }]
+        );
+        assert_eq!(notices(Some(&enrolled), &enrolled), []);
     }
 }

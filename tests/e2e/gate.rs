@@ -181,11 +181,24 @@ async fn tunnel_lives_only_while_identity_posture_and_grant_hold() {
         .await;
 
     // (a) Posture: the broker now requires disk encryption.
+    // The reload itself closes the grant (it was decided under the old
+    // policy); the agent then attests under the new one and says what fails.
     world.set_policy(STRICT).await;
-    let reason = world
+    world
         .until_closed(&local, Duration::from_secs(15), "(a) posture")
         .await;
-    assert!(reason.contains("disk"), "(a) reason: {reason}");
+    world
+        .agent
+        .until_status(
+            Duration::from_secs(15),
+            "(a) the reason names the disk",
+            |s| {
+                s.tunnels.iter().any(|t| {
+                    t.app == APP && t.reason.as_deref().is_some_and(|r| r.contains("disk"))
+                })
+            },
+        )
+        .await;
     world.set_policy(LENIENT).await;
     let again = world
         .until_traffic_flows(Duration::from_secs(30), "(a) recovery")

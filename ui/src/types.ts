@@ -51,7 +51,15 @@ export interface StatusView {
   verdict: VerdictView | null;
   tunnels: TunnelView[];
   posture_collected_at: string | null;
+  /** Absent from an older agent. */
+  enrolment?: EnrolmentView;
 }
+
+/** `agent::control::view::EnrolmentView`: where this device's key stands with the broker. */
+export type EnrolmentView =
+  | { state: "not_enrolled" }
+  | { state: "pending_approval"; device_id: string; since: string }
+  | { state: "enrolled"; device_id: string };
 
 /** `agent::control::view::AppView`: one entry of the answer to `apps`. */
 export interface AppView {

@@ -16,6 +16,37 @@ pub struct StatusView {
     pub tunnels: Vec<TunnelView>,
     /// When posture was last collected (RFC 3339).
     pub posture_collected_at: Option<String>,
+    /// This device's enrolment with the broker (absent from an older
+    /// agent: not known to be enrolled).
+    #[serde(default)]
+    pub enrolment: EnrolmentView,
+}
+
+/// What the user is told while the broker holds a new device for approval.
+pub const AWAITING_APPROVAL: &str = "Waiting for IT to approve this device.";
+/// The same, as a phrase inside a line ("Device    waiting for IT …").
+pub const AWAITING_APPROVAL_PHRASE: &str = "waiting for IT to approve this device";
+
+/// Where this device's key stands with the broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EnrolmentView {
+    /// Not enrolled (yet): signed out, the broker unreachable, or refused.
+    #[default]
+    NotEnrolled,
+    /// Enrolled, but an administrator has not approved it: nothing opens
+    /// until then. The agent keeps asking and resumes by itself.
+    PendingApproval {
+        /// The device id (the key's thumbprint), for the helpdesk.
+        device_id: String,
+        /// When the agent first heard it is pending (RFC 3339).
+        since: String,
+    },
+    /// Enrolled and usable.
+    Enrolled {
+        /// The device id.
+        device_id: String,
+    },
 }
 
 /// The sign-in state.

@@ -86,6 +86,14 @@ pub struct Runtime {
     policy: Option<Arc<Policy>>,
     device: Option<Arc<Device>>,
     enrolling: bool,
+    /// The enrolment in flight or waiting to be retried (aborted when the
+    /// broker says the device was approved, to ask again at once).
+    enrol_task: Option<tokio::task::JoinHandle<()>>,
+    /// The device the broker holds for an administrator's approval, and
+    /// since when; `device` stays `None` until it is approved.
+    awaiting_approval: Option<(Arc<Device>, OffsetDateTime)>,
+    /// Delay before enrolling again while pending or after a failure.
+    enrol_backoff: Duration,
     report: Option<Arc<Report>>,
     evaluation: Option<Evaluation>,
     session_seen: Option<SessionState>,
@@ -140,6 +148,9 @@ impl Runtime {
             policy: None,
             device: None,
             enrolling: false,
+            enrol_task: None,
+            awaiting_approval: None,
+            enrol_backoff: tasks::ENROL_BACKOFF_MIN,
             report: None,
             evaluation: None,
             session_seen: None,
@@ -204,6 +215,9 @@ impl Runtime {
 
     async fn shutdown(&mut self) {
         if let Some(task) = self.events_task.take() {
+            task.abort();
+        }
+        if let Some(task) = self.enrol_task.take() {
             task.abort();
         }
         self.close_all_tunnels().await;

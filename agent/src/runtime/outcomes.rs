@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::api;
+use broker::api::{self, DeviceStatus, ProblemType};
 use time::OffsetDateTime;
 
-use super::tasks::Outcome;
+use super::tasks::{ENROL_BACKOFF_MAX, ENROL_BACKOFF_MIN, Outcome};
 use super::{Runtime, now, rfc3339};
+use crate::control::view::AWAITING_APPROVAL_PHRASE;
 use crate::identity::session::SessionState;
 use crate::supervisor::{BrokerEvent, Event, Grant, Session, Verdict};
 
@@ -60,17 +61,42 @@ impl Runtime {
                 self.record(format!("broker unreachable: {e}; retrying"));
                 self.spawn_setup(Duration::from_secs(5));
             }
-            Outcome::Enrolled(Ok(device)) => {
+            Outcome::Enrolled(Ok((device, DeviceStatus::Pending))) => {
                 self.enrolling = false;
-                self.record(format!("device enrolled as {}", device.id));
-                self.device = Some(Arc::new(device));
-                self.spawn_events();
+                if self.awaiting_approval.is_none() {
+                    self.record(format!(
+                        "device enrolled as {}; {}",
+                        device.id, AWAITING_APPROVAL_PHRASE
+                    ));
+                    let device = Arc::new(device);
+                    self.spawn_events(device.clone());
+                    self.awaiting_approval = Some((device, now()));
+                }
+                // Ask again later; an approval on the event stream cuts this short.
+                let delay = self.enrol_backoff;
+                self.enrol_backoff = (delay * 2).min(ENROL_BACKOFF_MAX);
+                self.spawn_enrol_after(delay);
+            }
+            Outcome::Enrolled(Ok((device, _active))) => {
+                self.enrolling = false;
+                self.enrol_backoff = ENROL_BACKOFF_MIN;
+                if self.awaiting_approval.take().is_some() {
+                    self.record(format!("IT approved this device ({})", device.id));
+                } else {
+                    self.record(format!("device enrolled as {}", device.id));
+                }
+                let device = Arc::new(device);
+                self.device = Some(device.clone());
+                self.spawn_events(device);
                 // Attest now that it can.
-                self.feed(Event::EnvironmentChanged).await;
+                self.feed(Event::DeviceEnrolled).await;
             }
             Outcome::Enrolled(Err(e)) => {
                 self.enrolling = false;
-                self.record(format!("enrolment failed: {e}"));
+                let delay = self.enrol_backoff;
+                self.enrol_backoff = (delay * 2).min(ENROL_BACKOFF_MAX);
+                self.record(format!("enrolment failed: {e}; retrying in {delay:?}"));
+                self.spawn_enrol_after(delay);
             }
             Outcome::Posture { report, evaluation } => {
                 let violations = match &evaluation {
@@ -114,9 +140,23 @@ impl Runtime {
                 self.issued.insert(issued.grant.id.clone(), *issued);
                 self.feed(Event::GrantIssued { app, grant }).await;
             }
-            Outcome::GrantFailed(app, reason) => {
+            Outcome::GrantFailed(app, reason, problem) => {
                 self.record(format!("{app}: {reason}"));
                 self.feed(Event::GrantFailed { app, reason }).await;
+                match problem {
+                    // The broker no longer takes the verdict this agent
+                    // holds: attest again, as when a verdict expires here
+                    // (the policy changed, and the event saying so may
+                    // have been missed while the stream was down).
+                    Some(ProblemType::VerdictStalePolicy) => {
+                        self.spawn_policy_fetch();
+                        self.feed(Event::EnvironmentChanged).await;
+                    }
+                    Some(ProblemType::VerdictExpired | ProblemType::VerdictMissing) => {
+                        self.feed(Event::EnvironmentChanged).await;
+                    }
+                    _ => {}
+                }
             }
             Outcome::Session(state) => self.session_changed(state).await,
             Outcome::RefreshFailed(reason) => {
@@ -156,6 +196,14 @@ impl Runtime {
             }),
             api::Event::PolicyChanged { .. } => {
                 self.spawn_policy_fetch();
+                None
+            }
+            api::Event::DeviceApproved { device_id } => {
+                let pending = self.awaiting_approval.as_ref().map(|(d, _)| d.id.as_str());
+                if pending == Some(device_id.as_str()) {
+                    self.record("broker event: IT approved this device".to_owned());
+                    self.enrol_now();
+                }
                 None
             }
         };

@@ -5,9 +5,10 @@
 //! What the outcomes mean is in `outcomes.rs`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use broker::api::{self, BrokerConfig};
+use broker::api::{self, BrokerConfig, DeviceStatus, ProblemType};
 use posture::attestation::{DeviceKey, EatClaims, MAX_EAT_LIFETIME_SECS};
 use posture::policy::{Evaluation, Policy};
 use posture::report::Report;
@@ -15,8 +16,16 @@ use tunnel::PrivateKey;
 
 use super::{Runtime, now};
 use crate::broker_client::{BrokerClient, BrokerError, DeviceAuth};
+use crate::control::view::AWAITING_APPROVAL;
 use crate::identity::session::SessionState;
 use crate::supervisor::{self, Event};
+
+/// First delay before asking the broker again about a pending (or refused)
+/// enrolment; it doubles up to [`ENROL_BACKOFF_MAX`].
+pub(super) const ENROL_BACKOFF_MIN: Duration = Duration::from_secs(2);
+/// Longest delay between two enrolment attempts. An approval also arrives
+/// on the event stream, which cuts the wait short.
+pub(super) const ENROL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// The enrolled device.
 #[derive(Debug)]
@@ -35,7 +44,7 @@ pub(super) struct Issued {
 /// Results of spawned work.
 pub(super) enum Outcome {
     Setup(Result<(BrokerConfig, Result<Policy, String>), String>),
-    Enrolled(Result<Device, String>),
+    Enrolled(Result<(Device, DeviceStatus), String>),
     Posture {
         report: Box<Report>,
         evaluation: Result<Evaluation, String>,
@@ -43,7 +52,8 @@ pub(super) enum Outcome {
     Verdict(api::Verdict),
     AttestFailed(String),
     GrantIssued(String, Box<Issued>),
-    GrantFailed(String, String),
+    /// App, reason for the user, and the broker's problem type if it refused.
+    GrantFailed(String, String, Option<ProblemType>),
     Session(SessionState),
     RefreshFailed(String),
     Broker(api::Event),
@@ -71,6 +81,13 @@ impl Runtime {
     }
 
     pub(super) fn spawn_enrol(&mut self) {
+        self.spawn_enrol_after(Duration::ZERO);
+    }
+
+    /// Enrols the device key after `delay` (the agent enrols at every start
+    /// and the call is idempotent, so asking again is also how a pending
+    /// device learns it was approved).
+    pub(super) fn spawn_enrol_after(&mut self, delay: Duration) {
         if self.enrolling || self.device.is_some() {
             return;
         }
@@ -79,7 +96,8 @@ impl Runtime {
         let identity = self.identity.clone();
         let store = self.store.clone();
         let tx = self.tx.clone();
-        tokio::spawn(async move {
+        self.enrol_task = Some(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
             let result = async {
                 let key =
                     crate::device_key::load_or_create(store.as_ref()).map_err(|e| e.to_string())?;
@@ -87,6 +105,7 @@ impl Runtime {
                 let request = api::EnrolRequest {
                     public_jwk: key.public_jwk().clone(),
                     name: hostname(),
+                    key_attestation: None,
                 };
                 let auth = DeviceAuth {
                     token: &token,
@@ -96,14 +115,27 @@ impl Runtime {
                     .enrol(auth, &request)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok(Device {
-                    id: device.device_id,
-                    key,
-                })
+                Ok((
+                    Device {
+                        id: device.device_id,
+                        key,
+                    },
+                    device.status,
+                ))
             }
             .await;
             let _ = tx.send(Outcome::Enrolled(result));
-        });
+        }));
+    }
+
+    /// Asks the broker again at once about a pending enrolment (its
+    /// approval was announced), instead of waiting out the backoff.
+    pub(super) fn enrol_now(&mut self) {
+        if let Some(task) = self.enrol_task.take() {
+            task.abort();
+        }
+        self.enrolling = false;
+        self.spawn_enrol();
     }
 
     pub(super) fn spawn_posture(&self) {
@@ -133,9 +165,12 @@ impl Runtime {
             self.config.clone(),
             self.subject.clone(),
         ) else {
-            let _ = tx.send(Outcome::AttestFailed(
-                "not ready to attest yet (enrolment or broker configuration pending)".to_owned(),
-            ));
+            let why = if self.awaiting_approval.is_some() {
+                AWAITING_APPROVAL
+            } else {
+                "not ready to attest yet (enrolment or broker configuration pending)"
+            };
+            let _ = tx.send(Outcome::AttestFailed(why.to_owned()));
             return;
         };
         let broker = self.broker.clone();
@@ -174,6 +209,7 @@ impl Runtime {
             let _ = tx.send(Outcome::GrantFailed(
                 app,
                 "device not enrolled yet".to_owned(),
+                None,
             ));
             return;
         };
@@ -182,7 +218,10 @@ impl Runtime {
         tokio::spawn(async move {
             let key = PrivateKey::generate();
             let result = async {
-                let token = identity.access_token().await.map_err(|e| e.to_string())?;
+                let token = identity
+                    .access_token()
+                    .await
+                    .map_err(|e| (e.to_string(), None))?;
                 let request = api::GrantRequest {
                     app: app.clone(),
                     device_id: device.id.clone(),
@@ -195,13 +234,16 @@ impl Runtime {
                 let grant = broker
                     .open_grant(auth, &request)
                     .await
-                    .map_err(|e| explain_broker(&e))?;
+                    .map_err(|e| (explain_broker(&e), e.problem()))?;
                 let endpoint = tokio::net::lookup_host(grant.gateway.endpoint.as_str())
                     .await
                     .ok()
                     .and_then(|mut addrs| addrs.next())
                     .ok_or_else(|| {
-                        format!("cannot resolve the gateway {}", grant.gateway.endpoint)
+                        (
+                            format!("cannot resolve the gateway {}", grant.gateway.endpoint),
+                            None,
+                        )
                     })?;
                 Ok(Issued {
                     grant,
@@ -212,7 +254,7 @@ impl Runtime {
             .await;
             let _ = tx.send(match result {
                 Ok(issued) => Outcome::GrantIssued(app, Box::new(issued)),
-                Err(reason) => Outcome::GrantFailed(app, reason),
+                Err((reason, problem)) => Outcome::GrantFailed(app, reason, problem),
             });
         });
     }
@@ -266,10 +308,9 @@ impl Runtime {
         });
     }
 
-    pub(super) fn spawn_events(&mut self) {
-        let Some(device) = self.device.clone() else {
-            return;
-        };
+    /// Follows `device`'s event stream (a pending device's too: its
+    /// approval is announced there).
+    pub(super) fn spawn_events(&mut self, device: Arc<Device>) {
         if let Some(task) = self.events_task.take() {
             task.abort();
         }

@@ -6,7 +6,8 @@ use time::OffsetDateTime;
 
 use super::{Runtime, rfc3339};
 use crate::control::view::{
-    AppView, ForwardView, IdentityView, StatusView, TunnelState, TunnelView, VerdictView,
+    AWAITING_APPROVAL, AppView, EnrolmentView, ForwardView, IdentityView, StatusView, TunnelState,
+    TunnelView, VerdictView,
 };
 use crate::identity::session::SessionState;
 
@@ -68,14 +69,21 @@ impl Runtime {
                 }
                 None => {
                     let blocked = self.sup.app_blocked(app, super::now());
+                    // While the broker holds the device for approval, that
+                    // is the reason, whatever else is still missing.
+                    let reason = match (&self.awaiting_approval, &blocked) {
+                        (Some(_), _) => Some(AWAITING_APPROVAL.to_owned()),
+                        (None, Some(b)) => Some(b.explain()),
+                        (None, None) => None,
+                    };
                     TunnelView {
                         app: app.clone(),
-                        state: if blocked.is_some() {
+                        state: if reason.is_some() {
                             TunnelState::Down
                         } else {
                             TunnelState::Connecting
                         },
-                        reason: blocked.as_ref().map(|b| b.explain()),
+                        reason,
                         forwards: Vec::new(),
                         socks: None,
                         bytes_in: 0,
@@ -92,6 +100,20 @@ impl Runtime {
             verdict,
             tunnels,
             posture_collected_at: self.report.as_ref().map(|r| rfc3339(r.collected_at)),
+            enrolment: self.enrolment_view(),
+        }
+    }
+
+    fn enrolment_view(&self) -> EnrolmentView {
+        match (&self.device, &self.awaiting_approval) {
+            (Some(device), _) => EnrolmentView::Enrolled {
+                device_id: device.id.clone(),
+            },
+            (None, Some((device, since))) => EnrolmentView::PendingApproval {
+                device_id: device.id.clone(),
+                since: rfc3339(*since),
+            },
+            (None, None) => EnrolmentView::NotEnrolled,
         }
     }
 

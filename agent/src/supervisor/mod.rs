@@ -161,6 +161,12 @@ pub enum Event {
     /// Something that may change posture happened (wake, network change, a
     /// watched file): collect now instead of waiting for the schedule.
     EnvironmentChanged,
+    /// The device key became usable at the broker (enrolled, or approved by
+    /// an administrator after waiting): measure and attest now. Attempts
+    /// made before could only fail, so the backoff they earned is dropped;
+    /// otherwise a device approved after an hour's wait would sit out the
+    /// longest backoff first.
+    DeviceEnrolled,
     /// The broker answered an attestation.
     Verdict(Verdict),
     /// The attestation could not be done (broker unreachable, refused).
@@ -613,6 +619,13 @@ impl Supervisor {
             }
             Event::EnvironmentChanged => {
                 self.next_posture = Some(now);
+            }
+            Event::DeviceEnrolled => {
+                self.next_posture = Some(now);
+                self.attest_wanted = true;
+                if !self.attest.in_flight {
+                    self.attest = Retry::default();
+                }
             }
             Event::Verdict(verdict) => {
                 self.attest.succeeded();

@@ -369,3 +369,48 @@ fn a_backward_clock_jump_delays_deadlines_and_reopens_nothing() {
     assert!(out.contains(&Command::RequestGrant { app: "wiki".into() }));
     assert_eq!(s.tunnels_up().count(), 0);
 }
+
+#[test]
+fn an_enrolment_that_comes_late_is_attested_at_once_without_the_old_backoff() {
+    // Signed in, but the device is not usable yet (waiting for IT's
+    // approval): every attestation fails and backs off; posture is measured
+    // and answered as the driver would.
+    let mut s = Supervisor::new(Timing::default());
+    let mut attests = 0;
+    let mut drive = |s: &mut Supervisor, now: i64, event: Event| {
+        let mut queue = vec![event];
+        while let Some(event) = queue.pop() {
+            let out = s.handle(t(now), event);
+            if out.contains(&Command::CollectPosture) {
+                queue.push(Event::PostureCollected { violations: vec![] });
+            }
+            if out.contains(&Command::Attest) {
+                attests += 1;
+                queue.push(Event::AttestFailed {
+                    reason: "waiting for IT to approve this device".into(),
+                });
+            }
+        }
+    };
+    drive(
+        &mut s,
+        0,
+        Event::SessionChanged(Session::Valid { until: t(7200) }),
+    );
+    let mut now = 0;
+    while now < 1200 {
+        now += 1;
+        drive(&mut s, now, Event::Timer);
+    }
+    assert!(attests >= 6, "attested {attests} times");
+    // The backoff is now the longest; the approval arrives in the middle of it.
+    let last = now;
+    let out = s.handle(t(last), Event::Timer);
+    assert!(!out.contains(&Command::Attest), "still backing off");
+    let mut out = s.handle(t(last), Event::DeviceEnrolled);
+    out.extend(s.handle(t(last), Event::PostureCollected { violations: vec![] }));
+    assert!(
+        out.contains(&Command::Attest),
+        "attests at once after enrolment: {out:?}"
+    );
+}

@@ -25,6 +25,10 @@
 //! verdict_ttl_seconds = 900           # default 900
 //! policy = "/etc/sallyport/policy.rego" # optional; default: the built-in policy
 //!
+//! [enrolment]
+//! mode = "approval"                   # "open" | "approval" (default) | "hardware"
+//! max_devices_per_user = 5            # default 5
+//!
 //! [gateway]
 //! listen = "0.0.0.0:51820"
 //! endpoint = "203.0.113.10:51820"     # what agents are told to connect to
@@ -96,6 +100,9 @@ pub struct Config {
     /// Verdicts and policy.
     #[serde(default)]
     pub attestation: AttestationSection,
+    /// How a new device key becomes usable.
+    #[serde(default)]
+    pub enrolment: EnrolmentSection,
     /// WireGuard gateway.
     pub gateway: GatewaySection,
     /// The application catalogue.
@@ -224,6 +231,50 @@ impl Default for AttestationSection {
 
 fn default_verdict_ttl() -> u64 {
     900
+}
+
+/// How a newly enrolled device key becomes usable. The default is
+/// [`EnrolmentMode::Approval`]: a valid sign-in alone must not be enough to
+/// register a machine, since anyone with a user's password and second
+/// factor could otherwise enrol their own laptop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnrolmentMode {
+    /// A new device is active at once (demos and tests).
+    Open,
+    /// A new device stays pending until an administrator approves it.
+    #[default]
+    Approval,
+    /// The enrolment must carry a TPM key attestation. Verifying it comes
+    /// with the device service; until then every enrolment of a new key is
+    /// refused, never waved through.
+    Hardware,
+}
+
+/// `[enrolment]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolmentSection {
+    /// `open`, `approval` (default) or `hardware`.
+    #[serde(default)]
+    pub mode: EnrolmentMode,
+    /// How many devices (pending or active; revoked ones do not count) one
+    /// user may have.
+    #[serde(default = "default_max_devices")]
+    pub max_devices_per_user: u32,
+}
+
+impl Default for EnrolmentSection {
+    fn default() -> Self {
+        Self {
+            mode: EnrolmentMode::default(),
+            max_devices_per_user: default_max_devices(),
+        }
+    }
+}
+
+fn default_max_devices() -> u32 {
+    5
 }
 
 /// `[gateway]`.
@@ -404,6 +455,9 @@ impl Config {
         if !(30..=86_400).contains(&self.attestation.verdict_ttl_seconds) {
             return invalid("attestation.verdict_ttl_seconds must be 30..=86400".into());
         }
+        if !(1..=10_000).contains(&self.enrolment.max_devices_per_user) {
+            return invalid("enrolment.max_devices_per_user must be 1..=10000".into());
+        }
         if !(1..=86_400).contains(&self.gateway.max_grant_seconds) {
             return invalid("gateway.max_grant_seconds must be 1..=86400".into());
         }
@@ -538,6 +592,9 @@ targets = ["10.0.0.5:443/tcp", "10.0.0.6:53/udp"]
         assert!(s.auth.acr.is_empty());
         assert_eq!(s.auth.max_age, None);
         assert_eq!(s.jwks_ttl, Duration::from_secs(300));
+        // A broker nobody configured for it does not let devices in unseen.
+        assert_eq!(s.raw.enrolment.mode, EnrolmentMode::Approval);
+        assert_eq!(s.raw.enrolment.max_devices_per_user, 5);
     }
 
     #[test]
@@ -599,6 +656,21 @@ targets = ["10.0.0.5:443/tcp", "10.0.0.6:53/udp"]
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn enrolment_modes() {
+        let section = |body: &str| Config::parse(&format!("{GOOD}\n[enrolment]\n{body}\n"));
+        let s = section("mode = \"open\"\nmax_devices_per_user = 2").unwrap();
+        assert_eq!(s.raw.enrolment.mode, EnrolmentMode::Open);
+        assert_eq!(s.raw.enrolment.max_devices_per_user, 2);
+        assert_eq!(
+            section("mode = \"hardware\"").unwrap().raw.enrolment.mode,
+            EnrolmentMode::Hardware
+        );
+        assert!(section("mode = \"trusting\"").is_err());
+        assert!(section("max_devices_per_user = 0").is_err());
+        assert!(section("bogus = 1").is_err());
     }
 
     fn with(from: &str, to: &str) -> Result<Settings, ConfigError> {

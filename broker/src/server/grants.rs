@@ -17,6 +17,8 @@ pub struct StoredVerdict {
     pub violations: Vec<Violation>,
     /// Unix seconds.
     pub valid_until: i64,
+    /// SHA-256 (hex) of the policy it was made under.
+    pub policy_digest: String,
 }
 
 /// Why a grant was refused.
@@ -33,8 +35,14 @@ pub struct Refusal {
 /// Decides whether a grant may be issued and computes its expiry: the
 /// earliest of the verdict's validity, the session's (access token) expiry and
 /// `now + max_grant`. A grant never outlives what it was granted on.
+///
+/// The verdict must have been made under `policy_digest`, the policy in
+/// force: one made under an earlier policy says nothing about the current
+/// rules, whether it was compliant or not, so it is refused before its
+/// outcome is even looked at and the agent attests again.
 pub fn decide(
     verdict: Option<&StoredVerdict>,
+    policy_digest: &str,
     session_exp: i64,
     max_grant_secs: i64,
     now: i64,
@@ -46,6 +54,17 @@ pub fn decide(
             violations: vec![],
         });
     };
+    if v.policy_digest != policy_digest {
+        return Err(Refusal {
+            kind: ProblemType::VerdictStalePolicy,
+            detail: format!(
+                "the verdict was made under policy {} but {} is in force: attest again",
+                short(&v.policy_digest),
+                short(policy_digest)
+            ),
+            violations: vec![],
+        });
+    }
     if !v.compliant {
         let checks: Vec<&str> = v.violations.iter().map(|x| x.check.as_str()).collect();
         return Err(Refusal {
@@ -70,6 +89,11 @@ pub fn decide(
         });
     }
     Ok(expiry)
+}
+
+/// The first 12 hex digits of a digest, enough to tell policies apart in a message.
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 /// The gateway's own address in the client network (the first host), never
@@ -104,44 +128,66 @@ mod tests {
                 }]
             },
             valid_until,
+            policy_digest: P.into(),
         }
     }
+
+    const P: &str = "5c0f00000000aaaa";
 
     #[test]
     fn expiry_is_the_earliest_bound() {
         assert_eq!(
-            decide(Some(&verdict(true, 1900)), 5000, 3600, 1000),
+            decide(Some(&verdict(true, 1900)), P, 5000, 3600, 1000),
             Ok(1900)
         );
         assert_eq!(
-            decide(Some(&verdict(true, 9000)), 1500, 3600, 1000),
+            decide(Some(&verdict(true, 9000)), P, 1500, 3600, 1000),
             Ok(1500)
         );
-        assert_eq!(decide(Some(&verdict(true, 9000)), 9000, 60, 1000), Ok(1060));
+        assert_eq!(
+            decide(Some(&verdict(true, 9000)), P, 9000, 60, 1000),
+            Ok(1060)
+        );
     }
 
     #[test]
     fn refusals_name_their_reason() {
         assert_eq!(
-            decide(None, 5000, 60, 1000).unwrap_err().kind,
+            decide(None, P, 5000, 60, 1000).unwrap_err().kind,
             ProblemType::VerdictMissing
         );
-        let r = decide(Some(&verdict(false, 9000)), 5000, 60, 1000).unwrap_err();
+        let r = decide(Some(&verdict(false, 9000)), P, 5000, 60, 1000).unwrap_err();
         assert_eq!(r.kind, ProblemType::DeviceNotCompliant);
         assert_eq!(r.violations[0].check, "firewall");
         assert!(r.detail.contains("firewall"));
         assert_eq!(
-            decide(Some(&verdict(true, 1000)), 5000, 60, 1000)
+            decide(Some(&verdict(true, 1000)), P, 5000, 60, 1000)
                 .unwrap_err()
                 .kind,
             ProblemType::VerdictExpired
         );
         assert_eq!(
-            decide(Some(&verdict(true, 9000)), 999, 60, 1000)
+            decide(Some(&verdict(true, 9000)), P, 999, 60, 1000)
                 .unwrap_err()
                 .kind,
             ProblemType::TokenExpired
         );
+    }
+
+    #[test]
+    fn a_verdict_under_another_policy_is_stale_whatever_it_said() {
+        for compliant in [true, false] {
+            let r = decide(
+                Some(&verdict(compliant, 9000)),
+                "77aa00000000bbbb",
+                5000,
+                60,
+                1000,
+            )
+            .unwrap_err();
+            assert_eq!(r.kind, ProblemType::VerdictStalePolicy);
+            assert!(r.detail.contains("5c0f00000000"), "{}", r.detail);
+        }
     }
 
     #[test]

@@ -24,8 +24,8 @@ use super::events::Routed;
 
 use super::service::{ApiError, Broker, DeviceCaller, DpopRequest, Enroller};
 use crate::api::{
-    self, AttestationRequest, EnrolRequest, GrantRequest, MAX_BODY_BYTES, PROBLEM_CONTENT_TYPE,
-    ProblemType, RevocationRequest, paths,
+    self, AttestationRequest, DeviceStatus, EnrolRequest, GrantRequest, MAX_BODY_BYTES,
+    PROBLEM_CONTENT_TYPE, ProblemType, RevocationClearRequest, RevocationRequest, paths,
 };
 
 type State = axum::extract::State<Arc<Broker>>;
@@ -229,10 +229,12 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/grants/{id}", delete(close_grant))
         .route(paths::EVENTS, get(events))
         .route(paths::ADMIN_REVOCATIONS, post(revoke))
-        .route("/v1/admin/revocations/{user}", delete(clear_revocation))
         .route(paths::ADMIN_AUDIT, get(audit))
         .route(paths::ADMIN_POLICY_RELOAD, post(reload_policy))
         .route(paths::ADMIN_GATEWAY_PEERS, get(gateway_peers))
+        .route(paths::ADMIN_DEVICES, get(admin_devices))
+        .route(paths::ADMIN_DEVICE_APPROVE, post(approve_device))
+        .route(paths::ADMIN_REVOCATIONS_CLEAR, post(clear_revocation))
         .fallback(not_found)
         .with_state(broker)
 }
@@ -258,10 +260,11 @@ async fn enrol(
     Body(req): Body<EnrolRequest>,
 ) -> Result<(StatusCode, Json<api::Device>), ApiError> {
     let (created, device) = broker.enrol(&caller, &req)?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+    // 202: recorded, but not usable until an administrator approves it.
+    let status = match (device.status, created) {
+        (DeviceStatus::Pending, _) => StatusCode::ACCEPTED,
+        (_, true) => StatusCode::CREATED,
+        (_, false) => StatusCode::OK,
     };
     Ok((status, Json(device)))
 }
@@ -391,15 +394,6 @@ async fn revoke(
     Ok(Json(broker.revoke(&req).await?))
 }
 
-async fn clear_revocation(
-    broker: State,
-    _: Admin,
-    Path(user): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    broker.clear_revocation(&user)?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
 #[derive(Debug, Deserialize)]
 struct AuditQuery {
     #[serde(default = "default_limit")]
@@ -420,7 +414,43 @@ async fn audit(
 }
 
 async fn reload_policy(broker: State, _: Admin) -> Result<Json<api::PolicyDocument>, ApiError> {
-    Ok(Json(broker.reload_policy()?))
+    Ok(Json(broker.reload_policy().await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct DevicesQuery {
+    #[serde(default)]
+    state: Option<DeviceStatus>,
+}
+
+async fn admin_devices(
+    broker: State,
+    _: Admin,
+    query: Result<Query<DevicesQuery>, QueryRejection>,
+) -> Result<Json<Vec<api::AdminDevice>>, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(
+            ProblemType::MalformedRequest,
+            format!("GET /v1/admin/devices?state=pending|active|revoked: {e}"),
+        )
+    })?;
+    Ok(Json(broker.admin_devices(query.state)?))
+}
+
+async fn approve_device(
+    broker: State,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<api::AdminDevice>, ApiError> {
+    Ok(Json(broker.approve_device(&id)?))
+}
+
+async fn clear_revocation(
+    broker: State,
+    _: Admin,
+    Body(req): Body<RevocationClearRequest>,
+) -> Result<Json<api::RevocationClearResult>, ApiError> {
+    Ok(Json(broker.clear_revocation(&req)?))
 }
 
 async fn gateway_peers(broker: State, _: Admin) -> Json<Vec<api::GatewayPeer>> {

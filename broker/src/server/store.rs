@@ -1,6 +1,12 @@
 //! Durable state in SQLite (rusqlite, bundled): devices, nonces, verdicts,
 //! grants, user revocations, the gateway key, and an append-only audit log.
 //!
+//! Columns added after the first release (device status and approval, the
+//! policy digest a grant was decided under, cleared user revocations) are
+//! added to an older database at open by [`Store::open`], with defaults that
+//! keep its meaning: devices enrolled before enrolment modes existed are
+//! active, and grants of unknown policy are treated as made under an old one.
+//!
 //! Every write is its own transaction with `synchronous=FULL` in WAL mode, so
 //! a grant or revocation the API has confirmed survives a crash or restart.
 //! The audit table refuses UPDATE and DELETE by trigger. Times are Unix
@@ -15,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::eat::{EnrolledKey, NonceAnswer};
 use super::grants::StoredVerdict;
-use crate::api::{AuditEntry, Violation};
+use crate::api::{AuditEntry, DeviceStatus, Violation};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +48,9 @@ CREATE TABLE IF NOT EXISTS devices (
     name TEXT,
     enrolled_at INTEGER NOT NULL,
     revoked_at INTEGER,
-    revoke_reason TEXT
+    revoke_reason TEXT,
+    status TEXT NOT NULL DEFAULT 'active',
+    approved_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS nonces (
     nonce TEXT PRIMARY KEY,
@@ -73,7 +81,8 @@ CREATE TABLE IF NOT EXISTS grants (
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     closed_at INTEGER,
-    close_reason TEXT
+    close_reason TEXT,
+    policy_digest TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS grants_open_key ON grants(wg_public_key) WHERE closed_at IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS grants_open_addr ON grants(client_address) WHERE closed_at IS NULL;
@@ -81,7 +90,8 @@ CREATE TABLE IF NOT EXISTS user_revocations (
     user TEXT PRIMARY KEY,
     revoked_at INTEGER NOT NULL,
     reason TEXT NOT NULL,
-    until_cleared INTEGER NOT NULL DEFAULT 0
+    until_cleared INTEGER NOT NULL DEFAULT 0,
+    cleared_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -99,6 +109,19 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#;
 
+/// Columns later releases added: `(table, column, declaration)`.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("devices", "status", "TEXT NOT NULL DEFAULT 'active'"),
+    ("devices", "approved_at", "INTEGER"),
+    ("grants", "policy_digest", "TEXT NOT NULL DEFAULT ''"),
+    (
+        "user_revocations",
+        "until_cleared",
+        "INTEGER NOT NULL DEFAULT 0",
+    ),
+    ("user_revocations", "cleared_at", "INTEGER"),
+];
+
 /// An enrolled device row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRow {
@@ -106,6 +129,34 @@ pub struct DeviceRow {
     pub key: EnrolledKey,
     /// When enrolled.
     pub enrolled_at: i64,
+    /// Waiting for an administrator's approval (and not revoked).
+    pub pending: bool,
+    /// When an administrator approved it.
+    pub approved_at: Option<i64>,
+    /// The agent's label (host name).
+    pub name: Option<String>,
+}
+
+impl DeviceRow {
+    /// Revoked, pending or active, in that order of precedence.
+    pub fn status(&self) -> DeviceStatus {
+        if self.key.revoked {
+            DeviceStatus::Revoked
+        } else if self.pending {
+            DeviceStatus::Pending
+        } else {
+            DeviceStatus::Active
+        }
+    }
+}
+
+/// The rules a new key is enrolled under (existing keys are not re-judged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewDeviceRules {
+    /// Starts pending (approval mode) rather than active.
+    pub pending: bool,
+    /// Most devices, pending or active, one user may have.
+    pub max_devices_per_user: u32,
 }
 
 /// What enrolling a key did.
@@ -117,6 +168,10 @@ pub enum Enrolment {
     Existing(DeviceRow),
     /// The key belongs to another user.
     Conflict,
+    /// The user is revoked and no administrator has cleared it.
+    UserRevoked,
+    /// The user already has this many devices (pending or active).
+    QuotaExceeded(u32),
 }
 
 /// A grant row.
@@ -140,6 +195,8 @@ pub struct GrantRow {
     pub created_at: i64,
     /// Expiry.
     pub expires_at: i64,
+    /// SHA-256 (hex) of the policy its verdict was made under.
+    pub policy_digest: String,
 }
 
 /// The latest verdict with its owner.
@@ -201,7 +258,9 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        migrate_user_revocations(&conn)?;
+        for (table, column, declaration) in ADDED_COLUMNS {
+            add_column_if_missing(&conn, table, column, declaration)?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -232,35 +291,114 @@ impl Store {
         Ok(value)
     }
 
-    /// Enrols `key` for its user.
+    /// Enrols `key` for its user. A key already enrolled is returned as it
+    /// is (`rules` are for new keys); a new key is refused while its user's
+    /// revocation stands uncleared or the user is at the quota. One
+    /// transaction, so two enrolments at once cannot both take the last
+    /// place of a quota.
     pub fn enrol(
         &self,
         key: &EnrolledKey,
         jwk_json: &str,
         name: Option<&str>,
         now: i64,
+        rules: NewDeviceRules,
     ) -> Result<Enrolment, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let existing = device_in(&tx, &key.device_id)?;
         let out = match existing {
             Some(row) if row.key.user != key.user => Enrolment::Conflict,
-            Some(row) if !row.key.revoked => Enrolment::Existing(row),
-            // A revoked key stays revoked: enrolling it again must not undo an admin's decision.
+            // A revoked key stays revoked: enrolling it again must not undo
+            // an admin's decision (the caller refuses it; only clearing the
+            // revocation lets the key in again).
             Some(row) => Enrolment::Existing(row),
             None => {
-                tx.execute(
-                    "INSERT INTO devices (device_id, user, jwk, sec1, ueid, name, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![key.device_id, key.user, jwk_json, key.sec1, key.ueid, name, now],
+                let user_blocked = tx
+                    .query_row(
+                        "SELECT 1 FROM user_revocations WHERE user = ?1 AND cleared_at IS NULL",
+                        [&key.user],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                let held: u32 = tx.query_row(
+                    "SELECT COUNT(*) FROM devices WHERE user = ?1 AND revoked_at IS NULL",
+                    [&key.user],
+                    |r| r.get(0),
                 )?;
-                Enrolment::Created(DeviceRow {
-                    key: key.clone(),
-                    enrolled_at: now,
-                })
+                if user_blocked {
+                    Enrolment::UserRevoked
+                } else if held >= rules.max_devices_per_user {
+                    Enrolment::QuotaExceeded(held)
+                } else {
+                    let status = if rules.pending { "pending" } else { "active" };
+                    tx.execute(
+                        "INSERT INTO devices (device_id, user, jwk, sec1, ueid, name, enrolled_at, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![key.device_id, key.user, jwk_json, key.sec1, key.ueid, name, now, status],
+                    )?;
+                    Enrolment::Created(DeviceRow {
+                        key: key.clone(),
+                        enrolled_at: now,
+                        pending: rules.pending,
+                        approved_at: None,
+                        name: name.map(str::to_owned),
+                    })
+                }
             }
         };
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Approves a pending, unrevoked device; its row afterwards (`None`:
+    /// unknown). Approving an active device changes nothing.
+    pub fn approve_device(
+        &self,
+        device_id: &str,
+        now: i64,
+    ) -> Result<Option<DeviceRow>, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE devices SET status = 'active', approved_at = ?2 WHERE device_id = ?1 AND status = 'pending' AND revoked_at IS NULL",
+            params![device_id, now],
+        )?;
+        device_in(&conn, device_id)
+    }
+
+    /// Every device, oldest enrolment first; only those in `status` when given.
+    pub fn devices(&self, status: Option<DeviceStatus>) -> Result<Vec<DeviceRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices ORDER BY enrolled_at, device_id"
+        ))?;
+        let rows = stmt.query_map([], device_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row?;
+            if status.is_none_or(|s| s == row.status()) {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets a revoked device and its verdicts, so that its key can be
+    /// enrolled afresh (through the enrolment mode, with no old verdict to
+    /// lean on). False when the device is not revoked; `None` when unknown.
+    pub fn forget_revoked_device(&self, device_id: &str) -> Result<Option<bool>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let Some(row) = device_in(&tx, device_id)? else {
+            return Ok(None);
+        };
+        if !row.key.revoked {
+            return Ok(Some(false));
+        }
+        tx.execute("DELETE FROM verdicts WHERE device_id = ?1", [device_id])?;
+        tx.execute("DELETE FROM devices WHERE device_id = ?1", [device_id])?;
+        tx.commit()?;
+        Ok(Some(true))
     }
 
     /// The device with `device_id`.
@@ -338,24 +476,27 @@ impl Store {
 
     /// The device's latest verdict.
     pub fn latest_verdict(&self, device_id: &str) -> Result<Option<VerdictRow>, StoreError> {
-        let row: Option<(String, bool, String, i64)> = self
+        let row: Option<(String, bool, String, i64, String)> = self
             .conn()
             .query_row(
-                "SELECT user, compliant, violations, valid_until FROM verdicts WHERE device_id = ?1 ORDER BY id DESC LIMIT 1",
+                "SELECT user, compliant, violations, valid_until, policy_digest FROM verdicts WHERE device_id = ?1 ORDER BY id DESC LIMIT 1",
                 [device_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        row.map(|(user, compliant, violations, valid_until)| {
-            Ok(VerdictRow {
-                user,
-                verdict: StoredVerdict {
-                    compliant,
-                    violations: parse_json(&violations)?,
-                    valid_until,
-                },
-            })
-        })
+        row.map(
+            |(user, compliant, violations, valid_until, policy_digest)| {
+                Ok(VerdictRow {
+                    user,
+                    verdict: StoredVerdict {
+                        compliant,
+                        violations: parse_json(&violations)?,
+                        valid_until,
+                        policy_digest,
+                    },
+                })
+            },
+        )
         .transpose()
     }
 
@@ -389,8 +530,8 @@ impl Store {
     /// Stores an open grant.
     pub fn insert_grant(&self, g: &GrantRow) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO grants (id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![g.id, g.device_id, g.user, g.app, g.wg_public_key, g.client_address.to_string(), json(&g.targets), g.created_at, g.expires_at],
+            "INSERT INTO grants (id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![g.id, g.device_id, g.user, g.app, g.wg_public_key, g.client_address.to_string(), json(&g.targets), g.created_at, g.expires_at, g.policy_digest],
         )?;
         Ok(())
     }
@@ -402,7 +543,7 @@ impl Store {
     ) -> Result<Vec<GrantRow>, StoreError> {
         let conn = self.conn();
         let sql = format!(
-            "SELECT id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at FROM grants WHERE closed_at IS NULL AND {clause} ORDER BY created_at"
+            "SELECT id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest FROM grants WHERE closed_at IS NULL AND {clause} ORDER BY created_at"
         );
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map([arg], |r| {
@@ -416,12 +557,23 @@ impl Store {
                 r.get::<_, String>(6)?,
                 r.get::<_, i64>(7)?,
                 r.get::<_, i64>(8)?,
+                r.get::<_, String>(9)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, device_id, user, app, wg_public_key, addr, targets, created_at, expires_at) =
-                row?;
+            let (
+                id,
+                device_id,
+                user,
+                app,
+                wg_public_key,
+                addr,
+                targets,
+                created_at,
+                expires_at,
+                policy_digest,
+            ) = row?;
             out.push(GrantRow {
                 id,
                 device_id,
@@ -434,6 +586,7 @@ impl Store {
                 targets: parse_json(&targets)?,
                 created_at,
                 expires_at,
+                policy_digest,
             });
         }
         Ok(out)
@@ -447,6 +600,11 @@ impl Store {
     /// Open grants of a device.
     pub fn open_grants_of_device(&self, device_id: &str) -> Result<Vec<GrantRow>, StoreError> {
         self.grants_where("device_id = ?1", &device_id)
+    }
+
+    /// Open grants whose verdict was made under another policy than `digest`.
+    pub fn open_grants_not_under(&self, digest: &str) -> Result<Vec<GrantRow>, StoreError> {
+        self.grants_where("policy_digest <> ?1", &digest)
     }
 
     /// Open grants of a user.
@@ -503,7 +661,7 @@ impl Store {
         self.conn().execute(
             "INSERT INTO user_revocations (user, revoked_at, reason, until_cleared) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(user) DO UPDATE SET revoked_at = excluded.revoked_at, reason = excluded.reason,
-                 until_cleared = MAX(until_cleared, excluded.until_cleared)",
+                 until_cleared = MAX(until_cleared, excluded.until_cleared), cleared_at = NULL",
             params![user, now, reason, i64::from(until_cleared)],
         )?;
         Ok(())
@@ -526,15 +684,19 @@ impl Store {
             .optional()?)
     }
 
-    /// Lifts an until-cleared revocation as of `now`: sign-ins after `now`
-    /// are accepted again, while tokens from sign-ins before it (made while
-    /// the user was blocked, perhaps by whoever caused the block) stay
-    /// refused. False if the user has no until-cleared revocation (a plain
-    /// one needs no clearing: a new sign-in lifts it).
+    /// Clears the user's revocation as of `now`; false when none was in
+    /// force. Afterwards the user may enrol new devices again, and an
+    /// until-cleared block is lifted: sign-ins after `now` are accepted.
+    /// Tokens from sign-ins before `now` stay refused (made while the user
+    /// was blocked, perhaps by whoever caused the block), so `revoked_at`
+    /// moves to `now` for an until-cleared block and keeps its time
+    /// otherwise.
     pub fn clear_user_revocation(&self, user: &str, now: i64) -> Result<bool, StoreError> {
         let changed = self.conn().execute(
-            "UPDATE user_revocations SET until_cleared = 0, revoked_at = MAX(revoked_at, ?2)
-             WHERE user = ?1 AND until_cleared = 1",
+            "UPDATE user_revocations
+             SET revoked_at = CASE WHEN until_cleared = 1 THEN MAX(revoked_at, ?2) ELSE revoked_at END,
+                 until_cleared = 0, cleared_at = ?2
+             WHERE user = ?1 AND cleared_at IS NULL",
             params![user, now],
         )?;
         Ok(changed == 1)
@@ -587,46 +749,64 @@ impl Store {
     }
 }
 
-/// Adds `user_revocations.until_cleared` to a database made before it
-/// existed (`CREATE TABLE IF NOT EXISTS` leaves an old table as it was).
-fn migrate_user_revocations(conn: &Connection) -> Result<(), StoreError> {
-    let has_column = conn
-        .prepare(
-            "SELECT 1 FROM pragma_table_info('user_revocations') WHERE name = 'until_cleared'",
-        )?
-        .exists([])?;
-    if !has_column {
-        conn.execute_batch(
-            "ALTER TABLE user_revocations ADD COLUMN until_cleared INTEGER NOT NULL DEFAULT 0",
-        )?;
-    }
-    Ok(())
+const DEVICE_COLUMNS: &str =
+    "device_id, user, sec1, ueid, enrolled_at, revoked_at, status, approved_at, name";
+
+fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
+    Ok(DeviceRow {
+        key: EnrolledKey {
+            device_id: r.get(0)?,
+            user: r.get(1)?,
+            sec1: r.get(2)?,
+            ueid: r.get(3)?,
+            revoked: r.get::<_, Option<i64>>(5)?.is_some(),
+        },
+        enrolled_at: r.get(4)?,
+        // Anything but an explicit "active" is not active: unknown is not pass.
+        pending: r.get::<_, String>(6)? != "active",
+        approved_at: r.get(7)?,
+        name: r.get(8)?,
+    })
 }
 
 fn device_in(conn: &Connection, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT device_id, user, sec1, ueid, enrolled_at, revoked_at FROM devices WHERE device_id = ?1",
+            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ?1"),
             [device_id],
-            |r| {
-                Ok(DeviceRow {
-                    key: EnrolledKey {
-                        device_id: r.get(0)?,
-                        user: r.get(1)?,
-                        sec1: r.get(2)?,
-                        ueid: r.get(3)?,
-                        revoked: r.get::<_, Option<i64>>(5)?.is_some(),
-                    },
-                    enrolled_at: r.get(4)?,
-                })
-            },
+            device_row,
         )
         .optional()?)
+}
+
+/// `ALTER TABLE … ADD COLUMN` unless the column exists (an older database).
+fn add_column_if_missing(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    declaration: &str,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
+    for name in names {
+        if name? == column {
+            return Ok(());
+        }
+    }
+    conn.execute_batch(&format!(
+        "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+    ))?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const OPEN: NewDeviceRules = NewDeviceRules {
+        pending: false,
+        max_devices_per_user: 5,
+    };
 
     fn key(user: &str) -> EnrolledKey {
         EnrolledKey {
@@ -671,15 +851,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("b.db")).unwrap();
         assert!(matches!(
-            s.enrol(&key("alice"), "{}", None, 1).unwrap(),
+            s.enrol(&key("alice"), "{}", None, 1, OPEN).unwrap(),
             Enrolment::Created(_)
         ));
         assert!(matches!(
-            s.enrol(&key("alice"), "{}", None, 2).unwrap(),
+            s.enrol(&key("alice"), "{}", None, 2, OPEN).unwrap(),
             Enrolment::Existing(_)
         ));
         assert_eq!(
-            s.enrol(&key("bob"), "{}", None, 3).unwrap(),
+            s.enrol(&key("bob"), "{}", None, 3, OPEN).unwrap(),
             Enrolment::Conflict
         );
         assert!(s.revoke_device("dev1", 4, "lost").unwrap());
@@ -702,7 +882,7 @@ mod tests {
         assert_eq!((r.revoked_at, r.until_cleared), (30, false));
         assert!(
             !s.clear_user_revocation("alice", 40).unwrap(),
-            "a plain revocation is not cleared (and its cut-off does not move)"
+            "a cleared revocation is not cleared again (and its cut-off does not move)"
         );
         assert_eq!(s.user_revocation("alice").unwrap().unwrap().revoked_at, 30);
     }
@@ -761,6 +941,7 @@ mod tests {
             targets: vec!["10.0.0.1:80/tcp".into()],
             created_at: 10,
             expires_at: 20,
+            policy_digest: "p1".into(),
         };
         s.insert_grant(&g).unwrap();
         assert!(s.key_in_use("k").unwrap());
@@ -769,5 +950,78 @@ mod tests {
         assert_eq!(s.expire_grants(20).unwrap(), vec![g]);
         assert!(s.used_addresses().unwrap().is_empty());
         assert!(!s.close_grant("g1", 21, "x").unwrap());
+    }
+
+    #[test]
+    fn new_keys_respect_the_quota_and_an_uncleared_user_revocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("b.db")).unwrap();
+        let rules = NewDeviceRules {
+            pending: true,
+            max_devices_per_user: 1,
+        };
+        let with_id = |id: &str| EnrolledKey {
+            device_id: id.into(),
+            ..key("alice")
+        };
+        let Enrolment::Created(row) = s.enrol(&with_id("d1"), "{}", None, 1, rules).unwrap() else {
+            panic!("first device refused");
+        };
+        assert_eq!(row.status(), DeviceStatus::Pending);
+        assert_eq!(
+            s.enrol(&with_id("d2"), "{}", None, 2, rules).unwrap(),
+            Enrolment::QuotaExceeded(1)
+        );
+        // The existing key is not a new device.
+        assert!(matches!(
+            s.enrol(&with_id("d1"), "{}", None, 3, rules).unwrap(),
+            Enrolment::Existing(_)
+        ));
+        // A revoked device frees its place.
+        s.revoke_device("d1", 4, "lost").unwrap();
+        s.revoke_user("alice", 4, "left", false).unwrap();
+        assert_eq!(
+            s.enrol(&with_id("d2"), "{}", None, 5, rules).unwrap(),
+            Enrolment::UserRevoked
+        );
+        assert!(s.clear_user_revocation("alice", 6).unwrap());
+        assert!(!s.clear_user_revocation("alice", 6).unwrap());
+        assert_eq!(
+            s.user_revocation("alice").unwrap().map(|r| r.revoked_at),
+            Some(4),
+            "old tokens stay refused"
+        );
+        assert!(matches!(
+            s.enrol(&with_id("d2"), "{}", None, 7, rules).unwrap(),
+            Enrolment::Created(_)
+        ));
+        let approved = s.approve_device("d2", 8).unwrap().unwrap();
+        assert_eq!(
+            (approved.status(), approved.approved_at),
+            (DeviceStatus::Active, Some(8))
+        );
+        assert_eq!(s.devices(Some(DeviceStatus::Pending)).unwrap(), vec![]);
+        assert_eq!(s.forget_revoked_device("d2").unwrap(), Some(false));
+        assert_eq!(s.forget_revoked_device("d1").unwrap(), Some(true));
+        assert_eq!(s.device("d1").unwrap(), None);
+    }
+
+    #[test]
+    fn an_older_database_gains_the_new_columns_with_their_old_meaning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE devices (device_id TEXT PRIMARY KEY, user TEXT NOT NULL, jwk TEXT NOT NULL, sec1 BLOB NOT NULL, ueid TEXT NOT NULL, name TEXT, enrolled_at INTEGER NOT NULL, revoked_at INTEGER, revoke_reason TEXT);
+                 INSERT INTO devices VALUES ('old', 'alice', '{}', x'04', 'u', NULL, 1, NULL, NULL);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.device("old").unwrap().unwrap().status(),
+            DeviceStatus::Active
+        );
     }
 }

@@ -232,6 +232,34 @@ impl Env {
         }
     }
 
+    /// [`Env::start`] with the broker configuration changed by `change`.
+    pub async fn start_with(change: impl FnOnce(BrokerConfig, &Path) -> BrokerConfig) -> Env {
+        Self::start_with_clock(change, None).await
+    }
+
+    /// [`Env::start_with`], deciding every expiry on `clock` when given.
+    pub async fn start_with_clock(
+        change: impl FnOnce(BrokerConfig, &Path) -> BrokerConfig,
+        clock: Option<Arc<ManualClock>>,
+    ) -> Env {
+        let issuer = TestIssuer::start().await;
+        let echo = tcp_echo().await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = change(config(&issuer.url, &db_path(dir.path()), echo), dir.path());
+        let broker = match &clock {
+            Some(clock) => start_broker_with_clock(&config, clock.clone()).await,
+            None => start_broker(&config).await,
+        };
+        Env {
+            issuer,
+            echo,
+            dir,
+            broker,
+            http: reqwest::Client::new(),
+            clock,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.broker.base_url())
     }
@@ -483,6 +511,7 @@ impl TestDevice {
                 &api::EnrolRequest {
                     public_jwk: self.key.public_jwk().clone(),
                     name: Some("test-host".into()),
+                    key_attestation: None,
                 },
             )
             .await

@@ -132,6 +132,29 @@ impl AgentHandle {
         }
     }
 
+    /// Waits until the status satisfies `what_we_see`; returns that status.
+    pub async fn until_status(
+        &self,
+        within: Duration,
+        what: &str,
+        what_we_see: impl Fn(&StatusView) -> bool,
+    ) -> StatusView {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.status().await;
+            if what_we_see(&status) {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let history = self.ask(Request::History).await;
+                panic!(
+                    "{what}: not seen within {within:?}; status: {status:#?}\nhistory: {history:#}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Stops the runtime and waits for it (its tunnels close).
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

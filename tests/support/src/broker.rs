@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use broker::server::config::{
-    AppSection, AttestationSection, Config, DEFAULT_MFA_AMR, GatewaySection, OidcSection,
-    ServerSection, Settings,
+    AppSection, AttestationSection, Config, DEFAULT_MFA_AMR, EnrolmentMode, EnrolmentSection,
+    GatewaySection, OidcSection, ServerSection, Settings,
 };
 
 use crate::idp;
@@ -43,7 +43,8 @@ violations contains v if {
 /// A broker configuration for tests, built field by field. Starts from
 /// what every test wants: HTTP and the gateway on loopback ephemeral ports,
 /// the test IdP's audience and client id, the [`ADMIN_TOKEN`], a /24 client
-/// network, and no apps.
+/// network, no apps, and enrolment mode `open` (set explicitly: the broker's
+/// default, `approval`, would leave every test's device pending).
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     config: Config,
@@ -79,6 +80,10 @@ impl BrokerConfig {
                     clock_skew_seconds: 60,
                 },
                 attestation: AttestationSection::default(),
+                enrolment: EnrolmentSection {
+                    mode: EnrolmentMode::Open,
+                    ..EnrolmentSection::default()
+                },
                 gateway: GatewaySection {
                     listen: loopback,
                     endpoint: None,
@@ -117,6 +122,18 @@ impl BrokerConfig {
     /// The Rego policy file (`POST /v1/admin/policy/reload` rereads it).
     pub fn policy(mut self, path: &Path) -> Self {
         self.config.attestation.policy = Some(path.to_owned());
+        self
+    }
+
+    /// `enrolment.mode`.
+    pub fn enrolment(mut self, mode: EnrolmentMode) -> Self {
+        self.config.enrolment.mode = mode;
+        self
+    }
+
+    /// `enrolment.max_devices_per_user`.
+    pub fn max_devices_per_user(mut self, devices: u32) -> Self {
+        self.config.enrolment.max_devices_per_user = devices;
         self
     }
 

@@ -1,14 +1,15 @@
 //! The administrator's calls, behind the admin token: revocations (device,
-//! user — optionally until cleared — or single grant) and clearing them, policy reload, the audit log and the gateway's
-//! peers. Kept together because they share one authorisation and one
-//! audience, the operator rather than the agent.
+//! user or single grant) and clearing them, policy reload, the audit log and
+//! the gateway's peers. Kept together because they share one authorisation
+//! and one audience, the operator rather than the agent. (Device approval,
+//! the admin's side of enrolment, lives with enrolment in `devices`.)
 
 use std::sync::{Arc, PoisonError};
 
 use super::{ApiError, Broker, LoadedPolicy};
 use crate::api::{
-    self, ComplianceStatus, Event, GatewayPeer, PolicyDocument, ProblemType, RevocationRequest,
-    RevocationResult,
+    self, ComplianceStatus, Event, GatewayPeer, PolicyDocument, ProblemType,
+    RevocationClearRequest, RevocationClearResult, RevocationRequest, RevocationResult,
 };
 
 impl Broker {
@@ -59,6 +60,9 @@ impl Broker {
         &self,
         req: &RevocationRequest,
     ) -> Result<(RevocationResult, String), ApiError> {
+        // Mark revoked, close and remove peers as one step against grant
+        // creation (see `Broker::enforcement`).
+        let _enforcing = self.enforcement.lock().await;
         let now = self.now();
         let reason = if req.reason.trim().is_empty() {
             "revoked by an administrator"
@@ -136,33 +140,25 @@ impl Broker {
         ))
     }
 
-    /// `DELETE /v1/admin/revocations/{user}`: lifts an until-cleared
-    /// revocation. Sign-ins after now are accepted again; tokens from
-    /// sign-ins before now stay refused (see
-    /// [`crate::server::store::Store::clear_user_revocation`]).
-    pub fn clear_revocation(&self, user: &str) -> Result<(), ApiError> {
-        let result = (|| {
-            if self.store.clear_user_revocation(user, self.now())? {
-                Ok((
-                    (),
-                    "until-cleared revocation cleared; sign-ins from now on are accepted"
-                        .to_owned(),
-                ))
-            } else {
-                Err(ApiError::new(
-                    ProblemType::RevocationNotFound,
-                    "this user has no until-cleared revocation (a plain one is lifted by a new sign-in)",
-                ))
-            }
-        })();
-        self.audited("revoke-clear", Some(user), None, result)
-    }
-
-    /// `POST /v1/admin/policy/reload`.
-    pub fn reload_policy(&self) -> Result<PolicyDocument, ApiError> {
-        let result = (|| {
+    /// `POST /v1/admin/policy/reload`. On a change, every open grant
+    /// decided under another policy is closed and its peer removed before
+    /// the reply, then every stream hears `policy-changed`.
+    ///
+    /// Why close them all rather than re-evaluate each device: the broker
+    /// keeps no posture reports, only verdicts, and a report up to a verdict
+    /// lifetime old is not what the device looks like now. Closing is
+    /// simple, cannot keep a grant the new policy would refuse, and costs an
+    /// agent one attestation and one grant request (it reacts to the
+    /// `grant-revoked` and `policy-changed` events at once).
+    pub async fn reload_policy(&self) -> Result<PolicyDocument, ApiError> {
+        let result = async {
             let loaded = LoadedPolicy::load(&self.settings)
                 .map_err(|e| ApiError::new(ProblemType::PolicyError, e.to_string()))?;
+            // Swap and close as one step against grant creation (see
+            // `Broker::enforcement`): no grant can be decided under the old
+            // policy once the swap is visible, and none decided before
+            // survives the close.
+            let _enforcing = self.enforcement.lock().await;
             let changed = {
                 let mut current = self.policy.write().unwrap_or_else(PoisonError::into_inner);
                 let changed = current.digest != loaded.digest;
@@ -170,6 +166,14 @@ impl Broker {
                 changed
             };
             let doc = self.policy_document();
+            let stale = self.store.open_grants_not_under(&doc.digest)?;
+            let closed = self
+                .close_grants(
+                    stale,
+                    "the access policy changed; this device must be verified again",
+                    self.now(),
+                )
+                .await?;
             if changed {
                 self.hub.publish(
                     None,
@@ -180,13 +184,70 @@ impl Broker {
                 );
             }
             let why = if changed {
-                format!("policy changed to {}", doc.digest)
+                format!(
+                    "policy changed to {}; closed {} grant(s)",
+                    doc.digest,
+                    closed.len()
+                )
             } else {
                 "policy unchanged".into()
             };
             Ok((doc, why))
-        })();
+        }
+        .await;
         self.audited("policy-reload", None, None, result)
+    }
+
+    /// `POST /v1/admin/revocations/clear`: a cleared user may enrol new
+    /// devices again (tokens issued before the revocation stay refused); a
+    /// cleared device is forgotten with its verdicts, so its key can enrol
+    /// afresh through the enrolment mode (pending again under `approval`).
+    pub fn clear_revocation(
+        &self,
+        req: &RevocationClearRequest,
+    ) -> Result<RevocationClearResult, ApiError> {
+        let result = (|| {
+            let note = if req.reason.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", req.reason.trim())
+            };
+            match (&req.device_id, &req.user) {
+                (Some(device_id), None) => {
+                    let cleared =
+                        self.store
+                            .forget_revoked_device(device_id)?
+                            .ok_or_else(|| {
+                                ApiError::new(ProblemType::DeviceUnknown, "no such device")
+                            })?;
+                    let why = if cleared {
+                        format!("device revocation cleared; the device was forgotten{note}")
+                    } else {
+                        "the device is not revoked; nothing to clear".to_owned()
+                    };
+                    Ok((RevocationClearResult { cleared }, why))
+                }
+                (None, Some(user)) => {
+                    let cleared = self.store.clear_user_revocation(user, self.now())?;
+                    let why = if cleared {
+                        format!("user revocation cleared; enrolment allowed again{note}")
+                    } else {
+                        "the user has no revocation in force; nothing to clear".to_owned()
+                    };
+                    Ok((RevocationClearResult { cleared }, why))
+                }
+                _ => Err(ApiError::new(
+                    ProblemType::InvalidRevocation,
+                    "name exactly one of device_id, user",
+                )),
+            }
+        })();
+        self.audited(
+            "revocation-clear",
+            req.user.as_deref(),
+            req.device_id.as_deref(),
+            result,
+        )
     }
 
     /// `GET /v1/admin/audit`.

@@ -62,6 +62,15 @@ impl Broker {
             return Err(ApiError::new(
                 ProblemType::InvalidDpopProof,
                 "the attestation names another device than the DPoP proof's key",
+            ));
+        }
+        // After the signature and subject checks, so only the device's own
+        // user learns that it is pending; before the nonce, which stays
+        // usable once the device is approved.
+        if device.pending {
+            return Err(ApiError::new(
+                ProblemType::DevicePendingApproval,
+                "this device is waiting for an administrator's approval",
             )
             .device(&device_id));
         }
@@ -75,6 +84,9 @@ impl Broker {
             ApiError::new(ProblemType::PolicyError, e.to_string()).device(&device_id)
         })?;
         let valid_until = now + i64::try_from(self.settings.verdict_ttl.as_secs()).unwrap_or(900);
+        // Recording a non-compliant verdict and closing the grants it ends
+        // is one step against grant creation (see `Broker::enforcement`).
+        let _enforcing = self.enforcement.lock().await;
         let previous = self.store.latest_verdict(&device_id)?;
         self.store.insert_verdict(
             &device_id,

@@ -1,16 +1,45 @@
-//! Devices: enrolment of a device key for a user (`POST /v1/devices`) and
-//! the device's event stream (`GET /v1/events`), the two calls that name a
-//! device before it has any verdict.
+//! Devices: enrolment of a device key for a user (`POST /v1/devices`), the
+//! device's event stream (`GET /v1/events`), the two calls that name a
+//! device before it has any verdict, and the administrator's side of
+//! enrolment (the device list and approval).
+//!
+//! How a new key becomes usable is the enrolment mode
+//! ([`EnrolmentMode`]): at once (`open`), after an administrator's approval
+//! (`approval`, the default), or with a TPM key attestation (`hardware`,
+//! refused until the evidence can be verified). Every mode also holds the
+//! per-user quota and refuses a user whose revocation has not been cleared.
 
 use tokio::sync::broadcast;
 
 use super::{ApiError, Broker, datetime};
 use super::{DeviceCaller, Enroller};
-use crate::api::{Device, EnrolRequest, ProblemType};
+use crate::api::{AdminDevice, Device, DeviceStatus, EnrolRequest, Event, ProblemType};
+use crate::server::config::EnrolmentMode;
 use crate::server::eat::EnrolledKey;
 use crate::server::events::Routed;
-use crate::server::store::Enrolment;
+use crate::server::store::{DeviceRow, Enrolment, NewDeviceRules};
 use crate::server::token::AccessClaims;
+
+fn device_view(row: &DeviceRow) -> Device {
+    Device {
+        device_id: row.key.device_id.clone(),
+        ueid: row.key.ueid.clone(),
+        user: row.key.user.clone(),
+        enrolled_at: datetime(row.enrolled_at),
+        status: row.status(),
+    }
+}
+
+fn admin_view(row: &DeviceRow) -> AdminDevice {
+    AdminDevice {
+        device_id: row.key.device_id.clone(),
+        user: row.key.user.clone(),
+        name: row.name.clone(),
+        status: row.status(),
+        enrolled_at: datetime(row.enrolled_at),
+        approved_at: row.approved_at.map(datetime),
+    }
+}
 
 impl Broker {
     /// `POST /v1/devices`. Returns whether the device is new. The DPoP
@@ -37,9 +66,31 @@ impl Broker {
                 ueid: req.public_jwk.ueid(),
                 revoked: false,
             };
+            let section = &self.settings.raw.enrolment;
+            // A key enrolled before is not judged again (the agent enrols at
+            // every start); only a new key must meet the mode.
+            if section.mode == EnrolmentMode::Hardware && self.store.device(&device_id)?.is_none() {
+                return Err(match &req.key_attestation {
+                    None => ApiError::new(
+                        ProblemType::KeyAttestationRequired,
+                        "this broker enrols only keys attested by the device's TPM; the request carries no key attestation",
+                    ),
+                    Some(evidence) => ApiError::new(
+                        ProblemType::KeyAttestationUnverifiable,
+                        format!(
+                            "this broker cannot verify {:?} key attestations yet; the key was not enrolled",
+                            evidence.format
+                        ),
+                    ),
+                });
+            }
+            let rules = NewDeviceRules {
+                pending: section.mode == EnrolmentMode::Approval,
+                max_devices_per_user: section.max_devices_per_user,
+            };
             let jwk = serde_json::to_string(&req.public_jwk).unwrap_or_default();
-            let name = req.name.as_deref().map(|n| &n[..n.len().min(200)]);
-            let (created, row) = match self.store.enrol(&key, &jwk, name, self.now())? {
+            let name = req.name.as_deref().map(truncate_label);
+            let (created, row) = match self.store.enrol(&key, &jwk, name, self.now(), rules)? {
                 Enrolment::Created(row) => (true, row),
                 Enrolment::Existing(row) => (false, row),
                 Enrolment::Conflict => {
@@ -48,30 +99,41 @@ impl Broker {
                         "this key is already enrolled for another user",
                     ));
                 }
+                Enrolment::UserRevoked => {
+                    return Err(ApiError::new(
+                        ProblemType::UserRevoked,
+                        "this user was revoked by an administrator; no new device can be enrolled until the revocation is cleared",
+                    ));
+                }
+                Enrolment::QuotaExceeded(held) => {
+                    return Err(ApiError::new(
+                        ProblemType::DeviceQuotaExceeded,
+                        format!(
+                            "this user already has {held} device(s), the most allowed; ask an administrator to revoke one that is no longer used"
+                        ),
+                    ));
+                }
             };
             if row.key.revoked {
                 return Err(ApiError::new(
                     ProblemType::DeviceRevoked,
-                    "this device key was revoked; generate a new key and enrol it",
+                    "this device key was revoked; an administrator must clear the revocation before it can be enrolled again",
                 ));
             }
-            let device = Device {
-                device_id: row.key.device_id.clone(),
-                ueid: row.key.ueid.clone(),
-                user: row.key.user.clone(),
-                enrolled_at: datetime(row.enrolled_at),
-            };
-            let why = if created {
-                "enrolled"
-            } else {
-                "already enrolled"
+            let device = device_view(&row);
+            let why = match (created, row.pending) {
+                (true, true) => "enrolled; pending an administrator's approval",
+                (true, false) => "enrolled",
+                (false, true) => "already enrolled; still pending approval",
+                (false, false) => "already enrolled",
             };
             Ok(((created, device), why.to_owned()))
         })();
         self.audited("enrol", Some(&user.sub), Some(&device_id), result)
     }
 
-    /// `GET /v1/events`: a subscription for the caller's device.
+    /// `GET /v1/events`: a subscription for the caller's device. A pending
+    /// device may subscribe: its approval arrives this way.
     pub fn subscribe(
         &self,
         caller: &DeviceCaller,
@@ -150,5 +212,71 @@ impl Broker {
     /// Unix seconds now on the broker's clock (for the event stream's check).
     pub fn clock_now(&self) -> i64 {
         self.now()
+    }
+
+    /// `GET /v1/admin/devices`: every device, or those in `status`.
+    pub fn admin_devices(
+        &self,
+        status: Option<DeviceStatus>,
+    ) -> Result<Vec<AdminDevice>, ApiError> {
+        Ok(self.store.devices(status)?.iter().map(admin_view).collect())
+    }
+
+    /// `POST /v1/admin/devices/{id}/approve`: a pending device becomes
+    /// active (approving an active one again is a no-op); its agent is told
+    /// on its event stream.
+    pub fn approve_device(&self, device_id: &str) -> Result<AdminDevice, ApiError> {
+        let result = (|| {
+            let before = self
+                .store
+                .device(device_id)?
+                .ok_or_else(|| ApiError::new(ProblemType::DeviceUnknown, "no such device"))?;
+            if before.key.revoked {
+                return Err(ApiError::new(
+                    ProblemType::DeviceRevoked,
+                    "the device was revoked; clear the revocation and let it enrol again",
+                ));
+            }
+            let row = self
+                .store
+                .approve_device(device_id, self.now())?
+                .ok_or_else(|| ApiError::new(ProblemType::DeviceUnknown, "no such device"))?;
+            let why = if before.pending {
+                self.hub.publish(
+                    Some(&row.key.user),
+                    Some(device_id),
+                    Event::DeviceApproved {
+                        device_id: device_id.to_owned(),
+                    },
+                );
+                format!("device of {} approved", row.key.user)
+            } else {
+                "device was already active".to_owned()
+            };
+            Ok((admin_view(&row), why))
+        })();
+        let user = result.as_ref().ok().map(|d| d.0.user.clone());
+        self.audited("approve", user.as_deref(), Some(device_id), result)
+    }
+}
+
+/// The agent's label, at most 200 bytes, cut on a character boundary (a
+/// byte slice in the middle of a multi-byte character would panic).
+fn truncate_label(name: &str) -> &str {
+    let mut end = name.len().min(200);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_label_is_cut_on_a_character_boundary() {
+        let name = "é".repeat(150);
+        let cut = super::truncate_label(&name);
+        assert_eq!(cut.len(), 200);
+        assert_eq!(super::truncate_label("laptop"), "laptop");
     }
 }

@@ -54,6 +54,14 @@ impl Broker {
             .map_err(|e| ApiError::new(ProblemType::InvalidWireguardKey, e.to_string()))?;
         crate::server::wgkey::check_contributory(wg_key.as_bytes(), &self.rng)
             .map_err(|e| ApiError::new(ProblemType::InvalidWireguardKey, e.to_string()))?;
+        // Everything from here to the peer being added is decided and done
+        // under the enforcement lock, on facts read under it (see
+        // `Broker::enforcement`): a revocation or policy reload either ran
+        // before (and the re-checks below refuse) or runs after (and closes
+        // this grant).
+        let _enforcing = self.enforcement.lock().await;
+        // The token was accepted before a revocation may have been recorded.
+        self.session_standing(user)?;
         let device = self.store.device(&req.device_id)?.ok_or_else(|| {
             ApiError::new(ProblemType::DeviceUnknown, "this device is not enrolled")
         })?;
@@ -88,20 +96,27 @@ impl Broker {
                 "the DPoP proof does not bind this WireGuard key (wg_pub)",
             ));
         }
+        if device.pending {
+            return Err(ApiError::new(
+                ProblemType::DevicePendingApproval,
+                "this device is waiting for an administrator's approval",
+            ));
+        }
         let verdict = self
             .store
             .latest_verdict(&req.device_id)?
             .filter(|v| v.user == user.sub)
             .map(|v| v.verdict);
         let max = i64::try_from(self.settings.max_grant.as_secs()).unwrap_or(3600);
-        let expires_at = decide(verdict.as_ref(), user.exp, max, now).map_err(|r| ApiError {
-            problem: Box::new(Problem {
-                violations: r.violations,
-                ..Problem::new(r.kind, r.detail)
-            }),
-            device_id: None,
-        })?;
-        let _guard = self.grant_lock.lock().await;
+        let policy_digest = self.policy().digest.clone();
+        let expires_at =
+            decide(verdict.as_ref(), &policy_digest, user.exp, max, now).map_err(|r| ApiError {
+                problem: Box::new(Problem {
+                    violations: r.violations,
+                    ..Problem::new(r.kind, r.detail)
+                }),
+                device_id: None,
+            })?;
         let key_text = wg_key.to_string();
         if self.store.key_in_use(&key_text)? {
             return Err(ApiError::new(
@@ -126,6 +141,7 @@ impl Broker {
             targets: targets.iter().map(ToString::to_string).collect(),
             created_at: now,
             expires_at,
+            policy_digest,
         };
         self.store.insert_grant(&row)?;
         let peer = PeerGrant {
@@ -265,6 +281,17 @@ impl Broker {
     /// every still-open grant at the gateway again.
     pub async fn restore(&self) -> Result<usize, ApiError> {
         self.expire_due().await?;
+        // Grants decided under a policy that is no longer the one loaded
+        // (the file changed while the broker was down) are not reinstalled:
+        // their agents attest again under the policy in force.
+        let digest = self.policy().digest.clone();
+        for row in self.store.open_grants_not_under(&digest)? {
+            self.store.close_grant(
+                &row.id,
+                self.now(),
+                "the policy changed while the broker was down",
+            )?;
+        }
         let open = self.store.open_grants()?;
         let mut restored = 0;
         for row in open {

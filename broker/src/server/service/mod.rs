@@ -52,7 +52,17 @@ pub struct Broker {
     gateway: GatewayHandle,
     gateway_endpoint: String,
     hub: Hub,
-    grant_lock: tokio::sync::Mutex<()>,
+    /// Held by every operation that opens a grant ("decide + allocate + add
+    /// peer") and by every one that ends grants because a fact changed
+    /// ("revoke / reload / mark non-compliant + close + remove peers").
+    /// Without it a grant request that read the old facts can insert its
+    /// grant after a revocation has listed the grants to close, and that
+    /// grant (and its peer) would outlive the revocation. Under it, each
+    /// grant is decided on facts no closing operation is halfway through
+    /// changing: it is either closed by that operation or refused by the
+    /// re-check. One broker-wide async mutex rather than a finer scheme: a
+    /// grant takes milliseconds and revocations are rare.
+    enforcement: tokio::sync::Mutex<()>,
     rng: SystemRandom,
     /// Every "now" the broker decides or records with (see [`Clock`]).
     clock: Arc<dyn Clock>,
@@ -109,7 +119,7 @@ impl Broker {
             gateway,
             gateway_endpoint,
             hub: Hub::new(),
-            grant_lock: tokio::sync::Mutex::new(()),
+            enforcement: tokio::sync::Mutex::new(()),
             rng: SystemRandom::new(),
             clock,
         }
