@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use agent::control::view::{AppView, StatusView};
+use agent::control::view::{AppView, IdentityView, StatusView};
 use agent::control::{Reply, Request};
 use agent::diagnostics::Bundle;
 use agent::host::HostSpec;
@@ -339,7 +339,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             no_cache,
             timeout,
         } => posture_command(json, policy, &checks, no_cache, timeout),
-        Command::Login { no_browser, idp } => login_command(no_browser, &idp),
+        Command::Login { no_browser, idp } => login_command(no_browser, &idp, cli.socket),
         Command::Logout { no_browser, idp } => logout_command(no_browser, &idp),
         Command::Whoami { json, idp } => whoami_command(json, &idp),
         Command::Run { broker, idp } => agent_run_command(broker, &idp, cli.socket),
@@ -609,12 +609,42 @@ fn describe(who: &WhoAmI) -> String {
     )
 }
 
-fn login_command(no_browser: bool, idp: &IdpArgs) -> anyhow::Result<u8> {
+/// What the running agent says the next sign-in must show, when the broker
+/// asked for a stronger or more recent one (RFC 9470 step-up). No agent, or
+/// no such request: the configured defaults.
+fn step_up_overrides(socket: Option<PathBuf>) -> AuthOverrides {
+    let step_up = control_command(socket, &Request::Status)
+        .ok()
+        .and_then(|data| serde_json::from_value::<StatusView>(data).ok())
+        .and_then(|status| match status.identity {
+            IdentityView::NeedsReauth { step_up, .. } => step_up,
+            _ => None,
+        });
+    let Some(step_up) = step_up else {
+        return AuthOverrides::default();
+    };
+    say(
+        "The access broker asks for a stronger or more recent sign-in; asking the identity provider for it.",
+    );
+    AuthOverrides {
+        acr_values: (!step_up.acr_values.is_empty()).then_some(step_up.acr_values),
+        max_age: step_up.max_age,
+    }
+}
+
+fn login_command(no_browser: bool, idp: &IdpArgs, socket: Option<PathBuf>) -> anyhow::Result<u8> {
     let identity = identity(idp)?;
     let headless = cfg!(target_os = "linux")
         && std::env::var_os("DISPLAY").is_none()
         && std::env::var_os("WAYLAND_DISPLAY").is_none()
         && std::env::var_os("SALLYPORT_BROWSER").is_none();
+    // The device flow asks for the configured acr_values only (RFC 8628
+    // has no per-request step-up); the browser flow honours the broker's.
+    let overrides = if no_browser || headless {
+        AuthOverrides::default()
+    } else {
+        step_up_overrides(socket)
+    };
     let who = runtime()?.block_on(async {
         if no_browser || headless {
             let show = |prompt: &DevicePrompt| {
@@ -640,9 +670,7 @@ fn login_command(no_browser: bool, idp: &IdpArgs) -> anyhow::Result<u8> {
                     Ok(())
                 })
             };
-            identity
-                .login_browser(&open, &AuthOverrides::default())
-                .await
+            identity.login_browser(&open, &overrides).await
         }
     })?;
     remember_sign_in(&identity);

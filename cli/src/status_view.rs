@@ -34,9 +34,18 @@ pub fn render_status(status: &StatusView) -> String {
             expires_at,
             mfa,
         } => format!("{user} (MFA: {mfa}), session until {expires_at}"),
-        IdentityView::NeedsReauth { user, reason } => format!(
-            "{} needs to sign in again: {reason}",
-            user.as_deref().unwrap_or("the user")
+        IdentityView::NeedsReauth {
+            user,
+            reason,
+            step_up,
+        } => format!(
+            "{} needs to sign in again: {reason}{}",
+            user.as_deref().unwrap_or("the user"),
+            if step_up.is_some() {
+                " (`sallyport login` asks the identity provider for what the broker requires)"
+            } else {
+                ""
+            }
         ),
     };
     let _ = writeln!(out, "Identity  {identity}");

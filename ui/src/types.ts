@@ -7,7 +7,13 @@
 export type IdentityView =
   | { state: "signed_out" }
   | { state: "valid"; user: string; expires_at: string; mfa: string }
-  | { state: "needs_reauth"; user: string | null; reason: string };
+  | {
+      state: "needs_reauth";
+      user: string | null;
+      reason: string;
+      /** Set when the broker asked for a stronger or more recent sign-in (RFC 9470). */
+      step_up?: { acr_values: string[]; max_age: number | null };
+    };
 
 /** `posture::policy::Violation`. */
 export interface Violation {

@@ -70,7 +70,21 @@ pub enum IdentityView {
         user: Option<String>,
         /// Why.
         reason: String,
+        /// What the new sign-in must show, when the broker asked for a
+        /// stronger or more recent one (RFC 9470): `sallyport login` and
+        /// the tray pass it to the identity provider.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step_up: Option<StepUpView>,
     },
+}
+
+/// An RFC 9470 step-up request, as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUpView {
+    /// `acr_values` to ask the identity provider for.
+    pub acr_values: Vec<String>,
+    /// `max_age` (seconds) to ask for.
+    pub max_age: Option<u64>,
 }
 
 /// The broker's verdict on this device.

@@ -84,6 +84,14 @@ pub enum ReauthReason {
         /// The IdP's words.
         message: String,
     },
+    /// The access broker refused the sign-in itself: an administrator
+    /// revoked the user's sessions. Refreshing keeps the same sign-in, so
+    /// only a new one can help.
+    #[error("an administrator ended your session ({message}); sign in again")]
+    Revoked {
+        /// The broker's words.
+        message: String,
+    },
     /// A resource demanded stronger or fresher authentication (RFC 9470).
     #[error("an application requires a stronger or more recent sign-in; sign in again")]
     StepUp {
@@ -368,12 +376,13 @@ pub struct StepUpChallenge {
     pub max_age: Option<u64>,
 }
 
-/// Parses a `WWW-Authenticate` header value; `Some` only for a Bearer
-/// `insufficient_user_authentication` challenge.
+/// Parses a `WWW-Authenticate` header value; `Some` only for an
+/// `insufficient_user_authentication` challenge in the Bearer scheme, or
+/// the DPoP scheme a DPoP-bound call is answered in (RFC 9449 §7.1).
 pub fn parse_step_up(header: &str) -> Option<StepUpChallenge> {
     let rest = header.trim_start();
     let (scheme, params) = rest.split_once(' ').unwrap_or((rest, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    if !scheme.eq_ignore_ascii_case("bearer") && !scheme.eq_ignore_ascii_case("dpop") {
         return None;
     }
     let mut error = None;
@@ -730,6 +739,10 @@ mod tests {
         let c = parse_step_up(r#"Bearer error="insufficient_user_authentication", max_age="0""#)
             .unwrap();
         assert_eq!(c.max_age, Some(0));
+        let c =
+            parse_step_up(r#"DPoP error="insufficient_user_authentication", acr_values="urn:a""#)
+                .unwrap();
+        assert_eq!(c.acr_values, vec!["urn:a".to_owned()]);
         assert!(parse_step_up(r#"Bearer error="invalid_token""#).is_none());
         assert!(parse_step_up(r#"Basic realm="x""#).is_none());
         assert!(parse_step_up("").is_none());

@@ -63,6 +63,14 @@ pub struct RuntimeOptions {
     pub auto_connect: Vec<String>,
 }
 
+/// A sign-in the broker refused, and why.
+#[derive(Debug, Clone)]
+struct RefusedSignIn {
+    reason: crate::identity::session::ReauthReason,
+    /// The refused sign-in's `auth_time` (`None` when the IdP gave none).
+    auth_time: Option<i64>,
+}
+
 /// One decision, for `status`, notifications and the diagnostics bundle.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Decision {
@@ -92,6 +100,10 @@ pub struct Runtime {
     /// The device the broker holds for an administrator's approval, and
     /// since when; `device` stays `None` until it is approved.
     awaiting_approval: Option<(Arc<Device>, OffsetDateTime)>,
+    /// The broker refused this sign-in (step-up, revoked session): the
+    /// session counts as needing a new sign-in until one with another
+    /// `auth_time` is made.
+    refused_sign_in: Option<RefusedSignIn>,
     /// Delay before enrolling again while pending or after a failure.
     enrol_backoff: Duration,
     report: Option<Arc<Report>>,
@@ -150,6 +162,7 @@ impl Runtime {
             enrolling: false,
             enrol_task: None,
             awaiting_approval: None,
+            refused_sign_in: None,
             enrol_backoff: tasks::ENROL_BACKOFF_MIN,
             report: None,
             evaluation: None,

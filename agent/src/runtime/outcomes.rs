@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::tasks::{ENROL_BACKOFF_MAX, ENROL_BACKOFF_MIN, Outcome};
 use super::{Runtime, now, rfc3339};
 use crate::control::view::AWAITING_APPROVAL_PHRASE;
-use crate::identity::session::SessionState;
+use crate::identity::session::{ReauthReason, SessionState};
 use crate::supervisor::{BrokerEvent, Event, Grant, Session, Verdict};
 
 impl Runtime {
@@ -28,6 +28,7 @@ impl Runtime {
     }
 
     pub(super) async fn session_changed(&mut self, state: SessionState) {
+        let state = self.unless_refused(state);
         if self.session_seen.as_ref() == Some(&state) {
             return;
         }
@@ -40,8 +41,64 @@ impl Runtime {
         self.feed(Event::SessionChanged(to_session(&state))).await;
     }
 
+    /// `state`, unless the broker refused this very sign-in: then the
+    /// session needs a new one (tunnels close, the user is told why). A new
+    /// sign-in (another `auth_time`) or a sign-out ends the refusal.
+    fn unless_refused(&mut self, state: SessionState) -> SessionState {
+        let Some(refused) = &self.refused_sign_in else {
+            return state;
+        };
+        match state {
+            SessionState::Valid { .. } => {
+                let auth_time = self
+                    .identity
+                    .whoami()
+                    .ok()
+                    .flatten()
+                    .and_then(|who| who.auth_time);
+                if auth_time == refused.auth_time {
+                    return SessionState::NeedsReauth {
+                        reason: refused.reason.clone(),
+                    };
+                }
+                self.record("a new sign-in: asking the broker again".to_owned());
+                self.refused_sign_in = None;
+                state
+            }
+            SessionState::SignedOut => {
+                self.refused_sign_in = None;
+                state
+            }
+            SessionState::NeedsReauth { .. } => state,
+        }
+    }
+
+    /// The broker refused the current sign-in (its answer to a call, or
+    /// its `session-revoked` event): remember which sign-in, so a refresh
+    /// (same `auth_time`) does not count as a new one, and re-judge the
+    /// session now.
+    async fn refuse_sign_in(&mut self, reason: ReauthReason) {
+        let auth_time = self
+            .identity
+            .whoami()
+            .ok()
+            .flatten()
+            .and_then(|who| who.auth_time);
+        if self
+            .refused_sign_in
+            .as_ref()
+            .is_some_and(|r| r.auth_time == auth_time && r.reason == reason)
+        {
+            return;
+        }
+        self.record(format!("the broker refused this sign-in: {reason}"));
+        self.refused_sign_in = Some(super::RefusedSignIn { reason, auth_time });
+        self.poll_session().await;
+    }
+
     pub(super) async fn on_outcome(&mut self, outcome: Outcome) {
         match outcome {
+            Outcome::SignInRefused(reason) => self.refuse_sign_in(reason).await,
             Outcome::Setup(Ok((config, policy))) => {
                 self.record(format!(
                     "broker: {} applications in the catalogue",
@@ -180,9 +237,16 @@ impl Runtime {
             api::Event::GrantRevoked {
                 grant_id, reason, ..
             } => Some(BrokerEvent::GrantRevoked { grant_id, reason }),
-            api::Event::SessionRevoked { user, reason } => (self.subject.as_deref()
-                == Some(user.as_str()))
-            .then_some(BrokerEvent::SessionRevoked { reason }),
+            api::Event::SessionRevoked { user, reason } => {
+                if self.subject.as_deref() == Some(user.as_str()) {
+                    self.refuse_sign_in(ReauthReason::Revoked {
+                        message: reason.clone(),
+                    })
+                    .await;
+                }
+                (self.subject.as_deref() == Some(user.as_str()))
+                    .then_some(BrokerEvent::SessionRevoked { reason })
+            }
             api::Event::DeviceComplianceChange {
                 device_id,
                 current_status,

@@ -17,7 +17,7 @@ use tunnel::PrivateKey;
 use super::{Runtime, now};
 use crate::broker_client::{BrokerClient, BrokerError, DeviceAuth};
 use crate::control::view::AWAITING_APPROVAL;
-use crate::identity::session::SessionState;
+use crate::identity::session::{ReauthReason, SessionState, StepUpChallenge, parse_step_up};
 use crate::supervisor::{self, Event};
 
 /// First delay before asking the broker again about a pending (or refused)
@@ -62,6 +62,40 @@ pub(super) enum Outcome {
     Event(Event),
     /// Something to remember for status and diagnostics.
     Note(String),
+    /// The broker refused the sign-in itself (step-up, revoked session).
+    SignInRefused(ReauthReason),
+}
+
+/// Whether `e` refuses the user's sign-in itself rather than this call: an
+/// RFC 9470 step-up challenge, or an administrator's session revocation.
+/// No retry with the same sign-in can succeed (a refresh keeps its
+/// `auth_time`), so the runtime treats the session as needing a new one.
+pub(super) fn sign_in_refusal(e: &BrokerError) -> Option<ReauthReason> {
+    match e {
+        BrokerError::StepUp(header) => {
+            let challenge = parse_step_up(header).unwrap_or(StepUpChallenge {
+                acr_values: Vec::new(),
+                max_age: None,
+            });
+            Some(ReauthReason::StepUp {
+                acr_values: challenge.acr_values,
+                max_age: challenge.max_age,
+            })
+        }
+        BrokerError::Refused(problem) if problem.kind() == Some(ProblemType::SessionRevoked) => {
+            Some(ReauthReason::Revoked {
+                message: problem.detail.clone(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Tells the runtime when a broker call failed because of the sign-in.
+fn report_refusal(tx: &tokio::sync::mpsc::UnboundedSender<Outcome>, e: &BrokerError) {
+    if let Some(reason) = sign_in_refusal(e) {
+        let _ = tx.send(Outcome::SignInRefused(reason));
+    }
 }
 
 impl Runtime {
@@ -111,10 +145,10 @@ impl Runtime {
                     token: &token,
                     key: &key,
                 };
-                let device = broker
-                    .enrol(auth, &request)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let device = broker.enrol(auth, &request).await.map_err(|e| {
+                    report_refusal(&tx, &e);
+                    e.to_string()
+                })?;
                 Ok((
                     Device {
                         id: device.device_id,
@@ -182,7 +216,10 @@ impl Runtime {
                     token: &token,
                     key: &device.key,
                 };
-                let challenge = broker.challenge(auth).await.map_err(|e| e.to_string())?;
+                let challenge = broker.challenge(auth).await.map_err(|e| {
+                    report_refusal(&tx, &e);
+                    e.to_string()
+                })?;
                 let claims = EatClaims::new(
                     &device.key,
                     &challenge.nonce,
@@ -193,7 +230,10 @@ impl Runtime {
                     MAX_EAT_LIFETIME_SECS.min(120),
                 );
                 let eat = device.key.sign_eat(&claims).map_err(|e| e.to_string())?;
-                broker.attest(auth, eat).await.map_err(|e| e.to_string())
+                broker.attest(auth, eat).await.map_err(|e| {
+                    report_refusal(&tx, &e);
+                    e.to_string()
+                })
             }
             .await;
             let _ = tx.send(match result {
@@ -231,10 +271,10 @@ impl Runtime {
                     token: &token,
                     key: &device.key,
                 };
-                let grant = broker
-                    .open_grant(auth, &request)
-                    .await
-                    .map_err(|e| (explain_broker(&e), e.problem()))?;
+                let grant = broker.open_grant(auth, &request).await.map_err(|e| {
+                    report_refusal(&tx, &e);
+                    (explain_broker(&e), e.problem())
+                })?;
                 let endpoint = tokio::net::lookup_host(grant.gateway.endpoint.as_str())
                     .await
                     .ok()
@@ -384,4 +424,64 @@ fn hostname() -> Option<String> {
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use broker::api::{Problem, ProblemType};
+
+    use super::sign_in_refusal;
+    use crate::broker_client::BrokerError;
+    use crate::identity::session::ReauthReason;
+
+    #[test]
+    fn a_step_up_challenge_in_either_scheme_asks_for_what_it_names() {
+        for scheme in ["Bearer", "DPoP"] {
+            let header = format!(
+                r#"{scheme} error="insufficient_user_authentication", acr_values="urn:x:mfa", max_age=3600"#
+            );
+            assert_eq!(
+                sign_in_refusal(&BrokerError::StepUp(header)),
+                Some(ReauthReason::StepUp {
+                    acr_values: vec!["urn:x:mfa".to_owned()],
+                    max_age: Some(3600),
+                })
+            );
+        }
+        // An unreadable challenge still refuses the sign-in (fail closed),
+        // asking for nothing in particular.
+        assert_eq!(
+            sign_in_refusal(&BrokerError::StepUp("garbage".to_owned())),
+            Some(ReauthReason::StepUp {
+                acr_values: Vec::new(),
+                max_age: None,
+            })
+        );
+    }
+
+    #[test]
+    fn only_a_session_revocation_refuses_the_sign_in_among_problems() {
+        let revoked = Problem::new(ProblemType::SessionRevoked, "revoked by IT");
+        assert_eq!(
+            sign_in_refusal(&BrokerError::Refused(Box::new(revoked))),
+            Some(ReauthReason::Revoked {
+                message: "revoked by IT".to_owned()
+            })
+        );
+        for kind in [
+            ProblemType::TokenExpired,
+            ProblemType::DeviceRevoked,
+            ProblemType::VerdictExpired,
+        ] {
+            let problem = Problem::new(kind, "x");
+            assert_eq!(
+                sign_in_refusal(&BrokerError::Refused(Box::new(problem))),
+                None
+            );
+        }
+        assert_eq!(
+            sign_in_refusal(&BrokerError::Unreachable("down".to_owned())),
+            None
+        );
+    }
 }

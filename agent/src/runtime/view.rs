@@ -6,10 +6,10 @@ use time::OffsetDateTime;
 
 use super::{Runtime, rfc3339};
 use crate::control::view::{
-    AWAITING_APPROVAL, AppView, EnrolmentView, ForwardView, IdentityView, StatusView, TunnelState,
-    TunnelView, VerdictView,
+    AWAITING_APPROVAL, AppView, EnrolmentView, ForwardView, IdentityView, StatusView, StepUpView,
+    TunnelState, TunnelView, VerdictView,
 };
-use crate::identity::session::SessionState;
+use crate::identity::session::{ReauthReason, SessionState};
 
 fn system_time(t: SystemTime) -> String {
     rfc3339(OffsetDateTime::from(t))
@@ -32,6 +32,16 @@ impl Runtime {
             Some(SessionState::NeedsReauth { reason }) => IdentityView::NeedsReauth {
                 user: self.identity.whoami().ok().flatten().map(|w| w.user),
                 reason: reason.to_string(),
+                step_up: match reason {
+                    ReauthReason::StepUp {
+                        acr_values,
+                        max_age,
+                    } => Some(StepUpView {
+                        acr_values: acr_values.clone(),
+                        max_age: *max_age,
+                    }),
+                    _ => None,
+                },
             },
         };
         let verdict = self.sup.verdict().map(|v| VerdictView {
