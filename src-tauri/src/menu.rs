@@ -582,6 +582,7 @@ mod tests {
                 IdentityView::NeedsReauth {
                     user: Some("alice@example.com".into()),
                     reason: "MFA older than 12 h".into(),
+                    step_up: None,
                 },
                 Some(true),
                 vec![],

@@ -175,6 +175,7 @@ mod tests {
         after.identity = IdentityView::NeedsReauth {
             user: Some("alice".into()),
             reason: "your sign-in is older than 12 hours".into(),
+            step_up: None,
         };
         assert_eq!(
             notices(Some(&before), &after),

@@ -3,7 +3,7 @@
 // rotation, RP-initiated logout and JWT access tokens for the broker.
 //
 // Usage (all flags optional; each also reads an IDP_* environment variable):
-//   node server.js [--port 0] [--mfa on|off] [--client-id sallyport-desktop]
+//   node server.js [--port 0] [--mfa on|off|optional] [--client-id sallyport-desktop]
 //                  [--access-ttl 300] [--id-ttl 300] [--refresh-ttl 86400]
 //                  [--device-ttl 600] [--session-ttl 86400]
 //                  [--user alice:password:TOTPBASE32] [--amr-mfa otp]
@@ -37,7 +37,10 @@ function arg(name, fallback) {
 
 const config = {
   port: Number(arg('port', '0')),
-  mfa: arg('mfa', 'on') !== 'off',
+  // on: password + one-time code; off: password only; optional: password
+  // only unless the client asks for the MFA acr (acr_values, as an RFC 9470
+  // step-up does), as at IdPs where MFA is per application.
+  mfa: arg('mfa', 'on'),
   clientId: arg('client-id', 'sallyport-desktop'),
   accessTtl: Number(arg('access-ttl', '300')),
   idTtl: Number(arg('id-ttl', '300')),
@@ -49,6 +52,9 @@ const config = {
   // The amr value the second factor adds (RFC 8176).
   amrMfa: arg('amr-mfa', 'otp'),
 };
+if (!['on', 'off', 'optional'].includes(config.mfa)) {
+  throw new Error(`--mfa must be on, off or optional, not ${config.mfa}`);
+}
 
 const [userName, userPassword, totpSecret] = config.user.split(':');
 const ACR_MFA = 'urn:sallyport:acr:mfa';
@@ -302,7 +308,8 @@ async function interactions(req, res, url) {
       page(res, 'Sign in', loginForm(uid, 'Wrong user name or password.'), 401);
       return;
     }
-    if (!config.mfa) {
+    const asked = String(details.params.acr_values ?? '').split(' ');
+    if (config.mfa === 'off' || (config.mfa === 'optional' && !asked.includes(ACR_MFA))) {
       await finishLogin(req, res, details, userName, ['pwd']);
       return;
     }

@@ -73,15 +73,24 @@ impl Runtime {
     }
 
     /// Browser sign-in in the background; the session poll picks it up.
+    /// A browser sign-in; when the broker asked for a stronger or more
+    /// recent one (RFC 9470), with its `acr_values` and `max_age`.
     pub(super) fn spawn_sign_in(&self) {
         let identity = self.identity.clone();
         let tx = self.tx.clone();
+        let overrides = match self.refused_sign_in.as_ref().map(|r| &r.reason) {
+            Some(crate::identity::session::ReauthReason::StepUp {
+                acr_values,
+                max_age,
+            }) => crate::identity::client::AuthOverrides {
+                acr_values: (!acr_values.is_empty()).then(|| acr_values.clone()),
+                max_age: *max_age,
+            },
+            _ => crate::identity::client::AuthOverrides::default(),
+        };
         tokio::spawn(async move {
             let open = |url: &url::Url| crate::identity::browser::open(url);
-            let outcome = match identity
-                .login_browser(&open, &crate::identity::client::AuthOverrides::default())
-                .await
-            {
+            let outcome = match identity.login_browser(&open, &overrides).await {
                 Ok(who) => Outcome::Session(who.state),
                 Err(e) => Outcome::Note(format!("sign-in failed: {e}")),
             };

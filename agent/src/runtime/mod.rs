@@ -67,8 +67,10 @@ pub struct RuntimeOptions {
 #[derive(Debug, Clone)]
 struct RefusedSignIn {
     reason: crate::identity::session::ReauthReason,
-    /// The refused sign-in's `auth_time` (`None` when the IdP gave none).
-    auth_time: Option<i64>,
+    /// Which sign-in was refused: its `auth_time` (`None` when the IdP gave
+    /// none) and how the user authenticated (a step-up within the same
+    /// second still shows a new method).
+    sign_in: (Option<i64>, String),
 }
 
 /// One decision, for `status`, notifications and the diagnostics bundle.

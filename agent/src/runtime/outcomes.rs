@@ -41,6 +41,16 @@ impl Runtime {
         self.feed(Event::SessionChanged(to_session(&state))).await;
     }
 
+    /// The stored sign-in: its `auth_time` and method (a refresh keeps both).
+    fn current_sign_in(&self) -> (Option<i64>, String) {
+        self.identity
+            .whoami()
+            .ok()
+            .flatten()
+            .map(|who| (who.auth_time, who.mfa_method))
+            .unwrap_or_default()
+    }
+
     /// `state`, unless the broker refused this very sign-in: then the
     /// session needs a new one (tunnels close, the user is told why). A new
     /// sign-in (another `auth_time`) or a sign-out ends the refusal.
@@ -50,13 +60,7 @@ impl Runtime {
         };
         match state {
             SessionState::Valid { .. } => {
-                let auth_time = self
-                    .identity
-                    .whoami()
-                    .ok()
-                    .flatten()
-                    .and_then(|who| who.auth_time);
-                if auth_time == refused.auth_time {
+                if self.current_sign_in() == refused.sign_in {
                     return SessionState::NeedsReauth {
                         reason: refused.reason.clone(),
                     };
@@ -78,21 +82,16 @@ impl Runtime {
     /// (same `auth_time`) does not count as a new one, and re-judge the
     /// session now.
     async fn refuse_sign_in(&mut self, reason: ReauthReason) {
-        let auth_time = self
-            .identity
-            .whoami()
-            .ok()
-            .flatten()
-            .and_then(|who| who.auth_time);
+        let sign_in = self.current_sign_in();
         if self
             .refused_sign_in
             .as_ref()
-            .is_some_and(|r| r.auth_time == auth_time && r.reason == reason)
+            .is_some_and(|r| r.sign_in == sign_in && r.reason == reason)
         {
             return;
         }
         self.record(format!("the broker refused this sign-in: {reason}"));
-        self.refused_sign_in = Some(super::RefusedSignIn { reason, auth_time });
+        self.refused_sign_in = Some(super::RefusedSignIn { reason, sign_in });
         self.poll_session().await;
     }
 

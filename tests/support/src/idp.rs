@@ -26,6 +26,8 @@ pub const CLIENT_ID: &str = "sallyport-desktop";
 /// The broker's RFC 8707 resource indicator; access tokens carry `aud`
 /// [`BROKER_AUDIENCE`].
 pub const BROKER_RESOURCE: &str = "urn:sallyport:broker";
+/// The `acr` the provider gives a password + one-time-code sign-in.
+pub const ACR_MFA: &str = "urn:sallyport:acr:mfa";
 /// `aud` of the JWT access tokens for the broker.
 pub const BROKER_AUDIENCE: &str = "sallyport-broker";
 /// `kid` of the provider's RS256 signing key (private PEM in keys/).
@@ -36,6 +38,9 @@ pub const SIGNING_KID: &str = "idp-rs256";
 pub struct Options {
     /// Require the TOTP step (`false`: password only, `amr: ["pwd"]`).
     pub mfa: bool,
+    /// With `mfa: false`: still ask for the one-time code when the client
+    /// asks for the MFA acr (`acr_values`, as an RFC 9470 step-up does).
+    pub mfa_on_request: bool,
     /// Access token lifetime, seconds.
     pub access_ttl: u64,
     /// ID token lifetime, seconds.
@@ -52,6 +57,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             mfa: true,
+            mfa_on_request: false,
             access_ttl: 300,
             id_ttl: 300,
             refresh_ttl: 86_400,
@@ -99,7 +105,14 @@ impl Idp {
             .current_dir(&dir)
             .arg("server.js")
             .args(["--port", "0"])
-            .args(["--mfa", if options.mfa { "on" } else { "off" }])
+            .args([
+                "--mfa",
+                match (options.mfa, options.mfa_on_request) {
+                    (true, _) => "on",
+                    (false, false) => "off",
+                    (false, true) => "optional",
+                },
+            ])
             .args(["--access-ttl", &options.access_ttl.to_string()])
             .args(["--id-ttl", &options.id_ttl.to_string()])
             .args(["--refresh-ttl", &options.refresh_ttl.to_string()])
