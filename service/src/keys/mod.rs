@@ -1,0 +1,69 @@
+//! Where the device key lives. Every backend holds one P-256 key that
+//! signs ES256 and never leaves it: a TPM 2.0, the Windows Platform Crypto
+//! Provider, the Secure Enclave, or, as the reported fallback, a software
+//! key in a root-only file. Callers see only [`KeyBackend`], and the
+//! attestation says which backend answered ([`KeyAssurance`]), so policy
+//! can require hardware.
+
+use posture::attestation::PublicJwk;
+
+/// How well the device key is protected; carried in every EAT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyAssurance {
+    /// A TPM 2.0 holds it (non-exportable).
+    Tpm,
+    /// Windows' Microsoft Platform Crypto Provider (a TPM behind CNG).
+    PlatformCryptoProvider,
+    /// Apple's Secure Enclave.
+    SecureEnclave,
+    /// A software key in a file only the service's account can read.
+    Software,
+}
+
+impl KeyAssurance {
+    /// The claim value (`tpm`, `platform-crypto-provider`,
+    /// `secure-enclave`, `software`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAssurance::Tpm => "tpm",
+            KeyAssurance::PlatformCryptoProvider => "platform-crypto-provider",
+            KeyAssurance::SecureEnclave => "secure-enclave",
+            KeyAssurance::Software => "software",
+        }
+    }
+
+    /// Whether the key is bound to hardware.
+    pub fn is_hardware(self) -> bool {
+        !matches!(self, KeyAssurance::Software)
+    }
+}
+
+/// Why a key operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The backend is not available here (no TPM, no permission, ...).
+    #[error("the {backend} key store is unavailable: {reason}")]
+    Unavailable {
+        /// Which backend.
+        backend: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The key that was there is gone (TPM cleared or replaced, file
+    /// deleted): a new key must be made and enrolled again.
+    #[error("the device key is gone: {0}")]
+    Gone(String),
+    /// Signing or key creation failed.
+    #[error("the device key could not sign: {0}")]
+    Sign(String),
+}
+
+/// One device key.
+pub trait KeyBackend: Send + Sync + std::fmt::Debug {
+    /// The public half, as enrolled (its thumbprint is the device id).
+    fn public_jwk(&self) -> &PublicJwk;
+    /// An ES256 signature of `message` (SHA-256 inside), JOSE form `r || s`.
+    fn sign_es256(&self, message: &[u8]) -> Result<[u8; 64], KeyError>;
+    /// Which kind of store holds the key.
+    fn assurance(&self) -> KeyAssurance;
+}
