@@ -42,6 +42,11 @@ pub(crate) struct Measured {
     strict: String,
     /// That requirement.
     tightening: Tightening,
+    /// What step 3 measured, handed to the agent so its first attestation
+    /// does not measure again seconds later.
+    report: Report,
+    /// When step 3 measured it.
+    measured_at: Instant,
 }
 
 /// The signed-in identity and where its tokens are, for the agent.
@@ -116,8 +121,13 @@ pub(crate) async fn measure_posture(n: &mut Narrator<'_>) -> Result<Measured, De
         baseline: policy::rego(&required, None),
         strict: policy::rego(&required, Some(&tightening)),
         tightening,
+        report,
+        measured_at: Instant::now(),
     })
 }
+
+/// How long step 3's report may stand in for the agent's first measurement.
+const REPORT_FRESH_FOR: Duration = Duration::from_secs(60);
 
 /// Step 4: the broker and its gateway, with the baseline policy; returns the
 /// broker's URL.
@@ -228,12 +238,16 @@ pub(crate) async fn start_agent(
     n.detail("the signature and evaluates its Rego policy to a verdict.");
     let client = BrokerClient::new(broker_url, Duration::from_secs(5))
         .map_err(|e| start_error("the broker client", e))?;
+    // Step 3's report is seconds old: the agent attests with it rather
+    // than measuring again, unless it has grown stale meanwhile.
+    let fresh_for = REPORT_FRESH_FOR.saturating_sub(measured.measured_at.elapsed());
     let runtime = Runtime::new(
         signed_in.identity,
         signed_in.store,
         client,
         runtime_options(measured.collect.clone()),
-    );
+    )
+    .with_report(measured.report.clone(), fresh_for);
     let agent_started = Instant::now();
     let agent = world.spawn_agent(runtime);
     let status = agent

@@ -106,6 +106,9 @@ pub struct Runtime {
     /// session counts as needing a new sign-in until one with another
     /// `auth_time` is made.
     refused_sign_in: Option<RefusedSignIn>,
+    /// A report measured just before the runtime started, used instead of
+    /// the first measurement while it is younger than its deadline.
+    seed: Option<(Report, OffsetDateTime)>,
     /// Delay before enrolling again while pending or after a failure.
     enrol_backoff: Duration,
     report: Option<Arc<Report>>,
@@ -165,6 +168,7 @@ impl Runtime {
             enrol_task: None,
             awaiting_approval: None,
             refused_sign_in: None,
+            seed: None,
             enrol_backoff: tasks::ENROL_BACKOFF_MIN,
             report: None,
             evaluation: None,
@@ -181,6 +185,17 @@ impl Runtime {
             rx,
             events_task: None,
         }
+    }
+
+    /// Starts from `report`, measured moments ago by the caller (the demo
+    /// measures before it starts the agent): the first posture run uses it
+    /// instead of collecting again, if it is still within `fresh_for`.
+    /// Later runs always measure.
+    #[must_use]
+    pub fn with_report(mut self, report: Report, fresh_for: Duration) -> Self {
+        let until = now() + fresh_for;
+        self.seed = Some((report, until));
+        self
     }
 
     /// Runs until `control` closes or `shutdown` completes, then closes

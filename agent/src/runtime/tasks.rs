@@ -172,12 +172,20 @@ impl Runtime {
         self.spawn_enrol();
     }
 
-    pub(super) fn spawn_posture(&self) {
+    pub(super) fn spawn_posture(&mut self) {
         let options = self.options.collect.clone();
         let policy = self.policy.clone();
         let tx = self.tx.clone();
+        let seed = self
+            .seed
+            .take()
+            .filter(|(_, until)| now() < *until)
+            .map(|(report, _)| report);
         tokio::spawn(async move {
-            let report = posture::collect::collect(&options).await;
+            let report = match seed {
+                Some(report) => report,
+                None => posture::collect::collect(&options).await,
+            };
             let evaluation = match policy {
                 Some(policy) => policy.evaluate(&report).map_err(|e| e.to_string()),
                 None => Policy::default_policy()
