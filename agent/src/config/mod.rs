@@ -11,9 +11,12 @@
 //! the managed source is reported *locked*, so the UI greys it out and the
 //! CLI refuses to change it. Unknown keys are an error naming the source and
 //! the key: a typo in a managed file must not silently weaken a setting.
+//! Which keys exist, their types, ranges and defaults is [`schema::KEYS`],
+//! the one list the checks here and every installer template come from.
 
 pub mod plist;
 pub mod registry;
+pub mod schema;
 
 #[cfg(target_os = "linux")]
 mod linux;
@@ -33,6 +36,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
+
+use schema::Origin;
 
 /// Why the settings could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +68,9 @@ pub enum ConfigError {
     },
 }
 
-/// Everything the agent can be configured with.
+/// Everything the agent can be configured with: the typed form of
+/// [`schema::KEYS`] (a test keeps the two in step; the schema checks keys,
+/// types and ranges before serde fills this).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -171,15 +178,18 @@ impl Source {
 /// Each source is validated on its own first, so an unknown or mistyped key
 /// is blamed on the file that holds it.
 pub fn merge(user: Option<&Source>, managed: Option<&Source>) -> Result<Effective, ConfigError> {
-    for source in [user, managed].into_iter().flatten() {
-        validate(&source.name, source.table.clone())?;
+    if let Some(user) = user {
+        validate(&user.name, user.table.clone(), Origin::User)?;
+    }
+    if let Some(managed) = managed {
+        validate(&managed.name, managed.table.clone(), Origin::Managed)?;
     }
     let mut merged = user.map(|s| s.table.clone()).unwrap_or_default();
     let mut locked = BTreeSet::new();
     if let Some(managed) = managed {
         overlay(&mut merged, &managed.table, "", &mut locked);
     }
-    let settings = validate("merged settings", merged)?;
+    let settings = validate("merged settings", merged, Origin::User)?;
     Ok(Effective {
         settings,
         locked,
@@ -187,28 +197,16 @@ pub fn merge(user: Option<&Source>, managed: Option<&Source>) -> Result<Effectiv
     })
 }
 
-fn validate(name: &str, table: Table) -> Result<Settings, ConfigError> {
-    let settings: Settings = Value::Table(table)
+/// The schema's checks (known key, type, range, manageable), then serde.
+fn validate(name: &str, table: Table, origin: Origin) -> Result<Settings, ConfigError> {
+    let invalid = |detail: String| ConfigError::Invalid {
+        source_name: name.to_owned(),
+        detail,
+    };
+    schema::check_table(schema::KEYS, &table, origin).map_err(invalid)?;
+    Value::Table(table)
         .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Invalid {
-            source_name: name.to_owned(),
-            detail: e.message().to_owned(),
-        })?;
-    if settings.posture_interval_secs < 10 {
-        return Err(ConfigError::Invalid {
-            source_name: name.to_owned(),
-            detail: "posture_interval_secs must be at least 10".to_owned(),
-        });
-    }
-    if let Some(url) = &settings.broker_url
-        && !broker::api::https_or_loopback(url)
-    {
-        return Err(ConfigError::Invalid {
-            source_name: name.to_owned(),
-            detail: format!("broker_url {url:?} must use https (http only to loopback)"),
-        });
-    }
-    Ok(settings)
+        .map_err(|e: toml::de::Error| invalid(e.message().to_owned()))
 }
 
 /// Managed values replace user values leaf by leaf; tables merge.

@@ -27,8 +27,9 @@ pub fn parse_plist_json(text: &str) -> Result<Table, ConfigError> {
     };
     let mut flat = Vec::new();
     for (key, value) in map {
-        // Profiles carry their own bookkeeping keys; they are not settings.
-        if key.starts_with("PayloadUUID") || key == "PayloadIdentifier" {
+        // Profiles carry their own bookkeeping keys (PayloadUUID,
+        // PayloadIdentifier, PayloadType, ...); no setting starts so.
+        if key.starts_with("Payload") {
             continue;
         }
         flat.push((key.clone(), to_toml(&key, value).map_err(malformed)?));

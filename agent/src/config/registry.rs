@@ -5,19 +5,18 @@
 //! `identity.max_auth_age_secs`); a subkey adds its name as a prefix
 //! (`...\Sallyport\identity` holding `acr_values`). Types map as: `REG_SZ` /
 //! `REG_EXPAND_SZ` → string, `REG_DWORD` / `REG_QWORD` → integer (or a
-//! boolean for the boolean settings, 0/1 as ADMX writes them),
+//! boolean for the settings [`super::schema`] declares boolean, 0/1 as the
+//! ADMX writes them),
 //! `REG_MULTI_SZ` → array of strings. `reg` prints value names and types
 //! untranslated, so this parser is locale-independent.
 
 use toml::{Table, Value};
 
+use super::schema::{self, Kind};
 use super::{ConfigError, nest};
 
 /// The policy key the ADMX template writes.
 pub const POLICY_KEY: &str = r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Sallyport";
-
-/// Settings that are booleans; the registry can only hold them as DWORDs.
-const BOOLEAN_KEYS: &[&str] = &["autostart"];
 
 /// Parses `reg query HKLM\SOFTWARE\Policies\Sallyport /s` output.
 pub fn parse_reg_query(text: &str) -> Result<Table, ConfigError> {
@@ -85,7 +84,8 @@ pub fn parse_reg_query(text: &str) -> Result<Table, ConfigError> {
                 let hex = data.trim().trim_start_matches("0x");
                 let number = i64::from_str_radix(hex, 16)
                     .map_err(|_| malformed(format!("{key}: {kind} {data:?} is not a number")))?;
-                if BOOLEAN_KEYS.contains(&key.as_str()) {
+                // The registry holds booleans as DWORDs; the schema says which.
+                if schema::key(&key).is_some_and(|k| k.kind == Kind::Bool) {
                     Value::Boolean(number != 0)
                 } else {
                     Value::Integer(number)

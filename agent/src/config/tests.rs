@@ -156,3 +156,66 @@ fn plist_garbage_is_an_error() {
     assert!(plist::parse_plist_json("[1, 2]").is_err());
     assert!(plist::parse_plist_json("{\"broker_url\": null}").is_err());
 }
+
+/// Flattens a table to dotted paths, as the schema names keys.
+fn flatten(table: &Table, prefix: &str, out: &mut std::collections::BTreeMap<String, Value>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Table(inner) => flatten(inner, &path, out),
+            leaf => {
+                out.insert(path, leaf.clone());
+            }
+        }
+    }
+}
+
+fn settings_as_flat(settings: &Settings) -> std::collections::BTreeMap<String, Value> {
+    let table = Table::try_from(settings).unwrap();
+    let mut flat = std::collections::BTreeMap::new();
+    flatten(&table, "", &mut flat);
+    flat
+}
+
+#[test]
+fn the_schema_and_the_settings_struct_agree() {
+    // The defaults: what the struct says is what the schema says.
+    let defaults = settings_as_flat(&Settings::default());
+    let from_schema: std::collections::BTreeMap<String, Value> = schema::KEYS
+        .iter()
+        .filter_map(|k| k.default.map(|d| (k.path.to_owned(), d.to_toml())))
+        .collect();
+    assert_eq!(defaults, from_schema);
+    // Every key's example goes through the parser into the struct and back
+    // out unchanged: no schema key is missing from the struct.
+    let all = nest(
+        schema::KEYS
+            .iter()
+            .map(|k| (k.path.to_owned(), k.example.to_toml())),
+    );
+    let source = Source {
+        name: "examples".to_owned(),
+        table: all,
+    };
+    let effective = merge(None, Some(&source)).unwrap();
+    let examples: std::collections::BTreeMap<String, Value> = schema::KEYS
+        .iter()
+        .map(|k| (k.path.to_owned(), k.example.to_toml()))
+        .collect();
+    assert_eq!(settings_as_flat(&effective.settings), examples);
+    let every_key: BTreeSet<String> = schema::KEYS.iter().map(|k| k.path.to_owned()).collect();
+    assert_eq!(effective.locked, every_key);
+}
+
+#[test]
+fn a_managed_profile_bookkeeping_key_is_not_a_setting() {
+    let table = plist::parse_plist_json(
+        r#"{"PayloadType": "com.sallyport.agent", "PayloadVersion": 1, "PayloadDisplayName": "x", "autostart": false}"#,
+    )
+    .unwrap();
+    assert_eq!(table.len(), 1);
+}
