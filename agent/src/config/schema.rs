@@ -283,10 +283,11 @@ pub const KEYS: &[Key] = &[
         path: "identity.mfa_amr",
         title: "Accepted second factors (amr)",
         description: "The `amr` values (RFC 8176) that count as a second factor. Empty: the \
-                      built-in set (mfa, otp, hwk, swk, fido, ...).",
+                      built-in set (mfa, otp, hwk, swk, sc, fpt, face). Not yet applied: the \
+                      agent accepts and checks this key but signs in with the built-in set.",
         kind: Kind::StringList,
         default: Some(Literal::List(&[])),
-        example: Literal::List(&["hwk", "fido"]),
+        example: Literal::List(&["hwk", "sc"]),
         oses: ALL_OSES,
         manageable: true,
     },

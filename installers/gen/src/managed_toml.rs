@@ -1,0 +1,103 @@
+//! The Linux example `/etc/sallyport/managed.toml`: every Linux key,
+//! commented out, with its description, allowed values and default.
+//!
+//! Description lines start with `# `; settings and section headers start
+//! with `#` directly followed by the key or `[`, so "uncomment" is
+//! mechanical (strip the `#` of lines matching `^#[a-z\[]`) and the test
+//! does exactly that before parsing the result with the agent's parser.
+//! A commented key shows its default, or an example when it has none.
+
+use std::fmt::Write as _;
+
+use agent::config::schema::{Key, Kind, Literal, Os};
+
+/// A literal as TOML source.
+pub fn toml_literal(literal: Literal) -> String {
+    literal.to_toml().to_string()
+}
+
+/// The example file.
+pub fn managed_toml(keys: &[Key]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# Sallyport managed settings for Linux: /etc/sallyport/managed.toml (root-owned, 0644).\n",
+    );
+    out.push_str("# Generated from agent/src/config/schema.rs by `cargo run -p installers-gen`; do not edit here.\n");
+    out.push_str("#\n");
+    out.push_str(
+        "# Every key set here overrides the user's own setting (~/.config/sallyport/config.toml)\n",
+    );
+    out.push_str(
+        "# and the agent reports it as locked. Uncomment what you manage (remove the `#` before the key and\n",
+    );
+    out.push_str(
+        "# its [section] line). An unknown key or a wrong type stops the agent with an error\n",
+    );
+    out.push_str("# naming this file and the key. Reference: docs/SETTINGS.md.\n");
+    let mut section = "";
+    for key in keys
+        .iter()
+        .filter(|k| k.manageable && k.applies_to(Os::Linux))
+    {
+        if key.section() != section {
+            section = key.section();
+            let _ = write!(out, "\n#[{section}]\n");
+        }
+        out.push('\n');
+        let _ = writeln!(out, "# {}", key.description);
+        let mut facts = format!("Type: {}", key.kind.name());
+        match key.kind {
+            Kind::Integer { min, max } => {
+                let _ = write!(facts, ", {min} to {max}");
+            }
+            Kind::Choice(items) => {
+                let _ = write!(facts, ", one of {}", items.join(", "));
+            }
+            Kind::HttpsUrl => facts.push_str(", https (http only to loopback)"),
+            _ => {}
+        }
+        let _ = write!(facts, ". Default: {}.", crate::describe_default(key));
+        let _ = writeln!(out, "# {facts}");
+        let shown = match key.default {
+            Some(default) => toml_literal(default),
+            None => toml_literal(key.example),
+        };
+        let _ = writeln!(out, "#{} = {shown}", key.leaf());
+    }
+    out
+}
+
+/// Uncomments every setting and section line (what an administrator does
+/// to manage everything). Pure; used by the tests.
+pub fn uncomment_all(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '[') => rest,
+            _ => line,
+        })
+        .fold(String::new(), |mut acc, line| {
+            acc.push_str(line);
+            acc.push('\n');
+            acc
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncommenting_touches_only_settings() {
+        let text = "# A description.\n#key = 1\n#[identity]\n#  indented\n";
+        assert_eq!(
+            uncomment_all(text),
+            "# A description.\nkey = 1\n[identity]\n#  indented\n"
+        );
+    }
+
+    #[test]
+    fn literals_are_toml() {
+        assert_eq!(toml_literal(Literal::List(&["a", "b"])), "[\"a\", \"b\"]");
+        assert_eq!(toml_literal(Literal::Integer(60)), "60");
+    }
+}
