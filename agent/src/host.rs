@@ -160,6 +160,9 @@ impl Hosted {
         if let Some(secs) = wanted.max_auth_age_secs {
             identity_config.max_auth_age = Some(Duration::from_secs(secs));
         }
+        if !wanted.mfa_amr.is_empty() {
+            identity_config.mfa.amr = wanted.mfa_amr.clone();
+        }
         let store: Arc<dyn SecretStore> = Arc::new(KeyringStore::open_default(KEYRING_SERVICE)?);
         let identity = Arc::new(Identity::new(identity_config, store.clone()));
         let options = RuntimeOptions {

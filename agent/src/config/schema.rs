@@ -283,8 +283,8 @@ pub const KEYS: &[Key] = &[
         path: "identity.mfa_amr",
         title: "Accepted second factors (amr)",
         description: "The `amr` values (RFC 8176) that count as a second factor. Empty: the \
-                      built-in set (mfa, otp, hwk, swk, sc, fpt, face). Not yet applied: the \
-                      agent accepts and checks this key but signs in with the built-in set.",
+                      built-in set (mfa, otp, hwk, swk, sc, fpt, face). Applied by the agent \
+                      (`sallyport run`, the tray app) at every sign-in it runs.",
         kind: Kind::StringList,
         default: Some(Literal::List(&[])),
         example: Literal::List(&["hwk", "sc"]),
