@@ -123,6 +123,9 @@ pub struct Runtime {
     tx: mpsc::UnboundedSender<Outcome>,
     rx: mpsc::UnboundedReceiver<Outcome>,
     events_task: Option<tokio::task::JoinHandle<()>>,
+    /// The device service that holds the key and signs; `None`: the
+    /// keyring key (see `crate::device_key`).
+    device_service: Option<service::client::DeviceService>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -180,7 +183,15 @@ impl Runtime {
             tx,
             rx,
             events_task: None,
+            device_service: None,
         }
+    }
+
+    /// Uses the device service for the device key, its EATs and its DPoP
+    /// proofs, instead of a key in the user's keyring.
+    pub fn with_device_service(mut self, link: service::client::DeviceService) -> Self {
+        self.device_service = Some(link);
+        self
     }
 
     /// Runs until `control` closes or `shutdown` completes, then closes
