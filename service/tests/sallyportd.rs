@@ -46,7 +46,10 @@ impl Daemon {
         let daemon = Daemon { child, socket };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !daemon.socket.exists() {
-            assert!(Instant::now() < deadline, "sallyportd did not bind its socket");
+            assert!(
+                Instant::now() < deadline,
+                "sallyportd did not bind its socket"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         daemon
@@ -120,9 +123,15 @@ async fn device_info_attest_restart_and_recovery() {
     assert_eq!(claims.local_uid, Some(nix::unistd::geteuid().as_raw()));
     assert_eq!(claims.sub, "alice");
     assert_eq!(claims.swname, "sallyportd");
-    assert!(claims.posture.checks.iter().any(|c| c.id.as_str() == "os_version"));
-    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&info.public_jwk.to_sec1().unwrap())
-        .unwrap();
+    assert!(
+        claims
+            .posture
+            .checks
+            .iter()
+            .any(|c| c.id.as_str() == "os_version")
+    );
+    let vk =
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&info.public_jwk.to_sec1().unwrap()).unwrap();
     let sig = p256::ecdsa::Signature::from_slice(&B64URL.decode(parts[2]).unwrap()).unwrap();
     vk.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
         .unwrap();
@@ -141,7 +150,10 @@ async fn device_info_attest_restart_and_recovery() {
     daemon.stop();
     let daemon = Daemon::start(dir.path(), None);
     let client = daemon.client();
-    assert_eq!(client.device_info().await.unwrap().device_id, info.device_id);
+    assert_eq!(
+        client.device_info().await.unwrap().device_id,
+        info.device_id
+    );
 
     // The key file is deleted: the service notices, makes a new key, says so.
     std::fs::remove_file(dir.path().join("state/device-key.p8")).unwrap();
@@ -168,7 +180,9 @@ async fn a_bad_request_gets_a_clear_error_over_the_socket() {
     use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path(), None);
-    let stream = tokio::net::UnixStream::connect(&daemon.socket).await.unwrap();
+    let stream = tokio::net::UnixStream::connect(&daemon.socket)
+        .await
+        .unwrap();
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     // Unknown request: an error, and the connection stays usable.
@@ -178,7 +192,10 @@ async fn a_bad_request_gets_a_clear_error_over_the_socket() {
         .unwrap();
     let reply = lines.next_line().await.unwrap().unwrap();
     assert!(reply.contains("bad-request"), "{reply}");
-    write.write_all(b"{\"op\":\"device_info\"}\n").await.unwrap();
+    write
+        .write_all(b"{\"op\":\"device_info\"}\n")
+        .await
+        .unwrap();
     let reply = lines.next_line().await.unwrap().unwrap();
     assert!(reply.contains("\"device_info\""), "{reply}");
     // An oversized line: an error, then the service closes.
@@ -200,7 +217,11 @@ async fn another_user_cannot_read_the_key() {
     daemon.client().device_info().await.unwrap();
     let key = dir.path().join("state/device-key.p8");
     let meta = std::fs::metadata(&key).unwrap();
-    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0, "owned by root");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        0,
+        "owned by root"
+    );
     // Even with every directory on the way open, the file itself refuses.
     for d in [dir.path(), &dir.path().join("state")] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -217,8 +238,11 @@ async fn another_user_cannot_read_the_key() {
     assert!(out.stdout.is_empty());
     // With the directory as the service made it (0700), not even its
     // listing is visible.
-    std::fs::set_permissions(dir.path().join("state"), std::fs::Permissions::from_mode(0o700))
-        .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("state"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
     let out = Command::new("ls")
         .arg(dir.path().join("state"))
         .uid(65534)
