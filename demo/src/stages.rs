@@ -226,8 +226,12 @@ pub(crate) async fn start_agent(
         "Attesting = signing the posture report (an EAT) with the device key; the broker checks",
     );
     n.detail("the signature and evaluates its Rego policy to a verdict.");
-    n.detail("The device service (sallyportd) runs in-process here, without admin rights: it holds");
-    n.detail("the device key (a software key in a temporary file) and signs every EAT and DPoP proof.");
+    n.detail(
+        "The device service (sallyportd) runs in-process here, without admin rights: it holds",
+    );
+    n.detail(
+        "the device key (a software key in a temporary file) and signs every EAT and DPoP proof.",
+    );
     n.detail("A real install runs sallyportd as root, so the signed-in user never sees the key.");
     let client = BrokerClient::new(broker_url, Duration::from_secs(5))
         .map_err(|e| start_error("the broker client", e))?;

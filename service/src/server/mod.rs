@@ -223,7 +223,10 @@ impl Service {
                 wg_pub,
             } => self.sign_dpop(&method, &url, &ath, wg_pub),
         };
-        result.unwrap_or_else(|e| e)
+        result.unwrap_or_else(|e| Response::Error {
+            code: e.code,
+            message: e.message,
+        })
     }
 
     async fn attest(
@@ -232,7 +235,7 @@ impl Service {
         nonce: &str,
         sub: &str,
         audience: &str,
-    ) -> Result<Response, Response> {
+    ) -> Result<Response, Refusal> {
         let report = self.posture().await;
         let key = self.key().map_err(key_error)?;
         let now = OffsetDateTime::now_utc().unix_timestamp();
@@ -262,7 +265,7 @@ impl Service {
         url: &str,
         ath: &str,
         wg_pub: Option<String>,
-    ) -> Result<Response, Response> {
+    ) -> Result<Response, Refusal> {
         let key = self.key().map_err(key_error)?;
         let claims = DpopClaims {
             jti: new_jti(),
@@ -281,17 +284,24 @@ impl Service {
     }
 }
 
-fn key_error(e: KeyError) -> Response {
+/// A request the service could not answer (becomes [`Response::Error`]).
+#[derive(Debug)]
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+}
+
+fn key_error(e: KeyError) -> Refusal {
     tracing::error!(error = %e, "device key unavailable");
-    Response::Error {
+    Refusal {
         code: ErrorCode::KeyUnavailable,
         message: e.to_string(),
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
+fn internal(e: impl std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "signing failed");
-    Response::Error {
+    Refusal {
         code: ErrorCode::Internal,
         message: e.to_string(),
     }
