@@ -1,11 +1,21 @@
-//! The device key (P-256, ES256) that signs posture attestations, kept in
-//! the OS keyring next to the tokens (docs/ARCHITECTURE.md flow 2). A TPM or Secure
-//! Enclave backend can replace this later; the broker only sees the public
-//! JWK and its thumbprint.
+//! Who signs for this device: the device service (`sallyportd`, which holds
+//! the key as root or in a TPM; the agent only asks it), or, where no
+//! service is configured (the tests, a developer's machine), a P-256 key in
+//! the user's keyring next to the tokens (docs/ARCHITECTURE.md flow 2).
+//!
+//! [`DeviceHolder`] is an enum, not the `DeviceSigner` trait object the
+//! keyring key implements, because the service never signs bytes the agent
+//! chooses: it is asked for a whole EAT or DPoP proof and builds the claims
+//! itself. So the two holders differ in what they are asked, not only in
+//! how they sign, and the asking is async (a socket round trip).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use posture::attestation::{AttestationError, DeviceKey, SecretBytes};
+use posture::attestation::{
+    AttestationError, DeviceKey, EatClaims, MAX_EAT_LIFETIME_SECS, PublicJwk, SecretBytes,
+};
+use posture::report::Report;
+use service::client::DeviceService;
 
 use crate::identity::store::{SecretStore, StoreError};
 use crate::secrets::Secret;
@@ -41,4 +51,119 @@ pub fn load_or_create(store: &dyn SecretStore) -> Result<DeviceKey, DeviceKeyErr
     store.set(ACCOUNT, &Secret::new(STANDARD.encode(der.expose())))?;
     tracing::info!(kid = %key.kid(), "created a new device key");
     Ok(key)
+}
+
+/// Who signs this device's tokens (see the module docs).
+#[derive(Debug, Clone)]
+pub enum DeviceHolder {
+    /// A software key in the user's keyring, signing in this process.
+    Keyring(DeviceKey),
+    /// The device service, whose key was `jwk` when the agent enrolled it.
+    Service {
+        /// How to reach it.
+        link: DeviceService,
+        /// The public key enrolled.
+        jwk: PublicJwk,
+    },
+}
+
+impl DeviceHolder {
+    /// The device service's current key, asked of it.
+    pub async fn from_service(link: DeviceService) -> Result<Self, String> {
+        let info = link.device_info().await.map_err(|e| e.to_string())?;
+        if info.key_replaced_at.is_some() {
+            tracing::warn!(device_id = %info.device_id, "the device service made a new device key; this device must be approved again");
+        }
+        Ok(DeviceHolder::Service {
+            link,
+            jwk: info.public_jwk,
+        })
+    }
+
+    /// The public key to enrol.
+    pub fn public_jwk(&self) -> &PublicJwk {
+        match self {
+            DeviceHolder::Keyring(key) => key.public_jwk(),
+            DeviceHolder::Service { jwk, .. } => jwk,
+        }
+    }
+
+    /// A DPoP proof for `method` on `url` with `access_token`, bound to
+    /// `wg_pub` for a grant. The service is sent only the token's hash.
+    pub async fn dpop_proof(
+        &self,
+        method: &str,
+        url: &str,
+        access_token: &str,
+        wg_pub: Option<&str>,
+    ) -> Result<String, String> {
+        match self {
+            DeviceHolder::Keyring(key) => posture::dpop::proof(
+                key,
+                method,
+                url,
+                access_token,
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+                wg_pub,
+            )
+            .map_err(|e| e.to_string()),
+            DeviceHolder::Service { link, jwk } => {
+                let ath = posture::dpop::access_token_hash(access_token);
+                let signed = link
+                    .sign_dpop(method, url, &ath, wg_pub)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                same_key(jwk, &signed.device_id)?;
+                Ok(signed.token)
+            }
+        }
+    }
+
+    /// An EAT over the broker's `nonce` for `subject` and `audience`: the
+    /// keyring key signs `report` (this process's measurement); the device
+    /// service signs its own measurement and adds who asked.
+    pub async fn eat(
+        &self,
+        nonce: &str,
+        audience: &str,
+        subject: &str,
+        report: &Report,
+    ) -> Result<String, String> {
+        match self {
+            DeviceHolder::Keyring(key) => {
+                let claims = EatClaims::new(
+                    key,
+                    nonce,
+                    audience,
+                    subject,
+                    report.clone(),
+                    time::OffsetDateTime::now_utc().unix_timestamp(),
+                    MAX_EAT_LIFETIME_SECS.min(120),
+                );
+                key.sign_eat(&claims).map_err(|e| e.to_string())
+            }
+            DeviceHolder::Service { link, jwk } => {
+                let signed = link
+                    .attest(nonce, subject, audience)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                same_key(jwk, &signed.device_id)?;
+                Ok(signed.token)
+            }
+        }
+    }
+}
+
+/// A token from the service must come from the key the agent enrolled; a
+/// different one means the service replaced a lost key, which the broker
+/// does not know yet: restart the agent (it enrols the new key, which waits
+/// for approval).
+fn same_key(jwk: &PublicJwk, device_id: &str) -> Result<(), String> {
+    if jwk.thumbprint() == device_id {
+        Ok(())
+    } else {
+        Err(format!(
+            "the device service replaced the device key (now {device_id}); this device must be enrolled and approved again"
+        ))
+    }
 }

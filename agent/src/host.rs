@@ -181,12 +181,24 @@ impl Hosted {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(server.serve(tx));
         tracing::info!(socket = %spec.socket.display(), broker = %spec.broker_url, "agent running");
-        Runtime::new(identity, store, broker, options)
-            .run(rx, shutdown)
-            .await;
+        let mut runtime = Runtime::new(identity, store, broker, options);
+        if let Some(socket) = device_service_socket(&spec.settings) {
+            tracing::info!(socket = %socket, "the device service holds the device key");
+            runtime = runtime.with_device_service(service::client::DeviceService::socket(socket));
+        }
+        runtime.run(rx, shutdown).await;
         tracing::info!("agent stopped; all tunnels closed");
         Ok(())
     }
+}
+
+/// The device service's socket: `SALLYPORT_SERVICE_SOCKET`, else the
+/// `device_service_socket` setting; `None` keeps the keyring key.
+fn device_service_socket(settings: &crate::config::Settings) -> Option<String> {
+    std::env::var(service::client::SOCKET_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| settings.device_service_socket.clone())
 }
 
 #[cfg(unix)]

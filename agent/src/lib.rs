@@ -6,6 +6,9 @@ pub mod broker_client;
 pub mod config;
 pub mod control;
 pub mod device_key;
+/// The device service's library (client, protocol, and its code for the
+/// in-process link), re-exported so front ends and tests name one crate.
+pub use service as device_service;
 pub mod diagnostics;
 pub mod host;
 pub mod identity;

@@ -102,6 +102,8 @@ pub(crate) struct World {
     agent: Option<tokio::task::JoinHandle<()>>,
     /// The control socket, with `--keep-running`.
     pub(crate) served: Option<Served>,
+    /// The in-process device service's key file (deleted with the demo).
+    pub(crate) device_dir: Option<tempfile::TempDir>,
 }
 
 /// Runs the whole demo, narrating to `n`.

@@ -236,8 +236,29 @@ pub(crate) async fn start_agent(
         "Attesting = signing the posture report (an EAT) with the device key; the broker checks",
     );
     n.detail("the signature and evaluates its Rego policy to a verdict.");
+    n.detail(
+        "The device service (sallyportd) runs in-process here, without admin rights: it holds",
+    );
+    n.detail(
+        "the device key (a software key in a temporary file) and signs every EAT and DPoP proof.",
+    );
+    n.detail("A real install runs sallyportd as root, so the signed-in user never sees the key.");
     let client = BrokerClient::new(broker_url, Duration::from_secs(5))
         .map_err(|e| start_error("the broker client", e))?;
+    let device_dir = tempfile::Builder::new()
+        .prefix("sallyport-demo-device-")
+        .tempdir()
+        .map_err(|e| start_error("the device service (temporary folder)", e))?;
+    let device_service = agent::device_service::server::Service::open(
+        agent::device_service::server::ServiceConfig {
+            backend: agent::device_service::server::Backend::Software,
+            key_path: device_dir.path().join("device-key.p8"),
+            collect: measured.collect.clone(),
+            posture_max_age: Duration::from_secs(30),
+        },
+    )
+    .map_err(|e| start_error("the device service", e))?;
+    world.device_dir = Some(device_dir);
     // Step 3's report is seconds old: the agent attests with it rather
     // than measuring again, unless it has grown stale meanwhile.
     let fresh_for = REPORT_FRESH_FOR.saturating_sub(measured.measured_at.elapsed());
@@ -247,7 +268,10 @@ pub(crate) async fn start_agent(
         client,
         runtime_options(measured.collect.clone()),
     )
-    .with_report(measured.report.clone(), fresh_for);
+    .with_report(measured.report.clone(), fresh_for)
+    .with_device_service(agent::device_service::client::DeviceService::in_process(
+        std::sync::Arc::new(device_service),
+    ));
     let agent_started = Instant::now();
     let agent = world.spawn_agent(runtime);
     let status = agent

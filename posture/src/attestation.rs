@@ -394,6 +394,19 @@ pub struct EatClaims {
     pub eat_profile: String,
     /// The posture report: what was measured (custom claim).
     pub posture: Report,
+    /// Which store holds the key that signed (`tpm`, `software`, ...), as
+    /// the device service reports it (custom claim). Absent in tokens the
+    /// agent signs with its own keyring key, so older tokens still parse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_assurance: Option<String>,
+    /// The local account that asked the device service for this EAT: its
+    /// uid as the kernel reported it (`SO_PEERCRED`), never as the caller
+    /// claimed (custom claim; absent when the agent signs itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_uid: Option<u32>,
+    /// That account's name, when the service could resolve it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_user: Option<String>,
 }
 
 impl EatClaims {
@@ -407,9 +420,32 @@ impl EatClaims {
         now: i64,
         lifetime_secs: i64,
     ) -> Self {
+        Self::for_jwk(
+            key.public_jwk(),
+            nonce,
+            audience,
+            subject,
+            report,
+            now,
+            lifetime_secs,
+        )
+    }
+
+    /// [`EatClaims::new`] for the holder of `jwk` (a key this process
+    /// cannot see, such as the device service's), with no device-service
+    /// claims; the service adds them.
+    pub fn for_jwk(
+        jwk: &PublicJwk,
+        nonce: &str,
+        audience: &str,
+        subject: &str,
+        report: Report,
+        now: i64,
+        lifetime_secs: i64,
+    ) -> Self {
         EatClaims {
             eat_nonce: nonce.to_owned(),
-            ueid: key.ueid(),
+            ueid: jwk.ueid(),
             iat: now,
             exp: now + lifetime_secs,
             aud: audience.to_owned(),
@@ -418,6 +454,9 @@ impl EatClaims {
             sub: subject.to_owned(),
             eat_profile: EAT_PROFILE.to_owned(),
             posture: report,
+            key_assurance: None,
+            local_uid: None,
+            local_user: None,
         }
     }
 }

@@ -23,8 +23,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use posture::attestation::DeviceSigner;
 use posture::dpop::{DPOP_HEADER, DPOP_SCHEME};
+
+use crate::device_key::DeviceHolder;
 
 use crate::secrets::Secret;
 use sse::{SseError, SseParser};
@@ -85,8 +86,8 @@ impl BrokerError {
 pub struct DeviceAuth<'a> {
     /// The OIDC access token.
     pub token: &'a Secret,
-    /// The device key holder.
-    pub key: &'a dyn DeviceSigner,
+    /// Who signs for the device (the device service, or the keyring key).
+    pub key: &'a DeviceHolder,
 }
 
 /// A client for one broker.
@@ -162,7 +163,7 @@ impl BrokerClient {
 
     /// A request for `method` on `url`, with the DPoP credentials when
     /// given: `wg_pub` is bound into the proof (grants only).
-    fn request(
+    async fn request(
         &self,
         method: Method,
         url: Url,
@@ -171,15 +172,10 @@ impl BrokerClient {
         let proof = match auth {
             Some((auth, wg_pub)) => Some((
                 auth.token,
-                posture::dpop::proof(
-                    auth.key,
-                    method.as_str(),
-                    url.as_str(),
-                    auth.token.expose(),
-                    time::OffsetDateTime::now_utc().unix_timestamp(),
-                    wg_pub,
-                )
-                .map_err(|e| BrokerError::Signing(e.to_string()))?,
+                auth.key
+                    .dpop_proof(method.as_str(), url.as_str(), auth.token.expose(), wg_pub)
+                    .await
+                    .map_err(BrokerError::Signing)?,
             )),
             None => None,
         };
@@ -205,7 +201,8 @@ impl BrokerClient {
         body: Option<&B>,
     ) -> Result<Vec<u8>, BrokerError> {
         let mut request = self
-            .request(method, self.url(path)?, auth)?
+            .request(method, self.url(path)?, auth)
+            .await?
             .timeout(self.timeout)
             .header(header::ACCEPT, "application/json");
         if let Some(body) = body {
@@ -336,7 +333,8 @@ impl BrokerClient {
         let mut url = self.url(api::paths::EVENTS)?;
         url.query_pairs_mut().append_pair("device_id", device_id);
         let response = self
-            .request(Method::GET, url, Some((auth, None)))?
+            .request(Method::GET, url, Some((auth, None)))
+            .await?
             .header(header::ACCEPT, "text/event-stream")
             .send()
             .await

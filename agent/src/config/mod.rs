@@ -88,6 +88,11 @@ pub struct Settings {
     pub identity: IdentitySettings,
     /// Application settings.
     pub apps: AppSettings,
+    /// The device service's socket (`sallyportd`, e.g.
+    /// `/run/sallyport/sallyportd.sock`): when set, the device key, the
+    /// EATs and the DPoP proofs come from it and the agent holds no key.
+    /// The environment variable `SALLYPORT_SERVICE_SOCKET` overrides it.
+    pub device_service_socket: Option<String>,
 }
 
 /// Sign-in settings (see `agent::identity`).
@@ -120,6 +125,7 @@ impl Default for Settings {
             autostart: true,
             identity: IdentitySettings::default(),
             apps: AppSettings::default(),
+            device_service_socket: None,
         }
     }
 }

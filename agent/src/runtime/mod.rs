@@ -126,6 +126,9 @@ pub struct Runtime {
     tx: mpsc::UnboundedSender<Outcome>,
     rx: mpsc::UnboundedReceiver<Outcome>,
     events_task: Option<tokio::task::JoinHandle<()>>,
+    /// The device service that holds the key and signs; `None`: the
+    /// keyring key (see `crate::device_key`).
+    device_service: Option<service::client::DeviceService>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -184,6 +187,7 @@ impl Runtime {
             tx,
             rx,
             events_task: None,
+            device_service: None,
         }
     }
 
@@ -195,6 +199,13 @@ impl Runtime {
     pub fn with_report(mut self, report: Report, fresh_for: Duration) -> Self {
         let until = now() + fresh_for;
         self.seed = Some((report, until));
+        self
+    }
+
+    /// Uses the device service for the device key, its EATs and its DPoP
+    /// proofs, instead of a key in the user's keyring.
+    pub fn with_device_service(mut self, link: service::client::DeviceService) -> Self {
+        self.device_service = Some(link);
         self
     }
 

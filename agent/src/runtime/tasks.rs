@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker::api::{self, BrokerConfig, DeviceStatus, ProblemType};
-use posture::attestation::{DeviceKey, EatClaims, MAX_EAT_LIFETIME_SECS};
 use posture::policy::{Evaluation, Policy};
 use posture::report::Report;
 use tunnel::PrivateKey;
 
-use super::{Runtime, now};
+use super::Runtime;
 use crate::broker_client::{BrokerClient, BrokerError, DeviceAuth};
 use crate::control::view::AWAITING_APPROVAL;
 use crate::identity::session::{ReauthReason, SessionState, StepUpChallenge, parse_step_up};
@@ -30,7 +29,7 @@ pub(super) const ENROL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// The enrolled device.
 #[derive(Debug)]
 pub(super) struct Device {
-    pub(super) key: DeviceKey,
+    pub(super) key: crate::device_key::DeviceHolder,
     pub(super) id: String,
 }
 
@@ -129,12 +128,20 @@ impl Runtime {
         let broker = self.broker.clone();
         let identity = self.identity.clone();
         let store = self.store.clone();
+        let service = self.device_service.clone();
         let tx = self.tx.clone();
         self.enrol_task = Some(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let result = async {
-                let key =
-                    crate::device_key::load_or_create(store.as_ref()).map_err(|e| e.to_string())?;
+                // Asked at every enrolment: after the service replaced a
+                // lost key, this enrols the new one.
+                let key = match service {
+                    Some(link) => crate::device_key::DeviceHolder::from_service(link).await?,
+                    None => crate::device_key::DeviceHolder::Keyring(
+                        crate::device_key::load_or_create(store.as_ref())
+                            .map_err(|e| e.to_string())?,
+                    ),
+                };
                 let token = identity.access_token().await.map_err(|e| e.to_string())?;
                 let request = api::EnrolRequest {
                     public_jwk: key.public_jwk().clone(),
@@ -228,16 +235,10 @@ impl Runtime {
                     report_refusal(&tx, &e);
                     e.to_string()
                 })?;
-                let claims = EatClaims::new(
-                    &device.key,
-                    &challenge.nonce,
-                    &config.audience,
-                    &subject,
-                    (*report).clone(),
-                    now().unix_timestamp(),
-                    MAX_EAT_LIFETIME_SECS.min(120),
-                );
-                let eat = device.key.sign_eat(&claims).map_err(|e| e.to_string())?;
+                let eat = device
+                    .key
+                    .eat(&challenge.nonce, &config.audience, &subject, &report)
+                    .await?;
                 broker.attest(auth, eat).await.map_err(|e| {
                     report_refusal(&tx, &e);
                     e.to_string()

@@ -1,6 +1,14 @@
 //! The document a policy reads as `input`: the report with its checks keyed
 //! by id, so a policy can say `input.checks.firewall.status`.
 //!
+//! An attested evaluation (the broker's) adds `input.device`, what the EAT
+//! says about the key and the local account ([`DeviceFacts`]):
+//! `input.device.key_assurance` (`tpm`, `platform-crypto-provider`,
+//! `secure-enclave`, `software`, or `unreported` when the EAT has no such
+//! claim: always a string, so `input.device.key_assurance != "tpm"` is
+//! never undefined), `input.device.local_uid` and `input.device.local_user`
+//! (present only when the device service reported them).
+//!
 //! [`policy_input`] is the definition (serde, the same JSON a person sees);
 //! [`regorus_input`] builds the identical document directly as regorus
 //! values for evaluation, skipping the intermediate serde_json tree. A test
@@ -13,6 +21,67 @@ use serde_json::{Map, Value};
 
 use crate::check::Check;
 use crate::report::Report;
+
+/// The value of `input.device.key_assurance` when the EAT carried none
+/// (signed by an agent's own keyring key, not by the device service).
+pub const KEY_ASSURANCE_UNREPORTED: &str = "unreported";
+
+/// What an attestation says about the device beyond its posture: which
+/// store holds its key and which local account asked for the EAT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct DeviceFacts {
+    /// `tpm`, `software`, ... or [`KEY_ASSURANCE_UNREPORTED`].
+    pub key_assurance: String,
+    /// The local uid the device service saw on its socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_uid: Option<u32>,
+    /// That account's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_user: Option<String>,
+}
+
+impl DeviceFacts {
+    /// The facts an EAT's optional claims give (absent claims: unreported).
+    pub fn from_claims(
+        key_assurance: Option<&str>,
+        local_uid: Option<u32>,
+        local_user: Option<&str>,
+    ) -> Self {
+        DeviceFacts {
+            key_assurance: key_assurance.unwrap_or(KEY_ASSURANCE_UNREPORTED).to_owned(),
+            local_uid,
+            local_user: local_user.map(str::to_owned),
+        }
+    }
+}
+
+/// [`policy_input`] plus `input.device` (see the module docs).
+pub fn policy_input_for(report: &Report, device: Option<&DeviceFacts>) -> Value {
+    let mut input = policy_input(report);
+    if let (Some(device), Some(map)) = (device, input.as_object_mut()) {
+        map.insert(
+            "device".to_owned(),
+            serde_json::to_value(device).unwrap_or(Value::Null),
+        );
+    }
+    input
+}
+
+/// [`regorus_input`] plus `input.device`, built directly.
+pub(super) fn regorus_input_for(report: &Report, device: Option<&DeviceFacts>) -> regorus::Value {
+    let mut input = regorus_input(report);
+    if let (Some(device), Ok(map)) = (device, input.as_object_mut()) {
+        let mut fields = vec![("key_assurance", device.key_assurance.as_str().into())];
+        if let Some(uid) = device.local_uid {
+            fields.push(("local_uid", regorus::Value::from(u64::from(uid))));
+        }
+        if let Some(user) = &device.local_user {
+            fields.push(("local_user", user.as_str().into()));
+        }
+        map.insert("device".into(), object(fields));
+    }
+    input
+}
 
 /// The policy input as JSON.
 pub fn policy_input(report: &Report) -> Value {
@@ -160,5 +229,12 @@ mod tests {
         let definition = regorus::Value::from(policy_input(&report));
         assert_ne!(definition, regorus::Value::Undefined);
         assert_eq!(regorus_input(&report), definition);
+        for device in [
+            DeviceFacts::from_claims(None, None, None),
+            DeviceFacts::from_claims(Some("tpm"), Some(1000), Some("alice")),
+        ] {
+            let definition = regorus::Value::from(policy_input_for(&report, Some(&device)));
+            assert_eq!(regorus_input_for(&report, Some(&device)), definition);
+        }
     }
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::report::Report;
 
 mod input;
-pub use input::policy_input;
+pub use input::{DeviceFacts, KEY_ASSURANCE_UNREPORTED, policy_input, policy_input_for};
 
 /// The policy that ships with Sallyport (`posture/policy/default.rego`).
 pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.rego");
@@ -153,6 +153,17 @@ impl Policy {
         // Built straight into regorus' values: going through a serde_json
         // tree first was half the cost of an evaluation.
         self.run(input::regorus_input(report))
+    }
+
+    /// Evaluates the policy over a report and what the attestation says
+    /// about the device (`input.device`, see [`DeviceFacts`]): the broker's
+    /// evaluation, so Rego can require `input.device.key_assurance == "tpm"`.
+    pub fn evaluate_attested(
+        &self,
+        report: &Report,
+        device: &DeviceFacts,
+    ) -> Result<Evaluation, PolicyError> {
+        self.run(input::regorus_input_for(report, Some(device)))
     }
 
     /// Evaluates the policy over an already-built input document (the shape

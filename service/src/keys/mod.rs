@@ -5,6 +5,11 @@
 //! attestation says which backend answered ([`KeyAssurance`]), so policy
 //! can require hardware.
 
+pub mod signer;
+pub mod software;
+// The TPM 2.0 backend (`tpm.rs`) joins here behind feature `tpm`:
+// #[cfg(feature = "tpm")] pub mod tpm;
+
 use posture::attestation::PublicJwk;
 
 /// How well the device key is protected; carried in every EAT.
@@ -53,6 +58,15 @@ pub enum KeyError {
     /// deleted): a new key must be made and enrolled again.
     #[error("the device key is gone: {0}")]
     Gone(String),
+    /// The stored key may not be used: another account could read it, it
+    /// is owned by another account, or it is not a key.
+    #[error("refusing the device key file {path}: {reason}")]
+    Insecure {
+        /// The file.
+        path: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// Signing or key creation failed.
     #[error("the device key could not sign: {0}")]
     Sign(String),
@@ -66,4 +80,11 @@ pub trait KeyBackend: Send + Sync + std::fmt::Debug {
     fn sign_es256(&self, message: &[u8]) -> Result<[u8; 64], KeyError>;
     /// Which kind of store holds the key.
     fn assurance(&self) -> KeyAssurance;
+    /// Whether the key is still there: [`KeyError::Gone`] when it was
+    /// deleted or the TPM was cleared, so the service makes a new one
+    /// (recovery) instead of signing with a key nobody can use again.
+    /// Backends that cannot lose their key keep the default.
+    fn check(&self) -> Result<(), KeyError> {
+        Ok(())
+    }
 }

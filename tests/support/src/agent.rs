@@ -34,7 +34,24 @@ impl AgentHandle {
         options: RuntimeOptions,
     ) -> AgentHandle {
         let client = BrokerClient::new(broker, Duration::from_secs(5)).unwrap();
-        let runtime = Runtime::new(identity, store, client, options);
+        Self::start_runtime(Runtime::new(identity, store, client, options))
+    }
+
+    /// Starts the runtime with the device service signing for it.
+    pub fn start_with_service(
+        identity: Arc<Identity>,
+        store: Arc<dyn SecretStore>,
+        broker: &str,
+        options: RuntimeOptions,
+        link: agent::device_service::client::DeviceService,
+    ) -> AgentHandle {
+        let client = BrokerClient::new(broker, Duration::from_secs(5)).unwrap();
+        Self::start_runtime(
+            Runtime::new(identity, store, client, options).with_device_service(link),
+        )
+    }
+
+    fn start_runtime(runtime: Runtime) -> AgentHandle {
         let (control, rx) = mpsc::channel(8);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(runtime.run(rx, async {

@@ -7,7 +7,8 @@
 //! - [`agent`]: the agent's runtime in-process, with `status`/`until_*` helpers;
 //! - [`broker`]: a typed builder for the reference broker's configuration,
 //!   its admin calls, and the policies the tests switch between;
-//! - [`prereq`]: the rule that no test passes by skipping in CI.
+//! - [`prereq`]: the rule that no test passes by skipping in CI;
+//! - `service`: a real `sallyportd` process (Unix).
 //!
 //! Scaffolding: a setup failure must abort the test loudly, so `unwrap` is
 //! allowed here.
@@ -20,6 +21,8 @@ pub mod echo;
 pub mod idp;
 pub mod keyring;
 pub mod prereq;
+#[cfg(unix)]
+pub mod service;
 
 /// A loopback port free at the time of the call.
 pub fn free_port() -> u16 {

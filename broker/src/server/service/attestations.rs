@@ -80,9 +80,19 @@ impl Broker {
         eat::check_nonce(answer)
             .map_err(|e| ApiError::new(e.problem(), e.to_string()).device(&device_id))?;
         let policy = self.policy();
-        let evaluation = policy.policy.evaluate(&claims.posture).map_err(|e| {
-            ApiError::new(ProblemType::PolicyError, e.to_string()).device(&device_id)
-        })?;
+        // What the EAT says about the key and the local account, for
+        // `input.device` (an absent claim is `unreported`, never undefined).
+        let facts = posture::policy::DeviceFacts::from_claims(
+            claims.key_assurance.as_deref(),
+            claims.local_uid,
+            claims.local_user.as_deref(),
+        );
+        let evaluation = policy
+            .policy
+            .evaluate_attested(&claims.posture, &facts)
+            .map_err(|e| {
+                ApiError::new(ProblemType::PolicyError, e.to_string()).device(&device_id)
+            })?;
         let valid_until = now + i64::try_from(self.settings.verdict_ttl.as_secs()).unwrap_or(900);
         // Recording a non-compliant verdict and closing the grants it ends
         // is one step against grant creation (see `Broker::enforcement`).
@@ -126,15 +136,24 @@ impl Broker {
                 },
             );
         }
+        let signer = match (facts.local_uid, &facts.local_user) {
+            (Some(uid), Some(name)) => format!(", local_uid {uid} ({name})"),
+            (Some(uid), None) => format!(", local_uid {uid}"),
+            _ => String::new(),
+        };
+        let about = format!("key_assurance {}{signer}", facts.key_assurance);
         let reason = if evaluation.compliant {
-            "attestation verified; compliant".to_owned()
+            format!("attestation verified ({about}); compliant")
         } else {
             let checks: Vec<&str> = evaluation
                 .violations
                 .iter()
                 .map(|v| v.check.as_str())
                 .collect();
-            format!("attestation verified; not compliant: {}", checks.join(", "))
+            format!(
+                "attestation verified ({about}); not compliant: {}",
+                checks.join(", ")
+            )
         };
         Ok((
             Verdict {

@@ -1,0 +1,213 @@
+//! The user side's way to the device service: the agent asks it for its
+//! public key, for EATs and for DPoP proofs, and never holds the private
+//! key. Two links, one API ([`DeviceService`]):
+//!
+//! - **Socket** (a real install): `sallyportd`'s Unix socket. Before it
+//!   sends anything, the client checks who answers: the socket file must
+//!   be owned by the service's account (root unless configured) and the
+//!   process at the other end (`SO_PEERCRED`) must run as that account, so
+//!   a user process squatting on the path cannot impersonate the service.
+//! - **In process** (the demo, no admin rights): the service's own code,
+//!   [`crate::server::Service`], called directly with this process's uid as
+//!   the peer. The same claims are built and signed; only the privilege
+//!   split is missing, and the demo says so.
+
+#[cfg(unix)]
+mod unix;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use posture::report::Report;
+
+use crate::protocol::{DeviceInfo, ErrorCode, Request, Response};
+use crate::server::{Peer, Service};
+
+/// The environment variable that points the agent at a device service
+/// socket.
+pub const SOCKET_ENV: &str = "SALLYPORT_SERVICE_SOCKET";
+
+/// Why the device service could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing answers on the socket.
+    #[error(
+        "the Sallyport device service is not running ({path}: {reason}); ask IT to start sallyportd"
+    )]
+    NotRunning {
+        /// The socket.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Whoever answers is not the device service.
+    #[error("refusing the device service at {path}: {reason}")]
+    Impostor {
+        /// The socket.
+        path: String,
+        /// What did not match.
+        reason: String,
+    },
+    /// The connection broke or the reply was not understood.
+    #[error("the device service connection failed: {0}")]
+    Io(String),
+    /// The service refused the request.
+    #[error("the device service refused ({code:?}): {message}")]
+    Refused {
+        /// Its code.
+        code: ErrorCode,
+        /// Its message.
+        message: String,
+    },
+    /// The reply does not answer the request.
+    #[error("the device service sent an unexpected reply")]
+    Unexpected,
+    /// This OS has no device service client yet.
+    #[error("the device service is not supported on this OS yet")]
+    Unsupported,
+}
+
+/// A signed token and the device id of the key that signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The compact JWS.
+    pub token: String,
+    /// The signing key's thumbprint (changes when the key was replaced).
+    pub device_id: String,
+}
+
+/// Where the device service is.
+#[derive(Debug, Clone)]
+pub enum DeviceService {
+    /// `sallyportd` on a Unix socket, run by `service_uid`.
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// The account the service must run as (0: root).
+        service_uid: u32,
+    },
+    /// The service's code in this process (the demo).
+    InProcess(Arc<Service>),
+}
+
+impl DeviceService {
+    /// The service at `path`, which must run as root.
+    pub fn socket(path: impl Into<PathBuf>) -> Self {
+        DeviceService::Socket {
+            path: path.into(),
+            service_uid: 0,
+        }
+    }
+
+    /// The service's code in this process.
+    pub fn in_process(service: Arc<Service>) -> Self {
+        DeviceService::InProcess(service)
+    }
+
+    /// One request, one reply; a refusal is [`ClientError::Refused`].
+    pub async fn call(&self, request: &Request) -> Result<Response, ClientError> {
+        let reply = match self {
+            DeviceService::Socket { path, service_uid } => {
+                call_socket(path, *service_uid, request).await?
+            }
+            DeviceService::InProcess(service) => {
+                service
+                    .handle(&Peer::from_uid(current_uid()), request.clone())
+                    .await
+            }
+        };
+        match reply {
+            Response::Error { code, message } => Err(ClientError::Refused { code, message }),
+            reply => Ok(reply),
+        }
+    }
+
+    /// The device identity.
+    pub async fn device_info(&self) -> Result<DeviceInfo, ClientError> {
+        match self.call(&Request::DeviceInfo).await? {
+            Response::DeviceInfo(info) => Ok(info),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// The service's latest posture report.
+    pub async fn posture(&self) -> Result<Report, ClientError> {
+        match self.call(&Request::Posture).await? {
+            Response::Posture { report } => Ok(*report),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// An EAT for the broker's nonce, the user's subject and the audience.
+    pub async fn attest(
+        &self,
+        nonce: &str,
+        sub: &str,
+        audience: &str,
+    ) -> Result<Signed, ClientError> {
+        let request = Request::Attest {
+            nonce: nonce.to_owned(),
+            sub: sub.to_owned(),
+            audience: audience.to_owned(),
+        };
+        match self.call(&request).await? {
+            Response::Attestation { eat, device_id } => Ok(Signed {
+                token: eat,
+                device_id,
+            }),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// A DPoP proof for `method` on `url` with the access token whose hash
+    /// is `ath`, bound to `wg_pub` for a grant.
+    pub async fn sign_dpop(
+        &self,
+        method: &str,
+        url: &str,
+        ath: &str,
+        wg_pub: Option<&str>,
+    ) -> Result<Signed, ClientError> {
+        let request = Request::SignDpop {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            ath: ath.to_owned(),
+            wg_pub: wg_pub.map(str::to_owned),
+        };
+        match self.call(&request).await? {
+            Response::DpopProof { proof, device_id } => Ok(Signed {
+                token: proof,
+                device_id,
+            }),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn current_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+#[cfg(not(unix))]
+fn current_uid() -> u32 {
+    0
+}
+
+#[cfg(unix)]
+async fn call_socket(
+    path: &std::path::Path,
+    service_uid: u32,
+    request: &Request,
+) -> Result<Response, ClientError> {
+    unix::call(path, service_uid, request).await
+}
+
+#[cfg(not(unix))]
+async fn call_socket(
+    _path: &std::path::Path,
+    _service_uid: u32,
+    _request: &Request,
+) -> Result<Response, ClientError> {
+    Err(ClientError::Unsupported)
+}

@@ -1,0 +1,308 @@
+//! The service's state and its answer to each request, independent of the
+//! transport: the Unix socket (`server/unix.rs`) and the demo's in-process
+//! link ([`crate::client::DeviceService::in_process`]) both call
+//! [`Service::handle`] with the caller as the kernel reported it ([`Peer`]).
+//!
+//! Every signed token is built here from the service's own values: the
+//! posture it measured, its clock, a fresh `jti`, the caller's uid. The
+//! request only chooses the nonce, subject and audience of an EAT, and the
+//! method, URL, token hash and WireGuard key of a DPoP proof, all of which
+//! the broker checks against its own state.
+//!
+//! Recovery: before each use the key is checked ([`KeyBackend::check`]);
+//! when it is gone (file deleted, TPM cleared) a new one is made, logged,
+//! and reported in [`DeviceInfo::key_replaced_at`]. The new key has a new
+//! device id, so the broker sees an unknown device and the agent enrols it
+//! again, through the broker's approval path.
+
+#[cfg(unix)]
+pub mod unix;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use posture::attestation::{EatClaims, MAX_EAT_LIFETIME_SECS, sign_eat};
+use posture::dpop::{DpopClaims, htu, new_jti};
+use posture::report::Report;
+use time::OffsetDateTime;
+
+use crate::keys::signer::BackendSigner;
+use crate::keys::software::SoftwareKey;
+use crate::keys::{KeyBackend, KeyError};
+use crate::protocol::{DeviceInfo, ErrorCode, Request, Response};
+
+/// How long a signed EAT is valid.
+pub const EAT_LIFETIME_SECS: i64 = 120;
+/// The `swname` of EATs the service signs.
+pub const SWNAME: &str = "sallyportd";
+
+/// Which key store to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The root-only software key file.
+    Software,
+    /// The best available: the TPM when built with feature `tpm` and one
+    /// is present, else the software key (reported as such in every EAT).
+    Auto,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "software" => Ok(Backend::Software),
+            "auto" => Ok(Backend::Auto),
+            other => Err(format!(
+                "unknown key backend {other:?} (expected software or auto)"
+            )),
+        }
+    }
+}
+
+/// How the service is set up.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The key store.
+    pub backend: Backend,
+    /// The software key's file.
+    pub key_path: PathBuf,
+    /// How posture is collected (its cache lives in the service's
+    /// root-owned cache directory).
+    pub collect: posture::collect::Options,
+    /// A measured report is reused for this long before measuring again.
+    pub posture_max_age: Duration,
+}
+
+/// Who is calling, as the kernel says (`SO_PEERCRED`), never as claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The caller's uid.
+    pub uid: u32,
+    /// The caller's account name, when it resolves.
+    pub user: Option<String>,
+}
+
+impl Peer {
+    /// The peer `uid`, with its account name looked up.
+    pub fn from_uid(uid: u32) -> Self {
+        Peer {
+            uid,
+            user: user_name(uid),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+#[cfg(not(unix))]
+fn user_name(_uid: u32) -> Option<String> {
+    None
+}
+
+/// The device service.
+#[derive(Debug)]
+pub struct Service {
+    config: ServiceConfig,
+    key: Mutex<Arc<dyn KeyBackend>>,
+    key_replaced_at: Mutex<Option<OffsetDateTime>>,
+    posture: tokio::sync::Mutex<Option<(Instant, Arc<Report>)>>,
+}
+
+/// Opens the configured key store.
+pub fn open_backend(config: &ServiceConfig) -> Result<Arc<dyn KeyBackend>, KeyError> {
+    match config.backend {
+        // Without feature `tpm` there is no hardware backend to try; the
+        // TPM module adds its attempt here.
+        Backend::Software | Backend::Auto => {
+            Ok(Arc::new(SoftwareKey::load_or_create(&config.key_path)?))
+        }
+    }
+}
+
+impl Service {
+    /// Opens the key store (creating the key on first start).
+    pub fn open(config: ServiceConfig) -> Result<Self, KeyError> {
+        let key = open_backend(&config)?;
+        tracing::info!(
+            device_id = %key.public_jwk().thumbprint(),
+            key_assurance = key.assurance().as_str(),
+            "device key ready"
+        );
+        Ok(Service {
+            config,
+            key: Mutex::new(key),
+            key_replaced_at: Mutex::new(None),
+            posture: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The key to sign with: the current one if it is still there, else a
+    /// new one (recovery, see the module docs).
+    pub fn key(&self) -> Result<Arc<dyn KeyBackend>, KeyError> {
+        let mut key = self.key.lock().unwrap_or_else(|e| e.into_inner());
+        match key.check() {
+            Ok(()) => Ok(key.clone()),
+            Err(KeyError::Gone(why)) => {
+                let old = key.public_jwk().thumbprint();
+                let new = open_backend(&self.config)?;
+                tracing::warn!(
+                    reason = %why,
+                    old_device_id = %old,
+                    new_device_id = %new.public_jwk().thumbprint(),
+                    "the device key was lost; made a new one, which must be enrolled and approved again"
+                );
+                *key = new.clone();
+                *self
+                    .key_replaced_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(OffsetDateTime::now_utc());
+                Ok(new)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The device's identity (after the recovery check).
+    pub fn device_info(&self) -> Result<DeviceInfo, KeyError> {
+        let key = self.key()?;
+        let replaced = *self
+            .key_replaced_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        Ok(DeviceInfo {
+            device_id: key.public_jwk().thumbprint(),
+            public_jwk: key.public_jwk().clone(),
+            key_assurance: key.assurance().as_str().to_owned(),
+            key_replaced_at: replaced.and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+    }
+
+    /// The latest report, measured again when older than the configured age.
+    pub async fn posture(&self) -> Arc<Report> {
+        let mut cached = self.posture.lock().await;
+        if let Some((at, report)) = cached.as_ref()
+            && at.elapsed() < self.config.posture_max_age
+        {
+            return report.clone();
+        }
+        let report = Arc::new(posture::collect::collect(&self.config.collect).await);
+        *cached = Some((Instant::now(), report.clone()));
+        report
+    }
+
+    /// Answers one request from `peer`.
+    pub async fn handle(&self, peer: &Peer, request: Request) -> Response {
+        let result = match request {
+            Request::DeviceInfo => self
+                .device_info()
+                .map(Response::DeviceInfo)
+                .map_err(key_error),
+            Request::Posture => Ok(Response::Posture {
+                report: Box::new((*self.posture().await).clone()),
+            }),
+            Request::Attest {
+                nonce,
+                sub,
+                audience,
+            } => self.attest(peer, &nonce, &sub, &audience).await,
+            Request::SignDpop {
+                method,
+                url,
+                ath,
+                wg_pub,
+            } => self.sign_dpop(&method, &url, &ath, wg_pub),
+        };
+        result.unwrap_or_else(|e| Response::Error {
+            code: e.code,
+            message: e.message,
+        })
+    }
+
+    async fn attest(
+        &self,
+        peer: &Peer,
+        nonce: &str,
+        sub: &str,
+        audience: &str,
+    ) -> Result<Response, Refusal> {
+        let report = self.posture().await;
+        let key = self.key().map_err(key_error)?;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let mut claims = EatClaims::for_jwk(
+            key.public_jwk(),
+            nonce,
+            audience,
+            sub,
+            (*report).clone(),
+            now,
+            EAT_LIFETIME_SECS.min(MAX_EAT_LIFETIME_SECS),
+        );
+        claims.swname = SWNAME.to_owned();
+        claims.swversion = env!("CARGO_PKG_VERSION").to_owned();
+        claims.key_assurance = Some(key.assurance().as_str().to_owned());
+        claims.local_uid = Some(peer.uid);
+        claims.local_user = peer.user.clone();
+        let eat = sign_eat(&BackendSigner(key.as_ref()), &claims).map_err(internal)?;
+        let device_id = key.public_jwk().thumbprint();
+        tracing::info!(%device_id, local_uid = peer.uid, "signed an attestation");
+        Ok(Response::Attestation { eat, device_id })
+    }
+
+    fn sign_dpop(
+        &self,
+        method: &str,
+        url: &str,
+        ath: &str,
+        wg_pub: Option<String>,
+    ) -> Result<Response, Refusal> {
+        let key = self.key().map_err(key_error)?;
+        let claims = DpopClaims {
+            jti: new_jti(),
+            htm: method.to_owned(),
+            htu: htu(url).to_owned(),
+            iat: OffsetDateTime::now_utc().unix_timestamp(),
+            ath: ath.to_owned(),
+            wg_pub,
+        };
+        let proof =
+            posture::dpop::sign_proof(&BackendSigner(key.as_ref()), &claims).map_err(internal)?;
+        Ok(Response::DpopProof {
+            proof,
+            device_id: key.public_jwk().thumbprint(),
+        })
+    }
+}
+
+/// A request the service could not answer (becomes [`Response::Error`]).
+#[derive(Debug)]
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+}
+
+fn key_error(e: KeyError) -> Refusal {
+    tracing::error!(error = %e, "device key unavailable");
+    Refusal {
+        code: ErrorCode::KeyUnavailable,
+        message: e.to_string(),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Refusal {
+    tracing::error!(error = %e, "signing failed");
+    Refusal {
+        code: ErrorCode::Internal,
+        message: e.to_string(),
+    }
+}
