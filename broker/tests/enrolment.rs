@@ -131,7 +131,9 @@ async fn hardware_mode_refuses_an_enrolment_without_verified_key_attestation() {
                     format: "tpm2-certify".into(),
                     certify_info: "AAAA".into(),
                     signature: "AAAA".into(),
-                    ak_certificate_chain: vec![],
+                    key_public: "AAAA".into(),
+                    ak_public: "AAAA".into(),
+                    ek_certificate_chain: vec![],
                 }),
             },
         )

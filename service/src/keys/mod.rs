@@ -67,3 +67,8 @@ pub trait KeyBackend: Send + Sync + std::fmt::Debug {
     /// Which kind of store holds the key.
     fn assurance(&self) -> KeyAssurance;
 }
+
+/// The TPM 2.0 backend (feature `tpm`: tss-esapi links Debian's
+/// libtss2-dev, which the `sallyport` binary must not need).
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+pub mod tpm;

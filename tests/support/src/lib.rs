@@ -7,6 +7,7 @@
 //! - [`agent`]: the agent's runtime in-process, with `status`/`until_*` helpers;
 //! - [`broker`]: a typed builder for the reference broker's configuration,
 //!   its admin calls, and the policies the tests switch between;
+//! - [`tpm`]: a software TPM 2.0 (swtpm) with its own EK CA;
 //! - [`prereq`]: the rule that no test passes by skipping in CI.
 //!
 //! Scaffolding: a setup failure must abort the test loudly, so `unwrap` is
@@ -20,6 +21,7 @@ pub mod echo;
 pub mod idp;
 pub mod keyring;
 pub mod prereq;
+pub mod tpm;
 
 /// A loopback port free at the time of the call.
 pub fn free_port() -> u16 {
