@@ -7,6 +7,9 @@
 
 use posture::attestation::PublicJwk;
 
+mod signer;
+pub use signer::BackendSigner;
+
 /// How well the device key is protected; carried in every EAT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyAssurance {
