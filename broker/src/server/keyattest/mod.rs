@@ -5,8 +5,7 @@
 //! verdict out.
 //!
 //! What is checked, in order:
-//! 1. the device key's `TPMT_PUBLIC` is a P-256 signing key that is not
-//!    restricted, `fixedTPM`, `fixedParent`, `sensitiveDataOrigin`, and its
+//! 1. the device key's `TPMT_PUBLIC` is a sign-only P-256 key, `fixedTPM`, `fixedParent`, `sensitiveDataOrigin`, and its
 //!    point is the enrolled JWK's (a software key, or any other key, fails
 //!    here);
 //! 2. the AK's `TPMT_PUBLIC` is a restricted, `fixedTPM` P-256 ECDSA-SHA256
@@ -115,9 +114,9 @@ pub fn verify(
         ));
     }
     let required = attr::FIXED_TPM | attr::FIXED_PARENT | attr::SENSITIVE_DATA_ORIGIN | attr::SIGN;
-    if key.attributes & required != required {
+    if key.attributes & required != required || key.attributes & attr::DECRYPT != 0 {
         return Err(KeyAttestError::NotHardware(format!(
-            "attributes {:#010x} lack fixedTPM, fixedParent, sensitiveDataOrigin or sign",
+            "attributes {:#010x}: not fixedTPM, fixedParent, sensitiveDataOrigin and sign-only",
             key.attributes
         )));
     }
@@ -161,4 +160,185 @@ pub fn verify(
 
     // 4. The TPM's EK certificate.
     verify_ek_chain(&chain, anchors, now_unix).map_err(KeyAttestError::Chain)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The verifier on synthetic evidence (the real thing from swtpm is in
+    //! service/tests/tpm_attest.rs): every check before the EK chain, each
+    //! broken on its own. With no CA configured, evidence that passes them
+    //! all stops at the chain, which is how "all else passed" shows.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use ring::rand::SystemRandom;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+
+    const DEVICE: u32 =
+        attr::FIXED_TPM | attr::FIXED_PARENT | attr::SENSITIVE_DATA_ORIGIN | attr::SIGN;
+    const AK: u32 = DEVICE | attr::RESTRICTED;
+
+    fn keypair() -> EcdsaKeyPair {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap()
+    }
+
+    fn jwk(key: &EcdsaKeyPair) -> PublicJwk {
+        let p = key.public_key().as_ref();
+        PublicJwk {
+            kty: "EC".into(),
+            crv: "P-256".into(),
+            x: B64URL.encode(&p[1..33]),
+            y: B64URL.encode(&p[33..]),
+        }
+    }
+
+    struct Parts {
+        device: EcdsaKeyPair,
+        device_attributes: u32,
+        ak: EcdsaKeyPair,
+        ak_attributes: u32,
+        extra_data: Option<Vec<u8>>,
+        certified: Option<Vec<u8>>,
+    }
+
+    fn parts() -> Parts {
+        Parts {
+            device: keypair(),
+            device_attributes: DEVICE,
+            ak: keypair(),
+            ak_attributes: AK,
+            extra_data: None,
+            certified: None,
+        }
+    }
+
+    fn evidence(p: &Parts) -> KeyAttestation {
+        let point = p.device.public_key().as_ref();
+        let key_public = tpm2::public_area(p.device_attributes, &point[1..33], &point[33..]);
+        let ak_point = p.ak.public_key().as_ref();
+        let ak_public = tpm2::public_area(p.ak_attributes, &ak_point[1..33], &ak_point[33..]);
+        let extra = p
+            .extra_data
+            .clone()
+            .unwrap_or_else(|| qualifying_data(&jwk(&p.device).thumbprint()).to_vec());
+        let name = p
+            .certified
+            .clone()
+            .unwrap_or_else(|| tpm2::name_sha256(&key_public));
+        let info = tpm2::certify_info(&extra, &name);
+        let signature = p.ak.sign(&SystemRandom::new(), &info).unwrap();
+        KeyAttestation {
+            format: KEY_ATTESTATION_TPM2_CERTIFY.into(),
+            certify_info: B64URL.encode(&info),
+            signature: B64URL.encode(signature.as_ref()),
+            key_public: B64URL.encode(&key_public),
+            ak_public: B64URL.encode(&ak_public),
+            ek_certificate_chain: vec![],
+        }
+    }
+
+    fn check(p: &Parts) -> Result<(), KeyAttestError> {
+        verify(
+            &evidence(p),
+            &jwk(&p.device),
+            &TrustAnchors::default(),
+            1_800_000_000,
+        )
+    }
+
+    #[test]
+    fn sound_evidence_passes_every_check_but_the_missing_chain() {
+        assert!(matches!(check(&parts()), Err(KeyAttestError::Chain(_))));
+    }
+
+    #[test]
+    fn a_key_that_can_leave_the_tpm_is_refused() {
+        for missing in [
+            attr::FIXED_TPM,
+            attr::FIXED_PARENT,
+            attr::SENSITIVE_DATA_ORIGIN,
+        ] {
+            let p = Parts {
+                device_attributes: DEVICE & !missing,
+                ..parts()
+            };
+            assert!(
+                matches!(check(&p), Err(KeyAttestError::NotHardware(_))),
+                "{missing:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_keys_evidence_is_refused() {
+        let p = parts();
+        let other = keypair();
+        assert!(matches!(
+            verify(&evidence(&p), &jwk(&other), &TrustAnchors::default(), 0),
+            Err(KeyAttestError::WrongKey(_))
+        ));
+        // The TPM certified some other object than the public area sent.
+        let p = Parts {
+            certified: Some(vec![0, 0x0b, 1, 2, 3]),
+            ..parts()
+        };
+        assert!(matches!(check(&p), Err(KeyAttestError::WrongKey(_))));
+    }
+
+    #[test]
+    fn an_unrestricted_attestation_key_is_refused() {
+        // An unrestricted key signs any digest, so its "TPMS_ATTEST" proves nothing.
+        let p = Parts {
+            ak_attributes: DEVICE,
+            ..parts()
+        };
+        assert!(matches!(check(&p), Err(KeyAttestError::AttestationKey(_))));
+    }
+
+    #[test]
+    fn a_signature_by_another_key_or_over_other_bytes_is_refused() {
+        let p = parts();
+        let mut e = evidence(&p);
+        let other = evidence(&parts());
+        e.signature = other.signature;
+        assert_eq!(
+            verify(&e, &jwk(&p.device), &TrustAnchors::default(), 0),
+            Err(KeyAttestError::Signature)
+        );
+    }
+
+    #[test]
+    fn other_qualifying_data_is_refused() {
+        let p = Parts {
+            extra_data: Some(qualifying_data("another-device").to_vec()),
+            ..parts()
+        };
+        assert_eq!(check(&p), Err(KeyAttestError::QualifyingData));
+    }
+
+    #[test]
+    fn unknown_formats_and_bad_encodings_are_refused() {
+        let p = parts();
+        let mut e = evidence(&p);
+        e.format = "android-key".into();
+        assert!(matches!(
+            verify(&e, &jwk(&p.device), &TrustAnchors::default(), 0),
+            Err(KeyAttestError::Format(_))
+        ));
+        let mut e = evidence(&p);
+        e.key_public = "***".into();
+        assert_eq!(
+            verify(&e, &jwk(&p.device), &TrustAnchors::default(), 0),
+            Err(KeyAttestError::Encoding("key_public"))
+        );
+    }
+
+    #[test]
+    fn the_qualifying_data_rule_is_the_documented_one() {
+        let expected =
+            ring::digest::digest(&ring::digest::SHA256, b"sallyport-key-attestation-v1\0dev");
+        assert_eq!(qualifying_data("dev").as_slice(), expected.as_ref());
+    }
 }

@@ -213,30 +213,45 @@ pub fn name_sha256(public_area: &[u8]) -> Vec<u8> {
     name
 }
 
+/// A P-256 ECDSA-SHA256 key's public area as a TPM marshals it (tests).
+#[cfg(test)]
+pub(super) fn public_area(attributes: u32, x: &[u8], y: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&ALG_ECC.to_be_bytes());
+    b.extend_from_slice(&ALG_SHA256.to_be_bytes());
+    b.extend_from_slice(&attributes.to_be_bytes());
+    b.extend_from_slice(&0u16.to_be_bytes()); // authPolicy
+    b.extend_from_slice(&ALG_NULL.to_be_bytes()); // symmetric
+    b.extend_from_slice(&ALG_ECDSA.to_be_bytes());
+    b.extend_from_slice(&ALG_SHA256.to_be_bytes());
+    b.extend_from_slice(&ECC_NIST_P256.to_be_bytes());
+    b.extend_from_slice(&ALG_NULL.to_be_bytes()); // kdf
+    for c in [x, y] {
+        b.extend_from_slice(&(c.len() as u16).to_be_bytes());
+        b.extend_from_slice(c);
+    }
+    b
+}
+
+/// A certify `TPMS_ATTEST` naming `name` with `extra_data` (tests).
+#[cfg(test)]
+pub(super) fn certify_info(extra_data: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut b = GENERATED_VALUE.to_be_bytes().to_vec();
+    b.extend_from_slice(&ST_ATTEST_CERTIFY.to_be_bytes());
+    b.extend_from_slice(&[0, 2, 0xaa, 0xbb]); // qualifiedSigner
+    b.extend_from_slice(&(extra_data.len() as u16).to_be_bytes());
+    b.extend_from_slice(extra_data);
+    b.extend_from_slice(&[0; 25]); // clockInfo, firmwareVersion
+    b.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    b.extend_from_slice(name);
+    b.extend_from_slice(&[0, 0]); // qualifiedName
+    b
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    /// A P-256 ECDSA-SHA256 signing key's public area as tss-esapi
-    /// marshals it.
-    pub(crate) fn public_area(attributes: u32, x: &[u8; 32], y: &[u8; 32]) -> Vec<u8> {
-        let mut b = Vec::new();
-        b.extend_from_slice(&ALG_ECC.to_be_bytes());
-        b.extend_from_slice(&ALG_SHA256.to_be_bytes());
-        b.extend_from_slice(&attributes.to_be_bytes());
-        b.extend_from_slice(&0u16.to_be_bytes()); // authPolicy
-        b.extend_from_slice(&ALG_NULL.to_be_bytes()); // symmetric
-        b.extend_from_slice(&ALG_ECDSA.to_be_bytes());
-        b.extend_from_slice(&ALG_SHA256.to_be_bytes());
-        b.extend_from_slice(&ECC_NIST_P256.to_be_bytes());
-        b.extend_from_slice(&ALG_NULL.to_be_bytes()); // kdf
-        for c in [x, y] {
-            b.extend_from_slice(&32u16.to_be_bytes());
-            b.extend_from_slice(c);
-        }
-        b
-    }
 
     #[test]
     fn parses_an_ecc_public_area_and_refuses_trailing_bytes() {
@@ -257,13 +272,7 @@ mod tests {
 
     #[test]
     fn certify_info_needs_the_magic_and_the_type() {
-        let mut b = GENERATED_VALUE.to_be_bytes().to_vec();
-        b.extend_from_slice(&ST_ATTEST_CERTIFY.to_be_bytes());
-        b.extend_from_slice(&[0, 2, 0xaa, 0xbb]); // qualifiedSigner
-        b.extend_from_slice(&[0, 3, 1, 2, 3]); // extraData
-        b.extend_from_slice(&[0; 25]); // clockInfo, firmwareVersion
-        b.extend_from_slice(&[0, 2, 9, 9]); // name
-        b.extend_from_slice(&[0, 0]); // qualifiedName
+        let b = certify_info(&[1, 2, 3], &[9, 9]);
         let info = parse_certify_info(&b).unwrap();
         assert_eq!(info.extra_data, vec![1, 2, 3]);
         assert_eq!(info.name, vec![9, 9]);
