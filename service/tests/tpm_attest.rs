@@ -123,3 +123,43 @@ fn an_ek_certificate_from_another_ca_is_refused() {
         Err(KeyAttestError::Chain(_))
     ));
 }
+
+/// The credential-activation round (broker: `make_credential` to the EK
+/// certificate's key over the AK's name; device: TPM2_ActivateCredential):
+/// only the TPM that holds both gets the secret back.
+#[test]
+fn credential_activation_binds_the_ak_to_the_ek() {
+    let Some(tpm) = Swtpm::start() else { return };
+    let Some(other) = Swtpm::start() else { return };
+    let key = TpmKey::load_or_create(&tpm.tcti(), DEFAULT_PERSISTENT_HANDLE).unwrap();
+    let other_key = TpmKey::load_or_create(&other.tcti(), DEFAULT_PERSISTENT_HANDLE).unwrap();
+    let evidence = key.key_attestation().unwrap();
+    let ek = base64::engine::general_purpose::STANDARD
+        .decode(&evidence.ek_certificate_chain[0])
+        .unwrap();
+    let ak_name = keyattest::object_name(&B64URL.decode(&evidence.ak_public).unwrap());
+    let secret = [0x5a; 32];
+    let mut rng = rand_core::OsRng;
+
+    let credential = keyattest::make_credential(&ek, &ak_name, &secret, &mut rng).unwrap();
+    let recovered = key
+        .activate_credential(&credential.credential_blob, &credential.encrypted_secret)
+        .unwrap();
+    assert_eq!(recovered, secret);
+
+    // Another TPM (its own EK and AK) cannot recover it...
+    assert!(
+        other_key
+            .activate_credential(&credential.credential_blob, &credential.encrypted_secret)
+            .is_err()
+    );
+    // ...nor can this TPM when the credential names another AK (a software
+    // "AK" presented with this TPM's EK certificate).
+    let other_ak = other_key.key_attestation().unwrap().ak_public;
+    let wrong_name = keyattest::object_name(&B64URL.decode(other_ak).unwrap());
+    let credential = keyattest::make_credential(&ek, &wrong_name, &secret, &mut rng).unwrap();
+    assert!(
+        key.activate_credential(&credential.credential_blob, &credential.encrypted_secret)
+            .is_err()
+    );
+}

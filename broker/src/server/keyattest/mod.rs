@@ -20,9 +20,16 @@
 //! (MakeCredential to the EK, ActivateCredential in the TPM) closes it.
 
 mod chain;
+mod credential;
 mod tpm2;
 
 pub use chain::{TrustAnchors, verify_ek_chain};
+pub use credential::{Credential, make_credential};
+
+/// The name of a SHA-256-named object: `0x000b || SHA-256(TPMT_PUBLIC)`.
+pub fn object_name(public_area: &[u8]) -> Vec<u8> {
+    tpm2::name_sha256(public_area)
+}
 pub use tpm2::ParseError;
 
 use base64::Engine as _;

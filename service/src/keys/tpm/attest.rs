@@ -13,24 +13,30 @@
 //! certificate the manufacturer wrote into NV, which chains to a CA the
 //! broker trusts.
 //!
-//! What this does not yet prove: that the AK and the EK are in the same
-//! TPM. That needs a credential-activation round trip (the broker's
-//! `MakeCredential` to the EK public, `ActivateCredential` here); see the
-//! gap described in broker/API.md.
+//! The evidence alone does not prove that the AK and the EK are in the
+//! same TPM. The credential-activation round does (the broker's
+//! `keyattest::make_credential` to the EK certificate's key over the AK's
+//! name, [`TpmKey::activate_credential`] here); the enrolment protocol does
+//! not carry that round yet (broker/API.md, "Known gap").
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use broker::api::KeyAttestation;
 use sha2::{Digest as _, Sha256};
+use tss_esapi::abstraction::{AsymmetricAlgorithmSelection, ek};
 use tss_esapi::attributes::ObjectAttributesBuilder;
-use tss_esapi::handles::{KeyHandle, NvIndexHandle, NvIndexTpmHandle};
+use tss_esapi::constants::SessionType;
+use tss_esapi::handles::{AuthHandle, KeyHandle, NvIndexHandle, NvIndexTpmHandle, SessionHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
+use tss_esapi::interface_types::key_bits::RsaKeyBits;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, NvAuth};
 use tss_esapi::interface_types::session_handles::AuthSession;
+use tss_esapi::interface_types::session_handles::PolicySession;
 use tss_esapi::structures::{
-    Data, EccPoint, EccScheme, HashScheme, Public, PublicBuilder, PublicEccParametersBuilder,
-    Signature, SignatureScheme, SymmetricDefinitionObject,
+    Data, EccPoint, EccScheme, EncryptedSecret, HashScheme, IdObject, Public, PublicBuilder,
+    PublicEccParametersBuilder, Signature, SignatureScheme, SymmetricDefinition,
+    SymmetricDefinitionObject,
 };
 use tss_esapi::traits::Marshall;
 
@@ -111,6 +117,81 @@ impl TpmKey {
             )?),
             ek_certificate_chain: vec![B64.encode(ek_certificate)],
         })
+    }
+}
+
+impl TpmKey {
+    /// The device's half of the credential-activation round that binds the
+    /// AK to the EK (TPM2_ActivateCredential): recovers the secret the
+    /// broker protected with `make_credential` for this TPM's RSA EK and AK.
+    /// Only the TPM whose EK the certificate names, holding an object with
+    /// the AK's name, can.
+    pub fn activate_credential(
+        &self,
+        credential_blob: &[u8],
+        encrypted_secret: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
+        let failed = |what: &str, e: tss_esapi::Error| KeyError::Sign(format!("{what}: {e}"));
+        let blob = IdObject::try_from(credential_blob.to_vec())
+            .map_err(|e| failed("credential blob", e))?;
+        let secret = EncryptedSecret::try_from(encrypted_secret.to_vec())
+            .map_err(|e| failed("encrypted secret", e))?;
+        let mut context = self.context();
+        let ek = ek::create_ek_object_2(
+            &mut context,
+            AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+            None,
+        )
+        .map_err(|e| failed("deriving the RSA EK", e))?;
+        let template = ak_template()?;
+        let ak = match with_password(&mut context, |ctx| {
+            ctx.create_primary(Hierarchy::Endorsement, template, None, None, None, None)
+        }) {
+            Ok(ak) => ak.key_handle,
+            Err(e) => {
+                let _ = context.flush_context(ek.into());
+                return Err(failed("creating the attestation key", e));
+            }
+        };
+        // The EK's policy (TCG default template): PolicySecret(endorsement).
+        let activated = (|| {
+            let session = context
+                .start_auth_session(
+                    None,
+                    None,
+                    None,
+                    SessionType::Policy,
+                    SymmetricDefinition::AES_128_CFB,
+                    HashingAlgorithm::Sha256,
+                )?
+                .ok_or(tss_esapi::Error::WrapperError(
+                    tss_esapi::WrapperErrorKind::WrongValueFromTpm,
+                ))?;
+            let result = (|| {
+                let policy = PolicySession::try_from(session)?;
+                with_password(&mut context, |ctx| {
+                    ctx.policy_secret(
+                        policy,
+                        AuthHandle::Endorsement,
+                        Default::default(),
+                        Default::default(),
+                        Default::default(),
+                        None,
+                    )
+                })?;
+                context.execute_with_sessions(
+                    (Some(AuthSession::Password), Some(session), None),
+                    |ctx| ctx.activate_credential(ak, ek, blob, secret),
+                )
+            })();
+            let _ = context.flush_context(SessionHandle::from(session).into());
+            result
+        })();
+        let _ = context.flush_context(ak.into());
+        let _ = context.flush_context(ek.into());
+        activated
+            .map(|digest| digest.value().to_vec())
+            .map_err(|e| failed("TPM2_ActivateCredential", e))
     }
 }
 
