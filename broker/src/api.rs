@@ -110,22 +110,36 @@ pub struct EnrolRequest {
     pub key_attestation: Option<KeyAttestation>,
 }
 
-/// TPM2_Certify evidence over the device key, verified in the
-/// device-service issue. Until then a broker in `hardware` mode refuses
-/// every piece of evidence (`key-attestation-unverifiable`): evidence that
-/// is not checked must never count as a pass.
+/// The one key-attestation format: `tpm2-certify`.
+pub const KEY_ATTESTATION_TPM2_CERTIFY: &str = "tpm2-certify";
+
+/// Evidence that the device key lives in a TPM (format `tpm2-certify`):
+/// a TPM2_Certify of the device key by an attestation key (AK) of the TPM,
+/// with the TPM's EK certificate. The broker's `hardware` enrolment mode
+/// requires it and checks every part (see API.md, "Key attestation").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyAttestation {
     /// The evidence format; `tpm2-certify` is the only one defined.
     pub format: String,
     /// The `TPMS_ATTEST` structure TPM2_Certify produced over the device
-    /// key, base64url.
+    /// key, base64url. Its `extraData` is SHA-256 of
+    /// `"sallyport-key-attestation-v1\0" || device_id`.
     pub certify_info: String,
-    /// The attestation key's signature over `certify_info`, base64url.
+    /// The AK's ECDSA P-256 SHA-256 signature over `certify_info`, JOSE
+    /// form `r || s` (64 bytes), base64url.
     pub signature: String,
-    /// The attestation key's certificate chain, leaf first, DER in base64.
+    /// The device key's `TPMT_PUBLIC`, base64url: its name is what the TPM
+    /// certified, and its point must be the enrolled JWK's.
+    #[serde(default)]
+    pub key_public: String,
+    /// The AK's `TPMT_PUBLIC`, base64url (a restricted P-256 signing key).
+    #[serde(default)]
+    pub ak_public: String,
+    /// The TPM's EK certificate then any intermediate CA certificates, DER
+    /// in standard base64; it must chain to a CA in the broker's
+    /// `[enrolment] tpm_ca_certificates`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ak_certificate_chain: Vec<String>,
+    pub ek_certificate_chain: Vec<String>,
 }
 
 /// Where a device stands with the broker.
@@ -560,7 +574,8 @@ problem_types! {
     DevicePendingApproval = ("device-pending-approval", 403, "The device is waiting for an administrator's approval"),
     /// Enrolment mode `hardware`: the request carries no key attestation.
     KeyAttestationRequired = ("key-attestation-required", 403, "Enrolment requires a hardware key attestation"),
-    /// The key attestation cannot be verified (this broker verifies none yet).
+    /// The key attestation does not verify (bad evidence, a key that is not
+    /// a non-exportable TPM key, an EK certificate from an untrusted CA).
     KeyAttestationUnverifiable = ("key-attestation-unverifiable", 403, "The key attestation cannot be verified"),
     /// The user already has `max_devices_per_user` devices enrolled.
     DeviceQuotaExceeded = ("device-quota-exceeded", 403, "The user has enrolled the maximum number of devices"),

@@ -13,6 +13,31 @@ use broker::server::config::EnrolmentMode;
 use common::*;
 use serde_json::json;
 
+/// A CA certificate (PEM) for `tpm_ca_certificates`, made with the
+/// openssl CLI; no EK certificate here chains to it.
+fn test_ca(dir: &std::path::Path) -> std::path::PathBuf {
+    let (key, cert) = (dir.join("tpm-ca.key"), dir.join("tpm-ca.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-subj", "/CN=test TPM CA", "-days", "1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl CLI (Debian package `openssl`)");
+    assert!(status.success());
+    cert
+}
+
 fn mode(
     mode: EnrolmentMode,
 ) -> impl FnOnce(support::broker::BrokerConfig, &std::path::Path) -> support::broker::BrokerConfig {
@@ -111,7 +136,12 @@ async fn a_pending_device_can_do_nothing_until_an_administrator_approves_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hardware_mode_refuses_an_enrolment_without_verified_key_attestation() {
-    let env = Env::start_with(mode(EnrolmentMode::Hardware)).await;
+    let env = Env::start_with(|config, dir| {
+        config
+            .enrolment(EnrolmentMode::Hardware)
+            .tpm_ca_certificates(&[test_ca(dir)])
+    })
+    .await;
     let device = TestDevice::new(env.client(&env.issuer.token("alice")), "alice");
 
     let r = device.enrol().await;
@@ -119,7 +149,8 @@ async fn hardware_mode_refuses_an_enrolment_without_verified_key_attestation() {
     env.assert_audited(ProblemType::KeyAttestationRequired, "no key attestation")
         .await;
 
-    // Evidence this broker cannot verify yet is refused, never accepted.
+    // Evidence that does not verify is refused, never accepted (evidence
+    // from a real TPM: service/tests/tpm_enrolment.rs).
     let r = device
         .api
         .post(
@@ -131,7 +162,9 @@ async fn hardware_mode_refuses_an_enrolment_without_verified_key_attestation() {
                     format: "tpm2-certify".into(),
                     certify_info: "AAAA".into(),
                     signature: "AAAA".into(),
-                    ak_certificate_chain: vec![],
+                    key_public: "AAAA".into(),
+                    ak_public: "AAAA".into(),
+                    ek_certificate_chain: vec![],
                 }),
             },
         )

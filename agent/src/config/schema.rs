@@ -316,6 +316,20 @@ pub const KEYS: &[Key] = &[
         oses: ALL_OSES,
         manageable: true,
     },
+    Key {
+        path: "device_service_socket",
+        title: "Device service socket",
+        description: "Where the device service (`sallyportd`) listens, e.g. \
+                      `/run/sallyport/sallyportd.sock`. When set, the device key, the posture \
+                      attestations and the DPoP proofs come from the service and the signed-in \
+                      user holds no key. Unset: a key in the user's keyring (no device service). \
+                      The environment variable `SALLYPORT_SERVICE_SOCKET` overrides it.",
+        kind: Kind::String,
+        default: None,
+        example: Literal::String("/run/sallyport/sallyportd.sock"),
+        oses: ALL_OSES,
+        manageable: true,
+    },
 ];
 
 /// The key at `path` in `keys`.

@@ -13,7 +13,7 @@ use posture::policy::{Evaluation, Policy};
 use posture::report::Report;
 use tunnel::PrivateKey;
 
-use super::Runtime;
+use super::{Runtime, now};
 use crate::broker_client::{BrokerClient, BrokerError, DeviceAuth};
 use crate::control::view::AWAITING_APPROVAL;
 use crate::identity::session::{ReauthReason, SessionState, StepUpChallenge, parse_step_up};

@@ -28,6 +28,7 @@
 //! [enrolment]
 //! mode = "approval"                   # "open" | "approval" (default) | "hardware"
 //! max_devices_per_user = 5            # default 5
+//! tpm_ca_certificates = ["/etc/sallyport/tpm-ca.pem"]  # hardware mode: CAs of TPM EK certificates (PEM)
 //!
 //! [gateway]
 //! listen = "0.0.0.0:51820"
@@ -245,9 +246,10 @@ pub enum EnrolmentMode {
     /// A new device stays pending until an administrator approves it.
     #[default]
     Approval,
-    /// The enrolment must carry a TPM key attestation. Verifying it comes
-    /// with the device service; until then every enrolment of a new key is
-    /// refused, never waved through.
+    /// The enrolment must carry a TPM key attestation (`tpm2-certify`)
+    /// whose EK certificate chains to one of `tpm_ca_certificates`; a key
+    /// so attested is active at once (the TPM's evidence stands in for an
+    /// administrator's approval), anything else is refused.
     Hardware,
 }
 
@@ -262,6 +264,10 @@ pub struct EnrolmentSection {
     /// user may have.
     #[serde(default = "default_max_devices")]
     pub max_devices_per_user: u32,
+    /// PEM files of the CAs TPM EK certificates must chain to (TPM
+    /// manufacturers' roots or intermediates); required in `hardware` mode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tpm_ca_certificates: Vec<PathBuf>,
 }
 
 impl Default for EnrolmentSection {
@@ -269,6 +275,7 @@ impl Default for EnrolmentSection {
         Self {
             mode: EnrolmentMode::default(),
             max_devices_per_user: default_max_devices(),
+            tpm_ca_certificates: Vec::new(),
         }
     }
 }
@@ -457,6 +464,14 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.enrolment.max_devices_per_user) {
             return invalid("enrolment.max_devices_per_user must be 1..=10000".into());
+        }
+        if self.enrolment.mode == EnrolmentMode::Hardware
+            && self.enrolment.tpm_ca_certificates.is_empty()
+        {
+            return invalid(
+                "enrolment.mode \"hardware\" needs enrolment.tpm_ca_certificates (the CAs of the TPMs' EK certificates)"
+                    .into(),
+            );
         }
         if !(1..=86_400).contains(&self.gateway.max_grant_seconds) {
             return invalid("gateway.max_grant_seconds must be 1..=86400".into());
@@ -664,10 +679,12 @@ targets = ["10.0.0.5:443/tcp", "10.0.0.6:53/udp"]
         let s = section("mode = \"open\"\nmax_devices_per_user = 2").unwrap();
         assert_eq!(s.raw.enrolment.mode, EnrolmentMode::Open);
         assert_eq!(s.raw.enrolment.max_devices_per_user, 2);
-        assert_eq!(
-            section("mode = \"hardware\"").unwrap().raw.enrolment.mode,
-            EnrolmentMode::Hardware
-        );
+        let hardware =
+            section("mode = \"hardware\"\ntpm_ca_certificates = [\"/etc/tpm-ca.pem\"]").unwrap();
+        assert_eq!(hardware.raw.enrolment.mode, EnrolmentMode::Hardware);
+        assert_eq!(hardware.raw.enrolment.tpm_ca_certificates.len(), 1);
+        // Hardware mode without a CA could never enrol anyone: refused at start.
+        assert!(section("mode = \"hardware\"").is_err());
         assert!(section("mode = \"trusting\"").is_err());
         assert!(section("max_devices_per_user = 0").is_err());
         assert!(section("bogus = 1").is_err());

@@ -20,6 +20,7 @@ pub mod events;
 pub mod grants;
 pub mod http;
 pub mod jose;
+pub mod keyattest;
 pub mod mfa;
 pub mod service;
 pub mod store;
@@ -183,6 +184,8 @@ pub async fn start_with_clock(
         (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
         _ => None,
     };
+    let tpm_cas = keyattest::TrustAnchors::load(&settings.raw.enrolment.tpm_ca_certificates)
+        .map_err(StartError::TpmCa)?;
     let listen = settings.raw.server.listen;
     let broker = Arc::new(Broker::new(
         settings,
@@ -191,6 +194,7 @@ pub async fn start_with_clock(
         gateway,
         http_client,
         clock,
+        tpm_cas,
     ));
     let restored = broker
         .restore()

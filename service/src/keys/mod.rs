@@ -7,10 +7,10 @@
 
 pub mod signer;
 pub mod software;
-// The TPM 2.0 backend (`tpm.rs`) joins here behind feature `tpm`:
-// #[cfg(feature = "tpm")] pub mod tpm;
 
 use posture::attestation::PublicJwk;
+
+pub use signer::BackendSigner;
 
 /// How well the device key is protected; carried in every EAT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,3 +88,8 @@ pub trait KeyBackend: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 }
+
+/// The TPM 2.0 backend (feature `tpm`: tss-esapi links Debian's
+/// libtss2-dev, which the `sallyport` binary must not need).
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+pub mod tpm;

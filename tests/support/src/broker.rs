@@ -3,7 +3,7 @@
 //! calls, and the two policies tests switch between.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use broker::server::config::{
     AppSection, AttestationSection, Config, DEFAULT_MFA_AMR, EnrolmentMode, EnrolmentSection,
@@ -128,6 +128,12 @@ impl BrokerConfig {
     /// `enrolment.mode`.
     pub fn enrolment(mut self, mode: EnrolmentMode) -> Self {
         self.config.enrolment.mode = mode;
+        self
+    }
+
+    /// `enrolment.tpm_ca_certificates` (PEM files; `hardware` mode needs one).
+    pub fn tpm_ca_certificates(mut self, pems: &[PathBuf]) -> Self {
+        self.config.enrolment.tpm_ca_certificates = pems.to_vec();
         self
     }
 

@@ -8,6 +8,7 @@
 //! - [`broker`]: a typed builder for the reference broker's configuration,
 //!   its admin calls, and the policies the tests switch between;
 //! - [`prereq`]: the rule that no test passes by skipping in CI;
+//! - [`tpm`]: a software TPM 2.0 (swtpm) with its own EK CA;
 //! - `service`: a real `sallyportd` process (Unix).
 //!
 //! Scaffolding: a setup failure must abort the test loudly, so `unwrap` is
@@ -23,6 +24,7 @@ pub mod keyring;
 pub mod prereq;
 #[cfg(unix)]
 pub mod service;
+pub mod tpm;
 
 /// A loopback port free at the time of the call.
 pub fn free_port() -> u16 {

@@ -5,8 +5,8 @@
 //!
 //! How a new key becomes usable is the enrolment mode
 //! ([`EnrolmentMode`]): at once (`open`), after an administrator's approval
-//! (`approval`, the default), or with a TPM key attestation (`hardware`,
-//! refused until the evidence can be verified). Every mode also holds the
+//! (`approval`, the default), or at once with a verified TPM key
+//! attestation (`hardware`, see [`keyattest`]). Every mode also holds the
 //! per-user quota and refuses a user whose revocation has not been cleared.
 
 use tokio::sync::broadcast;
@@ -17,6 +17,7 @@ use crate::api::{AdminDevice, Device, DeviceStatus, EnrolRequest, Event, Problem
 use crate::server::config::EnrolmentMode;
 use crate::server::eat::EnrolledKey;
 use crate::server::events::Routed;
+use crate::server::keyattest;
 use crate::server::store::{DeviceRow, Enrolment, NewDeviceRules};
 use crate::server::token::AccessClaims;
 
@@ -70,19 +71,18 @@ impl Broker {
             // A key enrolled before is not judged again (the agent enrols at
             // every start); only a new key must meet the mode.
             if section.mode == EnrolmentMode::Hardware && self.store.device(&device_id)?.is_none() {
-                return Err(match &req.key_attestation {
-                    None => ApiError::new(
+                let Some(evidence) = &req.key_attestation else {
+                    return Err(ApiError::new(
                         ProblemType::KeyAttestationRequired,
                         "this broker enrols only keys attested by the device's TPM; the request carries no key attestation",
-                    ),
-                    Some(evidence) => ApiError::new(
+                    ));
+                };
+                keyattest::verify(evidence, &req.public_jwk, &self.tpm_cas, self.now()).map_err(|e| {
+                    ApiError::new(
                         ProblemType::KeyAttestationUnverifiable,
-                        format!(
-                            "this broker cannot verify {:?} key attestations yet; the key was not enrolled",
-                            evidence.format
-                        ),
-                    ),
-                });
+                        format!("the key attestation does not verify, so the key was not enrolled: {e}"),
+                    )
+                })?;
             }
             let rules = NewDeviceRules {
                 pending: section.mode == EnrolmentMode::Approval,

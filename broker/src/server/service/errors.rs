@@ -51,6 +51,9 @@ pub enum StartError {
     /// Policy.
     #[error("policy: {0}")]
     Policy(String),
+    /// The TPM CA certificates (`enrolment.tpm_ca_certificates`).
+    #[error("enrolment.tpm_ca_certificates: {0}")]
+    TpmCa(String),
     /// Gateway.
     #[error(transparent)]
     Gateway(#[from] tunnel::GatewayError),

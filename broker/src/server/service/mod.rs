@@ -41,6 +41,8 @@ pub use dpop::{DeviceCaller, DpopRequest, Enroller};
 pub use errors::{ApiError, StartError};
 pub use policy::LoadedPolicy;
 
+use crate::server::keyattest::TrustAnchors;
+
 /// Everything a request handler needs.
 #[derive(Debug)]
 pub struct Broker {
@@ -71,6 +73,8 @@ pub struct Broker {
     origin: OnceLock<Url>,
     /// `jti`s of recently accepted DPoP proofs (replay refusal).
     jti_cache: Mutex<JtiCache>,
+    /// The CAs EK certificates must chain to (`hardware` enrolment).
+    tpm_cas: TrustAnchors,
 }
 
 fn datetime(unix: i64) -> OffsetDateTime {
@@ -87,6 +91,7 @@ impl Broker {
         gateway: GatewayHandle,
         http: reqwest::Client,
         clock: Arc<dyn Clock>,
+        tpm_cas: TrustAnchors,
     ) -> Self {
         let gateway_endpoint = match &settings.raw.gateway.endpoint {
             Some(e) if !e.is_empty() => e.clone(),
@@ -122,6 +127,7 @@ impl Broker {
             enforcement: tokio::sync::Mutex::new(()),
             rng: SystemRandom::new(),
             clock,
+            tpm_cas,
         }
     }
 
