@@ -6,6 +6,7 @@
 //! `sallyport demo` from the `demo` crate.
 
 mod posture_view;
+mod settings_view;
 mod status_view;
 
 use std::path::PathBuf;
@@ -155,6 +156,13 @@ enum Command {
         /// OS keyring (they are deleted at the end either way).
         #[arg(long)]
         no_keyring: bool,
+    },
+    /// Every setting, its value, and who set it: IT's managed values are
+    /// shown locked (they win over your own settings file).
+    Settings {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a redacted diagnostics bundle (zip) for your helpdesk.
     Diagnostics {
@@ -357,6 +365,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             say(&format!("{app}: disconnected."));
             Ok(0)
         }
+        Command::Settings { json } => settings_command(json),
         Command::Diagnostics { out } => diagnostics_command(&out, cli.socket),
         #[cfg(feature = "demo")]
         Command::Demo {
@@ -432,6 +441,18 @@ fn apps_command(json: bool, socket: Option<PathBuf>) -> anyhow::Result<u8> {
         print_out(&(serde_json::to_string_pretty(&apps)? + "\n"));
     } else {
         print_out(&crate::status_view::render_apps(&apps));
+    }
+    Ok(0)
+}
+
+/// `sallyport settings`: the effective settings and who set each one.
+fn settings_command(json: bool) -> anyhow::Result<u8> {
+    let effective = agent::config::load()?;
+    let view = agent::config::view::describe(&effective, agent::config::schema::Os::current());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", settings_view::render_settings(&view));
     }
     Ok(0)
 }

@@ -28,7 +28,18 @@ struct Daemon {
 impl Daemon {
     fn start(dir: &Path, as_uid: Option<u32>) -> Daemon {
         let socket = dir.join("run/sallyportd.sock");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sallyportd"));
+        let binary = match as_uid {
+            // Another account may not reach the build's binary (CI builds
+            // under root's 0700 home): it runs a copy in `dir`.
+            Some(_) => {
+                let copy = dir.join("sallyportd");
+                std::fs::copy(env!("CARGO_BIN_EXE_sallyportd"), &copy).unwrap();
+                std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+                copy
+            }
+            None => PathBuf::from(env!("CARGO_BIN_EXE_sallyportd")),
+        };
+        let mut command = Command::new(binary);
         command
             .arg("--socket")
             .arg(&socket)

@@ -261,9 +261,14 @@ async fn the_agent_attests_through_sallyportd_and_forgeries_are_refused() {
     broker.shutdown().await;
 
     // Forgery 3: a broker in `hardware` mode refuses a key without a TPM
-    // key attestation outright.
+    // key attestation outright. Hardware mode needs the CAs of the TPMs'
+    // EK certificates: a software TPM's own (swtpm is in CI's packages).
+    let Some(tpm) = support::tpm::Swtpm::start() else {
+        return;
+    };
     let broker = BrokerConfig::new(&idp.issuer, &dir.path().join("hardware.sqlite"))
         .enrolment(EnrolmentMode::Hardware)
+        .tpm_ca_certificates(&[tpm.issuer_ca()])
         .policy(&policy)
         .http_port(free_port())
         .udp_port(free_port())

@@ -17,6 +17,7 @@
 pub mod plist;
 pub mod registry;
 pub mod schema;
+pub mod view;
 
 #[cfg(target_os = "linux")]
 mod linux;
@@ -147,6 +148,9 @@ pub struct Effective {
     pub settings: Settings,
     /// Dotted paths of every key the managed source set.
     pub locked: BTreeSet<String>,
+    /// Dotted paths of every key the user's file set (a locked key may be
+    /// in both: the managed value wins).
+    pub user_set: BTreeSet<String>,
     /// Where the managed settings came from, when there were any.
     pub managed_source: Option<String>,
 }
@@ -196,9 +200,14 @@ pub fn merge(user: Option<&Source>, managed: Option<&Source>) -> Result<Effectiv
         overlay(&mut merged, &managed.table, "", &mut locked);
     }
     let settings = validate("merged settings", merged, Origin::User)?;
+    let mut user_set = BTreeSet::new();
+    if let Some(user) = user {
+        overlay(&mut Table::new(), &user.table, "", &mut user_set);
+    }
     Ok(Effective {
         settings,
         locked,
+        user_set,
         managed_source: managed.map(|s| s.name.clone()),
     })
 }
