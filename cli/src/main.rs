@@ -450,9 +450,9 @@ fn settings_command(json: bool) -> anyhow::Result<u8> {
     let effective = agent::config::load()?;
     let view = agent::config::view::describe(&effective, agent::config::schema::Os::current());
     if json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        print_out(&(serde_json::to_string_pretty(&view)? + "\n"));
     } else {
-        print!("{}", settings_view::render_settings(&view));
+        print_out(&settings_view::render_settings(&view));
     }
     Ok(0)
 }
