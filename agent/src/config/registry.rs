@@ -9,6 +9,13 @@
 //! ADMX writes them),
 //! `REG_MULTI_SZ` → array of strings. `reg` prints value names and types
 //! untranslated, so this parser is locale-independent.
+//!
+//! The MSI (`installers/windows/sallyport.wxs`) writes every setting as
+//! `REG_SZ`, whatever its type, because an MSI writes all of a component's
+//! values and only text can say "not set" (empty). So text is read by the
+//! schema's type (see [`text_value`]): an empty string is not set, a number
+//! is a number, `0`/`1`/`true`/`false` a boolean, and a comma-separated
+//! string a list.
 
 use toml::{Table, Value};
 
@@ -79,7 +86,11 @@ pub fn parse_reg_query(text: &str) -> Result<Table, ConfigError> {
             format!("{prefix}.{name}")
         };
         let value = match kind {
-            "REG_SZ" | "REG_EXPAND_SZ" => Value::String(data.to_owned()),
+            "REG_SZ" | "REG_EXPAND_SZ" => match text_value(&key, data) {
+                Ok(Some(value)) => value,
+                Ok(None) => continue,
+                Err(detail) => return Err(malformed(detail)),
+            },
             "REG_DWORD" | "REG_QWORD" => {
                 let hex = data.trim().trim_start_matches("0x");
                 let number = i64::from_str_radix(hex, 16)
@@ -102,4 +113,37 @@ pub fn parse_reg_query(text: &str) -> Result<Table, ConfigError> {
         flat.push((key, value));
     }
     Ok(nest(flat))
+}
+
+/// A `REG_SZ` value read by the schema's type for `key`; `None` when empty
+/// (not set). Keys the schema does not know stay strings, so the merge
+/// reports them as unknown by name.
+fn text_value(key: &str, data: &str) -> Result<Option<Value>, String> {
+    if data.trim().is_empty() {
+        return Ok(None);
+    }
+    let Some(kind) = schema::key(key).map(|k| k.kind) else {
+        return Ok(Some(Value::String(data.to_owned())));
+    };
+    let value = match kind {
+        Kind::Integer { .. } => data
+            .trim()
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| format!("{key}: {data:?} is not a whole number"))?,
+        Kind::Bool => match data.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" => Value::Boolean(true),
+            "0" | "false" => Value::Boolean(false),
+            _ => return Err(format!("{key}: {data:?} is not 0, 1, true or false")),
+        },
+        Kind::StringList => Value::Array(
+            data.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        ),
+        Kind::String | Kind::HttpsUrl | Kind::Choice(_) => Value::String(data.to_owned()),
+    };
+    Ok(Some(value))
 }

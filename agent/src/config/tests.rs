@@ -121,6 +121,51 @@ fn windows_policy_key_becomes_settings() {
     assert!(effective.locked.contains("identity.max_auth_age_secs"));
 }
 
+/// What `installers/windows/sallyport.wxs` leaves after
+/// `msiexec /i … BROKER_URL=… AUTO_CONNECT=wiki,mail POSTURE_INTERVAL_SECS=120
+/// AUTOSTART=0`: every value a `REG_SZ`, the unset ones empty.
+const REG_FROM_MSI: &str = "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\\Sallyport\r\n    broker_url    REG_SZ    https://broker.corp.example\r\n    issuer    REG_SZ    \r\n    posture_interval_secs    REG_SZ    120\r\n    autostart    REG_SZ    0\r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\\Sallyport\\apps\r\n    auto_connect    REG_SZ    wiki, mail\r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\\Sallyport\\identity\r\n    max_auth_age_secs    REG_SZ\r\n";
+
+#[test]
+fn msi_text_values_are_read_by_the_schema_type_and_empty_is_unset() {
+    let managed = Source {
+        name: registry::POLICY_KEY.to_owned(),
+        table: registry::parse_reg_query(REG_FROM_MSI).unwrap(),
+    };
+    let effective = merge(None, Some(&managed)).unwrap();
+    let s = &effective.settings;
+    assert_eq!(s.broker_url.as_deref(), Some("https://broker.corp.example"));
+    assert_eq!(s.posture_interval_secs, 120);
+    assert!(!s.autostart);
+    assert_eq!(
+        s.apps.auto_connect,
+        vec!["wiki".to_owned(), "mail".to_owned()]
+    );
+    assert!(s.issuer.is_none());
+    let locked: Vec<&str> = effective.locked.iter().map(String::as_str).collect();
+    assert_eq!(
+        locked,
+        [
+            "apps.auto_connect",
+            "autostart",
+            "broker_url",
+            "posture_interval_secs"
+        ],
+        "empty values are not set, so not locked"
+    );
+    let not_a_number = "HKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\\Sallyport\r\n    posture_interval_secs    REG_SZ    soon\r\n";
+    let err = registry::parse_reg_query(not_a_number)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("posture_interval_secs") && err.contains("whole number"),
+        "{err}"
+    );
+    let not_a_bool =
+        "HKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\\Sallyport\r\n    autostart    REG_SZ    yes\r\n";
+    assert!(registry::parse_reg_query(not_a_bool).is_err());
+}
+
 #[test]
 fn registry_garbage_and_odd_types_are_errors() {
     assert!(registry::parse_reg_query("ERROR: Access is denied.\r\n").is_err());

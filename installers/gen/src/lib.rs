@@ -1,7 +1,8 @@
 //! The installers' settings templates, generated from the agent's one
 //! settings schema (`agent::config::schema::KEYS`): the Group Policy ADMX
-//! and its en-US ADML, the macOS `.mobileconfig`, the Linux `managed.toml`
-//! example and the `docs/SETTINGS.md` reference.
+//! and its en-US ADML, the Windows Installer source (`.wxs`, one public
+//! property per setting), the macOS `.mobileconfig`, the Linux
+//! `managed.toml` example and the `docs/SETTINGS.md` reference.
 //!
 //! A package of its own (not a module of `agent`) because the product
 //! binaries never need the generators; it links the agent only for the
@@ -14,6 +15,7 @@ pub mod managed_toml;
 pub mod mobileconfig;
 pub mod reference;
 pub mod uuid5;
+pub mod wxs;
 mod xml;
 
 use agent::config::schema::Key;
@@ -38,6 +40,8 @@ pub const ADML_PATH: &str = "installers/windows/admx/en-US/Sallyport.adml";
 pub const MOBILECONFIG_PATH: &str = "installers/macos/com.sallyport.agent.mobileconfig";
 /// Where the Linux example goes.
 pub const MANAGED_TOML_PATH: &str = "installers/linux/managed.toml";
+/// Where the Windows Installer source goes.
+pub const WXS_PATH: &str = "installers/windows/sallyport.wxs";
 /// Where the settings reference goes.
 pub const REFERENCE_PATH: &str = "docs/SETTINGS.md";
 
@@ -59,6 +63,10 @@ pub fn all(keys: &[Key]) -> Vec<Generated> {
         Generated {
             path: MANAGED_TOML_PATH,
             contents: managed_toml::managed_toml(keys),
+        },
+        Generated {
+            path: WXS_PATH,
+            contents: wxs::wxs(keys),
         },
         Generated {
             path: REFERENCE_PATH,

@@ -353,3 +353,48 @@ fn the_managed_toml_example_parses_as_is_and_uncommented() {
         assert!(effective.is_locked(key.path));
     }
 }
+
+// ---------------------------------------------------------------- MSI (.wxs)
+
+#[test]
+fn the_msi_writes_each_property_where_the_registry_reader_finds_its_key() {
+    use installers_gen::wxs;
+    let text = wxs::wxs(KEYS);
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let values: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("RegistryValue"))
+        .collect();
+    let expected: Vec<&Key> = wxs::msi_keys(KEYS).collect();
+    assert_eq!(values.len(), expected.len());
+    for (node, key) in values.iter().zip(expected) {
+        assert_eq!(node.attribute("Root"), Some("HKLM"));
+        assert_eq!(node.attribute("Type"), Some("string"));
+        let value = format!("[{}]", wxs::property(key));
+        assert_eq!(node.attribute("Value"), Some(value.as_str()));
+        // What `reg query` prints for it, as the MSI leaves it after
+        // `msiexec … PROPERTY=<the schema's example>`, read by the agent.
+        let example = match key.example {
+            Literal::Bool(b) => u8::from(b).to_string(),
+            Literal::Integer(n) => n.to_string(),
+            Literal::String(s) => s.to_owned(),
+            Literal::List(items) => items.join(","),
+        };
+        // `reg query /s` prints the policy key first, then each subkey.
+        let mut reg = "HKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\\Sallyport\r\n".to_owned();
+        let subkey = node.attribute("Key").unwrap();
+        if subkey != r"SOFTWARE\Policies\Sallyport" {
+            reg.push_str(&format!("\r\nHKEY_LOCAL_MACHINE\\{subkey}\r\n"));
+        }
+        reg.push_str(&format!(
+            "    {}    REG_SZ    {example}\r\n",
+            node.attribute("Name").unwrap()
+        ));
+        let managed = Source {
+            name: registry::POLICY_KEY.to_owned(),
+            table: registry::parse_reg_query(&reg).unwrap(),
+        };
+        let effective = merge(None, Some(&managed)).unwrap();
+        assert!(effective.is_locked(key.path), "{}: {reg}", key.path);
+    }
+}
