@@ -6,6 +6,8 @@
 
 // Test scaffolding: a setup failure must abort loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// The Unix socket service (Windows' named pipe is not built yet).
+#![cfg(unix)]
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;

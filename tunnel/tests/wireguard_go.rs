@@ -7,6 +7,8 @@
 //! Needs root, `ip` (iproute2), `wireguard-go` and `wg` (wireguard-tools).
 //! Without them the test prints why and passes as skipped, unless
 //! `SALLYPORT_REQUIRE_NETNS_TEST=1` is set (CI sets it), in which case it fails.
+//! Linux only: network namespaces are a Linux kernel feature.
+#![cfg(target_os = "linux")]
 
 mod common;
 
