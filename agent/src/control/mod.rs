@@ -10,8 +10,11 @@
 //! top of that a peer-credential check that refuses any other user (see
 //! [`unix`]). On Windows a per-user named pipe (see `windows`: its
 //! default security descriptor lets only the user, SYSTEM and
-//! administrators write to it).
+//! administrators write to it, and every connection's peer account is
+//! checked, see `pipe_peer`).
 
+#[cfg(windows)]
+pub mod pipe_peer;
 mod session;
 #[cfg(unix)]
 pub mod unix;

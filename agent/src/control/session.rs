@@ -39,6 +39,16 @@ pub enum ControlError {
     /// The agent's answer was not a reply.
     #[error("the agent answered something unexpected: {0}")]
     BadReply(String),
+    /// The process serving the agent's pipe runs as another account.
+    #[error(
+        "{path} is served by another account ({owner}), not this user's agent; refusing to use it"
+    )]
+    Impostor {
+        /// The pipe or socket.
+        path: String,
+        /// Who serves it.
+        owner: String,
+    },
 }
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ControlError + '_ {

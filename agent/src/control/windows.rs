@@ -3,22 +3,25 @@
 //! The pipe is per user (`\\.\pipe\sallyport-agent-<USERNAME>`), refuses
 //! remote clients, and is created as the first instance of its name, so a
 //! second agent (or another user squatting the name first) makes binding
-//! fail instead of sharing the pipe. Who may connect is left to the pipe's
-//! default security descriptor: full control for the creating user,
-//! LocalSystem and administrators, read-only for everyone else — another
-//! user can open it but cannot write a request. A client-SID check per
-//! connection (GetNamedPipeClientProcessId + the process token) needs
-//! `unsafe` Win32 calls and is not done.
+//! fail instead of sharing the pipe. The pipe's default security
+//! descriptor gives full control to the creating user, LocalSystem and
+//! administrators, read-only to everyone else; on top of that every
+//! connection's client process must run as the agent's own user (its SID,
+//! see [`super::pipe_peer`]), and the CLI checks that the process serving
+//! the pipe runs as its user too, so neither side talks to another
+//! account's process.
 //!
 //! The same API as [`super::unix`], so the CLI, the host and the tray app
 //! use either without caring which.
 
+use std::os::windows::io::AsRawHandle as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::net::windows::named_pipe::{ClientOptions, NamedPipeServer, ServerOptions};
 use tokio::sync::mpsc;
 
+use super::pipe_peer::{self, End, Sid};
 pub use super::session::{ControlError, Incoming};
 use super::session::{exchange, io_error, serve_lines};
 use super::{Reply, Request};
@@ -90,6 +93,10 @@ impl ControlServer {
                         }
                     };
                     let client = std::mem::replace(&mut self.next, fresh);
+                    if let Err(why) = same_user(client.as_raw_handle(), End::Client, None) {
+                        tracing::warn!(%why, "control connection from another account refused");
+                        continue;
+                    }
                     let (read, write) = tokio::io::split(client);
                     tokio::spawn(serve_lines(read, write, handler.clone()));
                 }
@@ -114,9 +121,34 @@ pub async fn request(path: &Path, request: &Request) -> Result<Reply, ControlErr
             Err(e) => return Err(io_error(path)(e)),
         }
     };
+    same_user(client.as_raw_handle(), End::Server, None).map_err(|owner| {
+        ControlError::Impostor {
+            path: path.display().to_string(),
+            owner,
+        }
+    })?;
     let (read, write) = tokio::io::split(client);
     exchange(read, write, request)
         .await
         .map_err(io_error(path))?
         .map_err(ControlError::BadReply)
+}
+
+/// Checks that the process at `end` of `pipe` runs as `expected` (this
+/// process's user when `None`); the error names who it is instead.
+pub fn same_user(
+    pipe: std::os::windows::io::RawHandle,
+    end: End,
+    expected: Option<&Sid>,
+) -> Result<(), String> {
+    let me = match expected {
+        Some(sid) => sid.clone(),
+        None => pipe_peer::current_user().map_err(|e| format!("own account unknown: {e}"))?,
+    };
+    let peer = pipe_peer::peer_user(pipe, end).map_err(|e| format!("peer account unknown: {e}"))?;
+    if pipe_peer::same(&me, &peer) {
+        Ok(())
+    } else {
+        Err(peer.to_string())
+    }
 }
