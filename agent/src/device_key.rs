@@ -11,11 +11,12 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use broker::api::KeyAttestation;
 use posture::attestation::{
     AttestationError, DeviceKey, EatClaims, MAX_EAT_LIFETIME_SECS, PublicJwk, SecretBytes,
 };
 use posture::report::Report;
-use service::client::DeviceService;
+use service::client::{ClientError, DeviceService};
 
 use crate::identity::store::{SecretStore, StoreError};
 use crate::secrets::Secret;
@@ -78,6 +79,32 @@ impl DeviceHolder {
             link,
             jwk: info.public_jwk,
         })
+    }
+
+    /// The evidence to enrol the key with (`EnrolRequest.key_attestation`):
+    /// the device service's TPM evidence for the enrolled key, `None` for a
+    /// keyring key or a service whose key has none (software). A service
+    /// that cannot make evidence (a TPM without an EK certificate) is
+    /// logged and the key enrolled without: the broker's mode decides, and
+    /// its refusal says what is missing.
+    pub async fn key_attestation(&self) -> Result<Option<KeyAttestation>, String> {
+        let DeviceHolder::Service { link, jwk } = self else {
+            return Ok(None);
+        };
+        match link.key_attestation().await {
+            Ok(answer) => {
+                same_key(jwk, &answer.device_id)?;
+                if let Some(note) = &answer.note {
+                    tracing::debug!(%note, "no key attestation from the device service");
+                }
+                Ok(answer.evidence)
+            }
+            Err(ClientError::Refused { code, message }) => {
+                tracing::warn!(?code, %message, "the device service made no key attestation; enrolling without");
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// The public key to enrol.
