@@ -194,3 +194,51 @@ fn same_key(jwk: &PublicJwk, device_id: &str) -> Result<(), String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use service::server::{Backend, Service, ServiceConfig, TpmConfig};
+
+    use super::*;
+
+    fn software_service(dir: &std::path::Path) -> DeviceService {
+        let service = Service::open(ServiceConfig {
+            backend: Backend::Software,
+            key_path: dir.join("device-key.p8"),
+            tpm: TpmConfig::default(),
+            collect: posture::collect::Options::default(),
+            posture_max_age: Duration::from_secs(30),
+        })
+        .unwrap();
+        DeviceService::in_process(Arc::new(service))
+    }
+
+    #[tokio::test]
+    async fn a_software_key_enrols_without_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let holder = DeviceHolder::from_service(software_service(dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(holder.key_attestation().await.unwrap(), None);
+        let keyring = DeviceHolder::Keyring(DeviceKey::generate());
+        assert_eq!(keyring.key_attestation().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn evidence_about_another_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // The agent enrolled one key; the service now answers for another
+        // (it replaced a lost key).
+        let holder = DeviceHolder::Service {
+            link: software_service(dir.path()),
+            jwk: DeviceKey::generate().public_jwk().clone(),
+        };
+        let err = holder.key_attestation().await.unwrap_err();
+        assert!(err.contains("replaced the device key"), "{err}");
+    }
+}
