@@ -6,9 +6,12 @@
 //! when one answers and the software key when none does; `tpm` without a
 //! TPM fails to start.
 //!
-//! swtpm serves one client at a time and the service keeps its connection,
-//! so the TPM is cleared while the service is stopped (as a firmware clear
-//! happens across a reboot).
+//! swtpm serves one client at a time and the service keeps its connection:
+//! the TPM is cleared while the service is stopped (as a firmware clear
+//! happens across a reboot), and, through a front that lets several
+//! clients take turns (`Swtpm::shared`, as `/dev/tpmrm0` does), while it
+//! runs: the service notices (`KeyBackend::check`), makes a new key and
+//! says so (`key_replaced_at`).
 
 #![cfg(all(feature = "tpm", target_os = "linux"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -160,6 +163,37 @@ async fn the_tpm_key_survives_a_restart_and_is_replaced_after_a_tpm_clear() {
     daemon.stop();
     let daemon = Daemon::start(dir.path(), "tpm", &tpm.tcti());
     assert_eq!(tpm_key(&daemon.client(), &tpm).await, second);
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tpm_cleared_while_the_service_runs_gets_a_new_key() {
+    let Some(tpm) = Swtpm::start() else { return };
+    let shared = tpm.shared();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "tpm", &shared.tcti());
+    let client = daemon.client();
+    let first = tpm_key(&client, &tpm).await;
+    assert!(
+        client
+            .device_info()
+            .await
+            .unwrap()
+            .key_replaced_at
+            .is_none()
+    );
+
+    shared.clear();
+    let info = client.device_info().await.unwrap();
+    assert_ne!(info.public_jwk, first, "a new key after the clear");
+    assert!(info.key_replaced_at.is_some(), "{info:?}");
+    // The new key is a TPM key with evidence of its own, and signs.
+    assert_eq!(tpm_key(&client, &tpm).await, info.public_jwk);
+
+    // A restart keeps the new key.
+    daemon.stop();
+    let daemon = Daemon::start(dir.path(), "tpm", &shared.tcti());
+    assert_eq!(tpm_key(&daemon.client(), &tpm).await, info.public_jwk);
     daemon.stop();
 }
 
