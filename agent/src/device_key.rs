@@ -11,11 +11,12 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use broker::api::KeyAttestation;
 use posture::attestation::{
     AttestationError, DeviceKey, EatClaims, MAX_EAT_LIFETIME_SECS, PublicJwk, SecretBytes,
 };
 use posture::report::Report;
-use service::client::DeviceService;
+use service::client::{ClientError, DeviceService};
 
 use crate::identity::store::{SecretStore, StoreError};
 use crate::secrets::Secret;
@@ -78,6 +79,32 @@ impl DeviceHolder {
             link,
             jwk: info.public_jwk,
         })
+    }
+
+    /// The evidence to enrol the key with (`EnrolRequest.key_attestation`):
+    /// the device service's TPM evidence for the enrolled key, `None` for a
+    /// keyring key or a service whose key has none (software). A service
+    /// that cannot make evidence (a TPM without an EK certificate) is
+    /// logged and the key enrolled without: the broker's mode decides, and
+    /// its refusal says what is missing.
+    pub async fn key_attestation(&self) -> Result<Option<KeyAttestation>, String> {
+        let DeviceHolder::Service { link, jwk } = self else {
+            return Ok(None);
+        };
+        match link.key_attestation().await {
+            Ok(answer) => {
+                same_key(jwk, &answer.device_id)?;
+                if let Some(note) = &answer.note {
+                    tracing::debug!(%note, "no key attestation from the device service");
+                }
+                Ok(answer.evidence)
+            }
+            Err(ClientError::Refused { code, message }) => {
+                tracing::warn!(?code, %message, "the device service made no key attestation; enrolling without");
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// The public key to enrol.
@@ -165,5 +192,53 @@ fn same_key(jwk: &PublicJwk, device_id: &str) -> Result<(), String> {
         Err(format!(
             "the device service replaced the device key (now {device_id}); this device must be enrolled and approved again"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use service::server::{Backend, Service, ServiceConfig, TpmConfig};
+
+    use super::*;
+
+    fn software_service(dir: &std::path::Path) -> DeviceService {
+        let service = Service::open(ServiceConfig {
+            backend: Backend::Software,
+            key_path: dir.join("device-key.p8"),
+            tpm: TpmConfig::default(),
+            collect: posture::collect::Options::default(),
+            posture_max_age: Duration::from_secs(30),
+        })
+        .unwrap();
+        DeviceService::in_process(Arc::new(service))
+    }
+
+    #[tokio::test]
+    async fn a_software_key_enrols_without_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let holder = DeviceHolder::from_service(software_service(dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(holder.key_attestation().await.unwrap(), None);
+        let keyring = DeviceHolder::Keyring(DeviceKey::generate());
+        assert_eq!(keyring.key_attestation().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn evidence_about_another_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // The agent enrolled one key; the service now answers for another
+        // (it replaced a lost key).
+        let holder = DeviceHolder::Service {
+            link: software_service(dir.path()),
+            jwk: DeviceKey::generate().public_jwk().clone(),
+        };
+        let err = holder.key_attestation().await.unwrap_err();
+        assert!(err.contains("replaced the device key"), "{err}");
     }
 }

@@ -253,6 +253,7 @@ pub(crate) async fn start_agent(
         agent::device_service::server::ServiceConfig {
             backend: agent::device_service::server::Backend::Software,
             key_path: device_dir.path().join("device-key.p8"),
+            tpm: agent::device_service::server::TpmConfig::default(),
             collect: measured.collect.clone(),
             posture_max_age: Duration::from_secs(30),
         },

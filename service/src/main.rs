@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use service::server::{Backend, Service, ServiceConfig};
+use service::server::{Backend, DEFAULT_TCTI, Service, ServiceConfig, TpmConfig};
 
 /// The Sallyport device service.
 #[derive(Debug, Parser)]
@@ -24,9 +24,15 @@ struct Args {
     /// The posture cache directory (root-owned).
     #[arg(long, default_value = "/var/cache/sallyport")]
     cache_dir: PathBuf,
-    /// The key store: `software`, or `auto` (the TPM when built with it).
+    /// The key store: `tpm` (a TPM 2.0 at `--tcti`, or fail), `software`
+    /// (the `--key` file), or `auto` (the TPM when this build has TPM
+    /// support and one answers, else software; the log says which).
     #[arg(long, default_value = "auto")]
     backend: Backend,
+    /// Where the TPM is, as a tpm2-tss TCTI string: the kernel's resource
+    /// manager, or `swtpm:host=127.0.0.1,port=2321` for a software TPM.
+    #[arg(long, default_value = DEFAULT_TCTI)]
+    tcti: String,
     /// Collect only these posture checks (all when absent), comma-separated
     /// check ids; for tests and diagnosis.
     #[arg(long, value_delimiter = ',')]
@@ -40,7 +46,8 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // tss-esapi logs every context it closes at info.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tss_esapi=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -55,6 +62,10 @@ fn main() -> anyhow::Result<()> {
     let config = ServiceConfig {
         backend: args.backend,
         key_path: args.key.clone(),
+        tpm: TpmConfig {
+            tcti: args.tcti.clone(),
+            ..TpmConfig::default()
+        },
         collect: posture::collect::Options {
             only,
             cache: posture::cache::Cache::at(&args.cache_dir),
@@ -62,10 +73,15 @@ fn main() -> anyhow::Result<()> {
         },
         posture_max_age: Duration::from_secs(args.posture_max_age),
     };
-    let service = Arc::new(
-        Service::open(config)
-            .with_context(|| format!("opening the device key at {}", args.key.display()))?,
-    );
+    let service = Arc::new(Service::open(config).with_context(|| match args.backend {
+        Backend::Software => format!("opening the device key at {}", args.key.display()),
+        Backend::Tpm => format!("opening the device key in the TPM at {}", args.tcti),
+        Backend::Auto => format!(
+            "opening the device key (TPM at {}, else {})",
+            args.tcti,
+            args.key.display()
+        ),
+    })?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -13,6 +13,7 @@
 //! open; an oversized line gets an error and the connection is closed (the
 //! rest of that line cannot be framed).
 
+use broker::api::KeyAttestation;
 use posture::attestation::PublicJwk;
 use posture::report::Report;
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,9 @@ pub enum Request {
     /// The posture the service measured (for display; the EAT carries its
     /// own copy).
     Posture,
+    /// The device key's hardware evidence, for the broker's `hardware`
+    /// enrolment mode (`EnrolRequest.key_attestation`).
+    KeyAttestation,
     /// An EAT over the service's posture, for the broker's `nonce`, the
     /// signed-in user's `sub` and the broker's `audience`.
     Attest {
@@ -86,6 +90,19 @@ pub enum Response {
     Posture {
         /// The report.
         report: Box<Report>,
+    },
+    /// For [`Request::KeyAttestation`].
+    KeyAttestation {
+        /// The device id the evidence is about (the key the agent enrols
+        /// must be this one).
+        device_id: String,
+        /// The evidence (`tpm2-certify` for a TPM key); absent for a key
+        /// that has none, the software key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evidence: Option<Box<KeyAttestation>>,
+        /// Why there is no evidence, for a person.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     /// For [`Request::Attest`]: the compact EAT.
     Attestation {
@@ -219,7 +236,7 @@ fn is_b64url(s: &str) -> bool {
 /// well-formed, whatever the caller sent.
 fn validate(request: &Request) -> Result<(), ProtocolError> {
     match request {
-        Request::DeviceInfo | Request::Posture => Ok(()),
+        Request::DeviceInfo | Request::Posture | Request::KeyAttestation => Ok(()),
         Request::Attest {
             nonce,
             sub,
@@ -281,6 +298,7 @@ mod tests {
         let requests = [
             Request::DeviceInfo,
             Request::Posture,
+            Request::KeyAttestation,
             Request::Attest {
                 nonce: "AAAAAAAAAAAAAAAA".into(),
                 sub: "alice".into(),
@@ -304,6 +322,10 @@ mod tests {
         assert_eq!(
             parse_request(br#"{"op":"device_info"}"#).unwrap(),
             Request::DeviceInfo
+        );
+        assert_eq!(
+            parse_request(br#"{"op":"key_attestation"}"#).unwrap(),
+            Request::KeyAttestation
         );
     }
 
@@ -389,5 +411,26 @@ mod tests {
         };
         assert_eq!(parse_response(&to_line(&reply)).unwrap(), reply);
         assert!(parse_response(b"{").is_err());
+        let software = Response::KeyAttestation {
+            device_id: "id".into(),
+            evidence: None,
+            note: Some("software key: no hardware evidence".into()),
+        };
+        let line = to_line(&software);
+        assert!(!String::from_utf8_lossy(&line).contains("\"evidence\""));
+        assert_eq!(parse_response(&line).unwrap(), software);
+        let tpm = Response::KeyAttestation {
+            device_id: "id".into(),
+            evidence: Some(Box::new(KeyAttestation {
+                format: "tpm2-certify".into(),
+                certify_info: "AA".into(),
+                signature: "AA".into(),
+                key_public: "AA".into(),
+                ak_public: "AA".into(),
+                ek_certificate_chain: vec!["AA==".into()],
+            })),
+            note: None,
+        };
+        assert_eq!(parse_response(&to_line(&tpm)).unwrap(), tpm);
     }
 }

@@ -290,3 +290,24 @@ async fn the_client_refuses_a_service_running_as_another_user() {
         "{err}"
     );
 }
+
+/// Without TPM support built in, asking for the TPM is an error at start,
+/// never a quiet software key.
+#[cfg(not(feature = "tpm"))]
+#[test]
+fn backend_tpm_without_tpm_support_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sallyportd"))
+        .arg("--socket")
+        .arg(dir.path().join("run/sallyportd.sock"))
+        .arg("--key")
+        .arg(dir.path().join("state/device-key.p8"))
+        .args(["--backend", "tpm"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("built without TPM support"), "{stderr}");
+    assert!(!dir.path().join("state/device-key.p8").exists());
+    assert!(!dir.path().join("run/sallyportd.sock").exists());
+}

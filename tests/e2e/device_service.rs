@@ -12,6 +12,13 @@
 //! - an EAT that names the service's device but is signed by its own key,
 //!   submitted with a DPoP proof it got from the service (any local user
 //!   may ask for proofs): the signature does not verify.
+//!
+//! And with the key in a TPM (a software TPM, swtpm, with its own EK CA):
+//! `sallyportd --backend tpm` gives the agent the key's `tpm2-certify`
+//! evidence, the agent enrols with it, a broker in `hardware` mode verifies
+//! it against the TPM's EK CA and activates the device without an
+//! administrator, and traffic flows. After a TPM clear the service makes a
+//! new key, and the agent enrols it, with the new key's evidence.
 
 // Test scaffolding: a setup failure must abort loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -34,6 +41,7 @@ use support::agent::{AgentHandle, login};
 use support::broker::{BrokerConfig, LENIENT};
 use support::echo::tcp_echo;
 use support::service::Sallyportd;
+use support::tpm::Swtpm;
 use support::{free_port, idp};
 
 const APP: &str = "echo";
@@ -261,14 +269,10 @@ async fn the_agent_attests_through_sallyportd_and_forgeries_are_refused() {
     broker.shutdown().await;
 
     // Forgery 3: a broker in `hardware` mode refuses a key without a TPM
-    // key attestation outright. Hardware mode needs the CAs of the TPMs'
-    // EK certificates: a software TPM's own (swtpm is in CI's packages).
-    let Some(tpm) = support::tpm::Swtpm::start() else {
-        return;
-    };
+    // key attestation outright.
     let broker = BrokerConfig::new(&idp.issuer, &dir.path().join("hardware.sqlite"))
         .enrolment(EnrolmentMode::Hardware)
-        .tpm_ca_certificates(&[tpm.issuer_ca()])
+        .tpm_ca_certificates(&[test_ca(dir.path())])
         .policy(&policy)
         .http_port(free_port())
         .udp_port(free_port())
@@ -294,5 +298,158 @@ async fn the_agent_attests_through_sallyportd_and_forgeries_are_refused() {
         ),
         ProblemType::KeyAttestationRequired
     );
+    broker.shutdown().await;
+}
+
+/// A CA certificate (PEM) for `tpm_ca_certificates`, which `hardware` mode
+/// requires, made with the openssl CLI; no EK certificate chains to it.
+fn test_ca(dir: &std::path::Path) -> std::path::PathBuf {
+    let (key, cert) = (dir.join("tpm-ca.key"), dir.join("tpm-ca.pem"));
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec"])
+        .args(["-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .args(["-subj", "/CN=test TPM CA", "-days", "1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl CLI (Debian package `openssl`)");
+    assert!(status.success());
+    cert
+}
+
+/// The broker's audit entries.
+async fn audit(http: &reqwest::Client, broker: &str) -> Vec<api::AuditEntry> {
+    http.get(format!("{broker}{}", api::paths::ADMIN_AUDIT))
+        .bearer_auth(support::broker::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tpm_key_enrols_in_hardware_mode_with_its_evidence_and_the_tunnel_opens() {
+    let Some(idp) = idp::Idp::start(&idp::Options {
+        access_ttl: 600,
+        ..idp::Options::default()
+    }) else {
+        return; // node or its packages are missing on this laptop (a failure in CI)
+    };
+    let Some(tpm) = Swtpm::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let service_dir = dir.path().join("service");
+    let Some(daemon) = Sallyportd::start_tpm(&service_dir, "os_version", &tpm.tcti()) else {
+        return; // libtss2-dev is missing on this laptop (a failure in CI)
+    };
+    let echo = tcp_echo().await;
+    let policy = dir.path().join("policy.rego");
+    std::fs::write(&policy, LENIENT).unwrap();
+    let broker = BrokerConfig::new(&idp.issuer, &dir.path().join("broker.sqlite"))
+        .enrolment(EnrolmentMode::Hardware)
+        .tpm_ca_certificates(&[tpm.issuer_ca()])
+        .policy(&policy)
+        .http_port(free_port())
+        .udp_port(free_port())
+        .verdict_ttl(60)
+        .app(APP, "Echo service", echo)
+        .start()
+        .await;
+    let options = || RuntimeOptions {
+        timing: Timing {
+            posture_interval: time::Duration::seconds(3),
+            ..Timing::default()
+        },
+        collect: posture::collect::Options {
+            only: vec![CheckId::OsVersion],
+            cache: posture::cache::Cache::disabled(),
+            ..posture::collect::Options::default()
+        },
+        auto_connect: vec![APP.to_owned()],
+    };
+    let identity = identity(&idp).await;
+    let store: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
+    let http = reqwest::Client::new();
+
+    let first = daemon.link().device_info().await.unwrap();
+    assert_eq!(first.key_assurance, "tpm");
+    let agent = AgentHandle::start_with_service(
+        identity.clone(),
+        store.clone(),
+        &broker.base_url(),
+        options(),
+        daemon.link(),
+    );
+    // No administrator approves anything: the TPM's evidence does.
+    agent
+        .until_traffic_flows(APP, Duration::from_secs(30), "through the TPM-held key")
+        .await;
+    let entries = audit(&http, &broker.base_url()).await;
+    let enrolled = entries
+        .iter()
+        .find(|e| e.action == "enrol" && e.outcome == "allow")
+        .unwrap_or_else(|| panic!("no enrolment in {entries:#?}"));
+    assert_eq!(
+        enrolled.device_id.as_deref(),
+        Some(first.device_id.as_str())
+    );
+    let attested = entries
+        .iter()
+        .find(|e| e.action == "attest" && e.outcome == "allow")
+        .unwrap_or_else(|| panic!("no allowed attestation in {entries:#?}"));
+    assert_eq!(
+        attested.device_id.as_deref(),
+        Some(first.device_id.as_str())
+    );
+    assert!(
+        attested.reason.contains("key_assurance tpm"),
+        "{attested:?}"
+    );
+    agent.stop().await;
+
+    // The TPM is cleared (while the service is down: swtpm serves one
+    // client at a time). The service makes a new key; the agent enrols it
+    // with the new key's evidence, and the tunnel opens again.
+    daemon.stop();
+    tpm.clear();
+    let daemon = Sallyportd::start_tpm(&service_dir, "os_version", &tpm.tcti()).unwrap();
+    let second = daemon.link().device_info().await.unwrap();
+    assert_ne!(
+        second.device_id, first.device_id,
+        "a new key after the clear"
+    );
+    let agent = AgentHandle::start_with_service(
+        identity.clone(),
+        store.clone(),
+        &broker.base_url(),
+        options(),
+        daemon.link(),
+    );
+    agent
+        .until_traffic_flows(APP, Duration::from_secs(30), "through the new TPM key")
+        .await;
+    let devices: Vec<api::AdminDevice> = http
+        .get(format!(
+            "{}{}",
+            broker.base_url(),
+            api::paths::ADMIN_DEVICES
+        ))
+        .bearer_auth(support::broker::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new = devices
+        .iter()
+        .find(|d| d.device_id == second.device_id)
+        .unwrap_or_else(|| panic!("the new key is not enrolled: {devices:#?}"));
+    assert_eq!(new.status, DeviceStatus::Active);
+    assert!(new.approved_at.is_none(), "no administrator was involved");
+    agent.stop().await;
     broker.shutdown().await;
 }

@@ -143,10 +143,13 @@ impl Runtime {
                     ),
                 };
                 let token = identity.access_token().await.map_err(|e| e.to_string())?;
+                // The service's TPM evidence, for a broker in `hardware`
+                // mode (None for a software key: the broker's mode decides).
+                let key_attestation = key.key_attestation().await?;
                 let request = api::EnrolRequest {
                     public_jwk: key.public_jwk().clone(),
                     name: hostname(),
-                    key_attestation: None,
+                    key_attestation,
                 };
                 let auth = DeviceAuth {
                     token: &token,

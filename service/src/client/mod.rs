@@ -18,6 +18,7 @@ mod unix;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use broker::api::KeyAttestation;
 use posture::report::Report;
 
 use crate::protocol::{DeviceInfo, ErrorCode, Request, Response};
@@ -76,6 +77,17 @@ pub struct Signed {
     pub device_id: String,
 }
 
+/// The device key's hardware evidence as the service gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEvidence {
+    /// The key the evidence is about.
+    pub device_id: String,
+    /// The evidence; `None` for a software key.
+    pub evidence: Option<KeyAttestation>,
+    /// Why there is none, from the service.
+    pub note: Option<String>,
+}
+
 /// Where the device service is.
 #[derive(Debug, Clone)]
 pub enum DeviceService {
@@ -126,6 +138,23 @@ impl DeviceService {
     pub async fn device_info(&self) -> Result<DeviceInfo, ClientError> {
         match self.call(&Request::DeviceInfo).await? {
             Response::DeviceInfo(info) => Ok(info),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// The device key's hardware evidence (for enrolment in the broker's
+    /// `hardware` mode).
+    pub async fn key_attestation(&self) -> Result<KeyEvidence, ClientError> {
+        match self.call(&Request::KeyAttestation).await? {
+            Response::KeyAttestation {
+                device_id,
+                evidence,
+                note,
+            } => Ok(KeyEvidence {
+                device_id,
+                evidence: evidence.map(|e| *e),
+                note,
+            }),
             _ => Err(ClientError::Unexpected),
         }
     }

@@ -8,6 +8,7 @@
 pub mod signer;
 pub mod software;
 
+use broker::api::KeyAttestation;
 use posture::attestation::PublicJwk;
 
 pub use signer::BackendSigner;
@@ -86,6 +87,13 @@ pub trait KeyBackend: Send + Sync + std::fmt::Debug {
     /// Backends that cannot lose their key keep the default.
     fn check(&self) -> Result<(), KeyError> {
         Ok(())
+    }
+    /// Evidence that this key lives in hardware, for the broker's
+    /// `hardware` enrolment mode (`tpm2-certify` for a TPM key); `None`
+    /// for a key that has none to give (the software key), so the agent
+    /// enrols it without and the broker's mode decides.
+    fn key_attestation(&self) -> Result<Option<KeyAttestation>, KeyError> {
+        Ok(None)
     }
 }
 

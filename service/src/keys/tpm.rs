@@ -45,9 +45,8 @@ use tss_esapi::{Context, attributes::ObjectAttributesBuilder};
 use super::{KeyAssurance, KeyBackend, KeyError};
 
 /// The persistent handle `sallyportd` keeps its key at unless configured
-/// otherwise: one in the owner range (`0x81000000..=0x817FFFFF`) that the
-/// TCG's registry leaves to applications.
-pub const DEFAULT_PERSISTENT_HANDLE: u32 = 0x8100_5A01;
+/// otherwise ([`crate::server::DEFAULT_TPM_HANDLE`]).
+pub const DEFAULT_PERSISTENT_HANDLE: u32 = crate::server::DEFAULT_TPM_HANDLE;
 
 const BACKEND: &str = "tpm";
 
@@ -197,6 +196,24 @@ impl KeyBackend for TpmKey {
 
     fn assurance(&self) -> KeyAssurance {
         KeyAssurance::Tpm
+    }
+
+    /// One `GetCapability` on the open connection: after a TPM clear the
+    /// persistent handle is empty, and the service makes a new key rather
+    /// than failing every request until it is restarted.
+    fn check(&self) -> Result<(), KeyError> {
+        if is_persisted(&mut self.context(), self.persistent_handle)? {
+            Ok(())
+        } else {
+            Err(KeyError::Gone(format!(
+                "TPM handle {:#010x} is empty (the TPM was cleared or replaced?)",
+                self.persistent_handle
+            )))
+        }
+    }
+
+    fn key_attestation(&self) -> Result<Option<broker::api::KeyAttestation>, KeyError> {
+        TpmKey::key_attestation(self).map(Some)
     }
 }
 

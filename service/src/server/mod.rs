@@ -10,10 +10,16 @@
 //! the broker checks against its own state.
 //!
 //! Recovery: before each use the key is checked ([`KeyBackend::check`]);
-//! when it is gone (file deleted, TPM cleared) a new one is made, logged,
-//! and reported in [`DeviceInfo::key_replaced_at`]. The new key has a new
-//! device id, so the broker sees an unknown device and the agent enrols it
-//! again, through the broker's approval path.
+//! when it is gone (file deleted, TPM cleared) a new one is made in the
+//! same store, logged, and reported in [`DeviceInfo::key_replaced_at`].
+//! The new key has a new device id, so the broker sees an unknown device
+//! and the agent enrols it again, through the broker's approval path (or,
+//! in `hardware` mode, with the new key's TPM evidence).
+//!
+//! Which store: [`Backend`]. `auto` takes the TPM when this build has it
+//! (feature `tpm`) and one answers at the configured TCTI, else the
+//! software key, and logs which; every EAT says which
+//! (`key_assurance`).
 
 #[cfg(unix)]
 pub mod unix;
@@ -26,6 +32,8 @@ use posture::attestation::{EatClaims, MAX_EAT_LIFETIME_SECS, sign_eat};
 use posture::dpop::{DpopClaims, htu, new_jti};
 use posture::report::Report;
 use time::OffsetDateTime;
+
+use broker::api::KeyAttestation;
 
 use crate::keys::signer::BackendSigner;
 use crate::keys::software::SoftwareKey;
@@ -42,9 +50,26 @@ pub const SWNAME: &str = "sallyportd";
 pub enum Backend {
     /// The root-only software key file.
     Software,
+    /// A TPM 2.0 at [`TpmConfig::tcti`]; an error when this build has no
+    /// TPM support (feature `tpm`) or no TPM answers: an administrator who
+    /// asked for hardware gets hardware or a failed start, never a quiet
+    /// software key.
+    Tpm,
     /// The best available: the TPM when built with feature `tpm` and one
-    /// is present, else the software key (reported as such in every EAT).
+    /// answers, else the software key (logged, and reported as such in
+    /// every EAT).
     Auto,
+}
+
+impl Backend {
+    /// The name `--backend` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Software => "software",
+            Backend::Tpm => "tpm",
+            Backend::Auto => "auto",
+        }
+    }
 }
 
 impl std::str::FromStr for Backend {
@@ -52,10 +77,41 @@ impl std::str::FromStr for Backend {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "software" => Ok(Backend::Software),
+            "tpm" => Ok(Backend::Tpm),
             "auto" => Ok(Backend::Auto),
             other => Err(format!(
-                "unknown key backend {other:?} (expected software or auto)"
+                "unknown key backend {other:?} (expected software, tpm or auto)"
             )),
+        }
+    }
+}
+
+/// Whether this build can hold the key in a TPM (feature `tpm`, Linux).
+pub const TPM_SUPPORTED: bool = cfg!(all(feature = "tpm", target_os = "linux"));
+
+/// The TPM the key lives in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TpmConfig {
+    /// The tpm2-tss TCTI: `device:/dev/tpmrm0` (the kernel's resource
+    /// manager, shared with other TPM users), or `swtpm:host=...,port=...`
+    /// for a software TPM.
+    pub tcti: String,
+    /// The persistent handle the key is kept at.
+    pub persistent_handle: u32,
+}
+
+/// The TCTI `sallyportd` uses unless told otherwise.
+pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+/// The persistent handle of the device key: one in the owner range
+/// (`0x81000000..=0x817FFFFF`) that the TCG's registry leaves to
+/// applications.
+pub const DEFAULT_TPM_HANDLE: u32 = 0x8100_5A01;
+
+impl Default for TpmConfig {
+    fn default() -> Self {
+        TpmConfig {
+            tcti: DEFAULT_TCTI.to_owned(),
+            persistent_handle: DEFAULT_TPM_HANDLE,
         }
     }
 }
@@ -67,6 +123,8 @@ pub struct ServiceConfig {
     pub backend: Backend,
     /// The software key's file.
     pub key_path: PathBuf,
+    /// The TPM (backends `tpm` and `auto`).
+    pub tpm: TpmConfig,
     /// How posture is collected (its cache lives in the service's
     /// root-owned cache directory).
     pub collect: posture::collect::Options,
@@ -112,18 +170,68 @@ pub struct Service {
     config: ServiceConfig,
     key: Mutex<Arc<dyn KeyBackend>>,
     key_replaced_at: Mutex<Option<OffsetDateTime>>,
+    /// The current key's evidence, made once per key: the qualifying data
+    /// is the device id, not a nonce, so it does not go stale, and every
+    /// user's agent asks for it at each enrolment.
+    evidence: Mutex<Option<(String, KeyAttestation)>>,
     posture: tokio::sync::Mutex<Option<(Instant, Arc<Report>)>>,
 }
 
-/// Opens the configured key store.
+/// Opens the configured key store (creating the key when there is none).
 pub fn open_backend(config: &ServiceConfig) -> Result<Arc<dyn KeyBackend>, KeyError> {
+    let software = || -> Result<Arc<dyn KeyBackend>, KeyError> {
+        Ok(Arc::new(SoftwareKey::load_or_create(&config.key_path)?))
+    };
     match config.backend {
-        // Without feature `tpm` there is no hardware backend to try; the
-        // TPM module adds its attempt here.
-        Backend::Software | Backend::Auto => {
-            Ok(Arc::new(SoftwareKey::load_or_create(&config.key_path)?))
+        Backend::Software => software(),
+        Backend::Tpm => open_tpm(&config.tpm),
+        Backend::Auto if !TPM_SUPPORTED => {
+            tracing::info!("key store: software (this sallyportd is built without TPM support)");
+            software()
         }
+        Backend::Auto => match open_tpm(&config.tpm) {
+            // Only "no TPM here" falls back: a TPM that answers but fails
+            // is an error to fix, not a reason to change the device's key.
+            Err(KeyError::Unavailable { reason, .. }) => {
+                tracing::warn!(
+                    tcti = %config.tpm.tcti,
+                    %reason,
+                    "key store: software (no usable TPM)"
+                );
+                software()
+            }
+            other => other,
+        },
     }
+}
+
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+fn open_tpm(tpm: &TpmConfig) -> Result<Arc<dyn KeyBackend>, KeyError> {
+    use crate::keys::tpm::TpmKey;
+    let key = match TpmKey::load(&tpm.tcti, tpm.persistent_handle) {
+        Err(KeyError::Gone(why)) => {
+            tracing::info!(
+                tcti = %tpm.tcti,
+                handle = %format_args!("{:#010x}", tpm.persistent_handle),
+                %why,
+                "no device key in the TPM (first start, or the TPM was cleared): making one"
+            );
+            TpmKey::load_or_create(&tpm.tcti, tpm.persistent_handle)?
+        }
+        other => other?,
+    };
+    tracing::info!(tcti = %tpm.tcti, "key store: TPM 2.0");
+    Ok(Arc::new(key))
+}
+
+#[cfg(not(all(feature = "tpm", target_os = "linux")))]
+fn open_tpm(_tpm: &TpmConfig) -> Result<Arc<dyn KeyBackend>, KeyError> {
+    Err(KeyError::Unavailable {
+        backend: "tpm",
+        reason: "this sallyportd was built without TPM support (cargo feature `tpm`, Linux \
+                 only); use --backend software or auto, or a build with it"
+            .to_owned(),
+    })
 }
 
 impl Service {
@@ -139,6 +247,7 @@ impl Service {
             config,
             key: Mutex::new(key),
             key_replaced_at: Mutex::new(None),
+            evidence: Mutex::new(None),
             posture: tokio::sync::Mutex::new(None),
         })
     }
@@ -188,6 +297,22 @@ impl Service {
         })
     }
 
+    /// The current key's hardware evidence (after the recovery check), with
+    /// its device id; `None` for a key that has none (software).
+    pub fn key_attestation(&self) -> Result<(String, Option<KeyAttestation>), KeyError> {
+        let key = self.key()?;
+        let device_id = key.public_jwk().thumbprint();
+        let mut cached = self.evidence.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, evidence)) = cached.as_ref()
+            && *id == device_id
+        {
+            return Ok((device_id, Some(evidence.clone())));
+        }
+        let evidence = key.key_attestation()?;
+        *cached = evidence.clone().map(|e| (device_id.clone(), e));
+        Ok((device_id, evidence))
+    }
+
     /// The latest report, measured again when older than the configured age.
     pub async fn posture(&self) -> Arc<Report> {
         let mut cached = self.posture.lock().await;
@@ -207,6 +332,17 @@ impl Service {
             Request::DeviceInfo => self
                 .device_info()
                 .map(Response::DeviceInfo)
+                .map_err(key_error),
+            Request::KeyAttestation => self
+                .key_attestation()
+                .map(|(device_id, evidence)| {
+                    let note = evidence.is_none().then(|| NO_EVIDENCE.to_owned());
+                    Response::KeyAttestation {
+                        device_id,
+                        evidence: evidence.map(Box::new),
+                        note,
+                    }
+                })
                 .map_err(key_error),
             Request::Posture => Ok(Response::Posture {
                 report: Box::new((*self.posture().await).clone()),
@@ -283,6 +419,10 @@ impl Service {
         })
     }
 }
+
+/// The [`Response::KeyAttestation`] note of a key without evidence.
+pub const NO_EVIDENCE: &str =
+    "software key: no hardware evidence (the broker's hardware enrolment mode refuses it)";
 
 /// A request the service could not answer (becomes [`Response::Error`]).
 #[derive(Debug)]

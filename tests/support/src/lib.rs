@@ -8,8 +8,10 @@
 //! - [`broker`]: a typed builder for the reference broker's configuration,
 //!   its admin calls, and the policies the tests switch between;
 //! - [`prereq`]: the rule that no test passes by skipping in CI;
-//! - [`tpm`]: a software TPM 2.0 (swtpm) with its own EK CA;
-//! - `service`: a real `sallyportd` process (Unix).
+//! - [`tpm`]: a software TPM 2.0 (swtpm) with its own EK CA, and a front
+//!   several clients may share (as `/dev/tpmrm0` allows);
+//! - `service`: a real `sallyportd` process (Unix), with the software key
+//!   or (built with feature `tpm`) a TPM's.
 //!
 //! Scaffolding: a setup failure must abort the test loudly, so `unwrap` is
 //! allowed here.

@@ -5,10 +5,11 @@
 //!
 //! Debian: `swtpm swtpm-tools` (and `tpm2-tools` for [`Swtpm::clear`]).
 
-use std::io::Write as _;
-use std::net::TcpStream;
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::prereq;
@@ -144,19 +145,131 @@ impl Swtpm {
     /// gone, as when a user clears the TPM in firmware. No client may be
     /// connected (swtpm serves one at a time).
     pub fn clear(&self) {
-        if !prereq::have("tpm2_clear") {
-            prereq::missing("tpm2_clear is not installed (Debian: apt-get install tpm2-tools)");
-            panic!("cannot clear the TPM without tpm2-tools");
+        clear(&self.tcti());
+    }
+
+    /// A front on other ports that several clients may hold open at once,
+    /// as the kernel's `/dev/tpmrm0` allows: each command is passed to the
+    /// TPM whole, one at a time. There is no resource manager behind it
+    /// (one client's transient objects are visible to all), which is
+    /// enough for a service that keeps only a persistent key open while a
+    /// test clears the TPM under it. Holds swtpm's one connection until
+    /// dropped.
+    pub fn shared(&self) -> SharedTpm {
+        SharedTpm::start(self.port)
+    }
+}
+
+fn clear(tcti: &str) {
+    if !prereq::have("tpm2_clear") {
+        prereq::missing("tpm2_clear is not installed (Debian: apt-get install tpm2-tools)");
+        panic!("cannot clear the TPM without tpm2-tools");
+    }
+    let out = Command::new("tpm2_clear")
+        .args(["-T", tcti])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tpm2_clear failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// See [`Swtpm::shared`]. Its threads end with the process (a test's).
+#[derive(Debug)]
+pub struct SharedTpm {
+    port: u16,
+}
+
+impl SharedTpm {
+    fn start(tpm_port: u16) -> SharedTpm {
+        let upstream = Arc::new(Mutex::new(
+            TcpStream::connect(("127.0.0.1", tpm_port)).unwrap(),
+        ));
+        // The swtpm TCTI finds the control channel at port + 1.
+        let (data, control) = loop {
+            let data = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = data.local_addr().unwrap().port();
+            let Some(ctrl) = port.checked_add(1) else {
+                continue;
+            };
+            if let Ok(control) = TcpListener::bind(("127.0.0.1", ctrl)) {
+                break (data, control);
+            }
+        };
+        let port = data.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for client in data.incoming().flatten() {
+                let upstream = upstream.clone();
+                std::thread::spawn(move || serve_commands(client, &upstream));
+            }
+        });
+        // Control messages (locality, cancel) go straight to swtpm's
+        // control channel, one connection each.
+        std::thread::spawn(move || {
+            for client in control.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let Ok(tpm) = TcpStream::connect(("127.0.0.1", tpm_port + 1)) else {
+                        return;
+                    };
+                    let (Ok(mut tpm_write), Ok(mut client_read)) =
+                        (tpm.try_clone(), client.try_clone())
+                    else {
+                        return;
+                    };
+                    // Each side's end is passed on: swtpm serves one
+                    // control connection at a time and answers the next
+                    // only once this one is closed.
+                    let to_tpm = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut client_read, &mut tpm_write);
+                        let _ = tpm_write.shutdown(std::net::Shutdown::Write);
+                    });
+                    let (mut tpm, mut client) = (tpm, client);
+                    let _ = std::io::copy(&mut tpm, &mut client);
+                    let _ = client.shutdown(std::net::Shutdown::Write);
+                    let _ = to_tpm.join();
+                });
+            }
+        });
+        SharedTpm { port }
+    }
+
+    /// The TCTI string of this front.
+    pub fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    /// `tpm2_clear` through this front, while other clients stay connected.
+    pub fn clear(&self) {
+        clear(&self.tcti());
+    }
+}
+
+/// Passes one client's commands to the TPM: a TPM 2.0 command or response
+/// is a 10-byte header whose bytes 2..6 give the whole length.
+fn serve_commands(mut client: TcpStream, upstream: &Mutex<TcpStream>) {
+    fn message(stream: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut header = [0u8; 10];
+        stream.read_exact(&mut header).ok()?;
+        let size = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
+        let mut whole = header.to_vec();
+        whole.resize(size.max(10), 0);
+        stream.read_exact(&mut whole[10..]).ok()?;
+        Some(whole)
+    }
+    while let Some(command) = message(&mut client) {
+        let response = {
+            let mut tpm = upstream.lock().unwrap_or_else(|e| e.into_inner());
+            if tpm.write_all(&command).is_err() {
+                return;
+            }
+            message(&mut tpm)
+        };
+        let Some(response) = response else { return };
+        if client.write_all(&response).is_err() {
+            return;
         }
-        let out = Command::new("tpm2_clear")
-            .args(["-T", &self.tcti()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tpm2_clear failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 }
 
