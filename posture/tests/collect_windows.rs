@@ -80,6 +80,13 @@ async fn every_check_is_measured_or_unknown_with_its_reason() {
         });
         assert_eq!(why.kind, kind, "{id:?}: {why}");
     }
+    // BitLocker asks CIM first and says why it fell back to manage-bde.
+    let bitlocker = report.check(CheckId::DiskEncryption).unwrap();
+    assert!(
+        bitlocker.evidence[0].starts_with("CIM did not answer"),
+        "{:?}",
+        bitlocker.evidence
+    );
     // What Wine does answer is measured, not left unknown.
     for id in [
         CheckId::OsVersion,

@@ -7,9 +7,9 @@
 
 use posture::parse::windows::registry::{self, RegExit};
 use posture::parse::windows::{
-    self, CommandLine, Seen, antivirus, bitlocker, defender, device_identity, enrollment, fields,
-    firewall, last_update, os_version, reboot_pending, screen_lock, secure_boot, security_center,
-    security_updates, tpm,
+    self, CommandLine, Seen, antivirus, bitlocker, bitlocker_cim, defender, device_identity,
+    enrollment, fields, firewall, last_update, os_version, reboot_pending, screen_lock,
+    secure_boot, security_center, security_updates, tpm,
 };
 use posture::{Check, CheckId, Status, Unknown, UnknownKind};
 use proptest::prelude::*;
@@ -2442,5 +2442,68 @@ proptest! {
             lines.pop();
             prop_assert!(security_updates::parse_security_updates(&lines.join("\r\n")).is_err());
         }
+    }
+}
+
+// ------------------------------------------------- BitLocker from CIM (JSON)
+
+#[test]
+fn bitlocker_cim_protected_passes_with_one_evidence_line() {
+    let text = fixture!("bitlocker_cim/protected.json");
+    let status = bitlocker_cim::parse_bitlocker_cim(text).unwrap();
+    assert_eq!(status.volume.as_deref(), Some("C:"));
+    assert!(status.encrypted());
+    assert!(status.protection_on.value);
+    let cmd = bitlocker_cim::command("C:");
+    let check = bitlocker::disk_encryption_check_from(&status, "C:", &cmd);
+    assert_eq!(check.status, Status::Pass);
+    assert_eq!(
+        check.summary,
+        "BitLocker on C: (XTS-AES 256), protection on"
+    );
+    assert_eq!(fact(&check, "method"), json!("XTS-AES 256"));
+    assert_eq!(check.evidence, vec![cmd.evidence(text.trim())]);
+}
+
+#[test]
+fn bitlocker_cim_suspended_partial_and_decrypted_fail() {
+    for (file, summary) in [
+        (
+            "suspended",
+            "BitLocker on C: is suspended (encrypted, protection off)",
+        ),
+        ("encrypting", "C: is not fully encrypted (67% encrypted)"),
+        ("decrypted", "C: is not fully encrypted (0% encrypted)"),
+    ] {
+        let text = match file {
+            "suspended" => fixture!("bitlocker_cim/suspended.json"),
+            "encrypting" => fixture!("bitlocker_cim/encrypting.json"),
+            _ => fixture!("bitlocker_cim/decrypted.json"),
+        };
+        let status = bitlocker_cim::parse_bitlocker_cim(text).unwrap();
+        let check =
+            bitlocker::disk_encryption_check_from(&status, "C:", &bitlocker_cim::command("C:"));
+        assert_eq!(check.status, Status::Fail, "{file}");
+        assert_eq!(check.summary, summary, "{file}");
+        assert!(check.remediation.is_some(), "{file}");
+    }
+}
+
+#[test]
+fn bitlocker_cim_odd_outputs_are_errors_not_guesses() {
+    let locked = bitlocker_cim::parse_bitlocker_cim(fixture!("bitlocker_cim/locked.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(locked.contains("locked"), "{locked}");
+    assert!(bitlocker_cim::parse_bitlocker_cim(fixture!("bitlocker_cim/truncated.json")).is_err());
+    for odd in [
+        "",
+        "null",
+        "[]",
+        r#"{"DriveLetter":"C:","ProtectionStatus":1,"ConversionStatus":9,"EncryptionPercentage":100,"EncryptionMethod":7}"#,
+        r#"{"DriveLetter":"C:","ProtectionStatus":1,"ConversionStatus":1,"EncryptionPercentage":101,"EncryptionMethod":7}"#,
+        r#"{"DriveLetter":"C:","ProtectionStatus":"On","ConversionStatus":1,"EncryptionPercentage":100,"EncryptionMethod":7}"#,
+    ] {
+        assert!(bitlocker_cim::parse_bitlocker_cim(odd).is_err(), "{odd:?}");
     }
 }

@@ -10,12 +10,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::check::{CheckId, Unknown, UnknownKind};
+use crate::check::{Check, CheckId, Unknown, UnknownKind};
 use crate::parse::windows::registry::{RegExit, classify_exit};
 use crate::parse::windows::{
-    CommandLine, antivirus, bitlocker, defender, device_identity, enrollment, firewall, first_line,
-    last_update, mentions_access_denied, os_version, reboot_pending, screen_lock, secure_boot,
-    security_center, security_updates, tpm,
+    CommandLine, antivirus, bitlocker, bitlocker_cim, defender, device_identity, enrollment,
+    firewall, first_line, last_update, mentions_access_denied, os_version, reboot_pending,
+    screen_lock, secure_boot, security_center, security_updates, tpm,
 };
 use crate::probe;
 
@@ -180,31 +180,51 @@ fn reboot_pending(context: Arc<Context>) -> CheckFuture {
     })
 }
 
+/// BitLocker from CIM first (numbers, the same in every language); when
+/// CIM cannot answer, from `manage-bde`'s localized text, with the reason
+/// for the fallback in the evidence.
 fn disk_encryption(context: Arc<Context>) -> CheckFuture {
     boxed(async move {
         let drive = bitlocker::system_drive(std::env::var("SystemDrive").ok().as_deref());
-        let cmd = bitlocker::command(&drive);
-        let out = match probe::run(cmd.program, &cmd.arg_refs(), context.command_timeout).await {
-            Ok(out) => out,
-            Err(err) => return bitlocker::disk_encryption_unknown(&drive, err.into()),
+        let cim = bitlocker_cim::command(&drive);
+        let why_not_cim = match stdout_of(&cim, context.command_timeout).await {
+            Ok(json) => match bitlocker_cim::parse_bitlocker_cim(&json) {
+                Ok(status) => return bitlocker::disk_encryption_check_from(&status, &drive, &cim),
+                Err(err) => Unknown::from(err).to_string(),
+            },
+            Err(reason) => reason.to_string(),
         };
-        // manage-bde prints its errors on stdout.
-        let all_output = format!("{}\n{}", out.stdout, out.stderr);
-        if let Some(message) = bitlocker::access_denied(out.code, &all_output) {
-            return bitlocker::disk_encryption_denied(&drive, &message);
-        }
-        if !out.success() {
-            let detail = format!("exit code {:?}: {}", out.code, first_line(&all_output));
-            return bitlocker::disk_encryption_unknown(
-                &drive,
-                Unknown::new(UnknownKind::SourceFailed, detail),
-            );
-        }
-        match bitlocker::parse_bitlocker(&out.stdout) {
-            Ok(status) => bitlocker::disk_encryption_check(&status, &drive),
-            Err(err) => bitlocker::disk_encryption_unknown(&drive, err.into()),
-        }
+        let note = format!("CIM did not answer ({why_not_cim}); fell back to manage-bde's text");
+        let mut check = disk_encryption_manage_bde(&drive, context).await;
+        check.evidence.insert(0, note);
+        check
     })
+}
+
+/// BitLocker from `manage-bde -status` (localized text: English, French and
+/// German are understood).
+async fn disk_encryption_manage_bde(drive: &str, context: Arc<Context>) -> Check {
+    let cmd = bitlocker::command(drive);
+    let out = match probe::run(cmd.program, &cmd.arg_refs(), context.command_timeout).await {
+        Ok(out) => out,
+        Err(err) => return bitlocker::disk_encryption_unknown(drive, err.into()),
+    };
+    // manage-bde prints its errors on stdout.
+    let all_output = format!("{}\n{}", out.stdout, out.stderr);
+    if let Some(message) = bitlocker::access_denied(out.code, &all_output) {
+        return bitlocker::disk_encryption_denied(drive, &message);
+    }
+    if !out.success() {
+        let detail = format!("exit code {:?}: {}", out.code, first_line(&all_output));
+        return bitlocker::disk_encryption_unknown(
+            drive,
+            Unknown::new(UnknownKind::SourceFailed, detail),
+        );
+    }
+    match bitlocker::parse_bitlocker(&out.stdout) {
+        Ok(status) => bitlocker::disk_encryption_check(&status, drive),
+        Err(err) => bitlocker::disk_encryption_unknown(drive, err.into()),
+    }
 }
 
 fn firewall(context: Arc<Context>) -> CheckFuture {

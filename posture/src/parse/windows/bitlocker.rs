@@ -184,9 +184,19 @@ fn volume(text: &str) -> Option<String> {
         .map(str::to_ascii_uppercase)
 }
 
-/// The `disk_encryption` check for the system drive `drive`.
+/// The `disk_encryption` check for the system drive `drive`, read by
+/// `manage-bde`.
 pub fn disk_encryption_check(status: &BitLockerStatus, drive: &str) -> Check {
-    let cmd = command(drive);
+    disk_encryption_check_from(status, drive, &command(drive))
+}
+
+/// The `disk_encryption` check for `drive`, with evidence naming `cmd`, the
+/// command that produced `status` (CIM or `manage-bde`).
+pub fn disk_encryption_check_from(
+    status: &BitLockerStatus,
+    drive: &str,
+    cmd: &CommandLine,
+) -> Check {
     let volume = status.volume.clone().unwrap_or_else(|| drive.to_owned());
     let method = status.method.as_ref().map(|m| m.value.clone());
     let pct = status.percent_encrypted.value;
@@ -231,6 +241,8 @@ pub fn disk_encryption_check(status: &BitLockerStatus, drive: &str) -> Check {
     if let Some(conversion) = &status.conversion {
         check = check.evidence(cmd.evidence(&conversion.line));
     }
+    // CIM answers in one JSON line that holds every fact: cite it once.
+    check.evidence.dedup();
     check
 }
 

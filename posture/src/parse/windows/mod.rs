@@ -18,6 +18,7 @@
 
 pub mod antivirus;
 pub mod bitlocker;
+pub mod bitlocker_cim;
 pub mod command;
 pub mod defender;
 pub mod device_identity;
