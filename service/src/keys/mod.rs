@@ -101,3 +101,8 @@ pub trait KeyBackend: Send + Sync + std::fmt::Debug {
 /// libtss2-dev, which the `sallyport` binary must not need).
 #[cfg(all(feature = "tpm", target_os = "linux"))]
 pub mod tpm;
+
+/// The Windows backend: CNG NCrypt, the Platform Crypto Provider (a TPM
+/// behind CNG) in production.
+#[cfg(windows)]
+pub mod ncrypt;
