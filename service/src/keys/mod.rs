@@ -106,3 +106,8 @@ pub mod tpm;
 /// behind CNG) in production.
 #[cfg(windows)]
 pub mod ncrypt;
+
+/// The macOS backend: a Secure Enclave key in the data protection keychain
+/// (see the module for which process may hold it).
+#[cfg(target_os = "macos")]
+pub mod secure_enclave;
