@@ -4,7 +4,9 @@
 //! sees the private key.
 //!
 //! - [`keys`]: where the key lives ([`keys::KeyBackend`]; the software
-//!   fallback in [`keys::software`], the TPM behind feature `tpm`).
+//!   fallback in [`keys::software`], the TPM behind feature `tpm`, CNG's
+//!   Platform Crypto Provider on Windows (`keys::ncrypt`) and the Secure
+//!   Enclave on macOS (`keys::secure_enclave`)).
 //! - [`protocol`]: the local API's messages (pure, size-bounded).
 //! - [`server`]: the service's answers ([`server::Service`]) and its Unix
 //!   socket (`server::unix`).
