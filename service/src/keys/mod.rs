@@ -5,6 +5,7 @@
 //! attestation says which backend answered ([`KeyAssurance`]), so policy
 //! can require hardware.
 
+mod encoding;
 pub mod signer;
 pub mod software;
 

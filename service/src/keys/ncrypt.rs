@@ -27,8 +27,6 @@
 
 use std::sync::Mutex;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use posture::attestation::PublicJwk;
 use sha2::{Digest as _, Sha256};
 use windows_sys::Win32::Foundation::{
@@ -44,7 +42,7 @@ use windows_sys::Win32::Security::Cryptography::{
 };
 use windows_sys::core::{HRESULT, PCWSTR};
 
-use super::{KeyAssurance, KeyBackend, KeyError};
+use super::{KeyAssurance, KeyBackend, KeyError, encoding};
 
 /// The key name `sallyportd` uses unless configured otherwise.
 pub const DEFAULT_KEY_NAME: &str = "Sallyport device key";
@@ -339,15 +337,7 @@ fn jwk_of_ecc_public_blob(blob: &[u8]) -> Result<PublicJwk, String> {
         ));
     }
     let (x, y) = blob[header..].split_at(32);
-    let jwk = PublicJwk {
-        kty: "EC".to_owned(),
-        crv: "P-256".to_owned(),
-        x: B64URL.encode(x),
-        y: B64URL.encode(y),
-    };
-    // Refuses a point that is not on the curve.
-    jwk.to_sec1().map_err(|e| e.to_string())?;
-    Ok(jwk)
+    encoding::jwk_of_xy(x, y)
 }
 
 // ---------------------------------------------------------------------------
@@ -593,7 +583,8 @@ mod tests {
     /// none (the name and `NCRYPT_MACHINE_KEY_FLAG` are ignored,
     /// `NCryptOpenKey` and `NCryptDeleteKey` answer `NTE_NOT_SUPPORTED`), so
     /// under Wine the P-256 creation must fail as `Unavailable`: pinned, so
-    /// a Wine that gains ECDSA shows here.
+    /// a Wine that gains ECDSA shows here. On Windows it needs an
+    /// administrator: machine keys are.
     #[test]
     fn a_software_provider_key_signs_reopens_and_is_gone_after_delete() {
         use p256::ecdsa::signature::Verifier as _;

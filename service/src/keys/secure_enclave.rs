@@ -5,7 +5,7 @@
 //! by its application tag (`kSecAttrApplicationTag`), so a restart opens the
 //! same key (the same JWK, so the same device id). Signing is
 //! `ECDSASignatureMessageX962SHA256` (SHA-256 inside, DER out), turned into
-//! JOSE's `r || s` here.
+//! JOSE's `r || s` by `keys::encoding` (whose tests run on every OS).
 //!
 //! # Which process can hold the key
 //!
@@ -42,8 +42,6 @@
 //! module, the only unsafe code in it.
 #![allow(unsafe_code)]
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use core_foundation::base::{CFType, TCFType};
 use core_foundation::boolean::CFBoolean;
 use core_foundation::data::CFData;
@@ -57,7 +55,7 @@ use security_framework::key::{Algorithm, SecKey};
 use security_framework_sys::access_control::kSecAccessControlPrivateKeyUsage;
 use security_framework_sys::base::{errSecItemNotFound, errSecSuccess};
 
-use super::{KeyAssurance, KeyBackend, KeyError};
+use super::{KeyAssurance, KeyBackend, KeyError, encoding};
 
 /// The application tag `sallyportd` uses unless configured otherwise.
 pub const DEFAULT_TAG: &str = "com.sallyport.device-key";
@@ -138,9 +136,12 @@ impl SecureEnclaveKey {
     /// cannot be asked for it again): for an administrator's reset and for
     /// tests; the device must enrol a new key afterwards.
     pub fn delete(self) -> Result<(), KeyError> {
-        self.key
-            .delete()
-            .map_err(|e| KeyError::Sign(format!("deleting the key tagged {:?}: {e}", self.tag)))
+        delete_private_key(self.tag.as_bytes()).map_err(|status| {
+            KeyError::Sign(format!(
+                "deleting the key tagged {:?}: OSStatus {status}",
+                self.tag
+            ))
+        })
     }
 }
 
@@ -154,7 +155,8 @@ impl KeyBackend for SecureEnclaveKey {
             .key
             .create_signature(Algorithm::ECDSASignatureMessageX962SHA256, message)
             .map_err(|e| KeyError::Sign(format!("SecKeyCreateSignature: {e}")))?;
-        jose_of_der(&der)
+        encoding::jose_of_der(&der)
+            .map_err(|e| KeyError::Sign(format!("the enclave's signature is not DER ECDSA: {e}")))
     }
 
     fn assurance(&self) -> KeyAssurance {
@@ -188,40 +190,7 @@ fn jwk_of(key: &SecKey) -> Result<PublicJwk, KeyError> {
     let point = public
         .external_representation()
         .ok_or_else(|| unavailable("the public key cannot be exported".to_owned()))?;
-    jwk_of_sec1(point.bytes()).map_err(unavailable)
-}
-
-fn jwk_of_sec1(point: &[u8]) -> Result<PublicJwk, String> {
-    let [4, xy @ ..] = point else {
-        return Err(format!(
-            "a public key of {} bytes that is not an uncompressed point",
-            point.len()
-        ));
-    };
-    if xy.len() != 64 {
-        return Err(format!(
-            "a public key of {} bytes, expected 65",
-            point.len()
-        ));
-    }
-    let (x, y) = xy.split_at(32);
-    let jwk = PublicJwk {
-        kty: "EC".to_owned(),
-        crv: "P-256".to_owned(),
-        x: B64URL.encode(x),
-        y: B64URL.encode(y),
-    };
-    jwk.to_sec1().map_err(|e| e.to_string())?;
-    Ok(jwk)
-}
-
-/// X9.62 DER `SEQUENCE { r, s }` to JOSE's `r || s`. The low-S form is
-/// taken, so every verifier accepts it.
-fn jose_of_der(der: &[u8]) -> Result<[u8; 64], KeyError> {
-    let sig = p256::ecdsa::Signature::from_der(der)
-        .map_err(|e| KeyError::Sign(format!("the enclave's signature is not DER ECDSA: {e}")))?;
-    let sig = sig.normalize_s().unwrap_or(sig);
-    Ok(sig.to_bytes().into())
+    encoding::jwk_of_sec1(point.bytes()).map_err(unavailable)
 }
 
 fn unavailable(reason: String) -> KeyError {
@@ -352,12 +321,11 @@ fn generate(tag: &[u8]) -> Result<SecKey, KeyError> {
     SecKey::generate(attributes.to_untyped()).map_err(|e| cf_unavailable("creating the key", &e))
 }
 
-/// `SecItemCopyMatching` for the private enclave key tagged `tag` (the
-/// match limit defaults to one); `None` when there is none.
-fn find_private_key(tag: &[u8]) -> Result<Option<SecKey>, KeyError> {
-    use security_framework_sys::keychain_item::SecItemCopyMatching;
-    let n = names();
-    let query = dictionary(&[
+/// The keychain query for the private enclave key tagged `tag`, in the
+/// data protection keychain (every call that touches such an item must say
+/// so, `SecItemDelete` included).
+fn key_query(n: &Names, tag: &[u8], return_ref: bool) -> CFDictionary<CFType, CFType> {
+    let mut pairs = vec![
         (&n.class, n.class_key.as_CFType()),
         (&n.key_class, n.key_class_private.as_CFType()),
         (&n.key_type, n.key_type_ec.as_CFType()),
@@ -367,8 +335,18 @@ fn find_private_key(tag: &[u8]) -> Result<Option<SecKey>, KeyError> {
             &n.data_protection_keychain,
             CFBoolean::true_value().as_CFType(),
         ),
-        (&n.return_ref, CFBoolean::true_value().as_CFType()),
-    ]);
+    ];
+    if return_ref {
+        pairs.push((&n.return_ref, CFBoolean::true_value().as_CFType()));
+    }
+    dictionary(&pairs)
+}
+
+/// `SecItemCopyMatching` for the private enclave key tagged `tag` (the
+/// match limit defaults to one); `None` when there is none.
+fn find_private_key(tag: &[u8]) -> Result<Option<SecKey>, KeyError> {
+    use security_framework_sys::keychain_item::SecItemCopyMatching;
+    let query = key_query(&names(), tag, true);
     let mut result = std::ptr::null();
     // SAFETY: `query` is a live CFDictionary for the call; `result` is a
     // valid out pointer, set to an owned (+1) reference on success only.
@@ -386,32 +364,15 @@ fn find_private_key(tag: &[u8]) -> Result<Option<SecKey>, KeyError> {
         .ok_or_else(|| unavailable("the keychain item is not a key".to_owned()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn der_signatures_become_jose_and_verify() {
-        use p256::ecdsa::signature::{Signer as _, Verifier as _};
-        let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
-        let sig: p256::ecdsa::Signature = sk.sign(b"hello");
-        let jose = jose_of_der(sig.to_der().as_bytes()).unwrap();
-        sk.verifying_key()
-            .verify(
-                b"hello",
-                &p256::ecdsa::Signature::from_slice(&jose).unwrap(),
-            )
-            .unwrap();
-        assert!(jose_of_der(b"\x30\x00").is_err());
-    }
-
-    #[test]
-    fn sec1_points_become_the_jwk() {
-        let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
-        let point = sk.verifying_key().to_encoded_point(false);
-        let jwk = jwk_of_sec1(point.as_bytes()).unwrap();
-        assert_eq!(&jwk.to_sec1().unwrap()[..], point.as_bytes());
-        assert!(jwk_of_sec1(&point.as_bytes()[1..]).is_err());
-        assert!(jwk_of_sec1(sk.verifying_key().to_encoded_point(true).as_bytes()).is_err());
+/// `SecItemDelete` of the private enclave key tagged `tag`.
+fn delete_private_key(tag: &[u8]) -> Result<(), i32> {
+    use security_framework_sys::keychain_item::SecItemDelete;
+    let query = key_query(&names(), tag, false);
+    // SAFETY: `query` is a live CFDictionary for the call.
+    let status = unsafe { SecItemDelete(query.as_concrete_TypeRef()) };
+    if status == errSecSuccess {
+        Ok(())
+    } else {
+        Err(status)
     }
 }
