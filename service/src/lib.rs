@@ -9,8 +9,13 @@
 //! - [`server`]: the service's answers ([`server::Service`]) and its Unix
 //!   socket (`server::unix`).
 //! - [`client`]: the agent's side, with its check of who answers.
+//! - `win_security` (Windows): named pipes with an explicit DACL, and the
+//!   account (SID) of the process at the other end; the only `unsafe` code
+//!   on Windows, shared by the service and the agent's control pipe.
 
 pub mod client;
 pub mod keys;
 pub mod protocol;
 pub mod server;
+#[cfg(windows)]
+pub mod win_security;

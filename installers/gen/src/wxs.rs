@@ -75,7 +75,7 @@ pub fn wxs(keys: &[Key]) -> String {
         uuid5(&NAMESPACE, "msi.component.device-service")
     );
     out.push_str("            <File Id=\"sallyportd.exe\" Name=\"sallyportd.exe\" Source=\"$(var.BinDir)/sallyportd.exe\" KeyPath=\"yes\" />\n");
-    out.push_str("            <ServiceInstall Id=\"sallyportd\" Name=\"sallyportd\" DisplayName=\"Sallyport device service\" Description=\"Measures device health and signs it with the device key for Sallyport.\" Type=\"ownProcess\" Start=\"auto\" Account=\"LocalSystem\" ErrorControl=\"normal\" />\n");
+    out.push_str("            <ServiceInstall Id=\"sallyportd\" Name=\"sallyportd\" DisplayName=\"Sallyport device service\" Description=\"Measures device health and signs it with the device key for Sallyport.\" Type=\"ownProcess\" Start=\"auto\" Account=\"LocalSystem\" ErrorControl=\"normal\" Arguments=\"--service\" />\n");
     out.push_str("            <ServiceControl Id=\"sallyportd\" Name=\"sallyportd\" Stop=\"both\" Remove=\"uninstall\" Wait=\"yes\" />\n");
     out.push_str("          </Component>\n");
     out.push_str("        </Directory>\n");
