@@ -14,8 +14,8 @@ use broker::server::config::EnrolmentMode;
 use common::*;
 use posture::attestation::DeviceSigner;
 use serde_json::json;
-use service::keys::tpm::{DEFAULT_PERSISTENT_HANDLE, TpmKey};
 use service::keys::BackendSigner;
+use service::keys::tpm::{DEFAULT_PERSISTENT_HANDLE, TpmKey};
 use support::tpm::Swtpm;
 
 /// Sends `body` to `path` with a DPoP proof signed by `signer`.
