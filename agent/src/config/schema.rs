@@ -269,6 +269,21 @@ pub const KEYS: &[Key] = &[
         manageable: true,
     },
     Key {
+        path: "device_service_socket",
+        title: "Device service socket",
+        description: "Where the device service (`sallyportd`) listens, e.g. \
+                      `/run/sallyport/sallyportd.sock`. When set, the device key, the posture \
+                      attestations and the DPoP proofs come from the service and the signed-in \
+                      user holds no key. Unset: a key in the user's keyring (no device service). \
+                      The Linux packages set it in `/etc/sallyport/managed.toml`. \
+                      The environment variable `SALLYPORT_SERVICE_SOCKET` overrides it.",
+        kind: Kind::String,
+        default: None,
+        example: Literal::String("/run/sallyport/sallyportd.sock"),
+        oses: ALL_OSES,
+        manageable: true,
+    },
+    Key {
         path: "identity.acr_values",
         title: "Requested authentication context (acr_values)",
         description: "The `acr_values` requested from the issuer at sign-in (e.g. a phishing-\
@@ -313,21 +328,6 @@ pub const KEYS: &[Key] = &[
         kind: Kind::StringList,
         default: Some(Literal::List(&[])),
         example: Literal::List(&["wiki"]),
-        oses: ALL_OSES,
-        manageable: true,
-    },
-    Key {
-        path: "device_service_socket",
-        title: "Device service socket",
-        description: "Where the device service (`sallyportd`) listens, e.g. \
-                      `/run/sallyport/sallyportd.sock`. When set, the device key, the posture \
-                      attestations and the DPoP proofs come from the service and the signed-in \
-                      user holds no key. Unset: a key in the user's keyring (no device service). \
-                      The Linux packages set it in `/etc/sallyport/managed.toml`. \
-                      The environment variable `SALLYPORT_SERVICE_SOCKET` overrides it.",
-        kind: Kind::String,
-        default: None,
-        example: Literal::String("/run/sallyport/sallyportd.sock"),
         oses: ALL_OSES,
         manageable: true,
     },

@@ -10,8 +10,7 @@
 //! The same file is the deb/rpm packages' conffile
 //! (`installers/build`), so the keys in [`PACKAGE_SETS`] are set, not
 //! commented: a packaged machine runs `sallyportd`, and its agents must
-//! take the device key from it. Keys at the top level come before every
-//! `[section]` (TOML puts a key after a header into that section).
+//! take the device key from it.
 
 use std::fmt::Write as _;
 
@@ -53,13 +52,12 @@ pub fn managed_toml(keys: &[Key]) -> String {
     );
     out.push_str("# for every commented key.\n");
     let mut section = "";
-    let mut linux: Vec<&Key> = keys
+    // The schema lists top-level keys first (its tests say so), as TOML
+    // needs: a key after a `[section]` line belongs to that section.
+    for key in keys
         .iter()
         .filter(|k| k.manageable && k.applies_to(Os::Linux))
-        .collect();
-    // Stable: the schema's order within the top level and each section.
-    linux.sort_by_key(|k| !k.section().is_empty());
-    for key in linux {
+    {
         if key.section() != section {
             section = key.section();
             let _ = write!(out, "\n#[{section}]\n");
