@@ -185,6 +185,22 @@ impl DeviceService {
         }
     }
 
+    /// TPM2_ActivateCredential of the broker's `hardware`-enrolment
+    /// challenge: the secret for `EnrolRequest.activation_secret`.
+    pub async fn activate_credential(
+        &self,
+        challenge: &broker::api::KeyActivation,
+    ) -> Result<String, ClientError> {
+        let request = Request::ActivateCredential {
+            credential_blob: challenge.credential_blob.clone(),
+            encrypted_secret: challenge.encrypted_secret.clone(),
+        };
+        match self.call(&request).await? {
+            Response::CredentialActivated { secret } => Ok(secret),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
     /// The service's latest posture report.
     pub async fn posture(&self) -> Result<Report, ClientError> {
         match self.call(&Request::Posture).await? {

@@ -326,6 +326,28 @@ impl Service {
         Ok((device_id, evidence))
     }
 
+    /// TPM2_ActivateCredential of the broker's challenge (base64url in and
+    /// out); a malformed challenge is a bad request, a key store without an
+    /// attestation key or a TPM that cannot activate it a key error.
+    fn activate_credential(&self, blob: &str, secret: &str) -> Result<String, Refusal> {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+        let decode = |field: &str, text: &str| {
+            B64URL.decode(text).map_err(|_| Refusal {
+                code: ErrorCode::BadRequest,
+                message: format!("{field} is not base64url"),
+            })
+        };
+        let (blob, secret) = (
+            decode("credential_blob", blob)?,
+            decode("encrypted_secret", secret)?,
+        );
+        let key = self.key().map_err(key_error)?;
+        let recovered = key.activate_credential(&blob, &secret).map_err(key_error)?;
+        tracing::info!(device_id = %key.public_jwk().thumbprint(), "activated the broker's credential");
+        Ok(B64URL.encode(recovered))
+    }
+
     /// The latest report, measured again when older than the configured age.
     pub async fn posture(&self) -> Arc<Report> {
         let mut cached = self.posture.lock().await;
@@ -357,6 +379,12 @@ impl Service {
                     }
                 })
                 .map_err(key_error),
+            Request::ActivateCredential {
+                credential_blob,
+                encrypted_secret,
+            } => self
+                .activate_credential(&credential_blob, &encrypted_secret)
+                .map(|secret| Response::CredentialActivated { secret }),
             Request::Posture => Ok(Response::Posture {
                 report: Box::new((*self.posture().await).clone()),
             }),
