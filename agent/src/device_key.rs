@@ -107,6 +107,24 @@ impl DeviceHolder {
         }
     }
 
+    /// The answer to the broker's credential-activation challenge
+    /// (`key-activation-required`): the device service's TPM activates it.
+    /// A keyring key has no TPM, so it cannot answer.
+    pub async fn activate_credential(
+        &self,
+        challenge: &broker::api::KeyActivation,
+    ) -> Result<String, String> {
+        let DeviceHolder::Service { link, .. } = self else {
+            return Err(
+                "the broker asks for a TPM credential activation, and this key is not in a TPM"
+                    .to_owned(),
+            );
+        };
+        link.activate_credential(challenge).await.map_err(|e| {
+            format!("the device's TPM could not activate the broker's credential: {e}")
+        })
+    }
+
     /// The public key to enrol.
     pub fn public_jwk(&self) -> &PublicJwk {
         match self {

@@ -108,6 +108,25 @@ pub struct EnrolRequest {
     /// broker's enrolment mode is `hardware`; not examined in the other modes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_attestation: Option<KeyAttestation>,
+    /// The secret the device's TPM recovered from the broker's
+    /// [`KeyActivation`] challenge (TPM2_ActivateCredential), base64url:
+    /// proof that the attestation key lives in the TPM the EK certificate
+    /// names. `hardware` mode asks for it with a `key-activation-required`
+    /// problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_secret: Option<String>,
+}
+
+/// The broker's credential-activation challenge (TPM2_MakeCredential to the
+/// EK in the enrolment's certificate, over the AK's name): only the TPM
+/// holding both recovers the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyActivation {
+    /// `TPM2B_ID_OBJECT` contents (`outerHMAC || encIdentity`), base64url.
+    pub credential_blob: String,
+    /// `TPM2B_ENCRYPTED_SECRET` contents (the seed, RSA-OAEP to the EK),
+    /// base64url.
+    pub encrypted_secret: String,
 }
 
 /// The one key-attestation format: `tpm2-certify`.
@@ -481,6 +500,9 @@ pub struct Problem {
     /// Extension: the policy violations behind a non-compliant refusal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<Violation>,
+    /// Extension (`key-activation-required`): the challenge to activate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_activation: Option<KeyActivation>,
 }
 
 impl Problem {
@@ -492,6 +514,7 @@ impl Problem {
             status: kind.status(),
             detail: detail.into(),
             violations: Vec::new(),
+            key_activation: None,
         }
     }
 
@@ -577,6 +600,13 @@ problem_types! {
     /// The key attestation does not verify (bad evidence, a key that is not
     /// a non-exportable TPM key, an EK certificate from an untrusted CA).
     KeyAttestationUnverifiable = ("key-attestation-unverifiable", 403, "The key attestation cannot be verified"),
+    /// Enrolment mode `hardware`: the evidence verified; the device's TPM
+    /// must now activate the credential in `key_activation` and the
+    /// enrolment be sent again with its `activation_secret`.
+    KeyActivationRequired = ("key-activation-required", 403, "The TPM must activate the broker's credential"),
+    /// The `activation_secret` is not the one the broker's challenge holds
+    /// (another TPM answered, or the challenge expired).
+    KeyActivationFailed = ("key-activation-failed", 403, "The TPM's credential activation does not match"),
     /// The user already has `max_devices_per_user` devices enrolled.
     DeviceQuotaExceeded = ("device-quota-exceeded", 403, "The user has enrolled the maximum number of devices"),
     /// The user was revoked and no administrator has cleared it: no new device.

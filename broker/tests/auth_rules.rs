@@ -66,6 +66,7 @@ async fn call(env: &Env, token: &str) -> reqwest::Response {
                 public_jwk: device_key().public_jwk().clone(),
                 name: Some("test-host".into()),
                 key_attestation: None,
+                activation_secret: None,
             },
         )
         .await;

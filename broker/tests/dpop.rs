@@ -323,6 +323,7 @@ async fn enrolment_proves_possession_and_a_device_speaks_only_for_itself() {
                 public_jwk: victim.public_jwk().clone(),
                 name: None,
                 key_attestation: None,
+                activation_secret: None,
             },
         )
         .await;

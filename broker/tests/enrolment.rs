@@ -166,6 +166,7 @@ async fn hardware_mode_refuses_an_enrolment_without_verified_key_attestation() {
                     ak_public: "AAAA".into(),
                     ek_certificate_chain: vec![],
                 }),
+                activation_secret: None,
             },
         )
         .await;

@@ -62,6 +62,7 @@ async fn call(broker: &broker::server::BrokerHandle, token: &str) -> reqwest::Re
                 public_jwk: device_key().public_jwk().clone(),
                 name: Some("test-host".into()),
                 key_attestation: None,
+                activation_secret: None,
             },
         )
         .await;

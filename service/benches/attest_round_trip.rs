@@ -108,13 +108,22 @@ async fn post(
 async fn enrol(client: &Client, link: &DeviceService) {
     let info = link.device_info().await.unwrap();
     let evidence = link.key_attestation().await.unwrap().evidence;
-    let body = serde_json::to_value(api::EnrolRequest {
+    let mut request = api::EnrolRequest {
         public_jwk: info.public_jwk,
         name: Some(info.key_assurance),
         key_attestation: evidence,
-    })
-    .unwrap();
-    let r = post(client, link, api::paths::DEVICES, &body).await;
+        activation_secret: None,
+    };
+    let body = serde_json::to_value(&request).unwrap();
+    let mut r = post(client, link, api::paths::DEVICES, &body).await;
+    if r.status() == 403 {
+        // `hardware` mode: the TPM activates the broker's credential.
+        let problem: api::Problem = r.json().await.unwrap();
+        let challenge = problem.key_activation.expect("a key-activation challenge");
+        request.activation_secret = Some(link.activate_credential(&challenge).await.unwrap());
+        let body = serde_json::to_value(&request).unwrap();
+        r = post(client, link, api::paths::DEVICES, &body).await;
+    }
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     let device: api::Device = r.json().await.unwrap();
     assert_eq!(device.status, DeviceStatus::Active);

@@ -11,8 +11,14 @@
 //! - [`server`]: the service's answers ([`server::Service`]) and its Unix
 //!   socket (`server::unix`).
 //! - [`client`]: the agent's side, with its check of who answers.
+//! - `win_security` (Windows): named pipes with an explicit DACL, and the
+//!   account (SID) of the process at the other end; shared by the service
+//!   and the agent's control pipe. It and `keys::ncrypt` (CNG's calls,
+//!   kept with their backend) hold the only `unsafe` code on Windows.
 
 pub mod client;
 pub mod keys;
 pub mod protocol;
 pub mod server;
+#[cfg(windows)]
+pub mod win_security;

@@ -1,7 +1,12 @@
 //! `sallyportd`: the device service. Runs as root under systemd
-//! (`service/systemd/sallyportd.service`); serves the local API on a Unix
-//! socket any user may connect to. Logs never contain key material: the
-//! key is named by its thumbprint (the device id) only.
+//! (`service/systemd/sallyportd.service`) and serves the local API on a
+//! Unix socket any user may connect to; on Windows it runs as LocalSystem
+//! under the Service Control Manager (`--service`, see `scm.rs`) and
+//! serves a named pipe. Logs never contain key material: the key is named
+//! by its thumbprint (the device id) only.
+
+#[cfg(windows)]
+mod scm;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,19 +16,38 @@ use anyhow::Context as _;
 use clap::Parser;
 use service::server::{Backend, DEFAULT_TCTI, Service, ServiceConfig, TpmConfig};
 
+#[cfg(not(windows))]
+mod defaults {
+    pub const SOCKET: &str = "/run/sallyport/sallyportd.sock";
+    pub const KEY: &str = "/var/lib/sallyport/device-key.p8";
+    pub const CACHE: &str = "/var/cache/sallyport";
+}
+
+#[cfg(windows)]
+mod defaults {
+    pub const SOCKET: &str = service::server::windows::DEFAULT_PIPE;
+    pub const KEY: &str = r"C:\ProgramData\Sallyport\device-key.p8";
+    pub const CACHE: &str = r"C:\ProgramData\Sallyport\cache";
+}
+
 /// The Sallyport device service.
 #[derive(Debug, Parser)]
 #[command(name = "sallyportd", version)]
 struct Args {
-    /// The Unix socket to serve on.
-    #[arg(long, default_value = "/run/sallyport/sallyportd.sock")]
+    /// The Unix socket (Windows: the named pipe) to serve on.
+    #[arg(long, default_value = defaults::SOCKET)]
     socket: PathBuf,
     /// The software key's file (root-only, 0600).
-    #[arg(long, default_value = "/var/lib/sallyport/device-key.p8")]
+    #[arg(long, default_value = defaults::KEY)]
     key: PathBuf,
     /// The posture cache directory (root-owned).
-    #[arg(long, default_value = "/var/cache/sallyport")]
+    #[arg(long, default_value = defaults::CACHE)]
     cache_dir: PathBuf,
+    /// Run under the Windows Service Control Manager (how the MSI
+    /// registers it); without it, a console process until Ctrl-C.
+    #[cfg(windows)]
+    #[arg(long)]
+    service: bool,
     /// The key store: `tpm` (a TPM 2.0 at `--tcti`, or fail), `software`
     /// (the `--key` file), or `auto` (the TPM when this build has TPM
     /// support and one answers, else software; the log says which).
@@ -52,6 +76,16 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    #[cfg(windows)]
+    if args.service {
+        return scm::run_as_service(move |stop| start(&args, stop));
+    }
+    start(&args, std::future::pending())
+}
+
+/// Opens the device key and serves until `stop` completes (or, on Unix,
+/// SIGTERM or Ctrl-C; on a Windows console, Ctrl-C).
+fn start(args: &Args, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let only = args
         .only
         .iter()
@@ -86,24 +120,49 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(args.socket, service))
+    runtime.block_on(serve(&args.socket, service, stop))
 }
 
 #[cfg(unix)]
-async fn serve(socket: PathBuf, service: Arc<Service>) -> anyhow::Result<()> {
+async fn serve(
+    socket: &std::path::Path,
+    service: Arc<Service>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let listener = service::server::unix::Listener::bind(&socket).await?;
+    let listener = service::server::unix::Listener::bind(socket).await?;
     tracing::info!(socket = %listener.path().display(), "sallyportd serving");
     let mut term = signal(SignalKind::terminate())?;
     tokio::select! {
         () = listener.serve(service) => {}
+        () = stop => tracing::info!("stopping"),
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
     }
     Ok(())
 }
 
-#[cfg(not(unix))]
-async fn serve(_socket: PathBuf, _service: Arc<Service>) -> anyhow::Result<()> {
-    anyhow::bail!("the Windows service is not written yet")
+#[cfg(windows)]
+async fn serve(
+    pipe: &std::path::Path,
+    service: Arc<Service>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let listener = service::server::windows::Listener::bind(pipe).await?;
+    tracing::info!(pipe = %listener.path().display(), "sallyportd serving");
+    tokio::select! {
+        () = listener.serve(service) => {}
+        () = stop => tracing::info!("the Service Control Manager asked to stop"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+    }
+    Ok(())
+}
+
+#[cfg(not(any(unix, windows)))]
+async fn serve(
+    _socket: &std::path::Path,
+    _service: Arc<Service>,
+    _stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    anyhow::bail!("sallyportd has no transport for this OS")
 }

@@ -37,6 +37,15 @@ pub enum Request {
     /// The device key's hardware evidence, for the broker's `hardware`
     /// enrolment mode (`EnrolRequest.key_attestation`).
     KeyAttestation,
+    /// TPM2_ActivateCredential of the broker's `hardware`-enrolment
+    /// challenge (`key-activation-required`): proves the attestation key
+    /// is in this TPM. Both fields base64url, as the broker sent them.
+    ActivateCredential {
+        /// `TPM2B_ID_OBJECT` contents.
+        credential_blob: String,
+        /// `TPM2B_ENCRYPTED_SECRET` contents.
+        encrypted_secret: String,
+    },
     /// An EAT over the service's posture, for the broker's `nonce`, the
     /// signed-in user's `sub` and the broker's `audience`.
     Attest {
@@ -103,6 +112,12 @@ pub enum Response {
         /// Why there is no evidence, for a person.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
+    },
+    /// For [`Request::ActivateCredential`]: the recovered secret,
+    /// base64url, for `EnrolRequest.activation_secret`.
+    CredentialActivated {
+        /// The secret.
+        secret: String,
     },
     /// For [`Request::Attest`]: the compact EAT.
     Attestation {
@@ -237,6 +252,22 @@ fn is_b64url(s: &str) -> bool {
 fn validate(request: &Request) -> Result<(), ProtocolError> {
     match request {
         Request::DeviceInfo | Request::Posture | Request::KeyAttestation => Ok(()),
+        Request::ActivateCredential {
+            credential_blob,
+            encrypted_secret,
+        } => {
+            // An ID object and an RSA-2048 encrypted seed are a few hundred
+            // bytes; the TPM bounds both well under these.
+            for (field, value) in [
+                ("credential_blob", credential_blob),
+                ("encrypted_secret", encrypted_secret),
+            ] {
+                if value.is_empty() || value.len() > 2048 || !is_b64url(value) {
+                    return Err(invalid(field, "expected 1..=2048 base64url characters"));
+                }
+            }
+            Ok(())
+        }
         Request::Attest {
             nonce,
             sub,

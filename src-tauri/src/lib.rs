@@ -28,6 +28,25 @@ pub fn autostart_change(wanted: bool, enabled: bool) -> Option<bool> {
     (wanted != enabled).then_some(wanted)
 }
 
+/// Whether a launch goes on. A login launch (`--minimized`: the app's own
+/// start-at-login entry, or the Linux packages'
+/// `/etc/xdg/autostart/sallyport.desktop`, which the app cannot remove)
+/// stops at once when the effective `autostart` setting is off, so IT's
+/// managed `autostart = false` holds for the system-wide entry too. Any
+/// other launch goes on; so does a login launch whose settings do not load
+/// (the app then says what is wrong).
+pub fn launch_goes_on(minimized: bool, autostart: Option<bool>) -> bool {
+    !minimized || autostart != Some(false)
+}
+
+/// Whether a second launch, handed over to the running instance, shows its
+/// window: yes when the user started it, no when it is a login launch
+/// (with both the app's own entry and the packages' system-wide one, two
+/// start at login; the second must not pop the window up).
+pub fn handover_shows_window(args: &[String]) -> bool {
+    !args.iter().any(|a| a == MINIMIZED_ARG)
+}
+
 fn sync_autostart<R: tauri::Runtime>(app: &tauri::AppHandle<R>) {
     let settings = match agent::config::load() {
         Ok(effective) => effective,
@@ -51,15 +70,25 @@ fn sync_autostart<R: tauri::Runtime>(app: &tauri::AppHandle<R>) {
 /// Runs the app until Quit.
 pub fn run() -> tauri::Result<()> {
     let minimized = std::env::args().any(|a| a == MINIMIZED_ARG);
+    if minimized {
+        let autostart = agent::config::load().ok().map(|e| e.settings.autostart);
+        if !launch_goes_on(minimized, autostart) {
+            tracing::info!("launched at login, but start-at-login is off: exiting");
+            return Ok(());
+        }
+    }
     #[cfg(unix)]
     let socket = agent::control::unix::default_socket_path();
     #[cfg(windows)]
     let socket = agent::control::windows::default_socket_path();
 
     tauri::Builder::default()
-        // First: a second launch only shows the running instance's window.
-        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
-            tray::show_window(app, None);
+        // First: a second launch hands over to the running instance, which
+        // shows its window unless that launch was a login one.
+        .plugin(tauri_plugin_single_instance::init(|app, args, _cwd| {
+            if handover_shows_window(&args) {
+                tray::show_window(app, None);
+            }
         }))
         .plugin(tauri_plugin_autostart::init(
             MacosLauncher::LaunchAgent,
@@ -152,5 +181,25 @@ mod tests {
         assert_eq!(autostart_change(false, true), Some(false));
         assert_eq!(autostart_change(true, true), None);
         assert_eq!(autostart_change(false, false), None);
+    }
+
+    #[test]
+    fn a_login_launch_stops_when_start_at_login_is_off() {
+        assert!(!launch_goes_on(true, Some(false)));
+        assert!(launch_goes_on(true, Some(true)));
+        // Settings that do not load: go on and say so in the window.
+        assert!(launch_goes_on(true, None));
+        // The user started it: always.
+        assert!(launch_goes_on(false, Some(false)));
+    }
+
+    #[test]
+    fn only_a_user_launch_pops_the_window_up() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(handover_shows_window(&args(&["sallyport-app"])));
+        assert!(!handover_shows_window(&args(&[
+            "/usr/bin/sallyport-app",
+            MINIMIZED_ARG
+        ])));
     }
 }

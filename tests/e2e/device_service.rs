@@ -224,6 +224,7 @@ async fn the_agent_attests_through_sallyportd_and_forgeries_are_refused() {
                 public_jwk: own.public_jwk().clone(),
                 name: Some("forger".into()),
                 key_attestation: None,
+                activation_secret: None,
             },
         )
         .await
@@ -292,6 +293,7 @@ async fn the_agent_attests_through_sallyportd_and_forgeries_are_refused() {
                         public_jwk: own.public_jwk().clone(),
                         name: Some("forger".into()),
                         key_attestation: None,
+                        activation_secret: None,
                     },
                 )
                 .await

@@ -287,6 +287,7 @@ pub const KEYS: &[Key] = &[
                       `/run/sallyport/sallyportd.sock`. When set, the device key, the posture \
                       attestations and the DPoP proofs come from the service and the signed-in \
                       user holds no key. Unset: a key in the user's keyring (no device service). \
+                      The Linux packages set it in `/etc/sallyport/managed.toml`. \
                       The environment variable `SALLYPORT_SERVICE_SOCKET` overrides it.",
         kind: Kind::String,
         default: None,

@@ -13,8 +13,10 @@
 //! administrators write to it, and every connection's peer account is
 //! checked, see `pipe_peer`).
 
+/// The named pipe's peer-account check lives in the service crate (one
+/// unsafe module for both ends of both pipes).
 #[cfg(windows)]
-pub mod pipe_peer;
+pub use service::win_security as pipe_peer;
 mod session;
 #[cfg(unix)]
 pub mod unix;

@@ -7,7 +7,7 @@
 //! descriptor gives full control to the creating user, LocalSystem and
 //! administrators, read-only to everyone else; on top of that every
 //! connection's client process must run as the agent's own user (its SID,
-//! see [`super::pipe_peer`]), and the CLI checks that the process serving
+//! see `service::win_security`), and the CLI checks that the process serving
 //! the pipe runs as its user too, so neither side talks to another
 //! account's process.
 //!
@@ -21,10 +21,10 @@ use std::time::Duration;
 use tokio::net::windows::named_pipe::{ClientOptions, NamedPipeServer, ServerOptions};
 use tokio::sync::mpsc;
 
-use super::pipe_peer::{self, End, Sid};
 pub use super::session::{ControlError, Incoming};
 use super::session::{exchange, io_error, serve_lines};
 use super::{Reply, Request};
+use service::win_security::{self as pipe_peer, End, Sid};
 
 /// ERROR_PIPE_BUSY: every instance is taken; retry shortly.
 const ERROR_PIPE_BUSY: i32 = 231;

@@ -146,16 +146,26 @@ impl Runtime {
                 // The service's TPM evidence, for a broker in `hardware`
                 // mode (None for a software key: the broker's mode decides).
                 let key_attestation = key.key_attestation().await?;
-                let request = api::EnrolRequest {
+                let mut request = api::EnrolRequest {
                     public_jwk: key.public_jwk().clone(),
                     name: hostname(),
                     key_attestation,
+                    activation_secret: None,
                 };
                 let auth = DeviceAuth {
                     token: &token,
                     key: &key,
                 };
-                let device = broker.enrol(auth, &request).await.map_err(|e| {
+                let mut answer = broker.enrol(auth, &request).await;
+                // `hardware` mode: the broker's credential-activation
+                // challenge, answered by the device's TPM, then once more.
+                if let Err(BrokerError::Refused(problem)) = &answer
+                    && let Some(challenge) = &problem.key_activation
+                {
+                    request.activation_secret = Some(key.activate_credential(challenge).await?);
+                    answer = broker.enrol(auth, &request).await;
+                }
+                let device = answer.map_err(|e| {
                     report_refusal(&tx, &e);
                     e.to_string()
                 })?;

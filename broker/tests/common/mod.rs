@@ -512,6 +512,7 @@ impl TestDevice {
                     public_jwk: self.key.public_jwk().clone(),
                     name: Some("test-host".into()),
                     key_attestation: None,
+                    activation_secret: None,
                 },
             )
             .await

@@ -6,6 +6,11 @@
 //! mechanical (strip the `#` of lines matching `^#[a-z\[]`) and the test
 //! does exactly that before parsing the result with the agent's parser.
 //! A commented key shows its default, or an example when it has none.
+//!
+//! The same file is the deb/rpm packages' conffile
+//! (`installers/build`), so the keys in [`PACKAGE_SETS`] are set, not
+//! commented: a packaged machine runs `sallyportd`, and its agents must
+//! take the device key from it.
 
 use std::fmt::Write as _;
 
@@ -16,7 +21,11 @@ pub fn toml_literal(literal: Literal) -> String {
     literal.to_toml().to_string()
 }
 
-/// The example file.
+/// Keys the Linux packages set (uncommented, to their example value): the
+/// device service's socket, where the packaged `sallyportd` listens.
+pub const PACKAGE_SETS: &[&str] = &["device_service_socket"];
+
+/// The example file, and the packages' `/etc/sallyport/managed.toml`.
 pub fn managed_toml(keys: &[Key]) -> String {
     let mut out = String::new();
     out.push_str(
@@ -34,7 +43,17 @@ pub fn managed_toml(keys: &[Key]) -> String {
         "# its [section] line). An unknown key or a wrong type stops the agent with an error\n",
     );
     out.push_str("# naming this file and the key. Reference: docs/SETTINGS.md.\n");
+    out.push_str("#\n");
+    out.push_str(
+        "# The Linux packages install this file with the keys below that are not commented out\n",
+    );
+    out.push_str(
+        "# (the device service's socket); keep them when you replace it. The agent's defaults hold\n",
+    );
+    out.push_str("# for every commented key.\n");
     let mut section = "";
+    // The schema lists top-level keys first (its tests say so), as TOML
+    // needs: a key after a `[section]` line belongs to that section.
     for key in keys
         .iter()
         .filter(|k| k.manageable && k.applies_to(Os::Linux))
@@ -58,6 +77,11 @@ pub fn managed_toml(keys: &[Key]) -> String {
         }
         let _ = write!(facts, ". Default: {}.", crate::describe_default(key));
         let _ = writeln!(out, "# {facts}");
+        if PACKAGE_SETS.contains(&key.path) {
+            let _ = writeln!(out, "# Set by the sallyport deb/rpm package.");
+            let _ = writeln!(out, "{} = {}", key.leaf(), toml_literal(key.example));
+            continue;
+        }
         let shown = match key.default {
             Some(default) => toml_literal(default),
             None => toml_literal(key.example),

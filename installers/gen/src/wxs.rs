@@ -1,7 +1,9 @@
 //! The Windows Installer source (`installers/windows/sallyport.wxs`, WiX 3
 //! syntax as Debian's `wixl` builds it): the CLI, the device service
-//! registered as an automatic LocalSystem service, and one public property
-//! per manageable setting, so that
+//! registered as an automatic LocalSystem service (`sallyportd --service`,
+//! started at install, stopped and removed at uninstall), and one public
+//! property per manageable setting (`DEVICE_SERVICE_SOCKET` defaulting to
+//! the service's pipe), so that
 //! `msiexec /i sallyport.msi /qn BROKER_URL=https://… AUTO_CONNECT=wiki`
 //! configures a machine silently.
 //!
@@ -26,6 +28,9 @@ use agent::config::schema::{Key, Os};
 use crate::admx::registry_key;
 use crate::uuid5::{NAMESPACE, uuid5};
 use crate::xml::escape;
+
+/// The device service's named pipe (`sallyportd`'s default on Windows).
+pub const DEVICE_SERVICE_PIPE: &str = r"\\.\pipe\sallyportd";
 
 /// The product's UpgradeCode (UUIDv5 of `msi.upgrade-code`).
 pub fn upgrade_code() -> String {
@@ -59,6 +64,13 @@ pub fn wxs(keys: &[Key]) -> String {
     out.push_str("    <Package InstallerVersion=\"500\" Compressed=\"yes\" InstallScope=\"perMachine\" Description=\"Sallyport zero-trust client\" />\n");
     out.push_str("    <MajorUpgrade DowngradeErrorMessage=\"A newer version of Sallyport is already installed.\" />\n");
     out.push_str("    <Media Id=\"1\" Cabinet=\"sallyport.cab\" EmbedCab=\"yes\" />\n");
+    // The agent talks to the service it installs unless IT says otherwise
+    // (as the Linux packages' managed.toml does).
+    let _ = writeln!(
+        out,
+        "    <Property Id=\"DEVICE_SERVICE_SOCKET\" Value=\"{}\" />",
+        escape(DEVICE_SERVICE_PIPE)
+    );
     out.push_str("    <Directory Id=\"TARGETDIR\" Name=\"SourceDir\">\n");
     out.push_str("      <Directory Id=\"ProgramFiles64Folder\">\n");
     out.push_str("        <Directory Id=\"INSTALLDIR\" Name=\"Sallyport\">\n");
@@ -75,8 +87,8 @@ pub fn wxs(keys: &[Key]) -> String {
         uuid5(&NAMESPACE, "msi.component.device-service")
     );
     out.push_str("            <File Id=\"sallyportd.exe\" Name=\"sallyportd.exe\" Source=\"$(var.BinDir)/sallyportd.exe\" KeyPath=\"yes\" />\n");
-    out.push_str("            <ServiceInstall Id=\"sallyportd\" Name=\"sallyportd\" DisplayName=\"Sallyport device service\" Description=\"Measures device health and signs it with the device key for Sallyport.\" Type=\"ownProcess\" Start=\"auto\" Account=\"LocalSystem\" ErrorControl=\"normal\" />\n");
-    out.push_str("            <ServiceControl Id=\"sallyportd\" Name=\"sallyportd\" Stop=\"both\" Remove=\"uninstall\" Wait=\"yes\" />\n");
+    out.push_str("            <ServiceInstall Id=\"sallyportd\" Name=\"sallyportd\" DisplayName=\"Sallyport device service\" Description=\"Measures device health and signs it with the device key for Sallyport.\" Type=\"ownProcess\" Start=\"auto\" Account=\"LocalSystem\" ErrorControl=\"normal\" Arguments=\"--service\" />\n");
+    out.push_str("            <ServiceControl Id=\"sallyportd\" Name=\"sallyportd\" Start=\"install\" Stop=\"both\" Remove=\"uninstall\" Wait=\"yes\" />\n");
     out.push_str("          </Component>\n");
     out.push_str("        </Directory>\n");
     out.push_str("      </Directory>\n");

@@ -338,9 +338,17 @@ fn the_mobileconfig_is_a_profile_whose_payload_the_agent_reads() {
 #[test]
 fn the_managed_toml_example_parses_as_is_and_uncommented() {
     let text = managed_toml::managed_toml(KEYS);
-    // As shipped: all commented, nothing managed.
+    // As shipped (the packages' conffile): only the keys the package sets,
+    // each to its example value, and locked.
     let source = Source::from_toml("/etc/sallyport/managed.toml", &text).unwrap();
-    assert!(source.table.is_empty());
+    let set: Vec<&str> = source.table.keys().map(String::as_str).collect();
+    assert_eq!(set, managed_toml::PACKAGE_SETS.to_vec());
+    let effective = merge(None, Some(&source)).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        effective.settings.device_service_socket.as_deref(),
+        Some("/run/sallyport/sallyportd.sock")
+    );
+    assert!(effective.is_locked("device_service_socket"));
     // Everything uncommented: the defaults, and the examples where a key
     // has none; every key locked.
     let uncommented = managed_toml::uncomment_all(&text);

@@ -7,13 +7,18 @@
 //!   be owned by the service's account (root unless configured) and the
 //!   process at the other end (`SO_PEERCRED`) must run as that account, so
 //!   a user process squatting on the path cannot impersonate the service.
+//! - **Pipe** (Windows): `sallyportd`'s named pipe; the process serving it
+//!   must run as LocalSystem (its token's SID), for the same reason.
 //! - **In process** (the demo, no admin rights): the service's own code,
 //!   [`crate::server::Service`], called directly with this process's uid as
 //!   the peer. The same claims are built and signed; only the privilege
 //!   split is missing, and the demo says so.
 
+mod lines;
 #[cfg(unix)]
 mod unix;
+#[cfg(windows)]
+mod windows;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,16 +103,35 @@ pub enum DeviceService {
         /// The account the service must run as (0: root).
         service_uid: u32,
     },
+    /// `sallyportd`'s named pipe (Windows), served by `service_sid`.
+    #[cfg(windows)]
+    Pipe {
+        /// The pipe name (`\\.\pipe\sallyportd`).
+        path: PathBuf,
+        /// The account the service must run as (LocalSystem: `S-1-5-18`).
+        service_sid: String,
+    },
     /// The service's code in this process (the demo).
     InProcess(Arc<Service>),
 }
 
 impl DeviceService {
-    /// The service at `path`, which must run as root.
+    /// The service at `path` (a socket on Unix, a pipe on Windows), which
+    /// must run as root (Unix) or LocalSystem (Windows).
     pub fn socket(path: impl Into<PathBuf>) -> Self {
-        DeviceService::Socket {
-            path: path.into(),
-            service_uid: 0,
+        #[cfg(windows)]
+        {
+            DeviceService::Pipe {
+                path: path.into(),
+                service_sid: crate::win_security::LOCAL_SYSTEM.to_owned(),
+            }
+        }
+        #[cfg(not(windows))]
+        {
+            DeviceService::Socket {
+                path: path.into(),
+                service_uid: 0,
+            }
         }
     }
 
@@ -122,10 +146,12 @@ impl DeviceService {
             DeviceService::Socket { path, service_uid } => {
                 call_socket(path, *service_uid, request).await?
             }
+            #[cfg(windows)]
+            DeviceService::Pipe { path, service_sid } => {
+                windows::call(path, service_sid, request).await?
+            }
             DeviceService::InProcess(service) => {
-                service
-                    .handle(&Peer::from_uid(current_uid()), request.clone())
-                    .await
+                service.handle(&in_process_peer(), request.clone()).await
             }
         };
         match reply {
@@ -155,6 +181,22 @@ impl DeviceService {
                 evidence: evidence.map(|e| *e),
                 note,
             }),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// TPM2_ActivateCredential of the broker's `hardware`-enrolment
+    /// challenge: the secret for `EnrolRequest.activation_secret`.
+    pub async fn activate_credential(
+        &self,
+        challenge: &broker::api::KeyActivation,
+    ) -> Result<String, ClientError> {
+        let request = Request::ActivateCredential {
+            credential_blob: challenge.credential_blob.clone(),
+            encrypted_secret: challenge.encrypted_secret.clone(),
+        };
+        match self.call(&request).await? {
+            Response::CredentialActivated { secret } => Ok(secret),
             _ => Err(ClientError::Unexpected),
         }
     }
@@ -213,14 +255,31 @@ impl DeviceService {
     }
 }
 
+/// This process as the in-process service's caller.
 #[cfg(unix)]
-fn current_uid() -> u32 {
-    nix::unistd::geteuid().as_raw()
+fn in_process_peer() -> Peer {
+    Peer::from_uid(nix::unistd::geteuid().as_raw())
 }
 
-#[cfg(not(unix))]
-fn current_uid() -> u32 {
-    0
+/// This process as the in-process service's caller.
+#[cfg(windows)]
+fn in_process_peer() -> Peer {
+    match crate::win_security::current_user() {
+        Ok(sid) => Peer::from_sid(sid.to_string()),
+        Err(_) => Peer {
+            uid: None,
+            user: None,
+        },
+    }
+}
+
+/// This process as the in-process service's caller.
+#[cfg(not(any(unix, windows)))]
+fn in_process_peer() -> Peer {
+    Peer {
+        uid: None,
+        user: None,
+    }
 }
 
 #[cfg(unix)]

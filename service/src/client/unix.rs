@@ -6,16 +6,12 @@
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
-use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::UnixStream;
 
 use super::ClientError;
-use crate::protocol::{MAX_RESPONSE_LINE, Request, Response, parse_response, to_line};
-
-/// How long one exchange may take (an EAT may wait for a posture run).
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+use super::lines::exchange;
+use crate::protocol::{Request, Response};
 
 pub(super) async fn call(
     path: &Path,
@@ -50,27 +46,6 @@ pub(super) async fn call(
             peer.uid()
         )));
     }
-    let exchange = async {
-        let (read, mut write) = stream.into_split();
-        write
-            .write_all(&to_line(request))
-            .await
-            .map_err(|e| ClientError::Io(e.to_string()))?;
-        let mut line = Vec::new();
-        BufReader::new(read)
-            .take(MAX_RESPONSE_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|e| ClientError::Io(e.to_string()))?;
-        if line.last() != Some(&b'\n') {
-            return Err(ClientError::Io(
-                "the reply was cut short or too long".to_owned(),
-            ));
-        }
-        line.pop();
-        parse_response(&line).map_err(|e| ClientError::Io(e.to_string()))
-    };
-    tokio::time::timeout(CALL_TIMEOUT, exchange)
-        .await
-        .map_err(|_| ClientError::Io(format!("no reply within {CALL_TIMEOUT:?}")))?
+    let (read, write) = stream.into_split();
+    exchange(read, write, request).await
 }

@@ -96,6 +96,23 @@ pub trait KeyBackend: Send + Sync + std::fmt::Debug {
     fn key_attestation(&self) -> Result<Option<KeyAttestation>, KeyError> {
         Ok(None)
     }
+
+    /// TPM2_ActivateCredential of a broker's challenge (`credential_blob`,
+    /// `encrypted_secret`, raw bytes): the secret only the TPM holding both
+    /// the EK and the attestation key can recover. Backends without
+    /// evidence have nothing to activate.
+    fn activate_credential(
+        &self,
+        credential_blob: &[u8],
+        encrypted_secret: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
+        let _ = (credential_blob, encrypted_secret);
+        Err(KeyError::Unavailable {
+            backend: self.assurance().as_str(),
+            reason: "this key store has no attestation key to activate a credential with"
+                .to_owned(),
+        })
+    }
 }
 
 /// The TPM 2.0 backend (feature `tpm`: tss-esapi links Debian's

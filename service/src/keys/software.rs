@@ -11,8 +11,9 @@
 //!
 //! The P-256 arithmetic is `p256`'s, through `posture::attestation::DeviceKey`
 //! (the same key type the agent's keyring fallback uses). The file
-//! permission checks are per OS (`software/unix.rs`; other OSes refuse the
-//! software backend until their ACL checks exist).
+//! protection is per OS: `software/unix.rs` (modes and owner, checked),
+//! `software/windows.rs` (a LocalSystem + administrators DACL, enforced);
+//! other OSes refuse the software backend.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,9 +27,13 @@ use super::{KeyAssurance, KeyBackend, KeyError};
 mod unix;
 #[cfg(unix)]
 use unix as os;
-#[cfg(not(unix))]
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as os;
+#[cfg(not(any(unix, windows)))]
 mod other;
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 use other as os;
 
 /// Which file a loaded key came from, to notice it was deleted or replaced.

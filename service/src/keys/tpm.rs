@@ -215,6 +215,14 @@ impl KeyBackend for TpmKey {
     fn key_attestation(&self) -> Result<Option<broker::api::KeyAttestation>, KeyError> {
         TpmKey::key_attestation(self).map(Some)
     }
+
+    fn activate_credential(
+        &self,
+        credential_blob: &[u8],
+        encrypted_secret: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
+        TpmKey::activate_credential(self, credential_blob, encrypted_secret)
+    }
 }
 
 /// `r || s`, each left-padded to 32 bytes (the TPM drops leading zeros).

@@ -21,8 +21,11 @@
 //! software key, and logs which; every EAT says which
 //! (`key_assurance`).
 
+mod connection;
 #[cfg(unix)]
 pub mod unix;
+#[cfg(windows)]
+pub mod windows;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -132,12 +135,14 @@ pub struct ServiceConfig {
     pub posture_max_age: Duration,
 }
 
-/// Who is calling, as the kernel says (`SO_PEERCRED`), never as claimed.
+/// Who is calling, as the kernel says (`SO_PEERCRED`, or the pipe
+/// client's process token on Windows), never as claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
-    /// The caller's uid.
-    pub uid: u32,
-    /// The caller's account name, when it resolves.
+    /// The caller's uid (Unix); `None` on Windows, which has SIDs instead.
+    pub uid: Option<u32>,
+    /// The caller's account: its name on Unix when it resolves, its SID
+    /// (`S-1-5-21-…`) on Windows.
     pub user: Option<String>,
 }
 
@@ -145,8 +150,16 @@ impl Peer {
     /// The peer `uid`, with its account name looked up.
     pub fn from_uid(uid: u32) -> Self {
         Peer {
-            uid,
+            uid: Some(uid),
             user: user_name(uid),
+        }
+    }
+
+    /// The peer whose account is `sid` (Windows).
+    pub fn from_sid(sid: String) -> Self {
+        Peer {
+            uid: None,
+            user: Some(sid),
         }
     }
 }
@@ -313,6 +326,28 @@ impl Service {
         Ok((device_id, evidence))
     }
 
+    /// TPM2_ActivateCredential of the broker's challenge (base64url in and
+    /// out); a malformed challenge is a bad request, a key store without an
+    /// attestation key or a TPM that cannot activate it a key error.
+    fn activate_credential(&self, blob: &str, secret: &str) -> Result<String, Refusal> {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+        let decode = |field: &str, text: &str| {
+            B64URL.decode(text).map_err(|_| Refusal {
+                code: ErrorCode::BadRequest,
+                message: format!("{field} is not base64url"),
+            })
+        };
+        let (blob, secret) = (
+            decode("credential_blob", blob)?,
+            decode("encrypted_secret", secret)?,
+        );
+        let key = self.key().map_err(key_error)?;
+        let recovered = key.activate_credential(&blob, &secret).map_err(key_error)?;
+        tracing::info!(device_id = %key.public_jwk().thumbprint(), "activated the broker's credential");
+        Ok(B64URL.encode(recovered))
+    }
+
     /// The latest report, measured again when older than the configured age.
     pub async fn posture(&self) -> Arc<Report> {
         let mut cached = self.posture.lock().await;
@@ -344,6 +379,12 @@ impl Service {
                     }
                 })
                 .map_err(key_error),
+            Request::ActivateCredential {
+                credential_blob,
+                encrypted_secret,
+            } => self
+                .activate_credential(&credential_blob, &encrypted_secret)
+                .map(|secret| Response::CredentialActivated { secret }),
             Request::Posture => Ok(Response::Posture {
                 report: Box::new((*self.posture().await).clone()),
             }),
@@ -387,11 +428,11 @@ impl Service {
         claims.swname = SWNAME.to_owned();
         claims.swversion = env!("CARGO_PKG_VERSION").to_owned();
         claims.key_assurance = Some(key.assurance().as_str().to_owned());
-        claims.local_uid = Some(peer.uid);
+        claims.local_uid = peer.uid;
         claims.local_user = peer.user.clone();
         let eat = sign_eat(&BackendSigner(key.as_ref()), &claims).map_err(internal)?;
         let device_id = key.public_jwk().thumbprint();
-        tracing::info!(%device_id, local_uid = peer.uid, "signed an attestation");
+        tracing::info!(%device_id, local_uid = ?peer.uid, local_user = ?peer.user, "signed an attestation");
         Ok(Response::Attestation { eat, device_id })
     }
 

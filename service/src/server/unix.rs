@@ -5,7 +5,7 @@
 //! control: nothing it answers lets a caller sign bytes of its choosing
 //! (see `crate::protocol`).
 //!
-//! Limits: a request line is bounded ([`MAX_REQUEST_LINE`]), an idle
+//! Limits (`super::connection`): a request line is bounded, an idle
 //! connection is closed after [`IDLE_TIMEOUT`], and at most
 //! [`MAX_CONNECTIONS`] are served at once, so one local user cannot
 //! exhaust the service.
@@ -15,18 +15,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use super::connection::serve_lines;
 use super::{Peer, Service};
-use crate::protocol::{MAX_REQUEST_LINE, ProtocolError, parse_request, to_line};
+
+pub use super::connection::{IDLE_TIMEOUT, MAX_CONNECTIONS};
 
 /// The default socket path.
 pub const DEFAULT_SOCKET: &str = "/run/sallyport/sallyportd.sock";
-/// An idle connection is closed after this long.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 64;
 
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -129,38 +126,6 @@ async fn serve_connection(stream: UnixStream, service: Arc<Service>) {
             return;
         }
     };
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    loop {
-        let mut line = Vec::new();
-        let limit = MAX_REQUEST_LINE as u64 + 1;
-        let mut bounded = (&mut read).take(limit);
-        let read_line = bounded.read_until(b'\n', &mut line);
-        let n = match tokio::time::timeout(IDLE_TIMEOUT, read_line).await {
-            Ok(Ok(n)) => n,
-            Ok(Err(_)) | Err(_) => return,
-        };
-        if n == 0 {
-            return;
-        }
-        let complete = line.last() == Some(&b'\n');
-        if complete {
-            line.pop();
-        }
-        let reply = if !complete && line.len() > MAX_REQUEST_LINE {
-            Err(ProtocolError::TooLarge(MAX_REQUEST_LINE))
-        } else {
-            parse_request(&line)
-        };
-        let (reply, close) = match reply {
-            Ok(request) => (service.handle(&peer, request).await, false),
-            Err(e) => {
-                tracing::info!(uid = peer.uid, error = %e, "refused a request");
-                (e.response(), e.closes_connection())
-            }
-        };
-        if write.write_all(&to_line(&reply)).await.is_err() || close {
-            return;
-        }
-    }
+    let (read, write) = stream.into_split();
+    serve_lines(read, write, &peer, &service).await;
 }

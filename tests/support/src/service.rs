@@ -44,6 +44,11 @@ pub fn sallyportd_tpm_binary() -> Option<PathBuf> {
     let built = build(&["--features", "tpm"]);
     let copy = built.with_file_name("sallyportd-tpm");
     std::fs::copy(&built, &copy).unwrap();
+    // Put the default build back at `target/<profile>/sallyportd`: other
+    // test binaries run later in the same `cargo test` take it from there
+    // (`CARGO_BIN_EXE_sallyportd`), and one of them checks that a build
+    // without TPM support refuses `--backend tpm`.
+    build(&[]);
     Some(copy)
 }
 

@@ -19,10 +19,12 @@
 //! the TPM the EK certificate describes. A credential-activation round
 //! (MakeCredential to the EK, ActivateCredential in the TPM) closes it.
 
+mod activation;
 mod chain;
 mod credential;
 mod tpm2;
 
+pub use activation::Activations;
 pub use chain::{TrustAnchors, verify_ek_chain};
 pub use credential::{Credential, make_credential};
 
@@ -80,6 +82,20 @@ pub fn qualifying_data(device_id: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
+}
+
+/// What the credential-activation round needs from verified evidence: the
+/// EK certificate (DER) and the AK's name.
+pub fn activation_inputs(evidence: &KeyAttestation) -> Result<(Vec<u8>, Vec<u8>), KeyAttestError> {
+    let ak_public = B64URL
+        .decode(&evidence.ak_public)
+        .map_err(|_| KeyAttestError::Encoding("ak_public"))?;
+    let ek = evidence
+        .ek_certificate_chain
+        .first()
+        .and_then(|c| B64.decode(c).ok())
+        .ok_or(KeyAttestError::Encoding("ek_certificate_chain"))?;
+    Ok((ek, object_name(&ak_public)))
 }
 
 /// Verifies `evidence` for the enrolment of `jwk` (see the module docs).

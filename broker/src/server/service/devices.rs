@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 
 use super::{ApiError, Broker, datetime};
 use super::{DeviceCaller, Enroller};
-use crate::api::{AdminDevice, Device, DeviceStatus, EnrolRequest, Event, ProblemType};
+use crate::api::{AdminDevice, Device, DeviceStatus, EnrolRequest, Event, Problem, ProblemType};
 use crate::server::config::EnrolmentMode;
 use crate::server::eat::EnrolledKey;
 use crate::server::events::Routed;
@@ -83,6 +83,7 @@ impl Broker {
                         format!("the key attestation does not verify, so the key was not enrolled: {e}"),
                     )
                 })?;
+                self.activate(evidence, &device_id, req.activation_secret.as_deref())?;
             }
             let rules = NewDeviceRules {
                 pending: section.mode == EnrolmentMode::Approval,
@@ -130,6 +131,56 @@ impl Broker {
             Ok(((created, device), why.to_owned()))
         })();
         self.audited("enrol", Some(&user.sub), Some(&device_id), result)
+    }
+
+    /// The credential-activation round of a `hardware` enrolment (see
+    /// [`keyattest::Activations`]): without a secret, the challenge for the
+    /// TPM as a `key-activation-required` problem; with one, whether it is
+    /// the challenge's.
+    fn activate(
+        &self,
+        evidence: &crate::api::KeyAttestation,
+        device_id: &str,
+        secret: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let unverifiable = |e: keyattest::KeyAttestError| {
+            ApiError::new(ProblemType::KeyAttestationUnverifiable, e.to_string())
+        };
+        let (ek, ak_name) = keyattest::activation_inputs(evidence).map_err(unverifiable)?;
+        match secret {
+            None => {
+                let challenge = self
+                    .activations
+                    .challenge(&ek, &ak_name, device_id, self.now())
+                    .map_err(|e| {
+                        ApiError::new(
+                            ProblemType::KeyAttestationUnverifiable,
+                            format!("no credential can be made for this EK: {e}"),
+                        )
+                    })?;
+                Err(ApiError {
+                    problem: Box::new(Problem {
+                        key_activation: Some(challenge),
+                        ..Problem::new(
+                            ProblemType::KeyActivationRequired,
+                            "the key attestation verifies; the TPM must now activate the credential in key_activation, and the enrolment be sent again with its activation_secret",
+                        )
+                    }),
+                    device_id: Some(device_id.to_owned()),
+                })
+            }
+            Some(secret)
+                if self
+                    .activations
+                    .check(device_id, &ak_name, secret, self.now()) =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(ApiError::new(
+                ProblemType::KeyActivationFailed,
+                "the activation secret is not the challenge's: the attestation key is not in the TPM the EK certificate names, or the challenge expired (enrol again)",
+            )),
+        }
     }
 
     /// `GET /v1/events`: a subscription for the caller's device. A pending

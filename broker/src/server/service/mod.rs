@@ -41,7 +41,7 @@ pub use dpop::{DeviceCaller, DpopRequest, Enroller};
 pub use errors::{ApiError, StartError};
 pub use policy::LoadedPolicy;
 
-use crate::server::keyattest::TrustAnchors;
+use crate::server::keyattest::{self, TrustAnchors};
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -75,6 +75,8 @@ pub struct Broker {
     jti_cache: Mutex<JtiCache>,
     /// The CAs EK certificates must chain to (`hardware` enrolment).
     tpm_cas: TrustAnchors,
+    /// Credential-activation challenges for `hardware` enrolment.
+    activations: keyattest::Activations,
 }
 
 fn datetime(unix: i64) -> OffsetDateTime {
@@ -128,6 +130,7 @@ impl Broker {
             rng: SystemRandom::new(),
             clock,
             tpm_cas,
+            activations: keyattest::Activations::new(),
         }
     }
 

@@ -1,6 +1,5 @@
-//! The software key file on OSes whose access checks are not written yet
-//! (Windows ACLs): the backend refuses, rather than trust a file it cannot
-//! check. The Windows service is later work.
+//! The software key file on OSes with neither Unix modes nor Windows ACLs:
+//! the backend refuses, rather than trust a file it cannot protect.
 
 use std::path::Path;
 
@@ -10,7 +9,7 @@ use crate::keys::KeyError;
 fn unavailable() -> KeyError {
     KeyError::Unavailable {
         backend: "software",
-        reason: "the key file's access checks exist only on Unix so far".to_owned(),
+        reason: "no way to protect the key file on this OS".to_owned(),
     }
 }
 

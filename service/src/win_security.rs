@@ -1,20 +1,28 @@
-//! Who is at the other end of a named pipe (Windows): the account (SID) of
-//! the process that connected to the agent's pipe, or of the process that
-//! serves a pipe the CLI opened. The pipe's default security descriptor
-//! already keeps other users from writing; this check is the per-connection
-//! proof, the Windows twin of the Unix socket's `SO_PEERCRED` check, so a
-//! squatter's pipe or another user's client is refused by identity rather
-//! than by ACL defaults alone.
+//! Windows security for the device service and the agent: named pipes with
+//! an explicit DACL ([`create_pipe`]), files only LocalSystem and
+//! administrators can open ([`protect_path`], for the software key), and
+//! who is at the other end of a pipe ([`peer_user`]): the account (SID) of the
+//! process that connected, or of the process that serves a pipe a client
+//! opened. The peer check is the per-connection proof, the Windows twin of
+//! the Unix socket's `SO_PEERCRED` check, so a squatter's pipe or another
+//! user's client is refused by identity rather than by ACLs alone.
 //!
-//! The Win32 calls need `unsafe`; they live here and nowhere else.
+//! The Win32 calls need `unsafe`; on Windows they live here, except CNG's
+//! NCrypt calls, which stay with their key backend (`keys::ncrypt`).
 #![allow(unsafe_code)]
 
+use std::ffi::OsStr;
 use std::os::windows::io::RawHandle;
 
+use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, LocalFree};
-use windows_sys::Win32::Security::Authorization::{ConvertSidToStringSidW, ConvertStringSidToSidW};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW,
+    ConvertStringSidToSidW, SDDL_REVISION_1,
+};
 use windows_sys::Win32::Security::{
-    EqualSid, GetTokenInformation, TOKEN_QUERY, TOKEN_USER, TokenUser,
+    DACL_SECURITY_INFORMATION, EqualSid, GetTokenInformation, PROTECTED_DACL_SECURITY_INFORMATION,
+    SECURITY_ATTRIBUTES, SetFileSecurityW, TOKEN_QUERY, TOKEN_USER, TokenUser,
 };
 use windows_sys::Win32::System::Pipes::{GetNamedPipeClientProcessId, GetNamedPipeServerProcessId};
 use windows_sys::Win32::System::Threading::{
@@ -24,9 +32,9 @@ use windows_sys::Win32::System::Threading::{
 /// Which end of the pipe to identify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
-    /// The process that connected (the agent asks about its client).
+    /// The process that connected (a server asks about its client).
     Client,
-    /// The process that created the pipe (the CLI asks about the agent).
+    /// The process that created the pipe (a client asks who serves it).
     Server,
 }
 
@@ -175,6 +183,95 @@ pub fn peer_user(pipe: RawHandle, end: End) -> std::io::Result<Sid> {
     }
     let process = Owned(process);
     token_user(process.0)
+}
+
+/// LocalSystem, the account the device service runs as.
+pub const LOCAL_SYSTEM: &str = "S-1-5-18";
+
+/// A security descriptor made from SDDL text, freed on drop.
+#[derive(Debug)]
+pub struct SecurityDescriptor(*mut core::ffi::c_void);
+
+// SAFETY: the descriptor is an immutable LocalAlloc'd block owned by this
+// value; Windows only reads it, from any thread.
+unsafe impl Send for SecurityDescriptor {}
+// SAFETY: as above: shared references only read it.
+unsafe impl Sync for SecurityDescriptor {}
+
+impl SecurityDescriptor {
+    /// Parses SDDL (`D:P(A;;GA;;;SY)…`).
+    pub fn from_sddl(sddl: &str) -> std::io::Result<Self> {
+        let wide: Vec<u16> = sddl.encode_utf16().chain(Some(0)).collect();
+        let mut descriptor = std::ptr::null_mut();
+        // SAFETY: `wide` is NUL-terminated; on success `descriptor` is a
+        // LocalAlloc'd block this value owns and frees once.
+        let ok = unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                wide.as_ptr(),
+                SDDL_REVISION_1,
+                &mut descriptor,
+                std::ptr::null_mut(),
+            )
+        };
+        if ok == 0 || descriptor.is_null() {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(SecurityDescriptor(descriptor))
+    }
+}
+
+impl Drop for SecurityDescriptor {
+    fn drop(&mut self) {
+        // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
+        unsafe { LocalFree(self.0) };
+    }
+}
+
+/// Creates a pipe instance at `path` with `options`, whose DACL is
+/// `descriptor` instead of the creator's default.
+pub fn create_pipe(
+    options: &ServerOptions,
+    path: impl AsRef<OsStr>,
+    descriptor: &SecurityDescriptor,
+) -> std::io::Result<NamedPipeServer> {
+    let mut attributes = SECURITY_ATTRIBUTES {
+        nLength: u32::try_from(std::mem::size_of::<SECURITY_ATTRIBUTES>()).unwrap_or(u32::MAX),
+        lpSecurityDescriptor: descriptor.0,
+        bInheritHandle: 0,
+    };
+    // SAFETY: `attributes` is a valid SECURITY_ATTRIBUTES whose descriptor
+    // outlives the call (borrowed from `descriptor`); CreateNamedPipeW only
+    // reads it.
+    unsafe { options.create_with_security_attributes_raw(path, (&raw mut attributes).cast()) }
+}
+
+/// A DACL for secrets: LocalSystem and administrators only, nothing
+/// inherited.
+pub const PRIVATE_SDDL: &str = "D:P(A;;FA;;;SY)(A;;FA;;;BA)";
+
+/// Replaces the DACL of the file or directory at `path` with
+/// `descriptor`'s, protected from inheritance: enforced at every use
+/// rather than checked, so a loosened ACL is tightened again.
+pub fn protect_path(
+    path: &std::path::Path,
+    descriptor: &SecurityDescriptor,
+) -> std::io::Result<()> {
+    use std::os::windows::ffi::OsStrExt as _;
+    let wide: Vec<u16> = path.as_os_str().encode_wide().chain(Some(0)).collect();
+    // SAFETY: `wide` is a NUL-terminated path and the descriptor is a valid
+    // self-relative descriptor owned by `descriptor`; the call only reads
+    // both.
+    let ok = unsafe {
+        SetFileSecurityW(
+            wide.as_ptr(),
+            DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+            descriptor.0,
+        )
+    };
+    if ok == 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether two SIDs are the same account.
