@@ -7,8 +7,8 @@
 //! the Unix socket's `SO_PEERCRED` check, so a squatter's pipe or another
 //! user's client is refused by identity rather than by ACLs alone.
 //!
-//! The Win32 calls need `unsafe`; on Windows they live here and nowhere
-//! else.
+//! The Win32 calls need `unsafe`; on Windows they live here, except CNG's
+//! NCrypt calls, which stay with their key backend (`keys::ncrypt`).
 #![allow(unsafe_code)]
 
 use std::ffi::OsStr;

@@ -5,6 +5,7 @@
 //! attestation says which backend answered ([`KeyAssurance`]), so policy
 //! can require hardware.
 
+mod encoding;
 pub mod signer;
 pub mod software;
 
@@ -118,3 +119,13 @@ pub trait KeyBackend: Send + Sync + std::fmt::Debug {
 /// libtss2-dev, which the `sallyport` binary must not need).
 #[cfg(all(feature = "tpm", target_os = "linux"))]
 pub mod tpm;
+
+/// The Windows backend: CNG NCrypt, the Platform Crypto Provider (a TPM
+/// behind CNG) in production.
+#[cfg(windows)]
+pub mod ncrypt;
+
+/// The macOS backend: a Secure Enclave key in the data protection keychain
+/// (see the module for which process may hold it).
+#[cfg(target_os = "macos")]
+pub mod secure_enclave;
