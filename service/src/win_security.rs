@@ -274,6 +274,27 @@ pub fn protect_path(
     Ok(())
 }
 
+/// ERROR_PIPE_BUSY: every instance of the pipe is taken.
+const ERROR_PIPE_BUSY: i32 = 231;
+
+/// Opens the client end of the pipe at `path`, retrying for about two
+/// seconds while every instance is busy (a server creates the next one
+/// only after accepting a client).
+pub async fn open_pipe_client(
+    path: impl AsRef<OsStr>,
+) -> std::io::Result<tokio::net::windows::named_pipe::NamedPipeClient> {
+    let mut busy = 0;
+    loop {
+        match tokio::net::windows::named_pipe::ClientOptions::new().open(path.as_ref()) {
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && busy < 40 => {
+                busy += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether two SIDs are the same account.
 pub fn same(a: &Sid, b: &Sid) -> bool {
     // SAFETY: both hold complete SIDs; EqualSid only reads them.

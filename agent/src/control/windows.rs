@@ -16,18 +16,14 @@
 
 use std::os::windows::io::AsRawHandle as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use tokio::net::windows::named_pipe::{ClientOptions, NamedPipeServer, ServerOptions};
+use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
 use tokio::sync::mpsc;
 
 pub use super::session::{ControlError, Incoming};
 use super::session::{exchange, io_error, serve_lines};
 use super::{Reply, Request};
 use service::win_security::{self as pipe_peer, End, Sid};
-
-/// ERROR_PIPE_BUSY: every instance is taken; retry shortly.
-const ERROR_PIPE_BUSY: i32 = 231;
 
 /// `\\.\pipe\sallyport-agent-<USERNAME>`.
 pub fn default_socket_path() -> PathBuf {
@@ -107,20 +103,12 @@ impl ControlServer {
 
 /// Sends one request to the agent at `path` and returns its reply.
 pub async fn request(path: &Path, request: &Request) -> Result<Reply, ControlError> {
-    let mut busy = 0;
-    let client = loop {
-        match ClientOptions::new().open(path) {
-            Ok(client) => break client,
-            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && busy < 40 => {
-                busy += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ControlError::NotRunning(path.display().to_string()));
-            }
-            Err(e) => return Err(io_error(path)(e)),
-        }
-    };
+    let client = pipe_peer::open_pipe_client(path)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ControlError::NotRunning(path.display().to_string()),
+            _ => io_error(path)(e),
+        })?;
     same_user(client.as_raw_handle(), End::Server, None).map_err(|owner| {
         ControlError::Impostor {
             path: path.display().to_string(),

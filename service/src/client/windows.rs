@@ -5,17 +5,11 @@
 
 use std::os::windows::io::AsRawHandle as _;
 use std::path::Path;
-use std::time::Duration;
-
-use tokio::net::windows::named_pipe::ClientOptions;
 
 use super::ClientError;
 use super::lines::exchange;
 use crate::protocol::{Request, Response};
-use crate::win_security::{End, Sid, peer_user, same};
-
-/// ERROR_PIPE_BUSY: every instance is taken; retry shortly.
-const ERROR_PIPE_BUSY: i32 = 231;
+use crate::win_security::{End, Sid, open_pipe_client, peer_user, same};
 
 pub(super) async fn call(
     path: &Path,
@@ -27,22 +21,12 @@ pub(super) async fn call(
         path: shown.clone(),
         reason,
     };
-    let mut busy = 0;
-    let pipe = loop {
-        match ClientOptions::new().open(path) {
-            Ok(pipe) => break pipe,
-            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && busy < 40 => {
-                busy += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => {
-                return Err(ClientError::NotRunning {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                });
-            }
-        }
-    };
+    let pipe = open_pipe_client(path)
+        .await
+        .map_err(|e| ClientError::NotRunning {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
     let expected = Sid::parse(service_sid).map_err(|e| {
         impostor(format!(
             "the service account {service_sid:?} is not a SID: {e}"
