@@ -32,10 +32,17 @@ pub mod paths {
     pub const GRANTS: &str = "/v1/grants";
     /// `GET ?device_id=` → `text/event-stream` of [`super::Event`].
     pub const EVENTS: &str = "/v1/events";
+    /// `GET ?device_id=` → [`super::AppsDocument`]: the catalogue with the
+    /// access policy's answer for this user, device and context, now
+    /// (DPoP-bound like a grant request; nothing is opened or audited).
+    pub const APPS: &str = "/v1/apps";
     /// `POST` [`super::RevocationRequest`] → [`super::RevocationResult`]
     /// (admin token); [`ADMIN_REVOCATIONS_CLEAR`] lifts one.
     pub const ADMIN_REVOCATIONS: &str = "/v1/admin/revocations";
-    /// `GET ?limit=` → `Vec<`[`super::AuditEntry`]`>` (admin token).
+    /// `GET ?after=SEQ&limit=N` → `Vec<`[`super::AuditEntry`]`>`, oldest
+    /// first, every entry with `seq > after` (admin token): a SIEM pulls
+    /// with the last `seq` it saw as its cursor. Without `after`, the
+    /// latest `limit` entries.
     pub const ADMIN_AUDIT: &str = "/v1/admin/audit";
     /// `POST` → [`super::PolicyDocument`]: re-read the policy file (admin token).
     pub const ADMIN_POLICY_RELOAD: &str = "/v1/admin/policy/reload";
@@ -94,6 +101,81 @@ pub struct App {
     pub name: String,
     /// What its tunnel reaches: `ip:port/tcp|udp`.
     pub targets: Vec<String>,
+    /// The administrator's labels (`sensitivity = "high"`), as the access
+    /// policy sees them in `input.app.labels`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// One reason the access policy (`sallyport.access`) gives, for the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessReason {
+    /// What stands in the way (or why access ends when it does).
+    pub message: String,
+    /// What the user can do about it; empty when nothing.
+    #[serde(default)]
+    pub remediation: String,
+}
+
+/// An RFC 9470-style step-up the access policy asks for: sign in again
+/// showing one of `acr_values`, no longer than `max_age` seconds ago.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUp {
+    /// `acr_values` to ask the identity provider for (may be empty).
+    #[serde(default)]
+    pub acr_values: Vec<String>,
+    /// `max_age` (seconds) to ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
+}
+
+/// The broker's answer to "may this user, on this device, open this
+/// application now, from here?": the device verdict and the access policy
+/// together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessDecision {
+    /// May a grant be issued now?
+    pub allow: bool,
+    /// Why not (or, when allowed, why access ends when it does).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<AccessReason>,
+    /// When refused for want of a fresh or stronger sign-in: what it must show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<StepUp>,
+    /// When allowed inside a time window: the window's end, which no grant outlives.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub closes_at: Option<OffsetDateTime>,
+    /// When refused (or closing) for a time window: when it opens again.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub opens_at: Option<OffsetDateTime>,
+}
+
+/// One application with the access decision for the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppAccess {
+    /// The catalogue entry.
+    #[serde(flatten)]
+    pub app: App,
+    /// Whether it can open now, and if not why and what to do.
+    pub access: AccessDecision,
+}
+
+/// `GET /v1/apps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppsDocument {
+    /// When the broker decided.
+    #[serde(with = "time::serde::rfc3339")]
+    pub evaluated_at: OffsetDateTime,
+    /// Every application in the catalogue.
+    pub apps: Vec<AppAccess>,
 }
 
 /// `POST /v1/devices`: enrol this device's public key for the signed-in user.
@@ -302,6 +384,26 @@ pub struct Grant {
     /// `valid_until` nor the access token's expiry.
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+    /// Set when `expires_at` is the end of the access policy's time window:
+    /// a new grant asked for before then would end at the same instant, so
+    /// the agent does not renew it; it closes the tunnel with `reason` at
+    /// `expires_at` and asks again at `reopens_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends: Option<GrantEnd>,
+}
+
+/// Why a grant ends when it does, when a time window decides it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantEnd {
+    /// For the user ("Git server is available 07:00–20:00; it opens again at 07:00").
+    pub reason: String,
+    /// When the window opens again, if the policy says.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub reopens_at: Option<OffsetDateTime>,
 }
 
 /// One event on `GET /v1/events`. The SSE `event:` field carries
@@ -462,6 +564,7 @@ pub struct GatewayPeer {
 
 /// One audit-log entry: every decision with its reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuditEntry {
     /// Monotonic sequence number.
     pub seq: i64,
@@ -483,6 +586,47 @@ pub struct AuditEntry {
     pub problem: Option<String>,
     /// Why, for a person.
     pub reason: String,
+    /// The application, for grant decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The caller's address as the broker saw it, for calls from a device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    /// The access policy's reasons (grant decisions), each for the user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// SHA-256 (hex) of the access policy's input document (canonical
+    /// JSON), for grant decisions: what the decision was made on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_digest: Option<String>,
+    /// SHA-256 (hex) of the posture policy in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_digest: Option<String>,
+    /// SHA-256 (hex) of the access policy in force (grant decisions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_policy_digest: Option<String>,
+}
+
+impl Default for AuditEntry {
+    /// An empty entry at the epoch: a base for `..Default::default()`.
+    fn default() -> Self {
+        AuditEntry {
+            seq: 0,
+            at: OffsetDateTime::UNIX_EPOCH,
+            action: String::new(),
+            outcome: String::new(),
+            user: None,
+            device_id: None,
+            problem: None,
+            reason: String::new(),
+            app: None,
+            source_ip: None,
+            reasons: Vec::new(),
+            input_digest: None,
+            policy_digest: None,
+            access_policy_digest: None,
+        }
+    }
 }
 
 /// An RFC 9457 problem document.
@@ -503,6 +647,10 @@ pub struct Problem {
     /// Extension (`key-activation-required`): the challenge to activate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_activation: Option<KeyActivation>,
+    /// Extension (`access-denied`, `access-step-up-required`): the access
+    /// policy's decision, with its reasons, step-up and reopening time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessDecision>,
 }
 
 impl Problem {
@@ -515,6 +663,7 @@ impl Problem {
             detail: detail.into(),
             violations: Vec::new(),
             key_activation: None,
+            access: None,
         }
     }
 
@@ -643,6 +792,14 @@ problem_types! {
     VerdictStalePolicy = ("verdict-stale-policy", 403, "The device's verdict was made under an earlier policy; attest again"),
     /// The device's latest verdict is non-compliant; `violations` says why.
     DeviceNotCompliant = ("device-not-compliant", 403, "The device does not meet the policy"),
+    /// The access policy (`sallyport.access`) refuses this application for
+    /// this user, device or context now; `access` says why, what to do, and
+    /// when a time window opens again.
+    AccessDenied = ("access-denied", 403, "The access policy does not allow this application now"),
+    /// The access policy asks for a fresh or stronger sign-in before this
+    /// application opens (`access.step_up`: `acr_values`, `max_age`). 403,
+    /// not 401: the session stays good for every other application.
+    AccessStepUpRequired = ("access-step-up-required", 403, "This application needs a fresh or stronger sign-in"),
     /// This WireGuard key already has an open grant.
     WireguardKeyInUse = ("wireguard-key-in-use", 409, "This WireGuard key already has an open grant"),
     /// No such grant (or not this user's).
@@ -796,6 +953,7 @@ mod tests {
             client_address: "100.64.0.2".into(),
             targets: vec!["10.0.0.5:443/tcp".into()],
             expires_at: OffsetDateTime::UNIX_EPOCH,
+            ends: None,
         };
         let v = serde_json::to_value(&g).unwrap();
         assert_eq!(v["expires_at"], "1970-01-01T00:00:00Z");

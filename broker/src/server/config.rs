@@ -320,6 +320,14 @@ pub struct AppSection {
     pub name: String,
     /// `ip:port/tcp|udp`.
     pub targets: Vec<String>,
+    /// Free-form labels the access policy reads as `input.app.labels`
+    /// (`sensitivity = "high"`); also shown to agents.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Who owns the application (emails or group names), for the policy
+    /// (`input.app.owners`) and for the people reading a denial.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
 }
 
 /// The configuration after validation: everything parsed into its real type.

@@ -742,6 +742,7 @@ impl Store {
                 device_id,
                 problem,
                 reason,
+                ..AuditEntry::default()
             });
         }
         out.reverse();

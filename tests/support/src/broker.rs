@@ -161,7 +161,17 @@ impl BrokerConfig {
             id: id.to_owned(),
             name: name.to_owned(),
             targets: vec![format!("{target}/tcp")],
+            labels: Default::default(),
+            owners: Vec::new(),
         });
+        self
+    }
+
+    /// One more label on the application added last (`sensitivity`, `high`).
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        if let Some(app) = self.config.apps.last_mut() {
+            app.labels.insert(key.to_owned(), value.to_owned());
+        }
         self
     }
 

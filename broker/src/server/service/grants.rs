@@ -168,6 +168,7 @@ impl Broker {
             client_address: address.to_string(),
             targets: row.targets.clone(),
             expires_at: datetime(expires_at),
+            ends: None,
         };
         let reason = format!("grant {} for {} until {}", row.id, row.app, expires_at);
         Ok((grant, reason))

@@ -237,6 +237,7 @@ impl Broker {
                     id: a.id.clone(),
                     name: a.name.clone(),
                     targets: a.targets.clone(),
+                    labels: a.labels.clone(),
                 })
                 .collect(),
         }
