@@ -36,10 +36,28 @@
 //! client_network = "100.64.0.0/16"    # tunnel addresses handed out
 //! max_grant_seconds = 3600
 //!
+//! [access]
+//! policy = "/etc/sallyport/access.rego" # optional; default: the built-in `sallyport.access`
+//! time_zone = "Europe/Paris"          # default "UTC": the policy's clock (IANA name)
+//! groups_claim = "groups"             # default "groups": the access token claim with the user's groups
+//! trusted_proxies = ["10.0.0.2/32"]   # optional: peers whose X-Forwarded-For is believed
+//! new_device_seconds = 86400          # default 1 day: a device enrolled since is "new"
+//! denials_window_seconds = 600        # default 10 min: the window denied grants are counted in
+//! denials_threshold = 5               # default 5: that many denials in the window is unusual
+//!
+//! [access.networks]                   # named networks, as the policy sees them
+//! office = ["192.0.2.0/24", "2001:db8:1::/48"]
+//!
+//! [audit]
+//! jsonl = "/var/log/sallyport/decisions.jsonl"   # optional: every audit row as a JSON line
+//! syslog = "udp://127.0.0.1:514"      # optional: the same as RFC 5424 messages (udp://host:port or unix:/dev/log)
+//!
 //! [[apps]]
 //! id = "wiki"
 //! name = "Internal wiki"
 //! targets = ["10.0.0.5:443/tcp"]
+//! labels = { sensitivity = "high" }   # optional; the policy reads input.app.labels
+//! owners = ["it@example.com"]         # optional; input.app.owners
 //! ```
 //!
 //! # What the `[oidc]` section makes the broker enforce
@@ -106,6 +124,12 @@ pub struct Config {
     pub enrolment: EnrolmentSection,
     /// WireGuard gateway.
     pub gateway: GatewaySection,
+    /// Per-application access in context.
+    #[serde(default)]
+    pub access: AccessSection,
+    /// Where audit rows go besides the database.
+    #[serde(default)]
+    pub audit: AuditSection,
     /// The application catalogue.
     #[serde(default)]
     pub apps: Vec<AppSection>,
@@ -284,6 +308,112 @@ fn default_max_devices() -> u32 {
     5
 }
 
+/// `[access]`: the `sallyport.access` policy and what it is given.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    /// Rego file with `package sallyport.access`; the built-in default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PathBuf>,
+    /// IANA time zone of `input.context.time` and of time windows.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// The access-token claim holding the user's groups (a list, or one string).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Named networks: name → CIDR list. A caller's source address inside
+    /// one is `input.context.networks` (every name that holds it).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub networks: std::collections::BTreeMap<String, Vec<String>>,
+    /// Reverse proxies whose `X-Forwarded-For` names the real caller; from
+    /// anyone else the header is ignored (a client could write any address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
+    /// A device enrolled less than this long ago is new (`signals.new_device`).
+    #[serde(default = "default_new_device")]
+    pub new_device_seconds: u64,
+    /// Denied grants are counted over this window (`signals.recent_denials`).
+    #[serde(default = "default_denials_window")]
+    pub denials_window_seconds: u64,
+    /// This many denials in the window sets `signals.denial_burst`.
+    #[serde(default = "default_denials_threshold")]
+    pub denials_threshold: u32,
+}
+
+impl Default for AccessSection {
+    fn default() -> Self {
+        Self {
+            policy: None,
+            time_zone: default_time_zone(),
+            groups_claim: default_groups_claim(),
+            networks: Default::default(),
+            trusted_proxies: Vec::new(),
+            new_device_seconds: default_new_device(),
+            denials_window_seconds: default_denials_window(),
+            denials_threshold: default_denials_threshold(),
+        }
+    }
+}
+
+fn default_time_zone() -> String {
+    "UTC".to_owned()
+}
+
+fn default_groups_claim() -> String {
+    "groups".to_owned()
+}
+
+fn default_new_device() -> u64 {
+    86_400
+}
+
+fn default_denials_window() -> u64 {
+    600
+}
+
+fn default_denials_threshold() -> u32 {
+    5
+}
+
+/// `[audit]`: copies of every audit row for a SIEM.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Append each row as one JSON line to this file (created 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonl: Option<PathBuf>,
+    /// Send each row as an RFC 5424 message: `udp://host:port` or `unix:/dev/log`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<String>,
+}
+
+/// Where RFC 5424 messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyslogTarget {
+    /// A syslog server over UDP.
+    Udp(SocketAddr),
+    /// The local syslog daemon's datagram socket.
+    Unix(PathBuf),
+}
+
+impl SyslogTarget {
+    /// Parses `udp://host:port` or `unix:/path`.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "audit.syslog {text:?}: expected udp://ip:port or unix:/path"
+            ))
+        };
+        if let Some(addr) = text.strip_prefix("udp://") {
+            return addr.parse().map(SyslogTarget::Udp).map_err(|_| bad());
+        }
+        match text.strip_prefix("unix:") {
+            Some(path) if path.starts_with('/') => Ok(SyslogTarget::Unix(PathBuf::from(path))),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// `[gateway]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -353,6 +483,14 @@ pub struct Settings {
     pub auth: AuthRequirement,
     /// How long fetched issuer keys are used.
     pub jwks_ttl: Duration,
+    /// The access policy's time zone.
+    pub time_zone: jiff::tz::TimeZone,
+    /// Named networks, parsed.
+    pub networks: Vec<(String, Vec<ipnet::IpNet>)>,
+    /// Trusted reverse proxies, parsed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where RFC 5424 copies go, if anywhere.
+    pub syslog: Option<SyslogTarget>,
 }
 
 /// An IPv4 network `a.b.c.d/len`.
@@ -521,6 +659,62 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?;
             apps.push((app.clone(), targets));
         }
+        let access = &self.access;
+        let time_zone = jiff::tz::TimeZone::get(&access.time_zone).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "access.time_zone {:?} is not an IANA time zone: {e}",
+                access.time_zone
+            ))
+        })?;
+        if access.groups_claim.trim().is_empty() {
+            return invalid("access.groups_claim must not be empty".into());
+        }
+        let cidrs = |what: &str, list: &[String]| {
+            list.iter()
+                .map(|c| {
+                    c.parse::<ipnet::IpNet>()
+                        .map(|n| n.trunc())
+                        .map_err(|_| ConfigError::Invalid(format!("{what}: {c:?} is not a CIDR")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let mut networks = Vec::new();
+        for (name, list) in &access.networks {
+            if name.is_empty() || list.is_empty() {
+                return invalid(format!(
+                    "access.networks.{name}: a named network needs a name and at least one CIDR"
+                ));
+            }
+            networks.push((name.clone(), cidrs(&format!("access.networks.{name}"), list)?));
+        }
+        let trusted_proxies = cidrs("access.trusted_proxies", &access.trusted_proxies)?;
+        if !(60..=365 * 86_400).contains(&access.new_device_seconds) {
+            return invalid("access.new_device_seconds must be 60..=31536000".into());
+        }
+        if !(10..=86_400).contains(&access.denials_window_seconds) {
+            return invalid("access.denials_window_seconds must be 10..=86400".into());
+        }
+        if !(1..=10_000).contains(&access.denials_threshold) {
+            return invalid("access.denials_threshold must be 1..=10000".into());
+        }
+        let syslog = self
+            .audit
+            .syslog
+            .as_deref()
+            .map(SyslogTarget::parse)
+            .transpose()?;
+        for app in &self.apps {
+            if app
+                .labels
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+            {
+                return invalid(format!(
+                    "app {:?}: label keys are 1..=64 bytes, values at most 256",
+                    app.id
+                ));
+            }
+        }
         let admin_token_sha256 = match &self.server.admin_token_sha256 {
             None => None,
             Some(hex) => Some(decode_hex32(hex).ok_or_else(|| {
@@ -549,6 +743,10 @@ impl Config {
             network,
             apps,
             admin_token_sha256,
+            time_zone,
+            networks,
+            trusted_proxies,
+            syslog,
             raw: self,
         })
     }
@@ -764,6 +962,36 @@ targets = ["10.0.0.5:443/tcp", "10.0.0.6:53/udp"]
         );
         assert!(Config::parse(&dup).is_err());
         assert!(Config::parse("not toml [").is_err());
+    }
+
+    #[test]
+    fn access_and_audit_sections() {
+        let s = Config::parse(&format!(
+            "{GOOD}\n[access]\ntime_zone = \"Europe/Paris\"\ntrusted_proxies = [\"10.1.2.3/32\"]\n[access.networks]\noffice = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n[audit]\njsonl = \"/tmp/a.jsonl\"\nsyslog = \"udp://127.0.0.1:514\"\n"
+        ))
+        .unwrap();
+        assert_eq!(s.networks[0].0, "office");
+        assert_eq!(s.networks[0].1.len(), 2);
+        assert_eq!(s.trusted_proxies.len(), 1);
+        assert_eq!(
+            s.syslog,
+            Some(SyslogTarget::Udp("127.0.0.1:514".parse().unwrap()))
+        );
+        assert_eq!(s.time_zone.iana_name(), Some("Europe/Paris"));
+        let defaults = Config::parse(GOOD).unwrap();
+        assert_eq!(defaults.time_zone.iana_name(), Some("UTC"));
+        assert_eq!(defaults.raw.access.groups_claim, "groups");
+        let bad = |section: &str| Config::parse(&format!("{GOOD}\n{section}\n")).is_err();
+        assert!(bad("[access]\ntime_zone = \"Mars/Olympus\""));
+        assert!(bad("[access.networks]\noffice = [\"192.0.2.0/33\"]"));
+        assert!(bad("[access.networks]\noffice = []"));
+        assert!(bad("[access]\ndenials_threshold = 0"));
+        assert!(bad("[audit]\nsyslog = \"tcp://1.2.3.4:1\""));
+        assert!(bad("[audit]\nsyslog = \"unix:relative\""));
+        assert_eq!(
+            SyslogTarget::parse("unix:/dev/log").unwrap(),
+            SyslogTarget::Unix("/dev/log".into())
+        );
     }
 
     #[test]

@@ -126,7 +126,18 @@ impl FromRequestParts<Arc<Broker>> for FromDevice {
 
     async fn from_request_parts(parts: &mut Parts, broker: &Arc<Broker>) -> Result<Self, Response> {
         match broker.authenticate_device(dpop_request(parts)).await {
-            Ok(caller) => Ok(FromDevice(caller)),
+            Ok(mut caller) => {
+                let peer = parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0.ip());
+                let forwarded = parts
+                    .headers
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok());
+                caller.source = broker.source_of(peer, forwarded);
+                Ok(FromDevice(caller))
+            }
             Err(err) => Err(refuse_caller(broker, parts, err)),
         }
     }
@@ -228,6 +239,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route(paths::GRANTS, post(open_grant))
         .route("/v1/grants/{id}", delete(close_grant))
         .route(paths::EVENTS, get(events))
+        .route(paths::APPS, get(apps))
         .route(paths::ADMIN_REVOCATIONS, post(revoke))
         .route(paths::ADMIN_AUDIT, get(audit))
         .route(paths::ADMIN_POLICY_RELOAD, post(reload_policy))
@@ -325,6 +337,20 @@ enum StreamInput {
     Tick,
 }
 
+async fn apps(
+    broker: State,
+    FromDevice(caller): FromDevice,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<api::AppsDocument>, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(
+            ProblemType::MalformedRequest,
+            format!("GET /v1/apps?device_id=<id>: {e}"),
+        )
+    })?;
+    Ok(Json(broker.apps_document(&caller, &query.device_id)?))
+}
+
 async fn events(
     broker: State,
     FromDevice(caller): FromDevice,
@@ -398,6 +424,9 @@ async fn revoke(
 struct AuditQuery {
     #[serde(default = "default_limit")]
     limit: u32,
+    /// The cursor: entries after this `seq`, oldest first.
+    #[serde(default)]
+    after: Option<i64>,
 }
 
 fn default_limit() -> u32 {
@@ -409,8 +438,16 @@ async fn audit(
     _: Admin,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<Vec<api::AuditEntry>>, ApiError> {
-    let limit = query.map(|Query(q)| q.limit).unwrap_or(100);
-    Ok(Json(broker.audit_recent(limit)?))
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(
+            ProblemType::MalformedRequest,
+            format!("GET /v1/admin/audit?after=<seq>&limit=<n>: {e}"),
+        )
+    })?;
+    Ok(Json(match query.after {
+        Some(after) => broker.audit_since(after, query.limit)?,
+        None => broker.audit_recent(query.limit)?,
+    }))
 }
 
 async fn reload_policy(broker: State, _: Admin) -> Result<Json<api::PolicyDocument>, ApiError> {

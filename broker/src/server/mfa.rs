@@ -87,6 +87,14 @@ impl AuthRequirement {
         Ok(())
     }
 
+    /// Whether `claims` show a second factor by this requirement's `acr` /
+    /// `amr` lists (whether or not MFA is required): the access policy's
+    /// `input.sign_in.mfa`.
+    pub fn check_factor(&self, claims: &AccessClaims) -> bool {
+        claims.acr.as_ref().is_some_and(|acr| self.acr.contains(acr))
+            || claims.amr.iter().any(|v| self.amr.contains(v))
+    }
+
     /// The last second (Unix) at which `claims` still meet the recency
     /// limit, if one is set: an open event stream ends after it.
     pub fn valid_until(&self, claims: &AccessClaims) -> Option<i64> {
@@ -138,6 +146,8 @@ mod tests {
             auth_time,
             acr: acr.map(str::to_owned),
             amr: amr.iter().map(|s| (*s).to_owned()).collect(),
+            email: None,
+            groups: Vec::new(),
         }
     }
 

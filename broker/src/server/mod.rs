@@ -12,6 +12,8 @@
 //! [`store`]; the operations in [`service`]; routes in [`http`]; the time
 //! they all decide on in [`clock`].
 
+pub mod access;
+pub mod audit_sink;
 pub mod clock;
 pub mod config;
 pub mod dpop;
@@ -187,6 +189,11 @@ pub async fn start_with_clock(
     let tpm_cas = keyattest::TrustAnchors::load(&settings.raw.enrolment.tpm_ca_certificates)
         .map_err(StartError::TpmCa)?;
     let listen = settings.raw.server.listen;
+    let sink = audit_sink::AuditSink::start(
+        settings.raw.audit.jsonl.as_deref(),
+        settings.syslog.as_ref(),
+    )
+    .map_err(|e| StartError::Listen(e.to_string()))?;
     let broker = Arc::new(Broker::new(
         settings,
         store,
@@ -195,6 +202,7 @@ pub async fn start_with_clock(
         http_client,
         clock,
         tpm_cas,
+        sink,
     ));
     let restored = broker
         .restore()
@@ -211,7 +219,8 @@ pub async fn start_with_clock(
     let is_tls = tls.is_some();
     broker.listening_at(if is_tls { "https" } else { "http" }, addr);
     let handle = Handle::new();
-    let app = http::router(broker.clone()).into_make_service();
+    let app = http::router(broker.clone())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = match tls {
         Some(tls) => {
             let server = axum_server::from_tcp_rustls(listener, tls)

@@ -103,6 +103,13 @@ CREATE TABLE IF NOT EXISTS audit (
     problem TEXT,
     reason TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_user_at ON audit(user, at);
+CREATE TABLE IF NOT EXISTS user_networks (
+    user TEXT NOT NULL,
+    network TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    PRIMARY KEY (user, network)
+);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -120,6 +127,11 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
         "INTEGER NOT NULL DEFAULT 0",
     ),
     ("user_revocations", "cleared_at", "INTEGER"),
+    ("verdicts", "facts", "TEXT NOT NULL DEFAULT '{}'"),
+    ("grants", "ends_reason", "TEXT"),
+    ("grants", "reopens_at", "INTEGER"),
+    ("grants", "access_input", "TEXT"),
+    ("audit", "decision", "TEXT"),
 ];
 
 /// An enrolled device row.
@@ -197,6 +209,14 @@ pub struct GrantRow {
     pub expires_at: i64,
     /// SHA-256 (hex) of the policy its verdict was made under.
     pub policy_digest: String,
+    /// Set when a time window of the access policy ends the grant: the
+    /// user's reason, given when it is closed at expiry.
+    pub ends_reason: Option<String>,
+    /// When that window opens again (Unix seconds).
+    pub reopens_at: Option<i64>,
+    /// The access policy's input the grant was allowed on (JSON), so a
+    /// reloaded access policy can judge the open grants again.
+    pub access_input: Option<String>,
 }
 
 /// The latest verdict with its owner.
@@ -206,6 +226,9 @@ pub struct VerdictRow {
     pub user: String,
     /// The decision.
     pub verdict: StoredVerdict,
+    /// What the attestation said about the device (JSON object:
+    /// `platform`, `key_assurance`, `checks`), for the access policy.
+    pub facts: String,
 }
 
 /// A user's session revocation.
@@ -232,6 +255,31 @@ pub struct NewAudit<'a> {
     pub problem: Option<&'a str>,
     /// Reason.
     pub reason: &'a str,
+    /// What decided a grant (app, source, reasons, digests).
+    pub decision: Option<&'a AuditDecision>,
+}
+
+/// What an access decision was made on, kept with its audit row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditDecision {
+    /// The application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The caller's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    /// The policy's reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// SHA-256 of the access policy's input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_digest: Option<String>,
+    /// SHA-256 of the posture policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_digest: Option<String>,
+    /// SHA-256 of the access policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_policy_digest: Option<String>,
 }
 
 /// The database. Cheap operations under one mutex: the broker's write rate
@@ -466,28 +514,30 @@ impl Store {
         evaluated_at: i64,
         valid_until: i64,
         policy_digest: &str,
+        facts: &str,
     ) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO verdicts (device_id, user, compliant, violations, evaluated_at, valid_until, policy_digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![device_id, user, compliant, json(&violations), evaluated_at, valid_until, policy_digest],
+            "INSERT INTO verdicts (device_id, user, compliant, violations, evaluated_at, valid_until, policy_digest, facts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![device_id, user, compliant, json(&violations), evaluated_at, valid_until, policy_digest, facts],
         )?;
         Ok(())
     }
 
     /// The device's latest verdict.
     pub fn latest_verdict(&self, device_id: &str) -> Result<Option<VerdictRow>, StoreError> {
-        let row: Option<(String, bool, String, i64, String)> = self
+        let row: Option<(String, bool, String, i64, String, String)> = self
             .conn()
             .query_row(
-                "SELECT user, compliant, violations, valid_until, policy_digest FROM verdicts WHERE device_id = ?1 ORDER BY id DESC LIMIT 1",
+                "SELECT user, compliant, violations, valid_until, policy_digest, facts FROM verdicts WHERE device_id = ?1 ORDER BY id DESC LIMIT 1",
                 [device_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()?;
         row.map(
-            |(user, compliant, violations, valid_until, policy_digest)| {
+            |(user, compliant, violations, valid_until, policy_digest, facts)| {
                 Ok(VerdictRow {
                     user,
+                    facts,
                     verdict: StoredVerdict {
                         compliant,
                         violations: parse_json(&violations)?,
@@ -530,8 +580,8 @@ impl Store {
     /// Stores an open grant.
     pub fn insert_grant(&self, g: &GrantRow) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO grants (id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![g.id, g.device_id, g.user, g.app, g.wg_public_key, g.client_address.to_string(), json(&g.targets), g.created_at, g.expires_at, g.policy_digest],
+            "INSERT INTO grants (id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest, ends_reason, reopens_at, access_input) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![g.id, g.device_id, g.user, g.app, g.wg_public_key, g.client_address.to_string(), json(&g.targets), g.created_at, g.expires_at, g.policy_digest, g.ends_reason, g.reopens_at, g.access_input],
         )?;
         Ok(())
     }
@@ -543,7 +593,7 @@ impl Store {
     ) -> Result<Vec<GrantRow>, StoreError> {
         let conn = self.conn();
         let sql = format!(
-            "SELECT id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest FROM grants WHERE closed_at IS NULL AND {clause} ORDER BY created_at"
+            "SELECT id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest, ends_reason, reopens_at, access_input FROM grants WHERE closed_at IS NULL AND {clause} ORDER BY created_at"
         );
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map([arg], |r| {
@@ -558,6 +608,11 @@ impl Store {
                 r.get::<_, i64>(7)?,
                 r.get::<_, i64>(8)?,
                 r.get::<_, String>(9)?,
+                (
+                    r.get::<_, Option<String>>(10)?,
+                    r.get::<_, Option<i64>>(11)?,
+                    r.get::<_, Option<String>>(12)?,
+                ),
             ))
         })?;
         let mut out = Vec::new();
@@ -573,6 +628,7 @@ impl Store {
                 created_at,
                 expires_at,
                 policy_digest,
+                (ends_reason, reopens_at, access_input),
             ) = row?;
             out.push(GrantRow {
                 id,
@@ -587,6 +643,9 @@ impl Store {
                 created_at,
                 expires_at,
                 policy_digest,
+                ends_reason,
+                reopens_at,
+                access_input,
             });
         }
         Ok(out)
@@ -625,13 +684,46 @@ impl Store {
         )? == 1)
     }
 
-    /// Closes and returns every open grant whose expiry has passed.
+    /// Closes and returns every open grant whose expiry has passed (with
+    /// its window's reason when a time window ended it).
     pub fn expire_grants(&self, now: i64) -> Result<Vec<GrantRow>, StoreError> {
         let due = self.grants_where("expires_at <= ?1", &now)?;
         for g in &due {
-            self.close_grant(&g.id, now, "expired")?;
+            self.close_grant(&g.id, now, g.ends_reason.as_deref().unwrap_or("expired"))?;
         }
         Ok(due)
+    }
+
+    /// Whether `network` was seen for `user` before; records it when not.
+    pub fn remember_network(&self, user: &str, network: &str, now: i64) -> Result<bool, StoreError> {
+        let inserted = self.conn().execute(
+            "INSERT OR IGNORE INTO user_networks (user, network, first_seen) VALUES (?1, ?2, ?3)",
+            params![user, network, now],
+        )?;
+        Ok(inserted == 0)
+    }
+
+    /// Whether `network` was seen for `user` (read only).
+    pub fn knows_network(&self, user: &str, network: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM user_networks WHERE user = ?1 AND network = ?2",
+                params![user, network],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Grants denied to `user` since `since` (Unix seconds), from the audit log.
+    pub fn denied_grants_since(&self, user: &str, since: i64) -> Result<u32, StoreError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM audit WHERE user = ?1 AND at >= ?2 AND action = 'grant' AND outcome = 'deny'",
+            params![user, since],
+            |r| r.get(0),
+        )?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// Marks a device revoked; false if unknown.
@@ -702,36 +794,71 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Appends to the audit log.
-    pub fn audit(&self, e: &NewAudit<'_>, now: i64) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO audit (at, action, outcome, user, device_id, problem, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![now, e.action, e.outcome, e.user, e.device_id, e.problem, e.reason],
+    /// Appends to the audit log; returns the entry as stored (with its `seq`).
+    pub fn audit(&self, e: &NewAudit<'_>, now: i64) -> Result<AuditEntry, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO audit (at, action, outcome, user, device_id, problem, reason, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![now, e.action, e.outcome, e.user, e.device_id, e.problem, e.reason, e.decision.map(json)],
         )?;
-        Ok(())
+        let seq = conn.last_insert_rowid();
+        let d = e.decision.cloned().unwrap_or_default();
+        Ok(AuditEntry {
+            seq,
+            at: time::OffsetDateTime::from_unix_timestamp(now)
+                .map_err(|err| StoreError::Corrupt(err.to_string()))?,
+            action: e.action.to_owned(),
+            outcome: e.outcome.to_owned(),
+            user: e.user.map(str::to_owned),
+            device_id: e.device_id.map(str::to_owned),
+            problem: e.problem.map(str::to_owned),
+            reason: e.reason.to_owned(),
+            app: d.app,
+            source_ip: d.source_ip,
+            reasons: d.reasons,
+            input_digest: d.input_digest,
+            policy_digest: d.policy_digest,
+            access_policy_digest: d.access_policy_digest,
+        })
     }
 
-    /// The latest `limit` audit entries, newest last.
+    /// The latest `limit` audit entries, oldest first.
     pub fn audit_recent(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut out = self.audit_query("1 = ?1 ORDER BY seq DESC", 1, limit)?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Up to `limit` entries with `seq > after`, oldest first: a cursor a
+    /// SIEM can resume from.
+    pub fn audit_since(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_query("seq > ?1 ORDER BY seq ASC", after, limit)
+    }
+
+    fn audit_query(&self, clause: &str, arg: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT seq, at, action, outcome, user, device_id, problem, reason FROM audit ORDER BY seq DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit], |r| {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT seq, at, action, outcome, user, device_id, problem, reason, decision FROM audit WHERE {clause} LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![arg, limit], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
+                (r.get::<_, i64>(0)?, r.get::<_, i64>(1)?),
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, Option<String>>(5)?,
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, String>(7)?,
+                r.get::<_, Option<String>>(8)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, at, action, outcome, user, device_id, problem, reason) = row?;
+            let ((seq, at), action, outcome, user, device_id, problem, reason, decision) = row?;
+            let d: AuditDecision = match decision {
+                Some(text) => parse_json(&text)?,
+                None => AuditDecision::default(),
+            };
             out.push(AuditEntry {
                 seq,
                 at: time::OffsetDateTime::from_unix_timestamp(at)
@@ -742,10 +869,14 @@ impl Store {
                 device_id,
                 problem,
                 reason,
-                ..AuditEntry::default()
+                app: d.app,
+                source_ip: d.source_ip,
+                reasons: d.reasons,
+                input_digest: d.input_digest,
+                policy_digest: d.policy_digest,
+                access_policy_digest: d.access_policy_digest,
             });
         }
-        out.reverse();
         Ok(out)
     }
 }
@@ -943,6 +1074,9 @@ mod tests {
             created_at: 10,
             expires_at: 20,
             policy_digest: "p1".into(),
+            ends_reason: None,
+            reopens_at: None,
+            access_input: None,
         };
         s.insert_grant(&g).unwrap();
         assert!(s.key_in_use("k").unwrap());
@@ -951,6 +1085,49 @@ mod tests {
         assert_eq!(s.expire_grants(20).unwrap(), vec![g]);
         assert!(s.used_addresses().unwrap().is_empty());
         assert!(!s.close_grant("g1", 21, "x").unwrap());
+    }
+
+    #[test]
+    fn networks_denials_and_the_audit_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("b.db")).unwrap();
+        assert!(!s.knows_network("alice", "192.0.2.0/24").unwrap());
+        assert!(!s.remember_network("alice", "192.0.2.0/24", 5).unwrap());
+        assert!(s.remember_network("alice", "192.0.2.0/24", 6).unwrap());
+        assert!(s.knows_network("alice", "192.0.2.0/24").unwrap());
+        assert!(!s.knows_network("bob", "192.0.2.0/24").unwrap());
+        let decision = AuditDecision {
+            app: Some("wiki".into()),
+            reasons: vec!["closed".into()],
+            input_digest: Some("ab".into()),
+            ..AuditDecision::default()
+        };
+        for (at, outcome) in [(10, "deny"), (20, "deny"), (30, "allow")] {
+            s.audit(
+                &NewAudit {
+                    action: "grant",
+                    outcome,
+                    user: Some("alice"),
+                    reason: "r",
+                    decision: Some(&decision),
+                    ..NewAudit::default()
+                },
+                at,
+            )
+            .unwrap();
+        }
+        assert_eq!(s.denied_grants_since("alice", 0).unwrap(), 2);
+        assert_eq!(s.denied_grants_since("alice", 15).unwrap(), 1);
+        assert_eq!(s.denied_grants_since("bob", 0).unwrap(), 0);
+        let after_first = s.audit_since(1, 10).unwrap();
+        assert_eq!(
+            after_first.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert_eq!(after_first[0].app.as_deref(), Some("wiki"));
+        assert_eq!(after_first[0].reasons, vec!["closed".to_owned()]);
+        assert_eq!(s.audit_since(3, 10).unwrap(), vec![]);
+        assert_eq!(s.audit_recent(2).unwrap()[1].seq, 3);
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct Rules {
     pub client_id: String,
     /// Allowed clock skew, seconds (kept small: 60 s).
     pub skew: i64,
+    /// The claim that lists the user's groups (`[access] groups_claim`).
+    pub groups_claim: String,
 }
 
 /// The claims the broker uses from a valid token.
@@ -87,6 +89,11 @@ pub struct AccessClaims {
     pub acr: Option<String>,
     /// Authentication methods (RFC 8176); empty when absent.
     pub amr: Vec<String>,
+    /// The `email` claim, when the token carries one as a string.
+    pub email: Option<String>,
+    /// The groups claim: a list of strings (other entries ignored) or one
+    /// string; empty when absent. Only the access policy reads it.
+    pub groups: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +114,23 @@ struct RawClaims {
     auth_time: Option<i64>,
     acr: Option<String>,
     amr: Option<Vec<String>>,
+    /// Everything else (email, the groups claim), read leniently: a claim
+    /// of an unexpected type is ignored, not a reason to refuse the token.
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The groups in `value`: a list of strings, or one string.
+fn groups_of(value: Option<&serde_json::Value>) -> Vec<String> {
+    match value {
+        Some(serde_json::Value::String(one)) => vec![one.clone()],
+        Some(serde_json::Value::Array(many)) => many
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .take(1000)
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Validates `token` against `jwks` and `rules` at `now` (Unix seconds).
@@ -197,6 +221,12 @@ pub fn validate(
         auth_time: claims.auth_time,
         acr: claims.acr,
         amr: claims.amr.unwrap_or_default(),
+        email: claims
+            .other
+            .get("email")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        groups: groups_of(claims.other.get(&rules.groups_claim)),
     })
 }
 
@@ -353,6 +383,7 @@ mod tests {
             audience: "sallyport-broker".into(),
             client_id: "sallyport-desktop".into(),
             skew: 60,
+            groups_claim: "groups".into(),
         }
     }
 
@@ -379,12 +410,27 @@ mod tests {
                 auth_time: None,
                 acr: None,
                 amr: vec![],
+                email: None,
+                groups: vec![],
             }
         );
         let mut claims = good();
         claims["auth_time"] = (NOW - 100).into();
         claims["acr"] = "urn:x:mfa".into();
         claims["amr"] = serde_json::json!(["pwd", "otp"]);
+        claims["email"] = "alice@example.com".into();
+        claims["groups"] = serde_json::json!(["finance", 7, "eng"]);
+        let c = validate(&token(&key, "k1", claims.clone()), &jwks(&key, "k1"), &rules(), NOW).unwrap();
+        assert_eq!(c.email.as_deref(), Some("alice@example.com"));
+        assert_eq!(c.groups, vec!["finance".to_owned(), "eng".to_owned()]);
+        // Another claim name, a single string, or an odd type.
+        let mut roles = rules();
+        roles.groups_claim = "roles".into();
+        claims["roles"] = "admins".into();
+        claims["email"] = 5.into();
+        let r = validate(&token(&key, "k1", claims.clone()), &jwks(&key, "k1"), &roles, NOW).unwrap();
+        assert_eq!(r.groups, vec!["admins".to_owned()]);
+        assert_eq!(r.email, None, "a non-string email is ignored, not fatal");
         let c = validate(&token(&key, "k1", claims), &jwks(&key, "k1"), &rules(), NOW).unwrap();
         assert_eq!(c.auth_time, Some(NOW - 100));
         assert_eq!(c.acr.as_deref(), Some("urn:x:mfa"));

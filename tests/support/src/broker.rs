@@ -90,6 +90,8 @@ impl BrokerConfig {
                     client_network: "100.64.0.0/24".to_owned(),
                     max_grant_seconds: 3600,
                 },
+                access: Default::default(),
+                audit: Default::default(),
                 apps: Vec::new(),
             },
         }

@@ -159,11 +159,12 @@ impl Broker {
             // policy once the swap is visible, and none decided before
             // survives the close.
             let _enforcing = self.enforcement.lock().await;
-            let changed = {
+            let (changed, access_changed) = {
                 let mut current = self.policy.write().unwrap_or_else(PoisonError::into_inner);
                 let changed = current.digest != loaded.digest;
+                let access_changed = current.access.digest != loaded.access.digest;
                 *current = Arc::new(loaded);
-                changed
+                (changed, access_changed)
             };
             let doc = self.policy_document();
             let stale = self.store.open_grants_not_under(&doc.digest)?;
@@ -174,6 +175,13 @@ impl Broker {
                     self.now(),
                 )
                 .await?;
+            // A new access policy judges the open grants again on what they
+            // were allowed on; those it refuses close now.
+            let reassessed = if access_changed {
+                self.reassess_all_grants(self.now()).await?
+            } else {
+                0
+            };
             if changed {
                 self.hub.publish(
                     None,
@@ -183,14 +191,14 @@ impl Broker {
                     },
                 );
             }
-            let why = if changed {
-                format!(
-                    "policy changed to {}; closed {} grant(s)",
+            let why = match (changed, access_changed) {
+                (false, false) => "policy unchanged".into(),
+                _ => format!(
+                    "posture policy {}, access policy {}; closed {} grant(s)",
                     doc.digest,
-                    closed.len()
-                )
-            } else {
-                "policy unchanged".into()
+                    self.policy().access.digest,
+                    closed.len() + reassessed
+                ),
             };
             Ok((doc, why))
         }
@@ -253,6 +261,11 @@ impl Broker {
     /// `GET /v1/admin/audit`.
     pub fn audit_recent(&self, limit: u32) -> Result<Vec<api::AuditEntry>, ApiError> {
         Ok(self.store.audit_recent(limit.clamp(1, 10_000))?)
+    }
+
+    /// `GET /v1/admin/audit?after=SEQ`: the entries after a cursor, oldest first.
+    pub fn audit_since(&self, after: i64, limit: u32) -> Result<Vec<api::AuditEntry>, ApiError> {
+        Ok(self.store.audit_since(after, limit.clamp(1, 10_000))?)
     }
 
     /// `GET /v1/admin/gateway/peers`.

@@ -106,6 +106,7 @@ impl Broker {
             now,
             valid_until,
             &policy.digest,
+            &device_facts_json(&claims.posture, &facts.key_assurance),
         )?;
         let was_compliant = previous.as_ref().map(|p| p.verdict.compliant);
         let status = |c: bool| {
@@ -121,6 +122,10 @@ impl Broker {
             let open = self.store.open_grants_of_device(&device_id)?;
             self.close_grants(open, "the device no longer meets the policy", now)
                 .await?;
+        } else {
+            // The access policy may weigh what changed (posture facts, the
+            // token's groups, the network): its open grants are judged again.
+            self.reassess_device_grants(caller, &device, now).await?;
         }
         if let Some(prev) = was_compliant
             && prev != evaluation.compliant
@@ -184,6 +189,7 @@ impl Broker {
                     device_id: Some(&verdict.device_id),
                     problem: (!verdict.compliant).then_some(ProblemType::DeviceNotCompliant.slug()),
                     reason: &reason,
+                    decision: None,
                 });
                 Ok(verdict)
             }
@@ -193,4 +199,28 @@ impl Broker {
             }
         }
     }
+}
+
+/// What the access policy sees of an attestation (`input.device`): the
+/// platform, the key's assurance and each check's status, as JSON.
+fn device_facts_json(report: &posture::report::Report, key_assurance: &str) -> String {
+    let checks: serde_json::Map<String, serde_json::Value> = report
+        .checks
+        .iter()
+        .map(|c| {
+            (
+                serde_json::to_value(c.id)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                serde_json::to_value(c.status).unwrap_or_default(),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "platform": report.platform,
+        "key_assurance": key_assurance,
+        "checks": checks,
+    })
+    .to_string()
 }

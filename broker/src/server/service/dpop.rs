@@ -37,6 +37,9 @@ pub struct DeviceCaller {
     pub device_id: String,
     /// The proof's claims (e.g. `wg_pub` for a grant).
     pub proof: DpopClaims,
+    /// The caller's address (behind trusted proxies), when the transport
+    /// says: the access policy's `input.context.source_ip`.
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// A caller enrolling a key, with the proof that it holds that key.
@@ -98,6 +101,7 @@ impl Broker {
                 user: user.clone(),
                 device_id: device.key.device_id,
                 proof: claims,
+                source: None,
             })
         }
         .await;

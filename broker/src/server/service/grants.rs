@@ -11,8 +11,8 @@ use tunnel::PeerGrant;
 
 use super::{ApiError, Broker, datetime};
 use crate::api::{Event, GatewayInfo, Grant, GrantRequest, Problem, ProblemType};
-use crate::server::grants::{allocate, decide};
-use crate::server::store::{GrantRow, NewAudit};
+use crate::server::grants::allocate;
+use crate::server::store::{AuditDecision, GrantRow, NewAudit};
 
 use super::DeviceCaller;
 
@@ -23,19 +23,24 @@ impl Broker {
         caller: &DeviceCaller,
         req: &GrantRequest,
     ) -> Result<Grant, ApiError> {
-        let result = self.open_grant_inner(caller, req).await;
-        self.audited(
+        let mut record = None;
+        let result = self.open_grant_inner(caller, req, &mut record).await;
+        self.audited_decision(
             "grant",
             Some(&caller.user.sub),
             Some(&req.device_id),
+            record.as_ref(),
             result,
         )
     }
 
+    /// The grant, decided and opened; `record` receives what decided it
+    /// (once the access policy was asked) for the audit row.
     async fn open_grant_inner(
         &self,
         caller: &DeviceCaller,
         req: &GrantRequest,
+        record: &mut Option<AuditDecision>,
     ) -> Result<(Grant, String), ApiError> {
         let user = &caller.user;
         let now = self.now();
@@ -105,18 +110,40 @@ impl Broker {
         let verdict = self
             .store
             .latest_verdict(&req.device_id)?
-            .filter(|v| v.user == user.sub)
-            .map(|v| v.verdict);
-        let max = i64::try_from(self.settings.max_grant.as_secs()).unwrap_or(3600);
+            .filter(|v| v.user == user.sub);
         let policy_digest = self.policy().digest.clone();
-        let expires_at =
-            decide(verdict.as_ref(), &policy_digest, user.exp, max, now).map_err(|r| ApiError {
+        // The verdict's floor, then the access policy (`sallyport.access`).
+        let assessment = self.assess(caller, &device, verdict.as_ref(), app, now)?;
+        *record = Some(assessment.record.clone());
+        let judgement = assessment.outcome.map_err(|r| ApiError {
+            problem: Box::new(Problem {
+                violations: r.violations,
+                ..Problem::new(r.kind, r.detail)
+            }),
+            device_id: None,
+        })?;
+        if let Some(kind) = judgement.refusal {
+            let detail = judgement
+                .decision
+                .reasons
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            return Err(ApiError {
                 problem: Box::new(Problem {
-                    violations: r.violations,
-                    ..Problem::new(r.kind, r.detail)
+                    access: Some(judgement.decision),
+                    ..Problem::new(kind, detail)
                 }),
                 device_id: None,
-            })?;
+            });
+        }
+        let Some(expires_at) = judgement.expires_at else {
+            return Err(ApiError::new(
+                ProblemType::Internal,
+                "the access decision allowed the grant without an expiry",
+            ));
+        };
         let key_text = wg_key.to_string();
         if self.store.key_in_use(&key_text)? {
             return Err(ApiError::new(
@@ -142,6 +169,13 @@ impl Broker {
             created_at: now,
             expires_at,
             policy_digest,
+            ends_reason: judgement.ends.as_ref().map(|e| e.reason.clone()),
+            reopens_at: judgement
+                .ends
+                .as_ref()
+                .and_then(|e| e.reopens_at)
+                .map(time::OffsetDateTime::unix_timestamp),
+            access_input: Some(assessment.input.to_string()),
         };
         self.store.insert_grant(&row)?;
         let peer = PeerGrant {
@@ -168,8 +202,12 @@ impl Broker {
             client_address: address.to_string(),
             targets: row.targets.clone(),
             expires_at: datetime(expires_at),
-            ends: None,
+            ends: judgement.ends,
         };
+        // Only an allowed grant teaches the broker a network: a step-up the
+        // policy asked for from a new network is passed before it counts.
+        self.store
+            .remember_network(&user.sub, &assessment.network, now)?;
         let reason = format!("grant {} for {} until {}", row.id, row.app, expires_at);
         Ok((grant, reason))
     }
@@ -239,6 +277,7 @@ impl Broker {
                 device_id: Some(&row.device_id),
                 problem: None,
                 reason: &format!("grant {} closed: {reason}", row.id),
+                decision: None,
             });
             closed.push(row.id);
         }
@@ -263,7 +302,7 @@ impl Broker {
                 Event::GrantRevoked {
                     grant_id: row.id.clone(),
                     device_id: row.device_id.clone(),
-                    reason: "expired".into(),
+                    reason: row.ends_reason.clone().unwrap_or_else(|| "expired".into()),
                 },
             );
             self.audit(NewAudit {
@@ -272,7 +311,11 @@ impl Broker {
                 user: Some(&row.user),
                 device_id: Some(&row.device_id),
                 problem: None,
-                reason: &format!("grant {} expired", row.id),
+                reason: &match &row.ends_reason {
+                    Some(why) => format!("grant {} ended: {why}", row.id),
+                    None => format!("grant {} expired", row.id),
+                },
+                decision: None,
             });
         }
         Ok(due.len())

@@ -8,11 +8,16 @@ use posture::policy::Policy;
 
 use super::{Broker, StartError};
 use crate::api::PolicyDocument;
+use crate::server::access::AccessPolicy;
 use crate::server::config::{Settings, to_hex};
 
-/// The policy in force.
+/// The policies in force: the posture policy (`sallyport.posture`, verdicts)
+/// and the access policy (`sallyport.access`, grants), loaded and swapped
+/// together so a reload never pairs one file's old version with the other's new.
 #[derive(Debug)]
 pub struct LoadedPolicy {
+    /// The access policy.
+    pub access: AccessPolicy,
     /// Compiled to regorus' bytecode VM once, at load.
     pub policy: Policy,
     /// SHA-256 hex of the source.
@@ -24,9 +29,14 @@ pub struct LoadedPolicy {
 }
 
 impl LoadedPolicy {
-    /// Compiles `source`.
-    pub fn new(name: &str, source: String) -> Result<Self, posture::policy::PolicyError> {
+    /// Compiles `source` (posture) next to an already compiled access policy.
+    pub fn new(
+        name: &str,
+        source: String,
+        access: AccessPolicy,
+    ) -> Result<Self, posture::policy::PolicyError> {
         Ok(Self {
+            access,
             policy: Policy::from_source(name, &source)?,
             digest: to_hex(ring::digest::digest(&ring::digest::SHA256, source.as_bytes()).as_ref()),
             name: name.to_owned(),
@@ -34,19 +44,28 @@ impl LoadedPolicy {
         })
     }
 
-    /// From the configured file, or the built-in default.
+    /// From the configured files, or the built-in defaults.
     pub fn load(settings: &Settings) -> Result<Self, StartError> {
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| StartError::Policy(format!("cannot read {}: {e}", path.display())))
+        };
+        let access = match &settings.raw.access.policy {
+            None => AccessPolicy::default_policy(),
+            Some(path) => AccessPolicy::from_source(&path.display().to_string(), &read(path)?),
+        }
+        .map_err(|e| StartError::Policy(e.to_string()))?;
         match &settings.raw.attestation.policy {
             None => Ok(Self::new(
                 "default.rego",
                 posture::policy::DEFAULT_POLICY.to_owned(),
+                access,
             )?),
-            Some(path) => {
-                let source = std::fs::read_to_string(path).map_err(|e| {
-                    StartError::Policy(format!("cannot read {}: {e}", path.display()))
-                })?;
-                Ok(Self::new(&path.display().to_string(), source)?)
-            }
+            Some(path) => Ok(Self::new(
+                &path.display().to_string(),
+                read(path)?,
+                access,
+            )?),
         }
     }
 }
