@@ -36,8 +36,9 @@ default allow := true
 
 # A high-sensitivity application reached from a network this user never used
 # before asks for a second factor within the last five minutes: a step-up,
-# not a denial. Once a grant from that network is allowed, the network is
-# known and no longer asks.
+# not a denial. A grant allowed from a network within five minutes of a
+# multi-factor sign-in makes it known (`[access] known_network_mfa_seconds`),
+# and it no longer asks.
 high_sensitivity if input.app.labels.sensitivity == "high"
 
 fresh_mfa(seconds) if {

@@ -44,6 +44,7 @@
 //! new_device_seconds = 86400          # default 1 day: a device enrolled since is "new"
 //! denials_window_seconds = 600        # default 10 min: the window denied grants are counted in
 //! denials_threshold = 5               # default 5: that many denials in the window is unusual
+//! known_network_mfa_seconds = 300     # default 300: a network is learned from a grant this soon after MFA
 //!
 //! [access.networks]                   # named networks, as the policy sees them
 //! office = ["192.0.2.0/24", "2001:db8:1::/48"]
@@ -338,6 +339,13 @@ pub struct AccessSection {
     /// This many denials in the window sets `signals.denial_burst`.
     #[serde(default = "default_denials_threshold")]
     pub denials_threshold: u32,
+    /// A network becomes known for a user (`signals.new_network` false)
+    /// when a grant is allowed from it within this many seconds of a
+    /// multi-factor sign-in. Not on any allowed grant: a stolen session
+    /// could otherwise open an ordinary app first and so make the network
+    /// "known" to the sensitive one.
+    #[serde(default = "default_known_network_mfa")]
+    pub known_network_mfa_seconds: u64,
 }
 
 impl Default for AccessSection {
@@ -351,6 +359,7 @@ impl Default for AccessSection {
             new_device_seconds: default_new_device(),
             denials_window_seconds: default_denials_window(),
             denials_threshold: default_denials_threshold(),
+            known_network_mfa_seconds: default_known_network_mfa(),
         }
     }
 }
@@ -373,6 +382,10 @@ fn default_denials_window() -> u64 {
 
 fn default_denials_threshold() -> u32 {
     5
+}
+
+fn default_known_network_mfa() -> u64 {
+    300
 }
 
 /// `[audit]`: copies of every audit row for a SIEM.
@@ -693,6 +706,9 @@ impl Config {
         }
         if !(10..=86_400).contains(&access.denials_window_seconds) {
             return invalid("access.denials_window_seconds must be 10..=86400".into());
+        }
+        if !(30..=86_400).contains(&access.known_network_mfa_seconds) {
+            return invalid("access.known_network_mfa_seconds must be 30..=86400".into());
         }
         if !(1..=10_000).contains(&access.denials_threshold) {
             return invalid("access.denials_threshold must be 1..=10000".into());

@@ -118,7 +118,8 @@ pub struct LocalTime {
 /// `input.context.signals`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Signals {
-    /// No grant was ever allowed to this user from this network.
+    /// This user never opened an application from this network soon after a
+    /// multi-factor sign-in (`[access] known_network_mfa_seconds`).
     pub new_network: bool,
     /// The device was enrolled less than `[access] new_device_seconds` ago.
     pub new_device: bool,

@@ -28,8 +28,11 @@ pub(super) struct Assessment {
     pub input: serde_json::Value,
     /// What the audit row records.
     pub record: AuditDecision,
-    /// The network key (remembered once a grant from it is allowed).
+    /// The network key.
     pub network: String,
+    /// Whether an allowed grant teaches the broker this network: the
+    /// sign-in shows a second factor within `known_network_mfa_seconds`.
+    pub learns_network: bool,
 }
 
 impl Assessment {
@@ -108,6 +111,12 @@ impl Broker {
             .and_then(|c| serde_json::from_value(c.clone()).ok())
             .unwrap_or_default();
         let mfa = self.settings.auth.check_factor(user);
+        let learn_within =
+            i64::try_from(self.settings.raw.access.known_network_mfa_seconds).unwrap_or(300);
+        let learns_network = mfa
+            && user
+                .auth_time
+                .is_some_and(|t| now.saturating_sub(t) <= learn_within);
         let input = AccessInput {
             user: UserFacts {
                 sub: user.sub.clone(),
@@ -204,6 +213,7 @@ impl Broker {
             },
             input,
             network,
+            learns_network,
         })
     }
 

@@ -204,10 +204,12 @@ impl Broker {
             expires_at: datetime(expires_at),
             ends: judgement.ends,
         };
-        // Only an allowed grant teaches the broker a network: a step-up the
-        // policy asked for from a new network is passed before it counts.
-        self.store
-            .remember_network(&user.sub, &assessment.network, now)?;
+        // Only an allowed grant soon after a multi-factor sign-in teaches
+        // the broker a network (`[access] known_network_mfa_seconds`).
+        if assessment.learns_network {
+            self.store
+                .remember_network(&user.sub, &assessment.network, now)?;
+        }
         let reason = format!("grant {} for {} until {}", row.id, row.app, expires_at);
         Ok((grant, reason))
     }
