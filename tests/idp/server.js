@@ -7,6 +7,7 @@
 //                  [--access-ttl 300] [--id-ttl 300] [--refresh-ttl 86400]
 //                  [--device-ttl 600] [--session-ttl 86400]
 //                  [--user alice:password:TOTPBASE32] [--amr-mfa otp]
+//                  [--groups engineering,finance]
 //
 // When it listens it prints one JSON line on stdout, e.g.
 //   {"event":"listening","issuer":"http://127.0.0.1:41234","port":41234}
@@ -51,6 +52,9 @@ const config = {
   user: arg('user', 'alice:correct horse battery staple:JBSWY3DPEHPK3PXP'),
   // The amr value the second factor adds (RFC 8176).
   amrMfa: arg('amr-mfa', 'otp'),
+  // The user's groups, put into access tokens as `groups` (the broker's
+  // access policy reads them); comma-separated, empty for none.
+  groups: arg('groups', '').split(',').map((g) => g.trim()).filter(Boolean),
 };
 if (!['on', 'off', 'optional'].includes(config.mfa)) {
   throw new Error(`--mfa must be on, off or optional, not ${config.mfa}`);
@@ -149,7 +153,15 @@ const providerConfig = {
     const { entities = {} } = ctx?.oidc ?? {};
     const source = entities.RefreshToken ?? entities.AuthorizationCode ?? entities.DeviceCode;
     if (!source) return undefined;
-    return { auth_time: source.authTime, acr: source.acr, amr: source.amr };
+    // The user's email and groups too, as IdPs put them into access tokens
+    // for resource servers (the broker's `sallyport.access` reads them).
+    return {
+      auth_time: source.authTime,
+      acr: source.acr,
+      amr: source.amr,
+      email: `${source.accountId}@example.com`,
+      groups: config.groups,
+    };
   },
   // Public clients get a refresh token without `prompt=consent` (first-party app).
   issueRefreshToken: (ctx, client) => client.grantTypeAllowed('refresh_token'),

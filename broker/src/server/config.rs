@@ -981,6 +981,13 @@ targets = ["10.0.0.5:443/tcp", "10.0.0.6:53/udp"]
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let s = Config::parse(include_str!("../../broker.example.toml")).unwrap();
+        assert_eq!(s.time_zone.iana_name(), Some("Europe/Paris"));
+        assert_eq!(s.apps[0].0.labels["sensitivity"], "high");
+    }
+
+    #[test]
     fn access_and_audit_sections() {
         let s = Config::parse(&format!(
             "{GOOD}\n[access]\ntime_zone = \"Europe/Paris\"\ntrusted_proxies = [\"10.1.2.3/32\"]\n[access.networks]\noffice = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n[audit]\njsonl = \"/tmp/a.jsonl\"\nsyslog = \"udp://127.0.0.1:514\"\n"

@@ -64,6 +64,16 @@ impl AgentHandle {
         }
     }
 
+    /// Serves the agent's control socket at `path` (as `sallyport run` does),
+    /// so the real CLI can talk to this agent; stops with the agent.
+    #[cfg(unix)]
+    pub async fn serve_control(&self, path: &std::path::Path) {
+        let server = agent::control::unix::ControlServer::bind(path)
+            .await
+            .unwrap();
+        tokio::spawn(server.serve(self.control.clone()));
+    }
+
     /// One control request; its data, or a panic with the agent's refusal.
     pub async fn ask(&self, request: Request) -> serde_json::Value {
         match self.try_ask(request).await {

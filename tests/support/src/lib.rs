@@ -5,6 +5,7 @@
 //! - [`keyring`]: a private D-Bus session with a real gnome-keyring;
 //! - [`echo`]: TCP echo targets and the probe that says whether bytes flow;
 //! - [`agent`]: the agent's runtime in-process, with `status`/`until_*` helpers;
+//! - [`binary`]: workspace binaries (`sallyport`, `sallyportd`) built for tests that run them;
 //! - [`broker`]: a typed builder for the reference broker's configuration,
 //!   its admin calls, and the policies the tests switch between;
 //! - [`prereq`]: the rule that no test passes by skipping in CI;
@@ -19,6 +20,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 pub mod agent;
+pub mod binary;
 pub mod broker;
 pub mod echo;
 pub mod idp;

@@ -4,24 +4,23 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use agent::device_service::client::DeviceService;
 
+use crate::binary::BUILD;
 use crate::prereq;
 
-/// Builds hold this: both variants are uplifted to the same
-/// `target/<profile>/sallyportd`, so a build and the copy of its result
-/// must not interleave with the other variant's build.
-static BUILD: Mutex<()> = Mutex::new(());
-
 /// The `sallyportd` binary next to the running test's target directory,
-/// built with cargo first when this test run has not built it (a
-/// `cargo test -p sallyport-e2e` builds only its own package's binaries).
+/// built with cargo first when this test run has not built it (see
+/// [`crate::binary`]).
 pub fn sallyportd_binary() -> PathBuf {
     let _build = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     build(&[])
+}
+
+fn build(features: &[&str]) -> PathBuf {
+    crate::binary::build_locked("sallyport-service", "sallyportd", features)
 }
 
 /// `sallyportd` built with feature `tpm` (tss-esapi, linking the system's
@@ -50,30 +49,6 @@ pub fn sallyportd_tpm_binary() -> Option<PathBuf> {
     // without TPM support refuses `--backend tpm`.
     build(&[]);
     Some(copy)
-}
-
-fn build(features: &[&str]) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> -> target/<profile>/sallyportd
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
-    let binary = profile_dir.join("sallyportd");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    // Always asked: a no-op when up to date, and never a stale binary.
-    let status = Command::new(cargo)
-        .current_dir(&workspace)
-        .args(["build", "-p", "sallyport-service", "--bin", "sallyportd"])
-        .args(features)
-        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
-        .status()
-        .unwrap();
-    assert!(status.success(), "building sallyportd {features:?} failed");
-    assert!(
-        binary.exists(),
-        "{} missing after the build",
-        binary.display()
-    );
-    binary
 }
 
 /// A running `sallyportd`; killed on drop.

@@ -14,9 +14,10 @@ use super::input::weekday_name;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
-    /// Opening time, `HH:MM`, local.
+    /// Opening time, `HH:MM` (or `HH:MM:SS`), local.
     pub from: String,
-    /// Closing time, `HH:MM`, local; later than `from` (no overnight windows).
+    /// Closing time, `HH:MM` (or `HH:MM:SS`), local; later than `from` (no
+    /// overnight windows).
     pub to: String,
     /// The days it opens on (`mon` .. `sun`); every day when absent.
     #[serde(default)]
@@ -125,8 +126,8 @@ impl Window {
         };
         format!(
             "{app_name} is available {}–{}{days} ({})",
-            self.from.strftime("%H:%M"),
-            self.to.strftime("%H:%M"),
+            clock(self.from),
+            clock(self.to),
             self.tz.iana_name().unwrap_or("UTC")
         )
     }
@@ -138,9 +139,9 @@ impl Window {
         };
         let z = ts.to_zoned(self.tz.clone());
         if at - now < 86_400 {
-            z.strftime("%H:%M").to_string()
+            clock(z.time())
         } else {
-            z.strftime("%a %H:%M").to_string()
+            format!("{} {}", z.strftime("%a"), clock(z.time()))
         }
     }
 
@@ -164,19 +165,32 @@ const ALL_DAYS: [Weekday; 7] = [
     Weekday::Sunday,
 ];
 
+/// `HH:MM`, or `HH:MM:SS` when the seconds are not zero.
+fn clock(t: Time) -> String {
+    if t.second() == 0 {
+        t.strftime("%H:%M").to_string()
+    } else {
+        t.strftime("%H:%M:%S").to_string()
+    }
+}
+
 fn hh_mm(text: &str) -> Result<Time, WindowError> {
-    let bad = || WindowError(format!("{text:?} is not HH:MM"));
-    let (h, m) = text.split_once(':').ok_or_else(bad)?;
-    if h.len() != 2 || m.len() != 2 {
+    let bad = || WindowError(format!("{text:?} is not HH:MM or HH:MM:SS"));
+    let parts: Vec<&str> = text.split(':').collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2) {
         return Err(bad());
     }
-    let h: i8 = h.parse().map_err(|_| bad())?;
-    let m: i8 = m.parse().map_err(|_| bad())?;
-    if h == 24 && m == 0 {
+    let num = |p: &str| p.parse::<i8>().map_err(|_| bad());
+    let (h, m) = (num(parts[0])?, num(parts[1])?);
+    let s = match parts.get(2) {
+        Some(p) => num(p)?,
+        None => 0,
+    };
+    if (h, m, s) == (24, 0, 0) {
         // "24:00": the end of the day.
         return Time::new(23, 59, 59, 999_999_999).map_err(|_| bad());
     }
-    Time::new(h, m, 0, 0).map_err(|_| bad())
+    Time::new(h, m, s, 0).map_err(|_| bad())
 }
 
 fn day(name: &str) -> Result<Weekday, WindowError> {
@@ -298,6 +312,13 @@ mod tests {
         assert!(Window::parse(&spec("7:00", "20:00"), &tz).is_err());
         assert!(Window::parse(&spec("07:00", "25:00"), &tz).is_err());
         assert!(Window::parse(&spec("00:00", "24:00"), &tz).is_ok());
+        assert!(Window::parse(&spec("07:00:61", "20:00"), &tz).is_err());
+        assert!(Window::parse(&spec("07:00:00:00", "20:00"), &tz).is_err());
+        let precise = Window::parse(&spec("07:00:30", "07:01"), &tz).unwrap();
+        assert_eq!(
+            precise.describe("Git"),
+            "Git is available 07:00:30–07:01 (Europe/Paris)"
+        );
         let mut s = spec("07:00", "20:00");
         s.days = Some(vec!["someday".into()]);
         assert!(Window::parse(&s, &tz).is_err());
