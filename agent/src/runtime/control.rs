@@ -87,7 +87,7 @@ impl Runtime {
                 acr_values,
                 max_age,
             }) => overrides(acr_values, *max_age),
-            _ => match self.sup.app_step_up() {
+            _ => match self.pending_step_up() {
                 Some(step_up) => overrides(&step_up.acr_values, step_up.max_age),
                 None => crate::identity::client::AuthOverrides::default(),
             },

@@ -133,6 +133,11 @@ pub struct Runtime {
     /// for a few seconds (the tray asks every few seconds) and dropped at
     /// any event that may change it.
     apps_seen: Option<(broker::api::AppsDocument, OffsetDateTime)>,
+    /// The step-up the broker's latest `GET /v1/apps` answer asks for (an
+    /// app the user has not opened yet may need one): what the tray's
+    /// "Sign in again" asks for when no grant was refused. Forgotten at
+    /// the next session change.
+    apps_step_up: Option<broker::api::StepUp>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -193,6 +198,7 @@ impl Runtime {
             events_task: None,
             device_service: None,
             apps_seen: None,
+            apps_step_up: None,
         }
     }
 

@@ -36,6 +36,7 @@ impl Runtime {
             return;
         }
         self.session_seen = Some(state.clone());
+        self.apps_step_up = None;
         if matches!(state, SessionState::Valid { .. }) {
             self.subject = self.identity.whoami().ok().flatten().map(|who| who.subject);
             self.spawn_enrol();
@@ -244,7 +245,15 @@ impl Runtime {
                 let refusal = to_refusal(*refusal);
                 self.feed(Event::AccessRefused { app, refusal }).await;
             }
-            Outcome::AppsFetched(doc) => self.apps_seen = Some((*doc, now())),
+            Outcome::AppsFetched(doc) => {
+                self.apps_step_up = merged_step_up(
+                    doc.apps
+                        .iter()
+                        .filter(|a| !a.access.allow)
+                        .filter_map(|a| a.access.step_up.as_ref()),
+                );
+                self.apps_seen = Some((*doc, now()));
+            }
             Outcome::Session(state) => self.session_changed(state).await,
             Outcome::RefreshFailed(reason) => {
                 self.record(format!("session refresh failed: {reason}"));
@@ -308,6 +317,23 @@ impl Runtime {
     }
 }
 
+/// One sign-in for several step-ups: the first one's `acr_values`, the
+/// smallest `max_age` (a more recent sign-in satisfies every larger one).
+fn merged_step_up<'a>(step_ups: impl Iterator<Item = &'a StepUp>) -> Option<StepUp> {
+    step_ups.fold(None, |merged: Option<StepUp>, next| {
+        Some(match merged {
+            None => next.clone(),
+            Some(first) => StepUp {
+                max_age: match (first.max_age, next.max_age) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+                acr_values: first.acr_values,
+            },
+        })
+    })
+}
+
 /// The broker's access refusal as the supervisor's [`Refusal`]. A step-up
 /// refusal without a step-up in it still asks for a new sign-in (of
 /// nothing in particular): fail closed.
@@ -367,5 +393,30 @@ fn describe_session(state: &SessionState) -> String {
         SessionState::SignedOut => "signed out".to_owned(),
         SessionState::Valid { user, .. } => format!("signed in as {user}"),
         SessionState::NeedsReauth { reason } => format!("needs sign-in: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{StepUp, merged_step_up};
+
+    #[test]
+    fn one_sign_in_serves_every_step_up_the_broker_names() {
+        let a = StepUp {
+            acr_values: vec!["urn:x:mfa".into()],
+            max_age: Some(3600),
+        };
+        let b = StepUp {
+            acr_values: vec!["urn:x:hwk".into()],
+            max_age: Some(600),
+        };
+        assert_eq!(
+            merged_step_up([&a, &b].into_iter()),
+            Some(StepUp {
+                acr_values: vec!["urn:x:mfa".into()],
+                max_age: Some(600)
+            })
+        );
+        assert_eq!(merged_step_up(std::iter::empty()), None);
     }
 }

@@ -30,7 +30,7 @@ impl Runtime {
                         .map(rfc3339)
                         .unwrap_or_default(),
                     mfa: who.map(|w| w.mfa_method).unwrap_or_default(),
-                    step_up: self.sup.app_step_up().as_ref().map(StepUpView::from),
+                    step_up: self.pending_step_up().as_ref().map(StepUpView::from),
                 }
             }
             Some(SessionState::NeedsReauth { reason }) => IdentityView::NeedsReauth {
@@ -129,6 +129,13 @@ impl Runtime {
             },
             (None, None) => EnrolmentView::NotEnrolled,
         }
+    }
+
+    /// What the next sign-in must show for the applications (the session
+    /// itself being valid): a refused grant's step-up first, else one the
+    /// broker's latest `GET /v1/apps` answer names.
+    pub(super) fn pending_step_up(&self) -> Option<broker::api::StepUp> {
+        self.sup.app_step_up().or_else(|| self.apps_step_up.clone())
     }
 
     /// The catalogue with what the agent itself knows of each app's access
