@@ -9,8 +9,13 @@
 //! verdict, broker compliance, grants) from the events it sent.
 //!
 //! Safety: after every event, every tunnel the world sees up satisfies every
-//! condition of the model at that instant, and the next deadline comes no
-//! later than the first condition that lapses with time.
+//! condition of the model at that instant (an access refusal included), and
+//! the next deadline comes no later than the first condition that lapses
+//! with time.
+//! No request loops: no grant request renews a window-bounded grant, none
+//! comes inside a closed window before it reopens, and none follows an
+//! access refusal before a change that may alter the answer (the world
+//! keeps its own account of those changes).
 //! Liveness: when the world finally makes every condition hold and answers
 //! every request, each app the user still wants is up.
 
@@ -20,7 +25,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use agent::supervisor::{
-    BrokerEvent, Command, Event, Grant, Session, Supervisor, Time, Timing, Verdict,
+    AccessReason, BrokerEvent, Command, Event, Grant, GrantEnd, Refusal, Session, SignIn, StepUp,
+    Supervisor, Time, Timing, Verdict,
 };
 use posture::policy::Violation;
 use proptest::prelude::*;
@@ -40,13 +46,33 @@ fn violation() -> Violation {
 enum Op {
     Advance(i64),
     SignIn(i64),
+    Refresh(i64),
     NeedsReauth,
     UserSignOut,
     Posture(bool),
     AnswerPosture(bool),
-    AnswerAttest { compliant: bool, validity: i64 },
+    AnswerAttest {
+        compliant: bool,
+        validity: i64,
+    },
     AttestFails,
-    AnswerGrant { app: usize, validity: i64 },
+    AnswerGrant {
+        app: usize,
+        validity: i64,
+    },
+    /// A grant that ends with a time window, reopening after `reopens_in`.
+    AnswerWindowGrant {
+        app: usize,
+        validity: i64,
+        reopens_in: Option<i64>,
+    },
+    /// The access policy denies the pending request (opening after `opens_in`).
+    Deny {
+        app: usize,
+        opens_in: Option<i64>,
+    },
+    /// The access policy asks for a step-up for the pending request.
+    StepUp(usize),
     GrantFails(usize),
     RevokeGrant(usize),
     RevokeSession,
@@ -63,6 +89,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (1_i64..400).prop_map(Op::Advance),
         2 => (30_i64..2000).prop_map(Op::SignIn),
+        1 => (30_i64..2000).prop_map(Op::Refresh),
         1 => Just(Op::NeedsReauth),
         1 => Just(Op::UserSignOut),
         2 => any::<bool>().prop_map(Op::Posture),
@@ -71,6 +98,11 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(compliant, validity)| Op::AnswerAttest { compliant, validity }),
         1 => Just(Op::AttestFails),
         3 => (app.clone(), 10_i64..600).prop_map(|(app, validity)| Op::AnswerGrant { app, validity }),
+        1 => (app.clone(), 10_i64..600, prop::option::of(1_i64..300))
+            .prop_map(|(app, validity, reopens_in)| Op::AnswerWindowGrant { app, validity, reopens_in }),
+        1 => (app.clone(), prop::option::of(-5_i64..300))
+            .prop_map(|(app, opens_in)| Op::Deny { app, opens_in }),
+        1 => app.clone().prop_map(Op::StepUp),
         1 => app.clone().prop_map(Op::GrantFails),
         1 => app.clone().prop_map(Op::RevokeGrant),
         1 => Just(Op::RevokeSession),
@@ -93,6 +125,25 @@ struct Model {
     /// Grants the broker considers live: id -> (app, expiry).
     grants: BTreeMap<String, (String, Time)>,
     wanted: BTreeSet<String>,
+}
+
+/// Why the world expects no grant request for an app yet.
+#[derive(Debug, Clone, PartialEq)]
+enum Hold {
+    /// Denied: until `opens_at` (if any), a new sign-in, a verdict that
+    /// says something new, a policy change or the user's connect.
+    Denied { opens_at: Option<Time> },
+    /// A step-up: until a new sign-in, a policy change or the user's connect.
+    StepUp,
+    /// A window-bounded grant: never renewed, and after its end nothing
+    /// until the window reopens (or the user's connect). Let go of (the
+    /// tunnel died, the user disconnected, the broker revoked it), it no
+    /// longer holds anything.
+    WindowGrant {
+        grant_id: String,
+        expires_at: Time,
+        reopens_at: Option<Time>,
+    },
 }
 
 impl Model {
@@ -127,6 +178,9 @@ struct World {
     pending_grants: BTreeSet<String>,
     pending_refresh: bool,
     next_grant: u32,
+    /// Sign-ins so far (each `SignIn` op is a new one).
+    sign_ins: i64,
+    holds: BTreeMap<String, Hold>,
 }
 
 impl World {
@@ -141,7 +195,45 @@ impl World {
             pending_grants: BTreeSet::new(),
             pending_refresh: false,
             next_grant: 0,
+            sign_ins: 0,
+            holds: BTreeMap::new(),
         }
+    }
+
+    /// Asserts that a grant request for `app` now breaks no hold.
+    fn check_request(&mut self, app: &str) {
+        let now = self.now;
+        let hold = self.holds.get(app).cloned();
+        match hold {
+            None => {}
+            Some(Hold::Denied { opens_at }) => {
+                assert!(
+                    opens_at.is_some_and(|at| now >= at),
+                    "{app}: asked again at {now} after a denial, with nothing changed"
+                );
+            }
+            Some(Hold::StepUp) => panic!("{app}: asked again after a step-up without a sign-in"),
+            Some(Hold::WindowGrant {
+                expires_at,
+                reopens_at,
+                ..
+            }) => {
+                assert!(
+                    now >= expires_at,
+                    "{app}: renewed a window-bounded grant before its end"
+                );
+                assert!(
+                    reopens_at.is_none_or(|at| now >= at),
+                    "{app}: asked at {now} before its window reopens"
+                );
+            }
+        }
+        self.holds.remove(app);
+    }
+
+    /// A change that lifts the holds `lifts` says it lifts.
+    fn lift(&mut self, lifts: impl Fn(&Hold) -> bool) {
+        self.holds.retain(|_, hold| !lifts(hold));
     }
 
     fn send(&mut self, event: Event) {
@@ -152,9 +244,13 @@ impl World {
                 Command::Attest => self.pending_attest = true,
                 Command::RefreshSession => self.pending_refresh = true,
                 Command::RequestGrant { app } => {
+                    self.check_request(&app);
                     self.pending_grants.insert(app);
                 }
                 Command::ReleaseGrant { grant_id, .. } => {
+                    self.holds.retain(|_, h| {
+                        !matches!(h, Hold::WindowGrant { grant_id: g, .. } if *g == grant_id)
+                    });
                     assert!(
                         !self.up.values().any(|g| *g == grant_id),
                         "released grant {grant_id} still used by a tunnel"
@@ -225,6 +321,10 @@ impl World {
     }
 
     fn issue(&mut self, app: &str, validity: i64) {
+        self.issue_with(app, validity, None);
+    }
+
+    fn issue_with(&mut self, app: &str, validity: i64, reopens_in: Option<Option<i64>>) {
         self.pending_grants.remove(app);
         self.next_grant += 1;
         let id = format!("g{}", self.next_grant);
@@ -232,17 +332,71 @@ impl World {
         self.model
             .grants
             .insert(id.clone(), (app.to_owned(), expires_at));
+        let end = reopens_in.map(|reopens_in| GrantEnd {
+            reason: "the window closes".into(),
+            reopens_at: reopens_in.map(|s| expires_at + Duration::seconds(s)),
+        });
+        match &end {
+            Some(end) => self.holds.insert(
+                app.to_owned(),
+                Hold::WindowGrant {
+                    grant_id: id.clone(),
+                    expires_at,
+                    reopens_at: end.reopens_at,
+                },
+            ),
+            None => self.holds.remove(app),
+        };
         self.send(Event::GrantIssued {
             app: app.to_owned(),
-            grant: Grant { id, expires_at },
+            grant: Grant {
+                id,
+                expires_at,
+                end,
+            },
         });
     }
 
-    fn sign_in(&mut self, validity: i64) {
+    /// The access policy refuses `app`'s pending request.
+    fn refuse(&mut self, app: &str, refusal: Refusal) {
+        if !self.pending_grants.remove(app) {
+            return;
+        }
+        // Whatever grant the app held no longer opens it.
+        self.model.grants.retain(|_, (owner, _)| owner != app);
+        let hold = match &refusal {
+            Refusal::Denied { opens_at, .. } => Hold::Denied {
+                opens_at: *opens_at,
+            },
+            Refusal::StepUp { .. } => Hold::StepUp,
+        };
+        self.holds.insert(app.to_owned(), hold);
+        self.send(Event::AccessRefused {
+            app: app.to_owned(),
+            refusal,
+        });
+    }
+
+    /// A sign-in: a new one, or a refresh of the current one.
+    fn session(&mut self, validity: i64, new: bool) {
         self.pending_refresh = false;
+        if new || self.sign_ins == 0 {
+            self.sign_ins += 1;
+            self.lift(|h| matches!(h, Hold::Denied { .. } | Hold::StepUp));
+        }
         let until = self.now + Duration::seconds(validity);
         self.model.session_until = Some(until);
-        self.send(Event::SessionChanged(Session::Valid { until }));
+        self.send(Event::SessionChanged(Session::Valid {
+            until,
+            sign_in: SignIn {
+                auth_time: Some(OffsetDateTime::UNIX_EPOCH + Duration::seconds(self.sign_ins)),
+                method: "otp".into(),
+            },
+        }));
+    }
+
+    fn sign_in(&mut self, validity: i64) {
+        self.session(validity, true);
     }
 
     fn posture(&mut self, ok: bool) {
@@ -254,6 +408,9 @@ impl World {
 
     fn verdict(&mut self, compliant: bool, validity: i64) {
         self.pending_attest = false;
+        if self.model.verdict.is_none_or(|(was, _)| was != compliant) {
+            self.lift(|h| matches!(h, Hold::Denied { .. }));
+        }
         let valid_until = self.now + Duration::seconds(validity);
         self.model.verdict = Some((compliant, valid_until));
         self.model.compliance_revoked = false;
@@ -269,6 +426,11 @@ impl World {
         match op {
             Op::Advance(s) => self.advance(s),
             Op::SignIn(validity) => self.sign_in(validity),
+            Op::Refresh(validity) => {
+                if self.pending_refresh {
+                    self.session(validity, false);
+                }
+            }
             Op::NeedsReauth => {
                 self.model.session_until = None;
                 self.send(Event::SessionChanged(Session::NeedsReauth {
@@ -276,6 +438,7 @@ impl World {
                 }));
             }
             Op::UserSignOut => {
+                self.holds.clear();
                 self.model.session_until = None;
                 self.model.verdict = None;
                 self.model.wanted.clear();
@@ -308,6 +471,38 @@ impl World {
                     self.issue(APPS[app], validity);
                 }
             }
+            Op::AnswerWindowGrant {
+                app,
+                validity,
+                reopens_in,
+            } => {
+                if self.pending_grants.contains(APPS[app]) {
+                    self.issue_with(APPS[app], validity, Some(reopens_in));
+                }
+            }
+            Op::Deny { app, opens_in } => {
+                let opens_at = opens_in.map(|s| self.now + Duration::seconds(s));
+                self.refuse(
+                    APPS[app],
+                    Refusal::Denied {
+                        reasons: vec![AccessReason {
+                            message: "not now".into(),
+                            remediation: String::new(),
+                        }],
+                        opens_at,
+                    },
+                );
+            }
+            Op::StepUp(app) => self.refuse(
+                APPS[app],
+                Refusal::StepUp {
+                    reasons: vec![],
+                    step_up: StepUp {
+                        acr_values: vec!["urn:x:mfa".into()],
+                        max_age: Some(600),
+                    },
+                },
+            ),
             Op::GrantFails(app) => {
                 if self.pending_grants.remove(APPS[app]) {
                     self.send(Event::GrantFailed {
@@ -319,6 +514,9 @@ impl World {
             Op::RevokeGrant(app) => {
                 if let Some(id) = self.grant_id_of(APPS[app]) {
                     self.model.grants.remove(&id);
+                    self.holds.retain(
+                        |_, h| !matches!(h, Hold::WindowGrant { grant_id, .. } if *grant_id == id),
+                    );
                     self.send(Event::Broker(BrokerEvent::GrantRevoked {
                         grant_id: id,
                         reason: "admin".into(),
@@ -340,7 +538,10 @@ impl World {
                     reason: "re-evaluated".into(),
                 }));
             }
-            Op::PolicyChanged => self.send(Event::Broker(BrokerEvent::PolicyChanged)),
+            Op::PolicyChanged => {
+                self.lift(|h| matches!(h, Hold::Denied { .. } | Hold::StepUp));
+                self.send(Event::Broker(BrokerEvent::PolicyChanged));
+            }
             Op::TunnelDies(app) => {
                 if self.up.remove(APPS[app]).is_some() {
                     self.send(Event::TunnelClosed {
@@ -350,6 +551,15 @@ impl World {
                 }
             }
             Op::Connect(app) => {
+                // The user's click may ask again, except to renew a live
+                // window-bounded grant.
+                let now = self.now;
+                if !matches!(
+                    self.holds.get(APPS[app]),
+                    Some(Hold::WindowGrant { expires_at, .. }) if now < *expires_at
+                ) {
+                    self.holds.remove(APPS[app]);
+                }
                 self.model.wanted.insert(APPS[app].into());
                 self.send(Event::Connect(APPS[app].into()));
             }
@@ -366,7 +576,9 @@ impl World {
     fn heal(&mut self) {
         self.sign_in(100_000);
         self.posture(true);
-        for _ in 0..20 {
+        // Long enough for a window-bounded grant to end and its window to
+        // reopen (validity < 600 s, reopening < 300 s later).
+        for _ in 0..200 {
             if self.pending_posture {
                 self.posture(true);
             }

@@ -631,15 +631,19 @@ fn describe(who: &WhoAmI) -> String {
 }
 
 /// What the running agent says the next sign-in must show, when the broker
-/// asked for a stronger or more recent one (RFC 9470 step-up). No agent, or
-/// no such request: the configured defaults.
+/// asked for a stronger or more recent one (RFC 9470 step-up), for the
+/// session or for an application the user wants. No agent, or no such
+/// request: the configured defaults.
 fn step_up_overrides(socket: Option<PathBuf>) -> AuthOverrides {
     let step_up = control_command(socket, &Request::Status)
         .ok()
         .and_then(|data| serde_json::from_value::<StatusView>(data).ok())
         .and_then(|status| match status.identity {
+            // The session's own step-up first: without it nothing opens.
             IdentityView::NeedsReauth { step_up, .. } => step_up,
-            _ => None,
+            // An application's (its access policy's) step-up.
+            IdentityView::Valid { step_up, .. } => step_up,
+            IdentityView::SignedOut => None,
         });
     let Some(step_up) = step_up else {
         return AuthOverrides::default();

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use agent::control::view::{
-    AWAITING_APPROVAL_PHRASE, AppView, EnrolmentView, IdentityView, StatusView, TunnelState,
-    VerdictView,
+    AWAITING_APPROVAL_PHRASE, AccessSource, AccessView, AppView, EnrolmentView, IdentityView,
+    StatusView, StepUpView, TunnelState, VerdictView,
 };
 
 /// Human-readable byte counts (`1.5 MB`).
@@ -33,7 +33,17 @@ pub fn render_status(status: &StatusView) -> String {
             user,
             expires_at,
             mfa,
-        } => format!("{user} (MFA: {mfa}), session until {expires_at}"),
+            step_up,
+        } => format!(
+            "{user} (MFA: {mfa}), session until {expires_at}{}",
+            match step_up {
+                Some(step_up) => format!(
+                    "\n          an application {}: run `sallyport login`",
+                    needs_sign_in(step_up)
+                ),
+                None => String::new(),
+            }
+        ),
         IdentityView::NeedsReauth {
             user,
             reason,
@@ -120,12 +130,19 @@ fn verdict_line(verdict: Option<&VerdictView>) -> String {
     }
 }
 
-/// The catalogue as lines.
+/// The catalogue as lines: per app whether it can open now and, if not,
+/// why and what to do (`*` marks the apps you opened).
 pub fn render_apps(apps: &[AppView]) -> String {
     if apps.is_empty() {
         return "No applications (the broker's catalogue is empty or not loaded yet).\n".to_owned();
     }
     let mut out = String::new();
+    if apps.iter().any(|a| a.access.source == AccessSource::Agent) {
+        let _ = writeln!(
+            out,
+            "(The access broker was not asked or did not answer: this is what the agent knows.)"
+        );
+    }
     for app in apps {
         let _ = writeln!(
             out,
@@ -135,8 +152,79 @@ pub fn render_apps(apps: &[AppView]) -> String {
             app.name,
             app.targets.join(", ")
         );
+        for line in access_lines(&app.access) {
+            let _ = writeln!(out, "      {line}");
+        }
     }
     out
+}
+
+/// Whether it can open, why not, and what to do, one thought a line.
+fn access_lines(access: &AccessView) -> Vec<String> {
+    let mut lines = Vec::new();
+    if access.can_open {
+        lines.push(match &access.closes_at {
+            Some(at) => format!("can open now, until {}", short_time(at)),
+            None => "can open now".to_owned(),
+        });
+        // When it can open, the reasons say why access ends when it does.
+        lines.extend(access.reasons.iter().map(|r| r.message.clone()));
+        return lines;
+    }
+    let mut reasons = access.reasons.iter();
+    match reasons.next() {
+        Some(first) => lines.push(format!("cannot open now: {}", with_fix(first))),
+        None => lines.push("cannot open now".to_owned()),
+    }
+    lines.extend(reasons.map(with_fix));
+    if let Some(at) = &access.opens_at {
+        lines.push(format!("opens again at {}", short_time(at)));
+    }
+    if let Some(step_up) = &access.step_up {
+        lines.push(format!("{}: run `sallyport login`", needs_sign_in(step_up)));
+    }
+    lines
+}
+
+fn with_fix(reason: &agent::supervisor::AccessReason) -> String {
+    let message = agent::supervisor::as_sentence(&reason.message);
+    match reason.remediation.trim() {
+        "" => message,
+        fix => format!("{message} To fix: {}", agent::supervisor::as_sentence(fix)),
+    }
+}
+
+/// "needs a fresh sign-in (showing urn:…:mfa, at most 10 min old)".
+fn needs_sign_in(step_up: &StepUpView) -> String {
+    let mut what = Vec::new();
+    if !step_up.acr_values.is_empty() {
+        what.push(format!("showing {}", step_up.acr_values.join(" or ")));
+    }
+    if let Some(max_age) = step_up.max_age {
+        what.push(format!("at most {} old", age(max_age)));
+    }
+    if what.is_empty() {
+        "needs a fresh sign-in".to_owned()
+    } else {
+        format!("needs a fresh sign-in ({})", what.join(", "))
+    }
+}
+
+fn age(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 2 * 3600 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
+    }
+}
+
+/// An RFC 3339 time as `2027-01-15 07:00 UTC` (the raw text if unreadable).
+fn short_time(rfc3339: &str) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&format).ok())
+        .unwrap_or_else(|| rfc3339.to_owned())
 }
 
 #[cfg(test)]
@@ -159,6 +247,7 @@ mod tests {
                 user: "alice@example.com".into(),
                 expires_at: "2026-11-23T12:00:00Z".into(),
                 mfa: "otp".into(),
+                step_up: None,
             },
             verdict: Some(VerdictView {
                 compliant: false,
@@ -223,6 +312,7 @@ mod tests {
                 user: "alice@example.com".into(),
                 expires_at: "2026-11-23T12:00:00Z".into(),
                 mfa: "otp".into(),
+                step_up: None,
             },
             verdict: None,
             tunnels: vec![TunnelView {
@@ -250,6 +340,139 @@ mod tests {
         assert!(!text.contains("not verified yet"), "{text}");
         assert!(
             text.contains("wiki         down — Waiting for IT to approve this device."),
+            "{text}"
+        );
+    }
+
+    fn app(id: &str, name: &str, access: AccessView) -> AppView {
+        AppView {
+            id: id.into(),
+            name: name.into(),
+            targets: vec!["10.20.0.9:22/tcp".into()],
+            wanted: true,
+            access,
+        }
+    }
+
+    fn access(can_open: bool) -> AccessView {
+        AccessView {
+            can_open,
+            reasons: vec![],
+            step_up: None,
+            opens_at: None,
+            closes_at: None,
+            source: AccessSource::Broker,
+        }
+    }
+
+    fn reason(message: &str, remediation: &str) -> agent::supervisor::AccessReason {
+        agent::supervisor::AccessReason {
+            message: message.into(),
+            remediation: remediation.into(),
+        }
+    }
+
+    #[test]
+    fn apps_say_whether_they_open_now_and_if_not_why_and_what_to_do() {
+        let apps = vec![
+            app(
+                "wiki",
+                "Wiki",
+                AccessView {
+                    closes_at: Some("2027-01-15T20:00:00Z".into()),
+                    reasons: vec![reason("Wiki is available 07:00-20:00", "")],
+                    ..access(true)
+                },
+            ),
+            app(
+                "git",
+                "Git server",
+                AccessView {
+                    reasons: vec![reason(
+                        "Git server is available 07:00-20:00",
+                        "Try again when it opens",
+                    )],
+                    opens_at: Some("2027-01-16T07:00:00Z".into()),
+                    ..access(false)
+                },
+            ),
+            app(
+                "payroll",
+                "Payroll",
+                AccessView {
+                    reasons: vec![reason("Payroll needs a recent sign-in with MFA.", "")],
+                    step_up: Some(StepUpView {
+                        acr_values: vec!["urn:x:mfa".into()],
+                        max_age: Some(600),
+                    }),
+                    ..access(false)
+                },
+            ),
+        ];
+        let text = render_apps(&apps);
+        assert!(!text.contains("what the agent knows"), "{text}");
+        assert!(
+            text.contains("can open now, until 2027-01-15 20:00 UTC\n      Wiki is available"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "cannot open now: Git server is available 07:00-20:00. To fix: Try again when it opens.\n      opens again at 2027-01-16 07:00 UTC"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "needs a fresh sign-in (showing urn:x:mfa, at most 10 min old): run `sallyport login`"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn apps_say_when_the_broker_was_not_asked() {
+        let apps = vec![app(
+            "wiki",
+            "Wiki",
+            AccessView {
+                reasons: vec![reason("You are signed out. Sign in to reconnect.", "")],
+                source: AccessSource::Agent,
+                ..access(false)
+            },
+        )];
+        let text = render_apps(&apps);
+        assert!(
+            text.starts_with("(The access broker was not asked"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cannot open now: You are signed out. Sign in to reconnect."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_says_when_an_application_asks_for_a_fresh_sign_in() {
+        let status = StatusView {
+            identity: IdentityView::Valid {
+                user: "alice@example.com".into(),
+                expires_at: "2026-11-23T12:00:00Z".into(),
+                mfa: "pwd".into(),
+                step_up: Some(StepUpView {
+                    acr_values: vec![],
+                    max_age: Some(7200),
+                }),
+            },
+            verdict: None,
+            tunnels: vec![],
+            posture_collected_at: None,
+            enrolment: EnrolmentView::NotEnrolled,
+        };
+        let text = render_status(&status);
+        assert!(
+            text.contains(
+                "an application needs a fresh sign-in (at most 2 h old): run `sallyport login`"
+            ),
             "{text}"
         );
     }

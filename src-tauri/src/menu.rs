@@ -351,6 +351,7 @@ mod tests {
             user: "alice@example.com".into(),
             expires_at: "2026-11-23T18:00:00Z".into(),
             mfa: "otp".into(),
+            step_up: None,
         }
     }
 
@@ -360,6 +361,14 @@ mod tests {
             name: "Wiki".into(),
             targets: vec!["10.0.0.5:443/tcp".into()],
             wanted,
+            access: agent::control::view::AccessView {
+                can_open: true,
+                reasons: vec![],
+                step_up: None,
+                opens_at: None,
+                closes_at: None,
+                source: agent::control::view::AccessSource::Broker,
+            },
         }
     }
 

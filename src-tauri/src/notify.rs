@@ -99,6 +99,7 @@ mod tests {
                 user: "alice".into(),
                 expires_at: "2026-11-23T18:00:00Z".into(),
                 mfa: "otp".into(),
+                step_up: None,
             },
             verdict: compliant.map(|compliant| VerdictView {
                 compliant,

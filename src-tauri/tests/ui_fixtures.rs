@@ -4,7 +4,9 @@
 //! control views from drifting apart.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test: failures abort with the reason
 
-use agent::control::view::{AppView, DeviceCodeView, IdentityView, StatusView, TunnelState};
+use agent::control::view::{
+    AccessSource, AccessView, AppView, DeviceCodeView, IdentityView, StatusView, TunnelState,
+};
 
 fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
     let path = format!("{}/../ui/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -26,6 +28,16 @@ fn status_apps_and_device_code_fixtures_are_the_agents_shapes() {
     }
     let code: DeviceCodeView = fixture("device-code.json");
     assert_eq!(code.user_code, "WDJB-MJHT");
+}
+
+#[test]
+fn the_access_fixtures_are_the_agents_access_views() {
+    let access: std::collections::BTreeMap<String, AccessView> = fixture("access.json");
+    let closed = &access["window-closed"];
+    assert!(!closed.can_open && closed.opens_at.is_some());
+    assert!(access["step-up"].step_up.is_some());
+    assert_eq!(access["signed-out-agent"].source, AccessSource::Agent);
+    assert!(access["window-open"].can_open && access["window-open"].closes_at.is_some());
 }
 
 #[test]

@@ -7,7 +7,7 @@ import { listen } from "@tauri-apps/api/event";
 import { api } from "./api";
 import { h, replaceChildren } from "./dom";
 import { bytes, checkName, fact, relative, when } from "./format";
-import type { AppView, Check, DeviceCodeView, PostureView, StatusView, TunnelView, Violation } from "./types";
+import type { AccessView, AppView, Check, DeviceCodeView, PostureView, StatusView, StepUpView, TunnelView, Violation } from "./types";
 
 type Page = "apps" | "posture" | "tunnels" | "diagnostics";
 const PAGES: { id: Page; label: string }[] = [
@@ -312,9 +312,65 @@ function appsPage(): HTMLElement {
           h("button", { type: "button", class: "link", id: "apps-see-posture", onclick: () => go("posture") }, "See what to fix"),
         )
       : null,
+    state.apps.some((a) => a.access.source === "agent")
+      ? h("p", { class: "meta", id: "access-source" }, "The access broker could not be asked just now; this is what this device last knew.")
+      : null,
     state.apps.length === 0
       ? h("p", {}, "No applications are assigned to you yet.")
       : h("ul", { class: "cards" }, state.apps.map(appCard)),
+  );
+}
+
+/** "a fresh sign-in, at most 10 min old" */
+function stepUpText(step: StepUpView): string {
+  const age = step.max_age === null ? "" : step.max_age < 120 ? `${step.max_age} s` : step.max_age < 7200 ? `${Math.round(step.max_age / 60)} min` : `${Math.round(step.max_age / 3600)} h`;
+  return age ? `This application needs a fresh sign-in (at most ${age} old).` : "This application needs a fresh or stronger sign-in.";
+}
+
+/** Whether the app can open now and, if not, why, what to do and when. */
+function accessBox(app: AppView): HTMLElement | null {
+  const access: AccessView = app.access;
+  if (access.can_open) {
+    return access.closes_at
+      ? h(
+          "p",
+          { class: "meta", "data-testid": "access" },
+          "Available until ",
+          h("time", { datetime: access.closes_at }, when(access.closes_at)),
+          ` (${relative(access.closes_at)})`,
+          access.reasons[0] ? `. ${access.reasons[0].message}` : "",
+        )
+      : null;
+  }
+  const key = `step-up-${app.id}`;
+  return h(
+    "div",
+    { class: "access closed", role: "group", "aria-label": `Why ${app.name} cannot open now`, "data-testid": "access" },
+    h("p", { class: "access-state" }, "Cannot open now"),
+    access.reasons.length > 0
+      ? h(
+          "ul",
+          { class: "reasons" },
+          access.reasons.map((r) => h("li", {}, h("span", { class: "reason" }, r.message), r.remediation ? h("span", { class: "remediation" }, ` ${r.remediation}`) : null)),
+        )
+      : null,
+    access.opens_at
+      ? h("p", { class: "opens", "data-testid": "opens-at" }, "Opens again ", h("time", { datetime: access.opens_at }, when(access.opens_at)), ` (${relative(access.opens_at)})`)
+      : null,
+    access.step_up
+      ? h(
+          "div",
+          { class: "step-up" },
+          h("p", {}, stepUpText(access.step_up)),
+          button(key, "Sign in again", () =>
+            void run(key, async () => {
+              // The agent asks the identity provider for what the app needs.
+              await api.signIn();
+              announce("Your browser opened for sign-in");
+              await refresh();
+            }), "primary"),
+        )
+      : null,
   );
 }
 
@@ -333,7 +389,8 @@ function appCard(app: AppView): HTMLElement {
       h("span", { class: `badge ${label.cls}`, "data-testid": "tunnel-state" }, label.text),
     ),
     h("p", { class: "meta" }, `Targets: ${app.targets.join(", ") || "none"}`),
-    tunnel?.reason ? h("p", { class: "reason" }, tunnel.reason) : null,
+    accessBox(app),
+    tunnel?.reason && app.access.can_open ? h("p", { class: "reason" }, tunnel.reason) : null,
     tunnel && tunnel.state === "up" && tunnel.forwards.length > 0
       ? h(
           "ul",

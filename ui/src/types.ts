@@ -3,16 +3,29 @@
 // field for field; src-tauri/tests/ui_fixtures.rs deserialises the UI test
 // fixtures into the Rust types so the two cannot drift silently.
 
+/** `agent::control::view::StepUpView`: what the next sign-in must show. */
+export interface StepUpView {
+  acr_values: string[];
+  max_age: number | null;
+}
+
 /** `agent::control::view::IdentityView`, tagged by `state`. */
 export type IdentityView =
   | { state: "signed_out" }
-  | { state: "valid"; user: string; expires_at: string; mfa: string }
+  | {
+      state: "valid";
+      user: string;
+      expires_at: string;
+      mfa: string;
+      /** Set when an application the user wants asks for a fresher or stronger sign-in. */
+      step_up?: StepUpView;
+    }
   | {
       state: "needs_reauth";
       user: string | null;
       reason: string;
       /** Set when the broker asked for a stronger or more recent sign-in (RFC 9470). */
-      step_up?: { acr_values: string[]; max_age: number | null };
+      step_up?: StepUpView;
     };
 
 /** `posture::policy::Violation`. */
@@ -67,12 +80,34 @@ export type EnrolmentView =
   | { state: "pending_approval"; device_id: string; since: string }
   | { state: "enrolled"; device_id: string };
 
+/** `broker::api::AccessReason`: one reason of the access policy, with what to do ("" when nothing). */
+export interface AccessReason {
+  message: string;
+  remediation: string;
+}
+
+/** `agent::control::view::AccessSource`: who answered. */
+export type AccessSource = "broker" | "agent";
+
+/** `agent::control::view::AccessView`: can the app open now, and if not why, what to do, and when. */
+export interface AccessView {
+  can_open: boolean;
+  reasons: AccessReason[];
+  step_up: StepUpView | null;
+  /** RFC 3339: when a closed time window opens again. */
+  opens_at: string | null;
+  /** RFC 3339: when an open time window closes. */
+  closes_at: string | null;
+  source: AccessSource;
+}
+
 /** `agent::control::view::AppView`: one entry of the answer to `apps`. */
 export interface AppView {
   id: string;
   name: string;
   targets: string[];
   wanted: boolean;
+  access: AccessView;
 }
 
 /** `agent::control::view::DeviceCodeView`: answer to `sign_in_device`. */

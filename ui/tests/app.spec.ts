@@ -147,6 +147,57 @@ test("diagnostics export shows where the bundle was saved", async ({ page }) => 
   expect(calls.filter((c) => c === "export_diagnostics")).toHaveLength(1);
 });
 
+test("an application the access policy refuses says why, what to do and when it opens again", async ({ page }) => {
+  await signIn(page);
+  await page.getByRole("button", { name: "Connect Wiki" }).click();
+  await expect(page.locator("#app-wiki").getByTestId("tunnel-state")).toHaveText("Connected");
+  await page.evaluate(() => window.__mockAgent.setAccess("git", "window-closed"));
+  const git = page.locator("#app-git");
+  const why = git.getByRole("group", { name: "Why Git server cannot open now" });
+  await expect(why).toContainText("Cannot open now", { timeout: 8000 });
+  await expect(why).toContainText("Git server is available 07:00–20:00 on weekdays.");
+  await expect(why).toContainText("Try again when it opens, or ask IT for out-of-hours access.");
+  await expect(git.getByTestId("opens-at")).toContainText("Opens again");
+  await expect(git.getByTestId("opens-at").locator("time")).toHaveAttribute("datetime", "2099-11-24T06:00:00Z");
+  await expect(git.getByRole("button", { name: "Sign in again" })).toHaveCount(0);
+  // The other application is untouched.
+  await expect(page.locator("#app-wiki").getByTestId("tunnel-state")).toHaveText("Connected");
+  await expect(page.locator("#app-wiki").getByTestId("access")).toHaveCount(0);
+
+  // Inside an open window: until when.
+  await page.evaluate(() => window.__mockAgent.setAccess("git", "window-open"));
+  await expect(git.getByTestId("access")).toContainText("Available until", { timeout: 8000 });
+  await expect(git.getByTestId("access").locator("time")).toHaveAttribute("datetime", "2099-11-23T19:00:00Z");
+  await expect(git.getByRole("group", { name: "Why Git server cannot open now" })).toHaveCount(0);
+});
+
+test("a step-up shows what the next sign-in needs; Sign in again asks for it and the app can open", async ({ page }) => {
+  await signIn(page);
+  await page.getByRole("button", { name: "Connect Wiki" }).click();
+  await page.getByRole("button", { name: "Connect Git server" }).click();
+  await page.evaluate(() => window.__mockAgent.setAccess("git", "step-up"));
+  const git = page.locator("#app-git");
+  await expect(git).toContainText("Git server needs a sign-in with a second factor in the last 10 minutes.", { timeout: 8000 });
+  await expect(git).toContainText("This application needs a fresh sign-in (at most 10 min old).");
+  await expect(git.getByTestId("tunnel-state")).toHaveText("Blocked");
+  // The session stays valid: the window shows the applications, not the sign-in screen, and wiki stays up.
+  await expect(page.getByText("Signed in as alice@example.com")).toBeVisible();
+  await expect(page.locator("#app-wiki").getByTestId("tunnel-state")).toHaveText("Connected");
+
+  await git.getByRole("button", { name: "Sign in again" }).click();
+  await expect(git.getByRole("group", { name: "Why Git server cannot open now" })).toHaveCount(0, { timeout: 8000 });
+  await expect(git.getByTestId("tunnel-state")).toHaveText("Connected");
+  const calls = await page.evaluate(() => window.__mockAgent.calls.map((c) => c.cmd));
+  expect(calls.filter((c) => c === "sign_in")).toHaveLength(2);
+});
+
+test("when the broker could not be asked, the applications say the answer is the device's own", async ({ page }) => {
+  await signIn(page);
+  await page.evaluate(() => window.__mockAgent.setAccess("wiki", "signed-out-agent"));
+  await expect(page.locator("#access-source")).toHaveText("The access broker could not be asked just now; this is what this device last knew.", { timeout: 8000 });
+  await expect(page.locator("#app-wiki")).toContainText("This device's verification expired and could not be renewed.");
+});
+
 test("with no agent running, the window says so instead of failing silently", async ({ page }) => {
   await page.goto("/test.html?agent=down");
   await expect(page.getByRole("alert")).toHaveText(/The Sallyport agent is not running/);

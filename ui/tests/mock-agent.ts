@@ -9,7 +9,8 @@
 // device-code login, posture changing) through `window.__mockAgent`.
 import { emit } from "@tauri-apps/api/event";
 import { mockIPC } from "@tauri-apps/api/mocks";
-import type { AppView, DeviceCodeView, IdentityView, PostureView, Report, StatusView, TunnelView, Violation } from "../src/types";
+import type { AccessView, AppView, DeviceCodeView, IdentityView, PostureView, Report, StatusView, TunnelView, Violation } from "../src/types";
+import accessFixture from "./fixtures/access.json";
 import appsFixture from "./fixtures/apps.json";
 import deviceCodeFixture from "./fixtures/device-code.json";
 import postureCli from "./fixtures/posture-cli.json";
@@ -28,6 +29,10 @@ export interface MockAgent {
   completeSignIn(): void;
   /** Posture now violates the policy (the fixture's real violations). */
   failPosture(): void;
+  /** The access policy now answers `app` with the named decision of fixtures/access.json. */
+  setAccess(app: string, decision: keyof typeof accessFixture): void;
+  /** The access decision per app the agent answers with (absent: the fixture's). */
+  access: Map<string, AccessView>;
   /** Emits an event to the window as the Rust side does (the tray's "navigate"). */
   emit(event: string, payload: unknown): Promise<void>;
 }
@@ -52,12 +57,21 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
     running: options.running,
     calls: [],
     completeSignIn() {
-      if (pendingSignIn) agent.identity = signedInIdentity;
+      if (pendingSignIn) {
+        agent.identity = signedInIdentity;
+        // A new sign-in is what a step-up waits for: the agent asks again
+        // and (here) the policy is satisfied.
+        for (const [app, access] of agent.access) if (access.step_up) agent.access.delete(app);
+      }
       pendingSignIn = false;
     },
     failPosture() {
       agent.compliant = false;
     },
+    setAccess(app, decision) {
+      agent.access.set(app, accessFixture[decision] as AccessView);
+    },
+    access: new Map(),
     emit: (event, payload) => emit(event, payload),
   };
   window.__mockAgent = agent;
@@ -69,6 +83,10 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
     return [...agent.wanted].map((app) => {
       const template = status.tunnels.find((t) => t.app === app);
       if (!template) throw new Error(`no tunnel fixture for ${app}`);
+      const access = agent.access.get(app);
+      if (access && !access.can_open) {
+        return { ...template, state: "down", reason: access.reasons[0]?.message ?? null, forwards: [], socks: null, last_handshake: null, expires_at: null };
+      }
       if (!agent.compliant) {
         return {
           ...template,
@@ -106,7 +124,7 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
         case "status":
           return statusView();
         case "apps":
-          return (appsFixture as AppView[]).map((a) => ({ ...a, wanted: agent.wanted.has(a.id) }));
+          return (appsFixture as AppView[]).map((a) => ({ ...a, wanted: agent.wanted.has(a.id), access: agent.access.get(a.id) ?? a.access }));
         case "posture":
           return { report, violations: agent.compliant ? [] : violations } satisfies PostureView;
         case "recheck":

@@ -15,8 +15,9 @@ pub mod sse;
 use std::time::Duration;
 
 use broker::api::{
-    self, AttestationRequest, BrokerConfig, Challenge, Device, EnrolRequest, Event, Grant,
-    GrantRequest, PolicyDocument, Problem, ProblemType, Verdict,
+    self, AccessDecision, AccessReason, AppsDocument, AttestationRequest, BrokerConfig, Challenge,
+    Device, EnrolRequest, Event, Grant, GrantRequest, PolicyDocument, Problem, ProblemType,
+    Verdict,
 };
 use reqwest::{Method, StatusCode, header};
 use serde::Serialize;
@@ -67,6 +68,64 @@ pub enum BrokerError {
     /// The device key could not sign the call's DPoP proof.
     #[error("the device key could not sign the request: {0}")]
     Signing(String),
+    /// The access policy refused this application (`access-denied`,
+    /// `access-step-up-required`): a decision about one app, not a failure
+    /// of the call, so it carries the decision rather than a problem.
+    #[error("the access policy refused: {}", .0.detail)]
+    AccessRefused(Box<AccessRefusal>),
+}
+
+/// Which access refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessRefusalKind {
+    /// `access-denied`: not for this user, device or context now.
+    Denied,
+    /// `access-step-up-required`: a fresh or stronger sign-in first. The
+    /// session stays good for the other applications.
+    StepUpRequired,
+}
+
+/// The access policy's refusal of a grant, with its decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRefusal {
+    /// Denied, or a step-up asked for.
+    pub kind: AccessRefusalKind,
+    /// The problem's `detail`.
+    pub detail: String,
+    /// Why, what to do, when it opens, what a sign-in must show. Never
+    /// `allow`: a broker that sends none, or an allowing one, on a refusal
+    /// still refuses, with `detail` as the reason (fail closed).
+    pub decision: AccessDecision,
+}
+
+impl AccessRefusal {
+    /// The refusal in `problem`, when it is an access refusal.
+    pub fn from_problem(problem: &Problem) -> Option<AccessRefusal> {
+        let kind = match problem.kind()? {
+            ProblemType::AccessDenied => AccessRefusalKind::Denied,
+            ProblemType::AccessStepUpRequired => AccessRefusalKind::StepUpRequired,
+            _ => return None,
+        };
+        let mut decision = problem.access.clone().unwrap_or(AccessDecision {
+            allow: false,
+            reasons: Vec::new(),
+            step_up: None,
+            closes_at: None,
+            opens_at: None,
+        });
+        decision.allow = false;
+        if decision.reasons.is_empty() {
+            decision.reasons.push(AccessReason {
+                message: problem.detail.clone(),
+                remediation: String::new(),
+            });
+        }
+        Some(AccessRefusal {
+            kind,
+            detail: problem.detail.clone(),
+            decision,
+        })
+    }
 }
 
 impl BrokerError {
@@ -74,6 +133,10 @@ impl BrokerError {
     pub fn problem(&self) -> Option<ProblemType> {
         match self {
             BrokerError::Refused(p) => p.kind(),
+            BrokerError::AccessRefused(r) => Some(match r.kind {
+                AccessRefusalKind::Denied => ProblemType::AccessDenied,
+                AccessRefusalKind::StepUpRequired => ProblemType::AccessStepUpRequired,
+            }),
             _ => None,
         }
     }
@@ -229,7 +292,10 @@ impl BrokerClient {
             return Err(BrokerError::StepUp(challenge));
         }
         match serde_json::from_slice::<Problem>(&bytes) {
-            Ok(problem) => Err(BrokerError::Refused(Box::new(problem))),
+            Ok(problem) => Err(match AccessRefusal::from_problem(&problem) {
+                Some(refusal) => BrokerError::AccessRefused(Box::new(refusal)),
+                None => BrokerError::Refused(Box::new(problem)),
+            }),
             Err(_) => Err(BrokerError::Malformed(format!(
                 "HTTP {status} without a problem document"
             ))),
@@ -309,6 +375,19 @@ impl BrokerClient {
             Some(request),
         )
         .await
+    }
+
+    /// `GET /v1/apps?device_id=`: the catalogue with the access policy's
+    /// answer for this user, device and context now. The same DPoP device
+    /// auth as a grant request (without a WireGuard key: nothing opens).
+    pub async fn apps(
+        &self,
+        auth: DeviceAuth<'_>,
+        device_id: &str,
+    ) -> Result<AppsDocument, BrokerError> {
+        let path = format!("{}?device_id={}", api::paths::APPS, urlencode(device_id));
+        self.call::<(), _>(Method::GET, &path, Some((auth, None)), None)
+            .await
     }
 
     /// `DELETE /v1/grants/{id}`.
@@ -425,6 +504,73 @@ impl EventStream {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use broker::api::{AccessDecision, AccessReason, Problem, ProblemType, StepUp};
+
+    use super::{AccessRefusal, AccessRefusalKind, BrokerError};
+
+    fn problem(kind: ProblemType, access: Option<AccessDecision>) -> Problem {
+        let mut problem = Problem::new(kind, "Git server is closed now");
+        problem.access = access;
+        problem
+    }
+
+    #[test]
+    fn access_problems_become_typed_refusals_with_their_decision() {
+        let decision = AccessDecision {
+            allow: false,
+            reasons: vec![AccessReason {
+                message: "Git server needs a sign-in within the last hour".into(),
+                remediation: "Sign in again.".into(),
+            }],
+            step_up: Some(StepUp {
+                acr_values: vec!["urn:x:mfa".into()],
+                max_age: Some(3600),
+            }),
+            closes_at: None,
+            opens_at: None,
+        };
+        let refusal = AccessRefusal::from_problem(&problem(
+            ProblemType::AccessStepUpRequired,
+            Some(decision.clone()),
+        ))
+        .unwrap();
+        assert_eq!(refusal.kind, AccessRefusalKind::StepUpRequired);
+        assert_eq!(refusal.decision, decision);
+        assert_eq!(
+            BrokerError::AccessRefused(Box::new(refusal)).problem(),
+            Some(ProblemType::AccessStepUpRequired)
+        );
+        // Other problems stay problems.
+        assert_eq!(
+            AccessRefusal::from_problem(&problem(ProblemType::VerdictExpired, None)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_refusal_without_a_decision_or_with_allow_still_refuses_with_the_detail() {
+        let allowing = AccessDecision {
+            allow: true,
+            reasons: vec![],
+            step_up: None,
+            closes_at: None,
+            opens_at: None,
+        };
+        for access in [None, Some(allowing)] {
+            let refusal =
+                AccessRefusal::from_problem(&problem(ProblemType::AccessDenied, access)).unwrap();
+            assert_eq!(refusal.kind, AccessRefusalKind::Denied);
+            assert!(!refusal.decision.allow);
+            assert_eq!(
+                refusal.decision.reasons[0].message,
+                "Git server is closed now"
+            );
         }
     }
 }

@@ -63,6 +63,12 @@ pub enum IdentityView {
         expires_at: String,
         /// The second factor the IdP reported (`otp`, `hwk`, ...).
         mfa: String,
+        /// Set when an application the user wants asks for a fresher or
+        /// stronger sign-in (its access policy's step-up). The session stays
+        /// valid for every other application; `sallyport login` and the
+        /// tray's sign-in ask the identity provider for this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step_up: Option<StepUpView>,
     },
     /// A fresh MFA login is needed.
     NeedsReauth {
@@ -85,6 +91,15 @@ pub struct StepUpView {
     pub acr_values: Vec<String>,
     /// `max_age` (seconds) to ask for.
     pub max_age: Option<u64>,
+}
+
+impl From<&broker::api::StepUp> for StepUpView {
+    fn from(step_up: &broker::api::StepUp) -> Self {
+        StepUpView {
+            acr_values: step_up.acr_values.clone(),
+            max_age: step_up.max_age,
+        }
+    }
 }
 
 /// The broker's verdict on this device.
@@ -153,6 +168,39 @@ pub struct AppView {
     pub targets: Vec<String>,
     /// True when the user asked for it.
     pub wanted: bool,
+    /// Whether it can open now, and if not why and what to do.
+    pub access: AccessView,
+}
+
+/// Whether an application can open now, and if not why, what to do, and
+/// when (the access policy's answer, or what the agent knows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessView {
+    /// True when a grant would be issued now (as far as `source` knows).
+    pub can_open: bool,
+    /// Why not (or, when it can, why access ends when it does), each with
+    /// what the user can do (`remediation` may be empty).
+    pub reasons: Vec<broker::api::AccessReason>,
+    /// When it needs a fresher or stronger sign-in: what it must show.
+    pub step_up: Option<StepUpView>,
+    /// When a closed time window opens again (RFC 3339).
+    pub opens_at: Option<String>,
+    /// When an open time window closes; no grant outlives it (RFC 3339).
+    pub closes_at: Option<String>,
+    /// Where this answer comes from.
+    pub source: AccessSource,
+}
+
+/// Who answered [`AccessView`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessSource {
+    /// The broker, asked just now (`GET /v1/apps`).
+    Broker,
+    /// The agent's own knowledge: the broker's latest answers to its grant
+    /// requests and the device's state (not signed in or not enrolled, or
+    /// the broker did not answer in time).
+    Agent,
 }
 
 /// A device-code sign-in in progress (RFC 8628), shown to the user.

@@ -26,6 +26,8 @@ impl Runtime {
                 self.feed(Event::EnvironmentChanged).await;
                 ok(serde_json::Value::Null)
             }
+            // The run loop answers `apps` from a task (`answer_apps`, it may
+            // ask the broker); this is what the agent knows by itself.
             Request::Apps => ok(serde_json::to_value(self.apps_view()).unwrap_or_default()),
             Request::Connect { app } => {
                 if !self.known_app(&app) {
@@ -72,9 +74,11 @@ impl Runtime {
         }
     }
 
-    /// Browser sign-in in the background; the session poll picks it up.
-    /// A browser sign-in; when the broker asked for a stronger or more
-    /// recent one (RFC 9470), with its `acr_values` and `max_age`.
+    /// A browser sign-in in the background; the session poll picks it up.
+    /// When the broker asked for a stronger or more recent one (RFC 9470)
+    /// for the whole session, or an app the user wants waits on its access
+    /// policy's step-up, with those `acr_values` and `max_age` (the
+    /// session's first: without it nothing opens).
     pub(super) fn spawn_sign_in(&self) {
         let identity = self.identity.clone();
         let tx = self.tx.clone();
@@ -82,11 +86,11 @@ impl Runtime {
             Some(crate::identity::session::ReauthReason::StepUp {
                 acr_values,
                 max_age,
-            }) => crate::identity::client::AuthOverrides {
-                acr_values: (!acr_values.is_empty()).then(|| acr_values.clone()),
-                max_age: *max_age,
+            }) => overrides(acr_values, *max_age),
+            _ => match self.pending_step_up() {
+                Some(step_up) => overrides(&step_up.acr_values, step_up.max_age),
+                None => crate::identity::client::AuthOverrides::default(),
             },
-            _ => crate::identity::client::AuthOverrides::default(),
         };
         tokio::spawn(async move {
             let open = |url: &url::Url| crate::identity::browser::open(url);
@@ -174,5 +178,16 @@ impl Runtime {
         self.config
             .as_ref()
             .is_none_or(|c| c.apps.iter().any(|a| a.id == app))
+    }
+}
+
+/// What a step-up asks the identity provider for.
+fn overrides(
+    acr_values: &[String],
+    max_age: Option<u64>,
+) -> crate::identity::client::AuthOverrides {
+    crate::identity::client::AuthOverrides {
+        acr_values: (!acr_values.is_empty()).then(|| acr_values.to_vec()),
+        max_age,
     }
 }

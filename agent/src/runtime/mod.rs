@@ -129,6 +129,15 @@ pub struct Runtime {
     /// The device service that holds the key and signs; `None`: the
     /// keyring key (see `crate::device_key`).
     device_service: Option<service::client::DeviceService>,
+    /// The broker's latest `GET /v1/apps` answer and when it came, reused
+    /// for a few seconds (the tray asks every few seconds) and dropped at
+    /// any event that may change it.
+    apps_seen: Option<(broker::api::AppsDocument, OffsetDateTime)>,
+    /// The step-up the broker's latest `GET /v1/apps` answer asks for (an
+    /// app the user has not opened yet may need one): what the tray's
+    /// "Sign in again" asks for when no grant was refused. Forgotten at
+    /// the next session change.
+    apps_step_up: Option<broker::api::StepUp>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -188,6 +197,8 @@ impl Runtime {
             rx,
             events_task: None,
             device_service: None,
+            apps_seen: None,
+            apps_step_up: None,
         }
     }
 
@@ -228,6 +239,9 @@ impl Runtime {
             let sleep = self.sleep_until_deadline();
             tokio::select! {
                 request = control.recv() => match request {
+                    // Asks the broker: answered from a task, so the loop
+                    // never waits on the network.
+                    Some((Request::Apps, reply)) => self.answer_apps(reply),
                     Some((request, reply)) => {
                         let answer = self.answer(request).await;
                         let _ = reply.send(answer);
@@ -277,6 +291,9 @@ impl Runtime {
 
     /// Feeds one event to the supervisor and carries out its commands.
     async fn feed(&mut self, event: Event) {
+        if !matches!(event, Event::Timer) {
+            self.apps_seen = None;
+        }
         let commands = self.sup.handle(now(), event);
         for command in commands {
             self.execute(command).await;

@@ -10,9 +10,12 @@ use time::OffsetDateTime;
 
 use super::tasks::{ENROL_BACKOFF_MAX, ENROL_BACKOFF_MIN, Outcome};
 use super::{Runtime, now, rfc3339};
+use crate::broker_client::{AccessRefusal, AccessRefusalKind};
 use crate::control::view::AWAITING_APPROVAL_PHRASE;
 use crate::identity::session::{ReauthReason, SessionState};
-use crate::supervisor::{BrokerEvent, Event, Grant, Session, Verdict};
+use crate::supervisor::{
+    BrokerEvent, Event, Grant, GrantEnd, Refusal, Session, SignIn, StepUp, Verdict,
+};
 
 impl Runtime {
     pub(super) async fn poll_session(&mut self) {
@@ -33,12 +36,24 @@ impl Runtime {
             return;
         }
         self.session_seen = Some(state.clone());
+        self.apps_step_up = None;
         if matches!(state, SessionState::Valid { .. }) {
             self.subject = self.identity.whoami().ok().flatten().map(|who| who.subject);
             self.spawn_enrol();
         }
         self.record(format!("session: {}", describe_session(&state)));
-        self.feed(Event::SessionChanged(to_session(&state))).await;
+        let session = to_session(&state, self.sign_in());
+        self.feed(Event::SessionChanged(session)).await;
+    }
+
+    /// The stored sign-in as the supervisor tells sign-ins apart (a
+    /// refresh keeps it; a new sign-in, a step-up included, changes it).
+    fn sign_in(&self) -> SignIn {
+        let (auth_time, method) = self.current_sign_in();
+        SignIn {
+            auth_time: auth_time.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
+            method,
+        }
     }
 
     /// The stored sign-in: its `auth_time` and method (a refresh keeps both).
@@ -192,7 +207,18 @@ impl Runtime {
                 let grant = Grant {
                     id: issued.grant.id.clone(),
                     expires_at: issued.grant.expires_at,
+                    end: issued.grant.ends.as_ref().map(|end| GrantEnd {
+                        reason: end.reason.clone(),
+                        reopens_at: end.reopens_at,
+                    }),
                 };
+                if let Some(end) = &grant.end {
+                    self.record(format!(
+                        "{app}: access ends at {} with its time window ({})",
+                        rfc3339(grant.expires_at),
+                        end.reason
+                    ));
+                }
                 self.issued.insert(issued.grant.id.clone(), *issued);
                 self.feed(Event::GrantIssued { app, grant }).await;
             }
@@ -213,6 +239,20 @@ impl Runtime {
                     }
                     _ => {}
                 }
+            }
+            Outcome::AccessRefused(app, refusal) => {
+                self.record(format!("{app}: {}", describe_refusal(&refusal)));
+                let refusal = to_refusal(*refusal);
+                self.feed(Event::AccessRefused { app, refusal }).await;
+            }
+            Outcome::AppsFetched(doc) => {
+                self.apps_step_up = merged_step_up(
+                    doc.apps
+                        .iter()
+                        .filter(|a| !a.access.allow)
+                        .filter_map(|a| a.access.step_up.as_ref()),
+                );
+                self.apps_seen = Some((*doc, now()));
             }
             Outcome::Session(state) => self.session_changed(state).await,
             Outcome::RefreshFailed(reason) => {
@@ -277,12 +317,70 @@ impl Runtime {
     }
 }
 
-fn to_session(state: &SessionState) -> Session {
+/// One sign-in for several step-ups: the first one's `acr_values`, the
+/// smallest `max_age` (a more recent sign-in satisfies every larger one).
+fn merged_step_up<'a>(step_ups: impl Iterator<Item = &'a StepUp>) -> Option<StepUp> {
+    step_ups.fold(None, |merged: Option<StepUp>, next| {
+        Some(match merged {
+            None => next.clone(),
+            Some(first) => StepUp {
+                max_age: match (first.max_age, next.max_age) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+                acr_values: first.acr_values,
+            },
+        })
+    })
+}
+
+/// The broker's access refusal as the supervisor's [`Refusal`]. A step-up
+/// refusal without a step-up in it still asks for a new sign-in (of
+/// nothing in particular): fail closed.
+fn to_refusal(refusal: AccessRefusal) -> Refusal {
+    let decision = refusal.decision;
+    match refusal.kind {
+        AccessRefusalKind::Denied => Refusal::Denied {
+            reasons: decision.reasons,
+            opens_at: decision.opens_at,
+        },
+        AccessRefusalKind::StepUpRequired => Refusal::StepUp {
+            reasons: decision.reasons,
+            step_up: decision.step_up.unwrap_or(StepUp {
+                acr_values: Vec::new(),
+                max_age: None,
+            }),
+        },
+    }
+}
+
+/// One line for the decision history: what the policy said, never more
+/// than the user may see.
+fn describe_refusal(refusal: &AccessRefusal) -> String {
+    let reasons: Vec<&str> = refusal
+        .decision
+        .reasons
+        .iter()
+        .map(|r| r.message.as_str())
+        .collect();
+    let what = match refusal.kind {
+        AccessRefusalKind::Denied => "the access policy denied it",
+        AccessRefusalKind::StepUpRequired => "the access policy asks for a fresh sign-in",
+    };
+    let mut line = format!("{what}: {}", reasons.join("; "));
+    if let Some(at) = refusal.decision.opens_at {
+        line.push_str(&format!(" (opens at {})", rfc3339(at)));
+    }
+    line
+}
+
+fn to_session(state: &SessionState, sign_in: SignIn) -> Session {
     match state {
         SessionState::SignedOut => Session::SignedOut,
         SessionState::Valid { until, .. } => Session::Valid {
             until: OffsetDateTime::from_unix_timestamp(*until)
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            sign_in,
         },
         SessionState::NeedsReauth { reason } => Session::NeedsReauth {
             reason: reason.to_string(),
@@ -295,5 +393,30 @@ fn describe_session(state: &SessionState) -> String {
         SessionState::SignedOut => "signed out".to_owned(),
         SessionState::Valid { user, .. } => format!("signed in as {user}"),
         SessionState::NeedsReauth { reason } => format!("needs sign-in: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{StepUp, merged_step_up};
+
+    #[test]
+    fn one_sign_in_serves_every_step_up_the_broker_names() {
+        let a = StepUp {
+            acr_values: vec!["urn:x:mfa".into()],
+            max_age: Some(3600),
+        };
+        let b = StepUp {
+            acr_values: vec!["urn:x:hwk".into()],
+            max_age: Some(600),
+        };
+        assert_eq!(
+            merged_step_up([&a, &b].into_iter()),
+            Some(StepUp {
+                acr_values: vec!["urn:x:mfa".into()],
+                max_age: Some(600)
+            })
+        );
+        assert_eq!(merged_step_up(std::iter::empty()), None);
     }
 }

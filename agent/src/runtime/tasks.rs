@@ -14,7 +14,8 @@ use posture::report::Report;
 use tunnel::PrivateKey;
 
 use super::{Runtime, now};
-use crate::broker_client::{BrokerClient, BrokerError, DeviceAuth};
+use crate::broker_client::{AccessRefusal, BrokerClient, BrokerError, DeviceAuth};
+use crate::control::Reply;
 use crate::control::view::AWAITING_APPROVAL;
 use crate::identity::session::{ReauthReason, SessionState, StepUpChallenge, parse_step_up};
 use crate::supervisor::{self, Event};
@@ -40,6 +41,12 @@ pub(super) struct Issued {
     pub(super) endpoint: SocketAddr,
 }
 
+/// How long the tray's `apps` may wait on the broker before the agent
+/// answers with what it knows itself.
+pub(super) const APPS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a `GET /v1/apps` answer is reused when nothing happened since.
+pub(super) const APPS_FRESH: Duration = Duration::from_secs(10);
+
 /// Results of spawned work.
 pub(super) enum Outcome {
     Setup(Result<(BrokerConfig, Result<Policy, String>), String>),
@@ -53,6 +60,10 @@ pub(super) enum Outcome {
     GrantIssued(String, Box<Issued>),
     /// App, reason for the user, and the broker's problem type if it refused.
     GrantFailed(String, String, Option<ProblemType>),
+    /// The access policy refused the app's grant (denied, or a step-up).
+    AccessRefused(String, Box<AccessRefusal>),
+    /// The broker's `GET /v1/apps` answer, to reuse for a moment.
+    AppsFetched(Box<api::AppsDocument>),
     Session(SessionState),
     RefreshFailed(String),
     Broker(api::Event),
@@ -283,7 +294,7 @@ impl Runtime {
                 let token = identity
                     .access_token()
                     .await
-                    .map_err(|e| (e.to_string(), None))?;
+                    .map_err(|e| GrantError::Failed(e.to_string(), None))?;
                 let request = api::GrantRequest {
                     app: app.clone(),
                     device_id: device.id.clone(),
@@ -293,16 +304,22 @@ impl Runtime {
                     token: &token,
                     key: &device.key,
                 };
-                let grant = broker.open_grant(auth, &request).await.map_err(|e| {
-                    report_refusal(&tx, &e);
-                    (explain_broker(&e), e.problem())
-                })?;
+                let grant = broker
+                    .open_grant(auth, &request)
+                    .await
+                    .map_err(|e| match e {
+                        BrokerError::AccessRefused(refusal) => GrantError::Access(refusal),
+                        e => {
+                            report_refusal(&tx, &e);
+                            GrantError::Failed(explain_broker(&e), e.problem())
+                        }
+                    })?;
                 let endpoint = tokio::net::lookup_host(grant.gateway.endpoint.as_str())
                     .await
                     .ok()
                     .and_then(|mut addrs| addrs.next())
                     .ok_or_else(|| {
-                        (
+                        GrantError::Failed(
                             format!("cannot resolve the gateway {}", grant.gateway.endpoint),
                             None,
                         )
@@ -316,8 +333,70 @@ impl Runtime {
             .await;
             let _ = tx.send(match result {
                 Ok(issued) => Outcome::GrantIssued(app, Box::new(issued)),
-                Err((reason, problem)) => Outcome::GrantFailed(app, reason, problem),
+                Err(GrantError::Failed(reason, problem)) => {
+                    Outcome::GrantFailed(app, reason, problem)
+                }
+                Err(GrantError::Access(refusal)) => Outcome::AccessRefused(app, refusal),
             });
+        });
+    }
+
+    /// Answers `apps`: the broker's access decision per app when signed in
+    /// and enrolled (asked now, bounded by [`APPS_TIMEOUT`]), else, or when
+    /// the broker does not answer, what the agent knows; each view says
+    /// which.
+    pub(super) fn answer_apps(&self, reply: tokio::sync::oneshot::Sender<Reply>) {
+        let local = self.apps_view();
+        let wanted: Vec<String> = self.sup.wanted().cloned().collect();
+        let signed_in = matches!(self.session_seen, Some(SessionState::Valid { .. }));
+        let ready = match (&self.device, signed_in) {
+            (Some(device), true) => Some(device.clone()),
+            _ => None,
+        };
+        let fresh = self
+            .apps_seen
+            .as_ref()
+            .filter(|(_, at)| now() - *at < APPS_FRESH)
+            .map(|(doc, _)| doc.clone());
+        let Some(device) = ready else {
+            let _ = reply.send(apps_reply(&local));
+            return;
+        };
+        if let Some(doc) = fresh {
+            let _ = reply.send(apps_reply(&views_from(&doc, &wanted)));
+            return;
+        }
+        let broker = self.broker.clone();
+        let identity = self.identity.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let asked = tokio::time::timeout(APPS_TIMEOUT, async {
+                let token = identity.access_token().await.map_err(|e| e.to_string())?;
+                let auth = DeviceAuth {
+                    token: &token,
+                    key: &device.key,
+                };
+                broker.apps(auth, &device.id).await.map_err(|e| {
+                    report_refusal(&tx, &e);
+                    e.to_string()
+                })
+            })
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {APPS_TIMEOUT:?}")));
+            let views = match asked {
+                Ok(doc) => {
+                    let views = views_from(&doc, &wanted);
+                    let _ = tx.send(Outcome::AppsFetched(Box::new(doc)));
+                    views
+                }
+                Err(e) => {
+                    let _ = tx.send(Outcome::Note(format!(
+                        "the broker's access decisions are unavailable ({e}); showing what the agent knows"
+                    )));
+                    local
+                }
+            };
+            let _ = reply.send(apps_reply(&views));
         });
     }
 
@@ -420,6 +499,34 @@ impl Runtime {
             }
         }));
     }
+}
+
+fn apps_reply(views: &[crate::control::view::AppView]) -> Reply {
+    Reply::Ok {
+        data: serde_json::to_value(views).unwrap_or_default(),
+    }
+}
+
+/// The broker's catalogue with its decisions, as the front ends see it.
+fn views_from(doc: &api::AppsDocument, wanted: &[String]) -> Vec<crate::control::view::AppView> {
+    doc.apps
+        .iter()
+        .map(|entry| crate::control::view::AppView {
+            id: entry.app.id.clone(),
+            name: entry.app.name.clone(),
+            targets: entry.app.targets.clone(),
+            wanted: wanted.contains(&entry.app.id),
+            access: super::view::broker_access(&entry.access),
+        })
+        .collect()
+}
+
+/// Why a grant request came back without a grant.
+enum GrantError {
+    /// Reason for the user, and the broker's problem type if it refused.
+    Failed(String, Option<ProblemType>),
+    /// The access policy's decision about this app.
+    Access(Box<AccessRefusal>),
 }
 
 /// The broker's policy, compiled; why not, when it cannot be had.

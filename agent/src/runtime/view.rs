@@ -5,11 +5,14 @@ use std::time::SystemTime;
 use time::OffsetDateTime;
 
 use super::{Runtime, rfc3339};
+use broker::api::{AccessDecision, AccessReason};
+
 use crate::control::view::{
-    AWAITING_APPROVAL, AppView, EnrolmentView, ForwardView, IdentityView, StatusView, StepUpView,
-    TunnelState, TunnelView, VerdictView,
+    AWAITING_APPROVAL, AccessSource, AccessView, AppView, EnrolmentView, ForwardView, IdentityView,
+    StatusView, StepUpView, TunnelState, TunnelView, VerdictView,
 };
 use crate::identity::session::{ReauthReason, SessionState};
+use crate::supervisor::{Blocked, Grant};
 
 fn system_time(t: SystemTime) -> String {
     rfc3339(OffsetDateTime::from(t))
@@ -27,6 +30,7 @@ impl Runtime {
                         .map(rfc3339)
                         .unwrap_or_default(),
                     mfa: who.map(|w| w.mfa_method).unwrap_or_default(),
+                    step_up: self.pending_step_up().as_ref().map(StepUpView::from),
                 }
             }
             Some(SessionState::NeedsReauth { reason }) => IdentityView::NeedsReauth {
@@ -127,17 +131,208 @@ impl Runtime {
         }
     }
 
+    /// What the next sign-in must show for the applications (the session
+    /// itself being valid): a refused grant's step-up first, else one the
+    /// broker's latest `GET /v1/apps` answer names.
+    pub(super) fn pending_step_up(&self) -> Option<broker::api::StepUp> {
+        self.sup.app_step_up().or_else(|| self.apps_step_up.clone())
+    }
+
+    /// The catalogue with what the agent itself knows of each app's access
+    /// (used when the broker cannot be asked, or did not answer).
     pub(super) fn apps_view(&self) -> Vec<AppView> {
         let wanted: Vec<&String> = self.sup.wanted().collect();
+        let now = super::now();
         self.config
             .iter()
             .flat_map(|c| c.apps.iter())
-            .map(|app| AppView {
-                id: app.id.clone(),
-                name: app.name.clone(),
-                targets: app.targets.clone(),
-                wanted: wanted.contains(&&app.id),
+            .map(|app| {
+                let access = match &self.awaiting_approval {
+                    // Whatever else is missing, this is what the user waits for.
+                    Some(_) => AccessView {
+                        reasons: vec![reason(AWAITING_APPROVAL, "")],
+                        ..closed_view()
+                    },
+                    None => local_access(
+                        self.sup.app_blocked(&app.id, now).as_ref(),
+                        self.sup.grant(&app.id),
+                    ),
+                };
+                AppView {
+                    id: app.id.clone(),
+                    name: app.name.clone(),
+                    targets: app.targets.clone(),
+                    wanted: wanted.contains(&&app.id),
+                    access,
+                }
             })
             .collect()
+    }
+}
+
+fn reason(message: &str, remediation: &str) -> AccessReason {
+    AccessReason {
+        message: message.to_owned(),
+        remediation: remediation.to_owned(),
+    }
+}
+
+/// A closed app's view with nothing said yet.
+fn closed_view() -> AccessView {
+    AccessView {
+        can_open: false,
+        reasons: Vec::new(),
+        step_up: None,
+        opens_at: None,
+        closes_at: None,
+        source: AccessSource::Agent,
+    }
+}
+
+/// The broker's access decision as the front ends show it.
+pub(super) fn broker_access(decision: &AccessDecision) -> AccessView {
+    AccessView {
+        can_open: decision.allow,
+        reasons: decision.reasons.clone(),
+        step_up: decision.step_up.as_ref().map(StepUpView::from),
+        opens_at: decision.opens_at.map(rfc3339),
+        closes_at: decision.closes_at.map(rfc3339),
+        source: AccessSource::Broker,
+    }
+}
+
+/// What the agent knows of an app's access: why the supervisor holds it
+/// closed, or, when nothing does, the time window its grant ends with.
+pub(super) fn local_access(blocked: Option<&Blocked>, grant: Option<&Grant>) -> AccessView {
+    let Some(blocked) = blocked else {
+        let end = grant.and_then(|g| g.end.as_ref().map(|end| (g.expires_at, end)));
+        return AccessView {
+            can_open: true,
+            reasons: end
+                .map(|(_, end)| vec![reason(&end.reason, "")])
+                .unwrap_or_default(),
+            closes_at: end.map(|(at, _)| rfc3339(at)),
+            ..closed_view()
+        };
+    };
+    let (reasons, step_up, opens_at) = match blocked {
+        Blocked::AccessDenied { reasons, opens_at } => (reasons.clone(), None, *opens_at),
+        Blocked::StepUpRequired { reasons, step_up } => {
+            (reasons.clone(), Some(StepUpView::from(step_up)), None)
+        }
+        Blocked::WindowClosed {
+            reason: why,
+            reopens_at,
+        } => (vec![reason(why, "")], None, *reopens_at),
+        Blocked::Posture(violations) | Blocked::NonCompliant(violations)
+            if !violations.is_empty() =>
+        {
+            let reasons = violations
+                .iter()
+                .map(|v| {
+                    reason(
+                        &format!(
+                            "{}: {}",
+                            v.check,
+                            crate::supervisor::as_sentence(&v.message)
+                        ),
+                        &v.remediation,
+                    )
+                })
+                .collect();
+            (reasons, None, None)
+        }
+        other => (vec![reason(&other.explain(), "")], None, None),
+    };
+    AccessView {
+        reasons,
+        step_up,
+        opens_at: opens_at.map(rfc3339),
+        ..closed_view()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use broker::api::StepUp;
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::supervisor::GrantEnd;
+
+    fn at(seconds: i64) -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_800_000_000 + seconds)
+    }
+
+    #[test]
+    fn the_agents_knowledge_says_why_an_app_is_closed_and_until_when() {
+        let denied = Blocked::AccessDenied {
+            reasons: vec![reason(
+                "Git server is open 07:00-20:00.",
+                "Try again at 07:00.",
+            )],
+            opens_at: Some(at(3600)),
+        };
+        let view = local_access(Some(&denied), None);
+        assert!(!view.can_open);
+        assert_eq!(view.source, AccessSource::Agent);
+        assert_eq!(view.reasons[0].remediation, "Try again at 07:00.");
+        assert_eq!(view.opens_at.as_deref(), Some("2027-01-15T09:00:00Z"));
+
+        let step_up = Blocked::StepUpRequired {
+            reasons: vec![reason("Payroll needs a sign-in with a security key.", "")],
+            step_up: StepUp {
+                acr_values: vec!["urn:x:hwk".into()],
+                max_age: Some(600),
+            },
+        };
+        let view = local_access(Some(&step_up), None);
+        assert_eq!(
+            view.step_up,
+            Some(StepUpView {
+                acr_values: vec!["urn:x:hwk".into()],
+                max_age: Some(600)
+            })
+        );
+
+        let view = local_access(Some(&Blocked::SignedOut), None);
+        assert!(!view.can_open);
+        assert!(view.reasons[0].message.contains("signed out"));
+    }
+
+    #[test]
+    fn an_open_app_in_a_time_window_says_when_it_closes() {
+        let grant = Grant {
+            id: "g1".into(),
+            expires_at: at(600),
+            end: Some(GrantEnd {
+                reason: "Git server closes at 20:00.".into(),
+                reopens_at: Some(at(40_000)),
+            }),
+        };
+        let view = local_access(None, Some(&grant));
+        assert!(view.can_open);
+        assert_eq!(view.closes_at.as_deref(), Some("2027-01-15T08:10:00Z"));
+        assert_eq!(view.reasons[0].message, "Git server closes at 20:00.");
+        assert!(local_access(None, None).reasons.is_empty());
+    }
+
+    #[test]
+    fn the_brokers_decision_is_shown_as_it_is() {
+        let decision = AccessDecision {
+            allow: false,
+            reasons: vec![reason(
+                "Not from this network.",
+                "Connect to the office VPN.",
+            )],
+            step_up: None,
+            closes_at: None,
+            opens_at: Some(at(0)),
+        };
+        let view = broker_access(&decision);
+        assert!(!view.can_open);
+        assert_eq!(view.source, AccessSource::Broker);
+        assert_eq!(view.reasons, decision.reasons);
+        assert_eq!(view.opens_at.as_deref(), Some("2027-01-15T08:00:00Z"));
     }
 }

@@ -1,6 +1,7 @@
 //! The gate: a tunnel is up only while the session is valid, the latest
 //! verdict is compliant and fresh, the device's latest local posture shows no
-//! violation, and the tunnel's grant is unexpired (docs/ARCHITECTURE.md flow 8).
+//! violation, the tunnel's grant is unexpired, and the broker's access policy
+//! has not refused the app since that grant (docs/ARCHITECTURE.md flow 8).
 //!
 //! [`Supervisor`] is a sans-IO state machine. The driver feeds it [`Event`]s
 //! with the current wall-clock time and carries out the [`Command`]s it
@@ -15,7 +16,7 @@
 //!   `now` of that call*. When a condition stops holding, the `StopTunnel`
 //!   for it is in the commands returned by that same call.
 //! - **Deadlines.** Conditions also lapse with time (session, verdict and
-//!   grant expiry). [`Supervisor::next_deadline`] is never later than the
+//!   grant expiry, a policy time window's end, which is a grant's expiry). [`Supervisor::next_deadline`] is never later than the
 //!   earliest such lapse of an up tunnel, so a driver that calls
 //!   `handle(now, Event::Timer)` at that deadline keeps the safety rule true
 //!   between events too.
@@ -23,13 +24,46 @@
 //!   through failures. Whenever all conditions hold again, the supervisor
 //!   asks for whatever is missing (posture, attestation, grant) and starts
 //!   their tunnels without the user asking again. Only `Disconnect` and an
-//!   explicit user sign-out forget them.
+//!   explicit user sign-out forget them. The exceptions are the broker's
+//!   own refusals, which wait for a change that may alter the answer: a
+//!   revoked grant for a new compliant verdict, an access refusal for the
+//!   changes listed under "Access policy" below.
 //! - **One request at a time.** At most one attestation, one session refresh
 //!   and one grant request per app are in flight; failures back off
 //!   exponentially (1 s doubling to 60 s).
 //! - **Broker unreachable.** Losing the broker does not by itself close a
 //!   tunnel: it stays up until its verdict or grant expires (the gateway
 //!   enforces the same expiry independently).
+//!
+//! # Access policy (per application)
+//!
+//! The broker's access policy (`sallyport.access`) decides per app, per
+//! user, in context; the supervisor follows its answers without guessing
+//! at them.
+//!
+//! - **Time windows.** A [`Grant`] with an [`end`](Grant::end) expires at
+//!   the end of a policy time window. It is *not* renewed: a new grant would
+//!   end at the same instant, so asking would only loop. At its expiry the
+//!   tunnel stops with [`Blocked::WindowClosed`] (the broker's reason), and
+//!   the next request waits until `reopens_at` (without one, the usual
+//!   backoff). The app comes back by itself when the window opens, if the
+//!   user still wants it.
+//! - **Denials.** [`Event::AccessRefused`] with [`Refusal::Denied`] stops the
+//!   app's tunnel (fail closed: the broker said no), marks the app
+//!   [`Blocked::AccessDenied`], and tells the user once. No new request
+//!   follows until one of: `opens_at` (no earlier than the backoff, so a
+//!   skewed clock cannot make a loop), a new sign-in, a verdict that says
+//!   something new (compliance or violations changed: one comes with every
+//!   posture run, and the same one again changes nothing), a policy
+//!   change, or the user's `Connect`. The broker counts denied
+//!   grants as a sign of unusual behaviour, so retrying blindly would hurt
+//!   the user.
+//! - **Step-up.** [`Refusal::StepUp`] marks only that app
+//!   ([`Blocked::StepUpRequired`]): the session stays valid and the other
+//!   apps' tunnels stay up. [`Supervisor::app_step_up`] says what the next
+//!   sign-in must show; a new sign-in (another [`SignIn`]), a policy change
+//!   or the user's `Connect` clears it and the grant is asked for again. A
+//!   new verdict does not: it cannot change how the user signed in.
 //!
 //! # Call contract
 //!
@@ -66,6 +100,7 @@
 
 use std::collections::BTreeMap;
 
+pub use broker::api::{AccessReason, StepUp};
 use posture::policy::Violation;
 use time::{Duration, OffsetDateTime};
 
@@ -74,6 +109,19 @@ pub type Time = OffsetDateTime;
 
 /// Identifier of a protected application in the broker's catalogue.
 pub type AppId = String;
+
+/// Which sign-in a session comes from. A refresh keeps it; a new sign-in
+/// (a step-up included) changes it, which is what clears an app's step-up
+/// or denial: the supervisor cannot tell a refresh from a sign-in by the
+/// session's expiry alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignIn {
+    /// The ID token's `auth_time`, when the IdP gave one.
+    pub auth_time: Option<Time>,
+    /// How the user authenticated (`amr`/`acr`): a step-up within the same
+    /// second still shows another method.
+    pub method: String,
+}
 
 /// The identity layer's view of the sign-in session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +132,8 @@ pub enum Session {
     Valid {
         /// When the session stops being usable without a refresh.
         until: Time,
+        /// Which sign-in it comes from.
+        sign_in: SignIn,
     },
     /// Signed in, but a fresh (MFA) login is required.
     NeedsReauth {
@@ -110,6 +160,53 @@ pub struct Grant {
     pub id: String,
     /// The gateway drops the peer at this instant.
     pub expires_at: Time,
+    /// Set when `expires_at` is the end of the access policy's time window:
+    /// the grant is not renewed, and its app reopens at `reopens_at`.
+    pub end: Option<GrantEnd>,
+}
+
+/// Why a grant ends when it does, when a policy time window decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantEnd {
+    /// The broker's words for the user.
+    pub reason: String,
+    /// When the window opens again, if the policy says.
+    pub reopens_at: Option<Time>,
+}
+
+/// The access policy's refusal of one app's grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not for this user, device or context now (`access-denied`).
+    Denied {
+        /// Why, and what the user can do.
+        reasons: Vec<AccessReason>,
+        /// When a time window opens again, if that is the reason.
+        opens_at: Option<Time>,
+    },
+    /// The app needs a fresh or stronger sign-in (`access-step-up-required`).
+    StepUp {
+        /// Why, and what the user can do.
+        reasons: Vec<AccessReason>,
+        /// What the next sign-in must show.
+        step_up: StepUp,
+    },
+}
+
+impl Refusal {
+    /// Why the app may not be up, as [`Blocked`].
+    pub fn blocked(&self) -> Blocked {
+        match self {
+            Refusal::Denied { reasons, opens_at } => Blocked::AccessDenied {
+                reasons: reasons.clone(),
+                opens_at: *opens_at,
+            },
+            Refusal::StepUp { reasons, step_up } => Blocked::StepUpRequired {
+                reasons: reasons.clone(),
+                step_up: step_up.clone(),
+            },
+        }
+    }
 }
 
 /// What the broker's event stream can say (CAEP-style).
@@ -180,6 +277,14 @@ pub enum Event {
         app: AppId,
         /// The grant.
         grant: Grant,
+    },
+    /// The broker's access policy refused the app's grant
+    /// (`access-denied`, `access-step-up-required`).
+    AccessRefused {
+        /// The app.
+        app: AppId,
+        /// The policy's answer.
+        refusal: Refusal,
     },
     /// The broker refused a grant or could not be reached.
     GrantFailed {
@@ -278,6 +383,27 @@ pub enum Blocked {
     UserRequest,
     /// The tunnel itself failed.
     TunnelFailed(String),
+    /// The access policy's time window ended the app's grant.
+    WindowClosed {
+        /// The broker's reason, for the user.
+        reason: String,
+        /// When the window opens again, if the policy says.
+        reopens_at: Option<Time>,
+    },
+    /// The access policy refuses the app now.
+    AccessDenied {
+        /// Why, and what the user can do.
+        reasons: Vec<AccessReason>,
+        /// When a time window opens again, if that is the reason.
+        opens_at: Option<Time>,
+    },
+    /// The app needs a fresh or stronger sign-in first.
+    StepUpRequired {
+        /// Why, and what the user can do.
+        reasons: Vec<AccessReason>,
+        /// What the next sign-in must show.
+        step_up: StepUp,
+    },
 }
 
 impl Blocked {
@@ -299,6 +425,41 @@ impl Blocked {
             Blocked::GrantRevoked(reason) => format!("Access was revoked: {reason}"),
             Blocked::UserRequest => "Disconnected.".to_owned(),
             Blocked::TunnelFailed(reason) => format!("The connection failed: {reason}"),
+            Blocked::WindowClosed { reason, .. } if !reason.trim().is_empty() => reason.clone(),
+            Blocked::WindowClosed { .. } => {
+                "Access to the application ended with its time window.".to_owned()
+            }
+            Blocked::AccessDenied { reasons, .. } => explain_reasons(
+                reasons,
+                "The access policy does not allow this application now.",
+            ),
+            Blocked::StepUpRequired { reasons, .. } => format!(
+                "{}This application needs a fresh or stronger sign-in: sign in again.",
+                match reasons.first() {
+                    Some(first) => format!("{} ", as_sentence(&first.message)),
+                    None => String::new(),
+                }
+            ),
+        }
+    }
+}
+
+/// The access policy's reasons as one line: the first with what to do,
+/// then how many more.
+fn explain_reasons(reasons: &[AccessReason], fallback: &str) -> String {
+    match reasons {
+        [] => fallback.to_owned(),
+        [first, rest @ ..] => {
+            let more = match rest.len() {
+                0 => String::new(),
+                n => format!(" (and {n} more reason{})", if n == 1 { "" } else { "s" }),
+            };
+            let fix = first.remediation.trim();
+            if fix.is_empty() {
+                format!("{}{more}", as_sentence(&first.message))
+            } else {
+                format!("{} {}{more}", as_sentence(&first.message), as_sentence(fix))
+            }
         }
     }
 }
@@ -407,6 +568,35 @@ struct App {
     /// grant: no new request until a new compliant verdict arrives (asking
     /// again would be refused), and the user is told why meanwhile.
     revoked: Option<String>,
+    /// The access policy's refusal: no request until one of the changes the
+    /// module docs list, so a refused app is not asked for in a loop.
+    refused: Option<Refused>,
+    /// The grant's time window closed: the broker's reason and when it
+    /// reopens (the request waits for it in `request.not_before`).
+    window_closed: Option<(String, Option<Time>)>,
+    /// The refusal the user was last told about: told once, not at every
+    /// re-ask that brings the same answer.
+    notified: Option<Refusal>,
+}
+
+/// An app's refusal by the access policy, while it stands.
+#[derive(Debug, Clone, PartialEq)]
+struct Refused {
+    refusal: Refusal,
+    /// When it was received (the latest step-up is the one to sign in for).
+    at: Time,
+    /// When to ask again by itself (`opens_at`, never before the backoff).
+    retry_at: Option<Time>,
+}
+
+impl App {
+    /// Forget a refusal because something changed that may change the
+    /// answer: ask again at once.
+    fn clear_refusal(&mut self) {
+        if self.refused.take().is_some() && !self.request.in_flight {
+            self.request.not_before = None;
+        }
+    }
 }
 
 /// The gate state machine. See the module docs for its contract.
@@ -427,6 +617,10 @@ pub struct Supervisor {
     attest_wanted: bool,
     attest: Retry,
     refresh: Retry,
+    /// The sign-in of the latest valid session (kept while it needs
+    /// re-authentication, so coming back with the same one is no new
+    /// sign-in; forgotten at sign-out).
+    sign_in: Option<SignIn>,
     /// The `now` of the latest event: deadlines at or before it were
     /// already acted upon (or are waiting on another condition, which has a
     /// deadline or an event of its own), so they are not reported again.
@@ -448,6 +642,7 @@ impl Supervisor {
             attest_wanted: false,
             attest: Retry::default(),
             refresh: Retry::default(),
+            sign_in: None,
             last_now: None,
         }
     }
@@ -492,7 +687,7 @@ impl Supervisor {
         match &self.session {
             Session::SignedOut => return Some(Blocked::SignedOut),
             Session::NeedsReauth { reason } => return Some(Blocked::Session(reason.clone())),
-            Session::Valid { until } if now >= *until => {
+            Session::Valid { until, .. } if now >= *until => {
                 // In the identity layer's words for an expired session:
                 // they tell the user what to do.
                 return Some(Blocked::Session(
@@ -520,13 +715,65 @@ impl Supervisor {
     }
 
     /// Why `app` may not be up at `now`: the device-wide reason, else its
-    /// grant revoked by the broker (until a new compliant verdict).
+    /// grant revoked by the broker (until a new compliant verdict), else the
+    /// access policy's refusal or the time window that closed it.
     pub fn app_blocked(&self, app: &str, now: Time) -> Option<Blocked> {
         self.blocked(now).or_else(|| {
+            let entry = self.apps.get(app)?;
+            if let Some(reason) = &entry.revoked {
+                return Some(Blocked::GrantRevoked(reason.clone()));
+            }
+            if let Some(refused) = &entry.refused {
+                return Some(refused.refusal.blocked());
+            }
+            entry
+                .window_closed
+                .as_ref()
+                .filter(|_| entry.grant.is_none())
+                .map(|(reason, reopens_at)| Blocked::WindowClosed {
+                    reason: reason.clone(),
+                    reopens_at: *reopens_at,
+                })
+        })
+    }
+
+    /// The grant `app` holds, if any (its `end` says when a time window
+    /// closes it).
+    pub fn grant(&self, app: &str) -> Option<&Grant> {
+        self.apps.get(app).and_then(|a| a.grant.as_ref())
+    }
+
+    /// What the next sign-in must show for the apps the user wants that
+    /// wait on a step-up: the latest such app's `acr_values`, and the
+    /// smallest `max_age` among them (a more recent sign-in satisfies every
+    /// larger one). `None` when no wanted app waits on one.
+    pub fn app_step_up(&self) -> Option<StepUp> {
+        let waiting =
             self.apps
-                .get(app)
-                .and_then(|a| a.revoked.clone())
-                .map(Blocked::GrantRevoked)
+                .values()
+                .filter(|a| a.wanted)
+                .filter_map(|a| match a.refused.as_ref() {
+                    Some(Refused {
+                        refusal: Refusal::StepUp { step_up, .. },
+                        at,
+                        ..
+                    }) => Some((*at, step_up)),
+                    _ => None,
+                });
+        let mut latest: Option<(Time, StepUp)> = None;
+        let mut max_age: Option<u64> = None;
+        for (at, step_up) in waiting {
+            max_age = match (max_age, step_up.max_age) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if latest.as_ref().is_none_or(|(t, _)| at >= *t) {
+                latest = Some((at, step_up.clone()));
+            }
+        }
+        latest.map(|(_, step_up)| StepUp {
+            acr_values: step_up.acr_values,
+            max_age,
         })
     }
 
@@ -537,10 +784,10 @@ impl Supervisor {
         if !self.posture_in_flight {
             deadlines.extend(self.next_posture);
         }
-        if let Session::Valid { until } = self.session {
-            deadlines.push(until);
+        if let Session::Valid { until, .. } = &self.session {
+            deadlines.push(*until);
             if !self.refresh.in_flight {
-                deadlines.push(until - self.timing.refresh_margin);
+                deadlines.push(*until - self.timing.refresh_margin);
             }
             deadlines.extend(self.refresh.not_before);
         }
@@ -554,11 +801,14 @@ impl Supervisor {
         for app in self.apps.values() {
             if let Some(grant) = &app.grant {
                 deadlines.push(grant.expires_at);
-                if app.wanted && !app.request.in_flight {
+                // A window-bounded grant is not renewed (see the module docs).
+                if app.wanted && !app.request.in_flight && grant.end.is_none() {
                     deadlines.push(grant.expires_at - self.timing.grant_renew_margin);
                 }
             }
             deadlines.extend(app.request.not_before);
+            deadlines.extend(app.refused.as_ref().and_then(|r| r.retry_at));
+            deadlines.extend(app.window_closed.as_ref().and_then(|(_, at)| *at));
         }
         deadlines
             .into_iter()
@@ -574,12 +824,21 @@ impl Supervisor {
         match event {
             Event::Timer => {}
             Event::SessionChanged(session) => {
-                if let Session::Valid { .. } = session {
+                if let Session::Valid { sign_in, .. } = &session {
                     self.refresh.succeeded();
                     if !matches!(self.session, Session::Valid { .. }) {
                         // Signed in (again): measure and attest right away.
                         self.next_posture = Some(now);
                         self.attest_wanted = true;
+                    }
+                    if self.sign_in.as_ref() != Some(sign_in) {
+                        // A new sign-in may be what an app's step-up or
+                        // denial waited for; the user is told afresh.
+                        self.sign_in = Some(sign_in.clone());
+                        for app in self.apps.values_mut() {
+                            app.clear_refusal();
+                            app.notified = None;
+                        }
                     }
                 }
                 self.session = session;
@@ -601,8 +860,13 @@ impl Supervisor {
                         });
                     }
                     app.wanted = false;
+                    app.refused = None;
+                    app.notified = None;
+                    app.window_closed = None;
+                    app.request = Retry::default();
                 }
                 self.session = Session::SignedOut;
+                self.sign_in = None;
                 self.verdict = None;
                 self.compliance_revoked = None;
                 self.attest = Retry::default();
@@ -630,9 +894,24 @@ impl Supervisor {
             Event::Verdict(verdict) => {
                 self.attest.succeeded();
                 self.compliance_revoked = None;
-                if verdict.compliant {
-                    for app in self.apps.values_mut() {
+                // Verdicts come with every attestation (each posture run):
+                // only one that says something else may change a denial.
+                let changed = self.verdict.as_ref().is_none_or(|v| {
+                    v.compliant != verdict.compliant || v.violations != verdict.violations
+                });
+                for app in self.apps.values_mut() {
+                    if verdict.compliant {
                         app.revoked = None;
+                    }
+                    // The device's state is part of the access input, but
+                    // not how the user signed in: a step-up stays.
+                    if changed
+                        && app
+                            .refused
+                            .as_ref()
+                            .is_some_and(|r| matches!(r.refusal, Refusal::Denied { .. }))
+                    {
+                        app.clear_refusal();
                     }
                 }
                 self.verdict = Some(verdict);
@@ -644,6 +923,9 @@ impl Supervisor {
             Event::GrantIssued { app, grant } => {
                 let entry = self.app(&app);
                 entry.request.succeeded();
+                entry.refused = None;
+                entry.notified = None;
+                entry.window_closed = None;
                 let replaced = entry.grant.replace(grant);
                 if let Some(old) = replaced
                     && entry.tunnel.as_deref() != Some(old.id.as_str())
@@ -653,6 +935,45 @@ impl Supervisor {
                         grant_id: old.id,
                     });
                 }
+            }
+            Event::AccessRefused { app, refusal } => {
+                let timing = self.timing.clone();
+                let entry = self.app(&app);
+                entry.request.failed(now, &timing);
+                // Ask again by itself only when the window opens, and never
+                // sooner than the backoff: with a clock behind the broker's,
+                // `opens_at` may already have passed here.
+                let retry_at = match &refusal {
+                    Refusal::Denied {
+                        opens_at: Some(at), ..
+                    } => Some(entry.request.not_before.map_or(*at, |b| b.max(*at))),
+                    _ => None,
+                };
+                entry.request.not_before = retry_at;
+                entry.window_closed = None;
+                // The broker said no: fail closed for this app now, even
+                // if an older grant has time left.
+                if entry.tunnel.take().is_some() {
+                    stop(out, &app, refusal.blocked());
+                }
+                if let Some(grant) = entry.grant.take() {
+                    out.push(Command::ReleaseGrant {
+                        app: app.clone(),
+                        grant_id: grant.id,
+                    });
+                }
+                if entry.wanted && entry.notified.as_ref() != Some(&refusal) {
+                    out.push(Command::Notify(Notice {
+                        title: format!("Cannot open {app}"),
+                        body: refusal.blocked().explain(),
+                    }));
+                    entry.notified = Some(refusal.clone());
+                }
+                entry.refused = Some(Refused {
+                    refusal,
+                    at: now,
+                    retry_at,
+                });
             }
             Event::GrantFailed { app, reason } => {
                 let timing = self.timing.clone();
@@ -691,6 +1012,10 @@ impl Supervisor {
             Event::Broker(BrokerEvent::PolicyChanged) => {
                 self.next_posture = Some(now);
                 self.attest_wanted = true;
+                // The access policy may have changed too.
+                for app in self.apps.values_mut() {
+                    app.clear_refusal();
+                }
             }
             Event::TunnelClosed { app, reason } => {
                 let timing = self.timing.clone();
@@ -712,9 +1037,14 @@ impl Supervisor {
                 }
             }
             Event::Connect(app) => {
+                // The user asks again: ask the broker again, even inside a
+                // refusal or a closed window, and tell them its answer.
                 let entry = self.app(&app);
                 entry.wanted = true;
                 entry.request.not_before = None;
+                entry.refused = None;
+                entry.notified = None;
+                entry.window_closed = None;
             }
             Event::Disconnect(app) => {
                 let entry = self.app(&app);
@@ -740,15 +1070,45 @@ impl Supervisor {
         // 1. Safety: stop every tunnel whose conditions do not hold.
         for (id, app) in &mut self.apps {
             let grant_valid = app.grant.as_ref().is_some_and(|g| now < g.expires_at);
-            if !grant_valid {
-                app.grant = None;
+            let mut window_end = None;
+            if !grant_valid && let Some(end) = app.grant.take().and_then(|g| g.end) {
+                // The policy's window closed: wait for it to reopen (else
+                // back off as after a failure) instead of asking at once.
+                if !app.request.in_flight {
+                    match end.reopens_at {
+                        Some(at) => app.request.not_before = Some(at),
+                        None => app.request.failed(now, &self.timing),
+                    }
+                }
+                app.window_closed = Some((end.reason.clone(), end.reopens_at));
+                window_end = Some(Blocked::WindowClosed {
+                    reason: end.reason,
+                    reopens_at: end.reopens_at,
+                });
+            }
+            // What waited on time alone is over.
+            if app
+                .refused
+                .as_ref()
+                .and_then(|r| r.retry_at)
+                .is_some_and(|at| now >= at)
+            {
+                app.refused = None;
+            }
+            if app
+                .window_closed
+                .as_ref()
+                .and_then(|(_, at)| *at)
+                .is_some_and(|at| now >= at)
+            {
+                app.window_closed = None;
             }
             if app.tunnel.is_none() {
                 continue;
             }
             let reason = match (&blocked, grant_valid) {
                 (Some(reason), _) => reason.clone(),
-                (None, false) => Blocked::GrantExpired,
+                (None, false) => window_end.unwrap_or(Blocked::GrantExpired),
                 (None, true) => continue,
             };
             app.tunnel = None;
@@ -765,9 +1125,9 @@ impl Supervisor {
             self.next_posture = None;
             out.push(Command::CollectPosture);
         }
-        let signed_in = matches!(self.session, Session::Valid { until } if now < until);
-        if let Session::Valid { until } = self.session
-            && now >= until - self.timing.refresh_margin
+        let signed_in = matches!(&self.session, Session::Valid { until, .. } if now < *until);
+        if let Session::Valid { until, .. } = &self.session
+            && now >= *until - self.timing.refresh_margin
             && self.refresh.ready(now)
         {
             self.refresh.start();
@@ -792,13 +1152,14 @@ impl Supervisor {
             return;
         }
         for (id, app) in &mut self.apps {
-            if !app.wanted || app.revoked.is_some() {
+            if !app.wanted || app.revoked.is_some() || app.refused.is_some() {
                 continue;
             }
-            let renew_due = app
-                .grant
-                .as_ref()
-                .is_none_or(|g| now >= g.expires_at - self.timing.grant_renew_margin);
+            // A window-bounded grant is never renewed: the new one would end
+            // at the same instant.
+            let renew_due = app.grant.as_ref().is_none_or(|g| {
+                g.end.is_none() && now >= g.expires_at - self.timing.grant_renew_margin
+            });
             if renew_due && app.request.ready(now) {
                 app.request.start();
                 out.push(Command::RequestGrant { app: id.clone() });
