@@ -78,6 +78,7 @@ enum Op {
     RevokeSession,
     Compliance(bool),
     PolicyChanged,
+    AccessPolicyChanged,
     TunnelDies(usize),
     Connect(usize),
     Disconnect(usize),
@@ -108,6 +109,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::RevokeSession),
         1 => any::<bool>().prop_map(Op::Compliance),
         1 => Just(Op::PolicyChanged),
+        1 => Just(Op::AccessPolicyChanged),
         1 => app.clone().prop_map(Op::TunnelDies),
         3 => app.clone().prop_map(Op::Connect),
         1 => app.prop_map(Op::Disconnect),
@@ -541,6 +543,17 @@ impl World {
             Op::PolicyChanged => {
                 self.lift(|h| matches!(h, Hold::Denied { .. } | Hold::StepUp));
                 self.send(Event::Broker(BrokerEvent::PolicyChanged));
+            }
+            Op::AccessPolicyChanged => {
+                // Refusals, and waits for a window that already closed, may
+                // have a new answer; a live window-bounded grant still is
+                // not renewed.
+                let now = self.now;
+                self.lift(|h| match h {
+                    Hold::Denied { .. } | Hold::StepUp => true,
+                    Hold::WindowGrant { expires_at, .. } => *expires_at <= now,
+                });
+                self.send(Event::Broker(BrokerEvent::AccessPolicyChanged));
             }
             Op::TunnelDies(app) => {
                 if self.up.remove(APPS[app]).is_some() {

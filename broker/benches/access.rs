@@ -197,6 +197,19 @@ fn bench(c: &mut Criterion) {
     group.bench_function("decision, documented examples policy", |b| {
         b.iter(|| decision(black_box(&examples)))
     });
+    // What a grant request costs in signatures and decisions together: its
+    // DPoP proof's ES256 verification, then the decision.
+    group.bench_function("ES256 verify + decision (built-in policy)", |b| {
+        b.iter(|| {
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                &sec1,
+            )
+            .verify(black_box(signing_input), black_box(&sig))
+            .unwrap();
+            decision(black_box(&built_in))
+        })
+    });
     group.finish();
 }
 

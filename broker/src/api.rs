@@ -451,6 +451,13 @@ pub enum Event {
         /// The device.
         device_id: String,
     },
+    /// The access policy (`sallyport.access`) changed: the broker has
+    /// judged the open grants again; refused or waiting applications may
+    /// ask again (no new attestation is needed).
+    AccessPolicyChanged {
+        /// SHA-256 (hex) of the new access policy.
+        digest: String,
+    },
 }
 
 impl Event {
@@ -462,6 +469,7 @@ impl Event {
             Event::DeviceComplianceChange { .. } => "device-compliance-change",
             Event::PolicyChanged { .. } => "policy-changed",
             Event::DeviceApproved { .. } => "device-approved",
+            Event::AccessPolicyChanged { .. } => "access-policy-changed",
         }
     }
 
@@ -476,7 +484,8 @@ impl Event {
             }
             Event::GrantRevoked { .. }
             | Event::PolicyChanged { .. }
-            | Event::DeviceApproved { .. } => None,
+            | Event::DeviceApproved { .. }
+            | Event::AccessPolicyChanged { .. } => None,
         }
     }
 }

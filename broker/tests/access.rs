@@ -95,16 +95,20 @@ async fn a_group_gated_app_is_refused_with_its_reason_and_decisions_reach_the_si
             })
     })
     .await;
-    let token = env
-        .issuer
-        .token_with("alice", json!({"groups": ["engineering"], "email": "alice@example.com"}));
+    let token = env.issuer.token_with(
+        "alice",
+        json!({"groups": ["engineering"], "email": "alice@example.com"}),
+    );
     let device = ready_device(&env, &token).await;
 
     let r = grant(&device, "payroll").await;
     let p = expect_problem(r, ProblemType::AccessDenied).await;
     let access = p.access.expect("the decision rides along");
     assert!(!access.allow);
-    assert_eq!(access.reasons[0].message, "Payroll is for the finance team.");
+    assert_eq!(
+        access.reasons[0].message,
+        "Payroll is for the finance team."
+    );
     assert_eq!(
         access.reasons[0].remediation,
         "Ask IT to add you to the finance group."
@@ -119,7 +123,11 @@ async fn a_group_gated_app_is_refused_with_its_reason_and_decisions_reach_the_si
     let payroll = by_id("payroll");
     assert!(!payroll.access.allow);
     assert_eq!(payroll.app.labels["sensitivity"], "high");
-    assert!(payroll.access.reasons[0].remediation.contains("finance group"));
+    assert!(
+        payroll.access.reasons[0]
+            .remediation
+            .contains("finance group")
+    );
 
     // In the finance group it opens.
     let finance = env
@@ -142,7 +150,10 @@ async fn a_group_gated_app_is_refused_with_its_reason_and_decisions_reach_the_si
     assert_eq!(denied.problem.as_deref(), Some("access-denied"));
     assert_eq!(denied.app.as_deref(), Some("payroll"));
     assert_eq!(denied.source_ip.as_deref(), Some("127.0.0.1"));
-    assert_eq!(denied.reasons, vec!["Payroll is for the finance team.".to_owned()]);
+    assert_eq!(
+        denied.reasons,
+        vec!["Payroll is for the finance team.".to_owned()]
+    );
     for d in &decisions {
         assert_eq!(d.input_digest.as_ref().map(String::len), Some(64), "{d:?}");
         assert_eq!(d.policy_digest.as_ref().map(String::len), Some(64));
@@ -182,7 +193,11 @@ async fn a_group_gated_app_is_refused_with_its_reason_and_decisions_reach_the_si
         "policy_digest",
         "access_policy_digest",
     ] {
-        assert!(sunk[0].get(field).is_some(), "{field} missing in {}", sunk[0]);
+        assert!(
+            sunk[0].get(field).is_some(),
+            "{field} missing in {}",
+            sunk[0]
+        );
     }
     assert_eq!(sunk[0]["seq"], denied.seq);
 
@@ -242,9 +257,7 @@ async fn a_window_refuses_before_it_opens_and_ends_the_grant_at_its_close() {
         Some(clock.clone()),
     )
     .await;
-    let token = env
-        .issuer
-        .token_with("alice", json!({"exp": now + 7200}));
+    let token = env.issuer.token_with("alice", json!({"exp": now + 7200}));
     let device = ready_device(&env, &token).await;
     let mut events = EventStream::open(&device.api, &device.id()).await;
 
@@ -269,7 +282,10 @@ async fn a_window_refuses_before_it_opens_and_ends_the_grant_at_its_close() {
     assert_eq!(g.expires_at.unix_timestamp(), closes);
     let ends = g.ends.clone().expect("the window ends it");
     assert_eq!(ends.reopens_at.unwrap().unix_timestamp(), opens + 86_400);
-    assert!(ends.reason.starts_with("Git server is available"), "{ends:?}");
+    assert!(
+        ends.reason.starts_with("Git server is available"),
+        "{ends:?}"
+    );
     let doc = apps(&device).await;
     let git = doc.apps.iter().find(|a| a.app.id == "git").unwrap();
     assert_eq!(git.access.closes_at.unwrap().unix_timestamp(), closes);
@@ -323,7 +339,11 @@ async fn a_new_network_on_a_sensitive_app_asks_for_a_step_up_once() {
     // Loopback is no named network and new for alice: the sensitive app asks
     // for a second factor within five minutes; the ordinary app opens, and
     // opening it with an hour-old sign-in does not make the network known.
-    let p = expect_problem(grant(&device, "vault").await, ProblemType::AccessStepUpRequired).await;
+    let p = expect_problem(
+        grant(&device, "vault").await,
+        ProblemType::AccessStepUpRequired,
+    )
+    .await;
     let access = p.access.unwrap();
     let step = access.step_up.clone().unwrap();
     assert_eq!(step.max_age, Some(300));
@@ -358,7 +378,8 @@ async fn a_trusted_proxy_names_the_caller() {
     .await;
     let device = ready_device(&env, &env.issuer.token("alice")).await;
     let wg = tunnel::PrivateKey::generate().public_key();
-    let body = json!({"app": "echo", "device_id": device.id(), "wireguard_public_key": wg.to_string()});
+    let body =
+        json!({"app": "echo", "device_id": device.id(), "wireguard_public_key": wg.to_string()});
     let proof = device
         .api
         .proof("POST", api::paths::GRANTS, Some(&wg.to_string()))
@@ -408,10 +429,7 @@ async fn a_burst_of_denials_becomes_a_signal_the_policy_acts_on() {
 async fn a_reloaded_access_policy_closes_the_grants_it_now_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let policy_path = write(dir.path(), "access.rego", &policy(None));
-    let env = Env::start_with(|c, _| {
-        c.with(|c| c.access.policy = Some(policy_path.clone()))
-    })
-    .await;
+    let env = Env::start_with(|c, _| c.with(|c| c.access.policy = Some(policy_path.clone()))).await;
     let device = ready_device(&env, &env.issuer.token("alice")).await;
     let mut events = EventStream::open(&device.api, &device.id()).await;
     let r = grant(&device, "echo").await;

@@ -301,6 +301,7 @@ impl Runtime {
                 self.spawn_policy_fetch();
                 None
             }
+            api::Event::AccessPolicyChanged { .. } => Some(BrokerEvent::AccessPolicyChanged),
             api::Event::DeviceApproved { device_id } => {
                 let pending = self.awaiting_approval.as_ref().map(|(d, _)| d.id.as_str());
                 if pending == Some(device_id.as_str()) {

@@ -233,6 +233,10 @@ pub enum BrokerEvent {
     },
     /// The policy changed: posture must be re-attested against it.
     PolicyChanged,
+    /// The access policy changed (only it): every refusal and every wait
+    /// for a closed window may have a new answer, so wanted apps are asked
+    /// for again; posture need not be measured again.
+    AccessPolicyChanged,
 }
 
 /// Something that happened, fed to [`Supervisor::handle`].
@@ -1015,6 +1019,19 @@ impl Supervisor {
                 // The access policy may have changed too.
                 for app in self.apps.values_mut() {
                     app.clear_refusal();
+                }
+            }
+            Event::Broker(BrokerEvent::AccessPolicyChanged) => {
+                for app in self.apps.values_mut() {
+                    app.clear_refusal();
+                    // A window that closed may open sooner under the new
+                    // rules: ask now rather than at the old reopening time.
+                    // A live window-bounded grant stays as it is (the broker
+                    // judged it again and closes it if the new rules refuse).
+                    let ended = app.grant.as_ref().is_none_or(|g| now >= g.expires_at);
+                    if ended && app.window_closed.take().is_some() {
+                        app.request.not_before = None;
+                    }
                 }
             }
             Event::TunnelClosed { app, reason } => {

@@ -552,6 +552,35 @@ fn a_window_end_closes_with_the_brokers_reason_and_reopens_at_reopens_at_with_no
 }
 
 #[test]
+fn a_changed_access_policy_asks_again_for_an_app_waiting_on_a_closed_window() {
+    let mut s = connected_for_long();
+    s.handle(
+        t(10),
+        Event::GrantIssued {
+            app: "wiki".into(),
+            grant: Grant {
+                id: "g2".into(),
+                expires_at: t(600),
+                end: Some(GrantEnd {
+                    reason: "closed".into(),
+                    reopens_at: Some(t(5000)),
+                }),
+            },
+        },
+    );
+    // While the window-bounded grant lives, a new access policy changes
+    // nothing here (the broker judged the grant again itself).
+    let out = s.handle(t(20), Event::Broker(BrokerEvent::AccessPolicyChanged));
+    assert!(requests(&out).is_empty(), "{out:?}");
+    run(&mut s, 21, 600);
+    let waiting = run(&mut s, 601, 700);
+    assert!(requests(&waiting).is_empty());
+    // After its end, the new rules may open it sooner: ask at once.
+    let out = s.handle(t(701), Event::Broker(BrokerEvent::AccessPolicyChanged));
+    assert_eq!(requests(&out), vec!["wiki"]);
+}
+
+#[test]
 fn a_window_end_without_a_reopening_time_backs_off_as_after_a_failure() {
     let mut s = connected_for_long();
     s.handle(

@@ -266,7 +266,9 @@ mod tests {
 
     #[test]
     fn a_missing_directory_is_an_error_at_start() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let _guard = rt.enter();
         let e = AuditSink::start(Some(Path::new("/nonexistent/dir/a.jsonl")), None).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/dir/a.jsonl"), "{e}");

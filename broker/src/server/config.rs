@@ -698,7 +698,10 @@ impl Config {
                     "access.networks.{name}: a named network needs a name and at least one CIDR"
                 ));
             }
-            networks.push((name.clone(), cidrs(&format!("access.networks.{name}"), list)?));
+            networks.push((
+                name.clone(),
+                cidrs(&format!("access.networks.{name}"), list)?,
+            ));
         }
         let trusted_proxies = cidrs("access.trusted_proxies", &access.trusted_proxies)?;
         if !(60..=365 * 86_400).contains(&access.new_device_seconds) {

@@ -91,7 +91,10 @@ impl AuthRequirement {
     /// `amr` lists (whether or not MFA is required): the access policy's
     /// `input.sign_in.mfa`.
     pub fn check_factor(&self, claims: &AccessClaims) -> bool {
-        claims.acr.as_ref().is_some_and(|acr| self.acr.contains(acr))
+        claims
+            .acr
+            .as_ref()
+            .is_some_and(|acr| self.acr.contains(acr))
             || claims.amr.iter().any(|v| self.amr.contains(v))
     }
 

@@ -219,8 +219,8 @@ pub async fn start_with_clock(
     let is_tls = tls.is_some();
     broker.listening_at(if is_tls { "https" } else { "http" }, addr);
     let handle = Handle::new();
-    let app = http::router(broker.clone())
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app =
+        http::router(broker.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = match tls {
         Some(tls) => {
             let server = axum_server::from_tcp_rustls(listener, tls)

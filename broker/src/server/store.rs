@@ -695,7 +695,12 @@ impl Store {
     }
 
     /// Whether `network` was seen for `user` before; records it when not.
-    pub fn remember_network(&self, user: &str, network: &str, now: i64) -> Result<bool, StoreError> {
+    pub fn remember_network(
+        &self,
+        user: &str,
+        network: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let inserted = self.conn().execute(
             "INSERT OR IGNORE INTO user_networks (user, network, first_seen) VALUES (?1, ?2, ?3)",
             params![user, network, now],
@@ -835,7 +840,12 @@ impl Store {
         self.audit_query("seq > ?1 ORDER BY seq ASC", after, limit)
     }
 
-    fn audit_query(&self, clause: &str, arg: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+    fn audit_query(
+        &self,
+        clause: &str,
+        arg: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT seq, at, action, outcome, user, device_id, problem, reason, decision FROM audit WHERE {clause} LIMIT ?2"

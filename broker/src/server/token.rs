@@ -420,7 +420,13 @@ mod tests {
         claims["amr"] = serde_json::json!(["pwd", "otp"]);
         claims["email"] = "alice@example.com".into();
         claims["groups"] = serde_json::json!(["finance", 7, "eng"]);
-        let c = validate(&token(&key, "k1", claims.clone()), &jwks(&key, "k1"), &rules(), NOW).unwrap();
+        let c = validate(
+            &token(&key, "k1", claims.clone()),
+            &jwks(&key, "k1"),
+            &rules(),
+            NOW,
+        )
+        .unwrap();
         assert_eq!(c.email.as_deref(), Some("alice@example.com"));
         assert_eq!(c.groups, vec!["finance".to_owned(), "eng".to_owned()]);
         // Another claim name, a single string, or an odd type.
@@ -428,7 +434,13 @@ mod tests {
         roles.groups_claim = "roles".into();
         claims["roles"] = "admins".into();
         claims["email"] = 5.into();
-        let r = validate(&token(&key, "k1", claims.clone()), &jwks(&key, "k1"), &roles, NOW).unwrap();
+        let r = validate(
+            &token(&key, "k1", claims.clone()),
+            &jwks(&key, "k1"),
+            &roles,
+            NOW,
+        )
+        .unwrap();
         assert_eq!(r.groups, vec!["admins".to_owned()]);
         assert_eq!(r.email, None, "a non-string email is ignored, not fatal");
         let c = validate(&token(&key, "k1", claims), &jwks(&key, "k1"), &rules(), NOW).unwrap();

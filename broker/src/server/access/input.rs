@@ -200,7 +200,10 @@ mod tests {
         let a = serde_json::json!({"b": 1, "a": [1, 2]});
         let b: serde_json::Value = serde_json::from_str(r#"{"a":[1,2],"b":1}"#).unwrap();
         assert_eq!(digest(&a), digest(&b), "key order does not matter");
-        assert_ne!(digest(&a), digest(&serde_json::json!({"b": 2, "a": [1, 2]})));
+        assert_ne!(
+            digest(&a),
+            digest(&serde_json::json!({"b": 2, "a": [1, 2]}))
+        );
         assert_eq!(digest(&a).len(), 64);
     }
 }

@@ -94,7 +94,7 @@ impl AccessPolicy {
         fn invalid(e: impl std::fmt::Display) -> AccessPolicyError {
             AccessPolicyError::Invalid(e.to_string())
         }
-        
+
         let mut engine = regorus::Engine::new();
         engine
             .add_policy(name.to_owned(), source.to_owned())
@@ -147,8 +147,8 @@ impl AccessPolicy {
                 short(&value)
             )));
         }
-        let mut out: AccessOutput = serde_json::from_value(value)
-            .map_err(|e| AccessPolicyError::Output(e.to_string()))?;
+        let mut out: AccessOutput =
+            serde_json::from_value(value).map_err(|e| AccessPolicyError::Output(e.to_string()))?;
         out.reasons.sort_by(|a, b| a.message.cmp(&b.message));
         out.reasons.dedup();
         if out.max_lifetime_seconds.is_some_and(|s| s <= 0) {
@@ -227,10 +227,7 @@ pub fn judge(
         } else {
             out.reasons.clone()
         };
-        return refuse(
-            ProblemType::AccessDenied,
-            denied(reasons, None, None),
-        );
+        return refuse(ProblemType::AccessDenied, denied(reasons, None, None));
     }
     let window = match out.window.as_ref().map(|w| Window::parse(w, default_tz)) {
         None => None,
@@ -255,8 +252,13 @@ pub fn judge(
             WindowState::Closed { opens_at } => {
                 let (message, remediation) = match opens_at {
                     Some(at) => (
-                        format!("{}; it opens again at {}.", w.describe(app_name), w.when(at, now)),
-                        "Nothing to do: if you keep it connected, it opens by itself then.".to_owned(),
+                        format!(
+                            "{}; it opens again at {}.",
+                            w.describe(app_name),
+                            w.when(at, now)
+                        ),
+                        "Nothing to do: if you keep it connected, it opens by itself then."
+                            .to_owned(),
                     ),
                     None => (
                         format!("{} is closed.", app_name),
@@ -306,7 +308,11 @@ pub fn judge(
             WindowState::Open { .. } => None,
         };
         let reason = match reopens_at {
-            Some(at) => format!("{}; it opens again at {}.", w.describe(app_name), w.when(at, close)),
+            Some(at) => format!(
+                "{}; it opens again at {}.",
+                w.describe(app_name),
+                w.when(at, close)
+            ),
             None => format!("{}.", w.describe(app_name)),
         };
         ends = Some(GrantEnd {

@@ -37,8 +37,18 @@ fn the_default_policy_steps_up_a_new_network_on_a_sensitive_app() {
     assert_eq!(step.acr_values, vec!["urn:x:mfa".to_owned()]);
     assert!(out.reasons[0].message.contains("network"), "{out:?}");
     // A fresh second factor satisfies it; so does a known network or a normal app.
-    assert!(p.evaluate(&new_network(60, "high")).unwrap().step_up.is_none());
-    assert!(p.evaluate(&new_network(3600, "low")).unwrap().step_up.is_none());
+    assert!(
+        p.evaluate(&new_network(60, "high"))
+            .unwrap()
+            .step_up
+            .is_none()
+    );
+    assert!(
+        p.evaluate(&new_network(3600, "low"))
+            .unwrap()
+            .step_up
+            .is_none()
+    );
     let known = input(|v| v["app"]["labels"]["sensitivity"] = "high".into());
     assert!(p.evaluate(&known).unwrap().step_up.is_none());
 }
@@ -103,7 +113,10 @@ fn the_documented_examples_decide_as_documented() {
     let out = p.evaluate(&app("payroll", &["finance"], 60)).unwrap();
     assert!(out.allow && out.step_up.is_none());
     let out = p.evaluate(&app("git", &[], 60)).unwrap();
-    assert_eq!(out.window.unwrap().time_zone.as_deref(), Some("Europe/Paris"));
+    assert_eq!(
+        out.window.unwrap().time_zone.as_deref(),
+        Some("Europe/Paris")
+    );
     let out = p.evaluate(&app("admin-console", &[], 60)).unwrap();
     assert!(!out.allow);
     let office = input(|v| {

@@ -77,8 +77,9 @@ impl Window {
         };
         let tz = match &spec.time_zone {
             None => default_tz.clone(),
-            Some(name) => TimeZone::get(name)
-                .map_err(|e| WindowError(format!("time zone {name:?}: {e}")))?,
+            Some(name) => {
+                TimeZone::get(name).map_err(|e| WindowError(format!("time zone {name:?}: {e}")))?
+            }
         };
         Ok(Window { from, to, days, tz })
     }

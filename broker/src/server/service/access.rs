@@ -127,7 +127,13 @@ impl Broker {
                 id: device.key.device_id.clone(),
                 compliant: verdict.is_some_and(|v| v.verdict.compliant),
                 violations: verdict
-                    .map(|v| v.verdict.violations.iter().map(|x| x.check.clone()).collect())
+                    .map(|v| {
+                        v.verdict
+                            .violations
+                            .iter()
+                            .map(|x| x.check.clone())
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 key_assurance: facts
                     .get("key_assurance")

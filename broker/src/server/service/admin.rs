@@ -182,6 +182,15 @@ impl Broker {
             } else {
                 0
             };
+            if access_changed {
+                self.hub.publish(
+                    None,
+                    None,
+                    Event::AccessPolicyChanged {
+                        digest: self.policy().access.digest.clone(),
+                    },
+                );
+            }
             if changed {
                 self.hub.publish(
                     None,

@@ -29,11 +29,11 @@ use time::OffsetDateTime;
 use tunnel::GatewayHandle;
 use url::Url;
 
+use super::audit_sink::AuditSink;
 use super::clock::Clock;
 use super::config::Settings;
 use super::dpop::JtiCache;
 use super::events::Hub;
-use super::audit_sink::AuditSink;
 use super::store::{AuditDecision, NewAudit, Store};
 use super::token::{JwksCache, Rules};
 use crate::api::{self, BrokerConfig, ProblemType};

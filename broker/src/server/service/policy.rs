@@ -61,11 +61,7 @@ impl LoadedPolicy {
                 posture::policy::DEFAULT_POLICY.to_owned(),
                 access,
             )?),
-            Some(path) => Ok(Self::new(
-                &path.display().to_string(),
-                read(path)?,
-                access,
-            )?),
+            Some(path) => Ok(Self::new(&path.display().to_string(), read(path)?, access)?),
         }
     }
 }
