@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::broker_client::{BrokerClient, BrokerError};
 use crate::config::Settings;
+use crate::control::view::BROKER_UNREACHABLE;
 use crate::identity::store::{KeyringStore, SecretStore, StoreError};
 use crate::identity::{Identity, IdentityConfig};
 use crate::runtime::{Runtime, RuntimeOptions};
@@ -142,10 +143,21 @@ impl Hosted {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), HostError> {
         let Hosted { spec, server } = self;
         let broker = BrokerClient::new(&spec.broker_url, BROKER_TIMEOUT)?;
+        // The control socket answers from the start, so `status` and the
+        // tray can say what the agent is waiting for.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(server.serve(tx));
+        tokio::pin!(shutdown);
         let mut identity_config = match spec.identity {
             Some(config) => config,
             None => {
-                let remote = broker.config().await?;
+                // Where to sign in comes from the broker. At boot the network
+                // (or the VPN to the broker) may not be up yet: keep asking,
+                // with backoff, instead of exiting.
+                let remote = tokio::select! {
+                    remote = wait_for_broker(&broker, &mut rx) => remote?,
+                    () = &mut shutdown => return Ok(()),
+                };
                 let issuer = url::Url::parse(&remote.issuer)
                     .map_err(|_| HostError::BadIssuer(remote.issuer.clone()))?;
                 let mut config = IdentityConfig::new(issuer, remote.client_id);
@@ -178,8 +190,6 @@ impl Hosted {
             },
             auto_connect: spec.settings.apps.auto_connect.clone(),
         };
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(server.serve(tx));
         tracing::info!(socket = %spec.socket.display(), broker = %spec.broker_url, "agent running");
         let mut runtime = Runtime::new(identity, store, broker, options);
         if let Some(socket) = device_service_socket(&spec.settings) {
@@ -189,6 +199,79 @@ impl Hosted {
         runtime.run(rx, shutdown).await;
         tracing::info!("agent stopped; all tunnels closed");
         Ok(())
+    }
+}
+
+/// First retry delay while the broker does not answer; doubles to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// Longest delay between two attempts.
+const MAX_RETRY: Duration = Duration::from_secs(60);
+
+/// `GET /v1/config` until the broker answers, answering control requests
+/// meanwhile: `status` says the broker is unreachable (and why), `apps` is
+/// empty, anything else is refused with the same sentence. A broker that
+/// answers but refuses, or answers garbage, is a configuration error and
+/// ends the wait.
+async fn wait_for_broker(
+    broker: &BrokerClient,
+    control: &mut tokio::sync::mpsc::Receiver<crate::control::Incoming>,
+) -> Result<broker::api::BrokerConfig, BrokerError> {
+    let mut delay = FIRST_RETRY;
+    loop {
+        let error = match broker.config().await {
+            Ok(config) => return Ok(config),
+            Err(e) if retryable(&e) => e,
+            Err(e) => return Err(e),
+        };
+        let message = format!("{BROKER_UNREACHABLE}: {error}");
+        tracing::warn!(retry_in = ?delay, "{message}");
+        let retry = tokio::time::sleep(delay);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                () = &mut retry => break,
+                request = control.recv() => match request {
+                    Some((request, reply)) => {
+                        let _ = reply.send(offline_reply(&request, &message));
+                    }
+                    // Nobody can ask anything any more; keep trying quietly.
+                    None => (&mut retry).await,
+                },
+            }
+        }
+        delay = (delay * 2).min(MAX_RETRY);
+    }
+}
+
+/// Whether waiting may help: no connection, no answer in time, or the
+/// broker's own failure (5xx).
+fn retryable(e: &BrokerError) -> bool {
+    match e {
+        BrokerError::Unreachable(_) | BrokerError::Timeout(_) => true,
+        BrokerError::Refused(problem) => problem.status >= 500,
+        _ => false,
+    }
+}
+
+/// The answer to a control request while the broker is unreachable.
+fn offline_reply(request: &crate::control::Request, message: &str) -> crate::control::Reply {
+    use crate::control::view::{IdentityView, StatusView};
+    use crate::control::{Reply, Request};
+    let ok = |data| Reply::Ok { data };
+    match request {
+        Request::Status => ok(serde_json::to_value(StatusView {
+            identity: IdentityView::SignedOut,
+            verdict: None,
+            tunnels: Vec::new(),
+            posture_collected_at: None,
+            enrolment: Default::default(),
+            broker_unreachable: Some(message.to_owned()),
+        })
+        .unwrap_or_default()),
+        Request::Apps => ok(serde_json::Value::Array(Vec::new())),
+        _ => Reply::Error {
+            message: format!("{message}; try again once it answers"),
+        },
     }
 }
 

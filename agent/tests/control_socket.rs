@@ -163,3 +163,50 @@ print(s.makefile().readline().strip())\n";
     assert!(stdout.contains("refused"), "{stdout}");
     assert!(!stdout.contains("\"ok\""), "{stdout}");
 }
+
+#[tokio::test]
+async fn a_socket_squatted_by_another_user_is_refused_before_anything_is_sent() {
+    if !nix::unistd::geteuid().is_root() {
+        support::prereq::missing("needs root to run a server as another user");
+        return;
+    }
+    // Another user got to the socket path first (as at a guessable /tmp
+    // path): they serve a fake agent that would answer sign-in requests.
+    let dir = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
+    let squat = dir.path().join("squat");
+    std::fs::create_dir(&squat).unwrap();
+    std::os::unix::fs::chown(&squat, Some(65534), Some(65534)).unwrap();
+    let path = squat.join("agent.sock");
+    let script = "import socket,sys,time\n\
+s=socket.socket(socket.AF_UNIX)\n\
+s.bind(sys.argv[1]); s.listen(1)\n\
+print('listening', flush=True)\n\
+s.settimeout(5)\n\
+try:\n    c,_=s.accept(); c.settimeout(2)\n    data=c.recv(4096)\n    c.sendall(b'{\"ok\":{\"data\":null}}\\n')\n    print('received', len(data), flush=True)\n\
+except Exception as e: print('nothing', type(e).__name__, flush=True)\n";
+    let mut server = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("python3")
+            .args(["-c", script, path.to_str().unwrap()])
+            .uid(65534)
+            .gid(65534)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut out = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "listening");
+
+    let err = request(&path, &Request::SignInDevice).await.unwrap_err();
+    assert!(matches!(err, ControlError::Impostor { .. }), "{err}");
+    assert!(err.to_string().contains("uid 65534"), "{err}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let _ = server.wait();
+    assert!(
+        rest.starts_with("nothing"),
+        "the client must not even connect and send: {rest}"
+    );
+}

@@ -15,7 +15,6 @@ use support::idp;
 use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
-use agent::identity::callback::CallbackError;
 use agent::identity::loopback::Listener;
 use agent::identity::mfa::MfaError;
 use agent::identity::validate::TokenError;
@@ -368,18 +367,27 @@ async fn blocking_get(port: u16, target: &'static str) -> std::io::Result<String
 }
 
 #[tokio::test]
-async fn replayed_state() {
-    // A callback carrying the state of an earlier login ends this one.
+async fn a_wrong_state_is_refused_and_the_sign_in_goes_on() {
+    // A callback carrying another login's state (replayed, or sent by any
+    // local process or web page to abort the sign-in) gets the error page,
+    // and the listener keeps waiting: the real callback still completes.
     let (port, task) = listen(Duration::from_secs(30)).await;
-    let response = blocking_get(port, "/callback?code=stolen&state=state-A")
+    for forged in [
+        "/callback?code=stolen&state=state-A",
+        "/callback?error=access_denied&state=state-A",
+        "/callback?code=x",
+        "/callback?code=x&state=state-B&state=state-B",
+    ] {
+        let response = blocking_get(port, forged).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 400"), "{forged}: {response}");
+        assert!(!task.is_finished(), "{forged} ended the sign-in");
+    }
+    let response = blocking_get(port, "/callback?code=the-real-one&state=state-B")
         .await
         .unwrap();
-    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
-    let err = task.await.unwrap().unwrap_err();
-    assert!(
-        matches!(err, IdentityError::Callback(CallbackError::StateMismatch)),
-        "{err:?}"
-    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let code = task.await.unwrap().unwrap();
+    assert_eq!(code.expose(), "the-real-one");
 }
 
 #[tokio::test]

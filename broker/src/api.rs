@@ -614,6 +614,11 @@ pub struct AuditEntry {
     /// SHA-256 (hex) of the access policy in force (grant decisions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_policy_digest: Option<String>,
+    /// The audit chain's hash at this row: SHA-256 over the previous row's
+    /// hash and this row (`sallyport-broker audit verify`). A SIEM that
+    /// keeps them can tell a rewritten or truncated log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 impl Default for AuditEntry {
@@ -634,6 +639,7 @@ impl Default for AuditEntry {
             input_digest: None,
             policy_digest: None,
             access_policy_digest: None,
+            hash: None,
         }
     }
 }

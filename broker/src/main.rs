@@ -16,11 +16,30 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(version)]
 struct Args {
     /// The TOML configuration file (see broker/API.md).
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
     /// Only validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        what: AuditCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain: exits 1 naming the first row that
+    /// was changed, deleted or reordered; prints the head hash to compare
+    /// with the last record your SIEM received.
+    Verify,
 }
 
 #[tokio::main]
@@ -33,10 +52,19 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read {}", args.config.display()))?;
-    let settings = broker::server::Config::parse(&text)
-        .with_context(|| format!("in {}", args.config.display()))?;
+    let Some(config) = args.config else {
+        anyhow::bail!("--config FILE is required");
+    };
+    let text = std::fs::read_to_string(&config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let settings =
+        broker::server::Config::parse(&text).with_context(|| format!("in {}", config.display()))?;
+    if let Some(Command::Audit {
+        what: AuditCommand::Verify,
+    }) = args.command
+    {
+        return verify_audit(&settings.raw.server.database);
+    }
     if args.check {
         tracing::info!("configuration is valid");
         return Ok(());
@@ -49,6 +77,42 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("stopping");
     handle.shutdown().await;
     Ok(())
+}
+
+fn verify_audit(database: &std::path::Path) -> anyhow::Result<()> {
+    let store = broker::server::store::Store::open_read_only(database)
+        .with_context(|| format!("cannot open {}", database.display()))?;
+    let rows = store.audit_chain().with_context(|| {
+        format!(
+            "cannot read the audit log of {} (a database from before the audit chain: start this broker once)",
+            database.display()
+        )
+    })?;
+    use std::io::Write as _;
+    match broker::server::audit_chain::verify(rows) {
+        Ok(v) => {
+            writeln!(
+                std::io::stdout(),
+                "audit log intact: {} chained rows{}, last seq {}, head {}",
+                v.rows,
+                if v.unchained > 0 {
+                    format!(
+                        " (and {} older rows from before the chain, not checked)",
+                        v.unchained
+                    )
+                } else {
+                    String::new()
+                },
+                v.last_seq.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                v.head.as_deref().unwrap_or("-")
+            )?;
+            Ok(())
+        }
+        Err(broken) => {
+            writeln!(std::io::stderr(), "audit log TAMPERED: {broken}")?;
+            std::process::exit(1);
+        }
+    }
 }
 
 async fn shutdown_signal() {

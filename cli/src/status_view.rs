@@ -59,6 +59,9 @@ pub fn render_status(status: &StatusView) -> String {
         ),
     };
     let _ = writeln!(out, "Identity  {identity}");
+    if let Some(unreachable) = &status.broker_unreachable {
+        let _ = writeln!(out, "Broker    {unreachable}");
+    }
     let device = match (&status.enrolment, &status.verdict) {
         (EnrolmentView::PendingApproval { device_id, since }, _) => format!(
             "{} (device {device_id}, enrolled {since}); applications open once approved",
@@ -273,6 +276,7 @@ mod tests {
             enrolment: EnrolmentView::Enrolled {
                 device_id: "oKIy".into(),
             },
+                    broker_unreachable: None,
         };
         let text = render_status(&status);
         assert!(text.contains("alice@example.com (MFA: otp)"), "{text}");
@@ -331,6 +335,7 @@ mod tests {
                 device_id: "oKIy".into(),
                 since: "2026-11-23T10:00:00Z".into(),
             },
+                    broker_unreachable: None,
         };
         let text = render_status(&status);
         assert!(
@@ -467,6 +472,7 @@ mod tests {
             tunnels: vec![],
             posture_collected_at: None,
             enrolment: EnrolmentView::NotEnrolled,
+                    broker_unreachable: None,
         };
         let text = render_status(&status);
         assert!(

@@ -107,7 +107,8 @@ pub async fn start_if_absent(
     let task = tokio::spawn(async move {
         let result = hosted.run(async move { stopped.notified().await }).await;
         if let Err(e) = &result {
-            // E.g. the broker could not say where to sign in: the socket is
+            // E.g. the broker answered but refused to say where to sign in
+            // (an unreachable broker is waited for instead): the socket is
             // gone again, and the window says why.
             tracing::warn!(error = %e, "the in-process agent stopped");
             failure.set_cannot_host(Some(e.to_string()));

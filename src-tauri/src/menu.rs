@@ -144,6 +144,9 @@ pub struct MenuModel {
     pub items: Vec<Item>,
 }
 
+/// The menu line while the broker does not answer.
+const BROKER_UNREACHABLE_MENU: &str = "Access broker unreachable, retrying…";
+
 impl MenuModel {
     /// The tray for what the agent reported: `Ok((status, catalogue))`, or
     /// `Err(message)` when the agent could not be asked.
@@ -174,6 +177,11 @@ impl MenuModel {
         let awaiting_approval = matches!(status.enrolment, EnrolmentView::PendingApproval { .. });
         if awaiting_approval {
             items.push(Item::info(AWAITING_APPROVAL));
+        }
+        // The agent runs without its broker (at boot, before the network)
+        // and retries by itself: the menu says what it waits for.
+        if status.broker_unreachable.is_some() {
+            items.push(Item::info(BROKER_UNREACHABLE_MENU));
         }
         items.push(Item::Separator);
         items.push(Item::Submenu {
@@ -212,6 +220,10 @@ impl MenuModel {
             .filter(|t| t.state == TunnelState::Up)
             .count();
         let (state, tooltip) = match (user, &status.identity, status.verdict.as_ref()) {
+            _ if status.broker_unreachable.is_some() => (
+                TrayState::Error,
+                format!("Sallyport: {}", agent::control::view::BROKER_UNREACHABLE),
+            ),
             (None, IdentityView::NeedsReauth { .. }, _) => {
                 (TrayState::SignedOut, "Sallyport: sign-in needed".to_owned())
             }
@@ -343,6 +355,7 @@ mod tests {
             enrolment: EnrolmentView::Enrolled {
                 device_id: "oKIy".into(),
             },
+            broker_unreachable: None,
         }
     }
 
@@ -433,6 +446,22 @@ mod tests {
         };
         assert_eq!(label, "Wiki — blocked");
         assert_eq!(items[0], Item::info(AWAITING_APPROVAL));
+    }
+
+    #[test]
+    fn an_unreachable_broker_is_said_in_the_menu_and_the_tooltip() {
+        let mut waiting = status(IdentityView::SignedOut, None, vec![]);
+        waiting.broker_unreachable = Some(format!(
+            "{}: cannot reach the access broker: connection refused",
+            agent::control::view::BROKER_UNREACHABLE
+        ));
+        let model = MenuModel::build(Ok((&waiting, &[])));
+        assert_eq!(model.state, TrayState::Error);
+        assert_eq!(
+            model.tooltip,
+            "Sallyport: access broker unreachable, retrying"
+        );
+        assert_eq!(labels(&model.items)[2], BROKER_UNREACHABLE_MENU);
     }
 
     #[test]

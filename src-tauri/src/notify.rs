@@ -132,6 +132,7 @@ mod tests {
             enrolment: EnrolmentView::Enrolled {
                 device_id: "oKIy".into(),
             },
+            broker_unreachable: None,
         }
     }
 

@@ -219,6 +219,15 @@ function render(): void {
         : state.page === "tunnels"
           ? tunnelsPage()
           : diagnosticsPage();
+  // The agent runs without its broker (a laptop at boot, before the
+  // network is up) and retries by itself: say so above every page.
+  const unreachable = state.status?.broker_unreachable;
+  if (unreachable) {
+    page.prepend(
+      h("p", { id: "broker-unreachable", class: "notice warn", role: "status" },
+        `${unreachable.charAt(0).toUpperCase()}${unreachable.slice(1)}. Sallyport connects by itself once it answers.`),
+    );
+  }
   replaceChildren(main, page);
 }
 

@@ -72,6 +72,8 @@ export interface StatusView {
   posture_collected_at: string | null;
   /** Absent from an older agent. */
   enrolment?: EnrolmentView;
+  /** Set while the access broker does not answer ("access broker unreachable, retrying: …"). */
+  broker_unreachable?: string;
 }
 
 /** `agent::control::view::EnrolmentView`: where this device's key stands with the broker. */

@@ -198,6 +198,21 @@ test("when the broker could not be asked, the applications say the answer is the
   await expect(page.locator("#app-wiki")).toContainText("This device's verification expired and could not be renewed.");
 });
 
+test("an agent waiting for an unreachable broker says so, and the notice goes once it answers", async ({ page }) => {
+  await open(page);
+  await page.evaluate(() => {
+    window.__mockAgent.brokerUnreachable = "access broker unreachable, retrying: cannot reach the access broker: connection refused";
+  });
+  await expect(page.locator("#broker-unreachable")).toHaveText(
+    "Access broker unreachable, retrying: cannot reach the access broker: connection refused. Sallyport connects by itself once it answers.",
+    { timeout: 8000 },
+  );
+  await page.evaluate(() => {
+    window.__mockAgent.brokerUnreachable = null;
+  });
+  await expect(page.locator("#broker-unreachable")).toHaveCount(0, { timeout: 8000 });
+});
+
 test("with no agent running, the window says so instead of failing silently", async ({ page }) => {
   await page.goto("/test.html?agent=down");
   await expect(page.getByRole("alert")).toHaveText(/The Sallyport agent is not running/);

@@ -33,6 +33,8 @@ export interface MockAgent {
   setAccess(app: string, decision: keyof typeof accessFixture): void;
   /** The access decision per app the agent answers with (absent: the fixture's). */
   access: Map<string, AccessView>;
+  /** Set while the agent's broker does not answer (what its status says). */
+  brokerUnreachable: string | null;
   /** Emits an event to the window as the Rust side does (the tray's "navigate"). */
   emit(event: string, payload: unknown): Promise<void>;
 }
@@ -72,6 +74,7 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
       agent.access.set(app, accessFixture[decision] as AccessView);
     },
     access: new Map(),
+    brokerUnreachable: null,
     emit: (event, payload) => emit(event, payload),
   };
   window.__mockAgent = agent;
@@ -110,6 +113,7 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
         : null,
       tunnels: signedIn() ? tunnels() : [],
       posture_collected_at: report.collected_at,
+      ...(agent.brokerUnreachable ? { broker_unreachable: agent.brokerUnreachable } : {}),
     };
   }
 

@@ -20,7 +20,14 @@ pub struct StatusView {
     /// agent: not known to be enrolled).
     #[serde(default)]
     pub enrolment: EnrolmentView,
+    /// Set while the access broker does not answer: [`BROKER_UNREACHABLE`]
+    /// and the error. The agent keeps running and retries with backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_unreachable: Option<String>,
 }
+
+/// What the user is told while the broker does not answer.
+pub const BROKER_UNREACHABLE: &str = "access broker unreachable, retrying";
 
 /// What the user is told while the broker holds a new device for approval.
 pub const AWAITING_APPROVAL: &str = "Waiting for IT to approve this device.";

@@ -51,6 +51,12 @@ pub enum CallbackDecision {
     Code(Secret),
     /// Not for us (wrong path/method): answer 404 and keep listening.
     Ignore(CallbackError),
+    /// A callback without this login's `state` (or with duplicated
+    /// parameters): answer with the error page and keep listening. It did
+    /// not come from this sign-in, so it must not end it: any local process
+    /// or web page can send a request to the loopback port, and letting it
+    /// abort the user's sign-in would make sign-in trivially deniable.
+    Reject(CallbackError),
     /// A callback for this login that fails it: answer with the error page, close.
     Fail(CallbackError),
 }
@@ -95,16 +101,17 @@ pub fn decide(
             _ => continue,
         };
         if slot.is_some() {
-            // Duplicate parameters are an attack surface; refuse them.
-            return CallbackDecision::Fail(CallbackError::Malformed);
+            // Duplicate parameters are an attack surface; refuse them (but
+            // only a request proven to be ours may end the sign-in).
+            return CallbackDecision::Reject(CallbackError::Malformed);
         }
         *slot = Some(value.into_owned());
     }
     let Some(got_state) = got_state.map(Secret::new) else {
-        return CallbackDecision::Fail(CallbackError::MissingState);
+        return CallbackDecision::Reject(CallbackError::MissingState);
     };
     if !state.ct_eq(got_state.expose()) {
-        return CallbackDecision::Fail(CallbackError::StateMismatch);
+        return CallbackDecision::Reject(CallbackError::StateMismatch);
     }
     match &iss {
         Some(found) if found != expected_iss => {
@@ -144,7 +151,7 @@ pub fn response_for(decision: &CallbackDecision) -> String {
                 .to_owned(),
         ),
         CallbackDecision::Ignore(_) => ("404 Not Found", "Not found", "Not found.".to_owned()),
-        CallbackDecision::Fail(err) => (
+        CallbackDecision::Fail(err) | CallbackDecision::Reject(err) => (
             "400 Bad Request",
             "Sign-in failed",
             format!(
@@ -209,19 +216,20 @@ mod tests {
     }
 
     #[test]
-    fn state_rules() {
+    fn a_callback_without_this_logins_state_is_rejected_not_fatal() {
         assert!(matches!(
             run("GET /callback?code=a HTTP/1.1"),
-            CallbackDecision::Fail(CallbackError::MissingState)
+            CallbackDecision::Reject(CallbackError::MissingState)
         ));
         assert!(matches!(
             run("GET /callback?code=a&state=st-0 HTTP/1.1"),
-            CallbackDecision::Fail(CallbackError::StateMismatch)
+            CallbackDecision::Reject(CallbackError::StateMismatch)
         ));
         assert!(matches!(
             run("GET /callback?code=a&state=st-1&state=st-1 HTTP/1.1"),
-            CallbackDecision::Fail(CallbackError::Malformed)
+            CallbackDecision::Reject(CallbackError::Malformed)
         ));
+        assert!(response_for(&run("GET /callback?code=a HTTP/1.1")).starts_with("HTTP/1.1 400"));
     }
 
     #[test]
@@ -238,7 +246,7 @@ mod tests {
         // A forged error must still carry the right state to end the login.
         assert!(matches!(
             run("GET /callback?error=access_denied&state=zz HTTP/1.1"),
-            CallbackDecision::Fail(CallbackError::StateMismatch)
+            CallbackDecision::Reject(CallbackError::StateMismatch)
         ));
     }
 

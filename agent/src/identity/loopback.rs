@@ -85,6 +85,9 @@ impl Listener {
                     CallbackDecision::Ignore(err) => {
                         tracing::debug!(reason = %err, "ignored a request to the sign-in listener");
                     }
+                    CallbackDecision::Reject(err) => {
+                        tracing::warn!(reason = %err, "refused a callback that is not this sign-in's; still waiting for it");
+                    }
                 }
             }
         };

@@ -93,6 +93,8 @@ pub struct Runtime {
     options: RuntimeOptions,
     store: Arc<dyn crate::identity::store::SecretStore>,
     config: Option<BrokerConfig>,
+    /// Set while `GET /v1/config` fails: what `status` says about it.
+    broker_unreachable: Option<String>,
     policy: Option<Arc<Policy>>,
     device: Option<Arc<Device>>,
     enrolling: bool,
@@ -174,6 +176,7 @@ impl Runtime {
             options,
             store,
             config: None,
+            broker_unreachable: None,
             policy: None,
             device: None,
             enrolling: false,

@@ -114,6 +114,7 @@ impl Runtime {
         match outcome {
             Outcome::SignInRefused(reason) => self.refuse_sign_in(reason).await,
             Outcome::Setup(Ok((config, policy))) => {
+                self.broker_unreachable = None;
                 self.record(format!(
                     "broker: {} applications in the catalogue",
                     config.apps.len()
@@ -130,6 +131,8 @@ impl Runtime {
             }
             Outcome::Setup(Err(e)) => {
                 self.record(format!("broker unreachable: {e}; retrying"));
+                self.broker_unreachable =
+                    Some(format!("{}: {e}", crate::control::view::BROKER_UNREACHABLE));
                 self.spawn_setup(Duration::from_secs(5));
             }
             Outcome::Enrolled(Ok((device, DeviceStatus::Pending))) => {

@@ -115,6 +115,7 @@ impl Runtime {
             tunnels,
             posture_collected_at: self.report.as_ref().map(|r| rfc3339(r.collected_at)),
             enrolment: self.enrolment_view(),
+            broker_unreachable: self.broker_unreachable.clone(),
         }
     }
 

@@ -13,6 +13,7 @@
 //! they all decide on in [`clock`].
 
 pub mod access;
+pub mod audit_chain;
 pub mod audit_sink;
 pub mod clock;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod jose;
 pub mod keyattest;
 pub mod mfa;
 pub mod service;
+pub mod state_files;
 pub mod store;
 pub mod token;
 pub mod wgkey;
@@ -38,7 +40,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::task::JoinHandle;
-use tunnel::{Gateway, GatewayConfig, GatewayStatus, PrivateKey, PublicKey, StackOptions};
+use tunnel::{Gateway, GatewayConfig, GatewayStatus, PublicKey, StackOptions};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, ConfigError, Settings};
@@ -159,15 +161,13 @@ pub async fn start_with_clock(
     settings: Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<BrokerHandle, StartError> {
-    let store = Store::open(&settings.raw.server.database)?;
+    let database = &settings.raw.server.database;
+    state_files::prepare_database(database)?;
+    let store = Store::open(database)?;
     let policy = LoadedPolicy::load(&settings)?;
-    // The gateway key lives in the store: agents hold grants naming it, and
-    // they must stay valid across a restart.
-    let key_text = store.meta_or_init("gateway_private_key", || {
-        PrivateKey::generate().to_base64().to_string()
-    })?;
-    let private_key = PrivateKey::from_base64(&key_text)
-        .map_err(|e| StartError::Listen(format!("stored gateway key: {e}")))?;
+    // The gateway key persists (agents hold grants naming it, and they must
+    // stay valid across a restart) in its own 0600 file, not the database.
+    let private_key = state_files::gateway_key(&store, &state_files::gateway_key_path(database))?;
     let gateway = Gateway::start(GatewayConfig {
         private_key,
         listen: settings.raw.gateway.listen,

@@ -132,6 +132,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("grants", "reopens_at", "INTEGER"),
     ("grants", "access_input", "TEXT"),
     ("audit", "decision", "TEXT"),
+    ("audit", "prev_hash", "TEXT"),
+    ("audit", "hash", "TEXT"),
 ];
 
 /// An enrolled device row.
@@ -314,6 +316,15 @@ impl Store {
         })
     }
 
+    /// Opens the database read-only, as it is (no schema change): for
+    /// tools that inspect it, such as `audit verify`.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -336,6 +347,19 @@ impl Store {
             "INSERT INTO meta (key, value) VALUES (?1, ?2)",
             params![key, value],
         )?;
+        Ok(value)
+    }
+
+    /// Removes and returns a value from `meta` (a secret moving out of the
+    /// database).
+    pub fn take_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        let value: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        if value.is_some() {
+            conn.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        }
         Ok(value)
     }
 
@@ -799,14 +823,42 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Appends to the audit log; returns the entry as stored (with its `seq`).
+    /// Appends to the audit log, chained to the row before it (see
+    /// [`super::audit_chain`]); returns the entry as stored (with its `seq`
+    /// and `hash`). One transaction, under the connection's lock, so two
+    /// rows can never chain to the same predecessor.
     pub fn audit(&self, e: &NewAudit<'_>, now: i64) -> Result<AuditEntry, StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO audit (at, action, outcome, user, device_id, problem, reason, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![now, e.action, e.outcome, e.user, e.device_id, e.problem, e.reason, e.decision.map(json)],
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let (last_seq, prev): (i64, String) = tx
+            .query_row(
+                "SELECT seq, COALESCE(hash, '') FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .unwrap_or((0, String::new()));
+        let seq = last_seq + 1;
+        let decision = e.decision.map(json);
+        let row = super::audit_chain::ChainRow {
+            seq,
+            at: now,
+            action: e.action.to_owned(),
+            outcome: e.outcome.to_owned(),
+            user: e.user.map(str::to_owned),
+            device_id: e.device_id.map(str::to_owned),
+            problem: e.problem.map(str::to_owned),
+            reason: e.reason.to_owned(),
+            decision: decision.clone(),
+            prev_hash: Some(prev.clone()),
+            hash: None,
+        };
+        let hash = super::audit_chain::row_hash(&prev, &row);
+        tx.execute(
+            "INSERT INTO audit (seq, at, action, outcome, user, device_id, problem, reason, decision, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![seq, now, e.action, e.outcome, e.user, e.device_id, e.problem, e.reason, decision, prev, hash],
         )?;
-        let seq = conn.last_insert_rowid();
+        tx.commit()?;
         let d = e.decision.cloned().unwrap_or_default();
         Ok(AuditEntry {
             seq,
@@ -824,7 +876,33 @@ impl Store {
             input_digest: d.input_digest,
             policy_digest: d.policy_digest,
             access_policy_digest: d.access_policy_digest,
+            hash: Some(hash),
         })
+    }
+
+    /// Every audit row as the chain sees it, in `seq` order, for
+    /// `sallyport-broker audit verify`.
+    pub fn audit_chain(&self) -> Result<Vec<super::audit_chain::ChainRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, at, action, outcome, user, device_id, problem, reason, decision, prev_hash, hash FROM audit ORDER BY seq ASC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(super::audit_chain::ChainRow {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                action: r.get(2)?,
+                outcome: r.get(3)?,
+                user: r.get(4)?,
+                device_id: r.get(5)?,
+                problem: r.get(6)?,
+                reason: r.get(7)?,
+                decision: r.get(8)?,
+                prev_hash: r.get(9)?,
+                hash: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The latest `limit` audit entries, oldest first.
@@ -848,7 +926,7 @@ impl Store {
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
-            "SELECT seq, at, action, outcome, user, device_id, problem, reason, decision FROM audit WHERE {clause} LIMIT ?2"
+            "SELECT seq, at, action, outcome, user, device_id, problem, reason, decision, hash FROM audit WHERE {clause} LIMIT ?2"
         ))?;
         let rows = stmt.query_map(params![arg, limit], |r| {
             Ok((
@@ -859,12 +937,16 @@ impl Store {
                 r.get::<_, Option<String>>(5)?,
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, String>(7)?,
-                r.get::<_, Option<String>>(8)?,
+                (
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                ),
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let ((seq, at), action, outcome, user, device_id, problem, reason, decision) = row?;
+            let ((seq, at), action, outcome, user, device_id, problem, reason, (decision, hash)) =
+                row?;
             let d: AuditDecision = match decision {
                 Some(text) => parse_json(&text)?,
                 None => AuditDecision::default(),
@@ -885,6 +967,7 @@ impl Store {
                 input_digest: d.input_digest,
                 policy_digest: d.policy_digest,
                 access_policy_digest: d.access_policy_digest,
+                hash,
             });
         }
         Ok(out)
