@@ -772,7 +772,12 @@ problem_types! {
     /// (another TPM answered, or the challenge expired).
     KeyActivationFailed = ("key-activation-failed", 403, "The TPM's credential activation does not match"),
     /// The user already has `max_devices_per_user` devices enrolled.
-    DeviceQuotaExceeded = ("device-quota-exceeded", 403, "The user has enrolled the maximum number of devices"),
+    DeviceQuotaExceeded = ("device-quota-exceeded", 429, "The user has enrolled the maximum number of devices"),
+    /// A per-user limit of `[limits]` was reached (open grants, outstanding
+    /// nonces, event streams); `detail` names it. Close something or wait.
+    QuotaExceeded = ("quota-exceeded", 429, "A per-user limit was reached"),
+    /// The request's headers are larger than `[limits] max_header_bytes`.
+    HeadersTooLarge = ("headers-too-large", 431, "The request headers are too large"),
     /// The user was revoked and no administrator has cleared it: no new device.
     UserRevoked = ("user-revoked", 403, "The user was revoked; an administrator must clear it before enrolling a device"),
     /// The EAT is not a compact JWS with the Sallyport header and claims.

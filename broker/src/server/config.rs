@@ -53,6 +53,12 @@
 //! jsonl = "/var/log/sallyport/decisions.jsonl"   # optional: every audit row as a JSON line
 //! syslog = "udp://127.0.0.1:514"      # optional: the same as RFC 5424 messages (udp://host:port or unix:/dev/log)
 //!
+//! [limits]                            # per user; a limit reached answers 429 quota-exceeded
+//! max_open_grants_per_user = 32
+//! max_outstanding_nonces_per_user = 16
+//! max_event_streams_per_user = 8
+//! max_header_bytes = 16384            # a larger request head answers 431
+//!
 //! [[apps]]
 //! id = "wiki"
 //! name = "Internal wiki"
@@ -131,6 +137,9 @@ pub struct Config {
     /// Where audit rows go besides the database.
     #[serde(default)]
     pub audit: AuditSection,
+    /// Per-user and per-request limits.
+    #[serde(default)]
+    pub limits: LimitsSection,
     /// The application catalogue.
     #[serde(default)]
     pub apps: Vec<AppSection>,
@@ -386,6 +395,54 @@ fn default_denials_threshold() -> u32 {
 
 fn default_known_network_mfa() -> u64 {
     300
+}
+
+/// `[limits]`: what one user (or one request) may hold at once. A limit
+/// reached answers `429 quota-exceeded` (headers: `431`), audited once a
+/// minute per user and limit, so one user cannot drain a shared pool (tunnel
+/// addresses, file descriptors) or the database, nor flood the audit log.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Open grants (tunnels) one user may hold across their devices.
+    #[serde(default = "default_open_grants")]
+    pub max_open_grants_per_user: u32,
+    /// Unused, unexpired attestation nonces one user may hold.
+    #[serde(default = "default_nonces")]
+    pub max_outstanding_nonces_per_user: u32,
+    /// Event streams (`GET /v1/events`) one user may keep open.
+    #[serde(default = "default_streams")]
+    pub max_event_streams_per_user: u32,
+    /// Largest request head (all header names and values), bytes.
+    #[serde(default = "default_header_bytes")]
+    pub max_header_bytes: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_open_grants_per_user: default_open_grants(),
+            max_outstanding_nonces_per_user: default_nonces(),
+            max_event_streams_per_user: default_streams(),
+            max_header_bytes: default_header_bytes(),
+        }
+    }
+}
+
+fn default_open_grants() -> u32 {
+    32
+}
+
+fn default_nonces() -> u32 {
+    16
+}
+
+fn default_streams() -> u32 {
+    8
+}
+
+fn default_header_bytes() -> usize {
+    16 * 1024
 }
 
 /// `[audit]`: copies of every audit row for a SIEM.
@@ -715,6 +772,16 @@ impl Config {
         }
         if !(1..=10_000).contains(&access.denials_threshold) {
             return invalid("access.denials_threshold must be 1..=10000".into());
+        }
+        let limits = &self.limits;
+        if !(1..=10_000).contains(&limits.max_open_grants_per_user)
+            || !(1..=10_000).contains(&limits.max_outstanding_nonces_per_user)
+            || !(1..=10_000).contains(&limits.max_event_streams_per_user)
+        {
+            return invalid("limits: every per-user limit must be 1..=10000".into());
+        }
+        if !(1024..=1024 * 1024).contains(&limits.max_header_bytes) {
+            return invalid("limits.max_header_bytes must be 1024..=1048576".into());
         }
         let syslog = self
             .audit

@@ -230,6 +230,7 @@ async fn read_json<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
 
 /// The router over a broker.
 pub fn router(broker: Arc<Broker>) -> Router {
+    let limit = broker.clone();
     Router::new()
         .route(paths::CONFIG, get(get_config))
         .route(paths::DEVICES, post(enrol))
@@ -248,6 +249,21 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route(paths::ADMIN_DEVICE_APPROVE, post(approve_device))
         .route(paths::ADMIN_REVOCATIONS_CLEAR, post(clear_revocation))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(move |req: Request, next: axum::middleware::Next| {
+            let broker = limit.clone();
+            async move {
+                // Header names, values and their separators, as sent.
+                let bytes: usize = req
+                    .headers()
+                    .iter()
+                    .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                    .sum();
+                match broker.check_header_size(bytes) {
+                    Ok(()) => next.run(req).await,
+                    Err(e) => e.into_response(),
+                }
+            }
+        }))
         .with_state(broker)
 }
 
@@ -362,6 +378,8 @@ async fn events(
             format!("GET /v1/events?device_id=<id>: {e}"),
         )
     })?;
+    // One place among the user's streams, given back when the stream ends.
+    let slot = broker.acquire_stream(&caller.user.sub)?;
     let rx = broker.subscribe(&caller, &query.device_id)?;
     let user = caller.user;
     let broker = broker.0.clone();
@@ -381,6 +399,7 @@ async fn events(
         .map(StreamInput::Event)
         .merge(ticks)
         .map_while(move |input| {
+            let _held = &slot;
             if ending {
                 return None;
             }

@@ -497,6 +497,16 @@ impl Store {
         Ok(())
     }
 
+    /// Unused, unexpired nonces `user` holds.
+    pub fn outstanding_nonces(&self, user: &str, now: i64) -> Result<u32, StoreError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM nonces WHERE user = ?1 AND used_at IS NULL AND expires_at > ?2",
+            params![user, now],
+            |r| r.get(0),
+        )?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     /// Consumes `nonce` for `user` atomically: exactly one caller ever gets
     /// [`NonceAnswer::Consumed`] (no TOCTOU between check and use).
     pub fn consume_nonce(

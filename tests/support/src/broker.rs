@@ -92,6 +92,7 @@ impl BrokerConfig {
                 },
                 access: Default::default(),
                 audit: Default::default(),
+                limits: Default::default(),
                 apps: Vec::new(),
             },
         }

@@ -20,6 +20,7 @@ impl Broker {
     /// `POST /v1/attestations/challenge`.
     pub fn challenge(&self, user: &AccessClaims) -> Result<Challenge, ApiError> {
         let now = self.now();
+        self.check_nonce_quota(&user.sub, now)?;
         let nonce = self.random_b64(32)?;
         self.store
             .issue_nonce(&nonce, &user.sub, now, now + NONCE_TTL_SECS)?;

@@ -67,6 +67,7 @@ impl Broker {
         let _enforcing = self.enforcement.lock().await;
         // The token was accepted before a revocation may have been recorded.
         self.session_standing(user)?;
+        self.check_grant_quota(&user.sub)?;
         let device = self.store.device(&req.device_id)?.ok_or_else(|| {
             ApiError::new(ProblemType::DeviceUnknown, "this device is not enrolled")
         })?;

@@ -19,8 +19,9 @@ mod errors;
 mod grants;
 mod identity;
 mod policy;
+mod quotas;
 
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -42,6 +43,7 @@ pub use attestations::NONCE_TTL_SECS;
 pub use dpop::{DeviceCaller, DpopRequest, Enroller};
 pub use errors::{ApiError, StartError};
 pub use policy::LoadedPolicy;
+pub use quotas::StreamSlot;
 
 use crate::server::keyattest::{self, TrustAnchors};
 
@@ -81,6 +83,30 @@ pub struct Broker {
     activations: keyattest::Activations,
     /// Copies of audit rows for a SIEM (`[audit]`).
     sink: AuditSink,
+    /// Open event streams per user (`[limits] max_event_streams_per_user`).
+    streams: quotas::StreamCounts,
+    /// When each (user, limit) refusal was last audited.
+    quota_audited: Mutex<std::collections::HashMap<(String, &'static str), i64>>,
+    /// Unauthenticated refusals per (action, problem): when one was last
+    /// written and how many were folded since.
+    unauthenticated: Mutex<FoldedRefusals>,
+}
+
+/// (action, problem) → (when one was last written, how many were folded since).
+type FoldedRefusals = std::collections::HashMap<(String, &'static str), (i64, u64)>;
+
+/// Unauthenticated refusals of one kind are written once per this window.
+const UNAUTHENTICATED_WINDOW_SECS: i64 = 60;
+/// How much of an unauthenticated refusal's text (which may quote what the
+/// caller sent, a `kid`, a claim) is written.
+const UNAUTHENTICATED_REASON_CHARS: usize = 200;
+
+/// A quota refusal: audited once a minute where it is made, not per request.
+fn is_quota(err: &ApiError) -> bool {
+    matches!(
+        err.problem.kind(),
+        Some(ProblemType::QuotaExceeded | ProblemType::HeadersTooLarge)
+    )
 }
 
 fn datetime(unix: i64) -> OffsetDateTime {
@@ -141,6 +167,9 @@ impl Broker {
             tpm_cas,
             activations: keyattest::Activations::new(),
             sink,
+            streams: Default::default(),
+            quota_audited: Mutex::default(),
+            unauthenticated: Mutex::default(),
         }
     }
 
@@ -226,31 +255,96 @@ impl Broker {
                 Ok(value)
             }
             Err(err) => {
-                let slug = err.problem.kind().map(ProblemType::slug);
-                self.audit(NewAudit {
-                    action,
-                    outcome: "deny",
-                    user,
-                    device_id: err.device_id.as_deref().or(device_id),
-                    problem: slug,
-                    reason: &err.problem.detail,
-                    decision,
-                });
+                if !is_quota(&err) {
+                    let slug = err.problem.kind().map(ProblemType::slug);
+                    self.audit(NewAudit {
+                        action,
+                        outcome: "deny",
+                        user,
+                        device_id: err.device_id.as_deref().or(device_id),
+                        problem: slug,
+                        reason: &err.problem.detail,
+                        decision,
+                    });
+                }
                 Err(err)
             }
         }
     }
 
     /// Audits a refusal.
+    ///
+    /// A refusal of a caller nobody vouches for (no valid token: `user` is
+    /// `None`) is what an attacker can produce at will, so it is aggregated:
+    /// the first of each kind (action, problem) per minute is written, with
+    /// its attacker-chosen text cut to [`UNAUTHENTICATED_REASON_CHARS`]
+    /// characters, and the next one written says how many were folded into
+    /// it. A flood of bad tokens costs one row a minute per kind.
     pub fn deny(&self, action: &str, user: Option<&str>, device_id: Option<&str>, err: &ApiError) {
+        if is_quota(err) {
+            return;
+        }
         let slug = err.problem.kind().map(ProblemType::slug);
+        let device_id = err.device_id.as_deref().or(device_id);
+        if user.is_some() {
+            self.audit(NewAudit {
+                action,
+                outcome: "deny",
+                user,
+                device_id,
+                problem: slug,
+                reason: &err.problem.detail,
+                decision: None,
+            });
+            return;
+        }
+        let now = self.now();
+        let folded = {
+            let mut seen = self
+                .unauthenticated
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let key = (action.to_owned(), slug.unwrap_or("-"));
+            match seen.get_mut(&key) {
+                Some((at, count)) if now - *at < UNAUTHENTICATED_WINDOW_SECS => {
+                    *count += 1;
+                    return;
+                }
+                Some((at, count)) => {
+                    let folded = *count;
+                    *at = now;
+                    *count = 0;
+                    folded
+                }
+                None => {
+                    if seen.len() >= 10_000 {
+                        seen.clear();
+                    }
+                    seen.insert(key, (now, 0));
+                    0
+                }
+            }
+        };
+        let detail: String = err
+            .problem
+            .detail
+            .chars()
+            .take(UNAUTHENTICATED_REASON_CHARS)
+            .collect();
+        let reason = if folded > 0 {
+            format!(
+                "{detail} (and {folded} more like it in the {UNAUTHENTICATED_WINDOW_SECS} s before, not written one by one)"
+            )
+        } else {
+            detail
+        };
         self.audit(NewAudit {
             action,
             outcome: "deny",
-            user,
-            device_id: err.device_id.as_deref().or(device_id),
+            user: None,
+            device_id: device_id.map(|d| d.get(..d.len().min(64)).unwrap_or(d)),
             problem: slug,
-            reason: &err.problem.detail,
+            reason: &reason,
             decision: None,
         });
     }
