@@ -614,6 +614,10 @@ pub struct AuditEntry {
     /// SHA-256 (hex) of the access policy in force (grant decisions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_policy_digest: Option<String>,
+    /// The administrator who acted (admin calls): the name of the
+    /// `[[server.admins]]` credential used, `admin` for the shared token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
     /// The audit chain's hash at this row: SHA-256 over the previous row's
     /// hash and this row (`sallyport-broker audit verify`). A SIEM that
     /// keeps them can tell a rewritten or truncated log.
@@ -639,6 +643,7 @@ impl Default for AuditEntry {
             input_digest: None,
             policy_digest: None,
             access_policy_digest: None,
+            admin: None,
             hash: None,
         }
     }

@@ -116,7 +116,10 @@ async fn event_streams_per_user_are_capped_and_given_back_when_closed() {
         if r.status() == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "the closed stream's place never came back");
+        assert!(
+            Instant::now() < deadline,
+            "the closed stream's place never came back"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(second);
@@ -134,7 +137,12 @@ async fn an_oversized_request_head_is_refused() {
         .unwrap();
     assert_eq!(r.status(), 431);
     expect_problem(r, ProblemType::HeadersTooLarge).await;
-    let r = env.http.get(env.url(api::paths::CONFIG)).send().await.unwrap();
+    let r = env
+        .http
+        .get(env.url(api::paths::CONFIG))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -148,9 +156,12 @@ async fn a_flood_of_forged_tokens_is_aggregated_in_the_audit_log() {
     let env = Env::start_with_clock(|c, _| c, Some(clock.clone())).await;
     let forger = posture::attestation::DeviceKey::generate();
     let kid = "k".repeat(5000);
-    let forged = env
-        .issuer
-        .token_signed(&forger, &kid, "alice", json!({"iat": clock.now(), "exp": clock.now() + 600}));
+    let forged = env.issuer.token_signed(
+        &forger,
+        &kid,
+        "alice",
+        json!({"iat": clock.now(), "exp": clock.now() + 600}),
+    );
     let api = env.client(&forged);
     for _ in 0..300 {
         let r = api.post(api::paths::CHALLENGE, &json!({})).await;
@@ -164,7 +175,11 @@ async fn a_flood_of_forged_tokens_is_aggregated_in_the_audit_log() {
     };
     let first = rows(&env.audit().await);
     assert_eq!(first.len(), 1, "{first:#?}");
-    assert!(first[0].reason.chars().count() <= 200, "{}", first[0].reason);
+    assert!(
+        first[0].reason.chars().count() <= 200,
+        "{}",
+        first[0].reason
+    );
     // A minute on, the next one says how many were folded into it.
     clock.advance(Duration::from_secs(61));
     let forged = env.issuer.token_signed(
@@ -173,9 +188,16 @@ async fn a_flood_of_forged_tokens_is_aggregated_in_the_audit_log() {
         "alice",
         json!({"iat": clock.now(), "exp": clock.now() + 600}),
     );
-    let r = env.client(&forged).post(api::paths::CHALLENGE, &json!({})).await;
+    let r = env
+        .client(&forged)
+        .post(api::paths::CHALLENGE, &json!({}))
+        .await;
     assert_eq!(r.status(), 401);
     let after = rows(&env.audit().await);
     assert_eq!(after.len(), 2, "{after:#?}");
-    assert!(after[1].reason.contains("and 299 more like it"), "{}", after[1].reason);
+    assert!(
+        after[1].reason.contains("and 299 more like it"),
+        "{}",
+        after[1].reason
+    );
 }

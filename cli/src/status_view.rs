@@ -276,7 +276,7 @@ mod tests {
             enrolment: EnrolmentView::Enrolled {
                 device_id: "oKIy".into(),
             },
-                    broker_unreachable: None,
+            broker_unreachable: None,
         };
         let text = render_status(&status);
         assert!(text.contains("alice@example.com (MFA: otp)"), "{text}");
@@ -335,7 +335,7 @@ mod tests {
                 device_id: "oKIy".into(),
                 since: "2026-11-23T10:00:00Z".into(),
             },
-                    broker_unreachable: None,
+            broker_unreachable: None,
         };
         let text = render_status(&status);
         assert!(
@@ -472,7 +472,7 @@ mod tests {
             tunnels: vec![],
             posture_collected_at: None,
             enrolment: EnrolmentView::NotEnrolled,
-                    broker_unreachable: None,
+            broker_unreachable: None,
         };
         let text = render_status(&status);
         assert!(

@@ -103,12 +103,17 @@ async fn a_broker_that_does_not_answer_is_reported_while_the_agent_waits_for_it(
         panic!("expected the socket to be claimed, got {hosting:?}");
     };
     let status: StatusView = link.ask_as(&Request::Status).await.unwrap();
-    let said = status.broker_unreachable.expect("status says what it waits for");
+    let said = status
+        .broker_unreachable
+        .expect("status says what it waits for");
     assert!(
         said.starts_with(agent::control::view::BROKER_UNREACHABLE),
         "{said}"
     );
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert!(!hosted.is_finished(), "the agent must keep running and retrying");
+    assert!(
+        !hosted.is_finished(),
+        "the agent must keep running and retrying"
+    );
     hosted.stop().await;
 }

@@ -7,7 +7,8 @@
 //! tls_cert = "/etc/sallyport/broker.crt"   # PEM chain; required unless listen is loopback
 //! tls_key = "/etc/sallyport/broker.key"    # PEM PKCS#8 / RSA / SEC1 key
 //! database = "/var/lib/sallyport/broker.db"
-//! admin_token_sha256 = "<hex of SHA-256 of the admin bearer token>"
+//! admins = [{ name = "alice@example.com", token_sha256 = "<hex of SHA-256 of her token>" }]
+//! # admin_token_sha256 = "<hex>"      # one shared token, logged as "admin": prefer `admins`
 //! public_url = "https://broker.example.com"  # optional; what agents call (DPoP htu)
 //!
 //! [oidc]
@@ -159,9 +160,15 @@ pub struct ServerSection {
     pub tls_key: Option<PathBuf>,
     /// SQLite database file (created if missing).
     pub database: PathBuf,
-    /// SHA-256 (hex) of the admin bearer token; admin calls are refused without one.
+    /// SHA-256 (hex) of a shared admin bearer token, named `admin` in the
+    /// audit log. Prefer `admins`: one credential per administrator, so the
+    /// log says who acted.
     #[serde(default)]
     pub admin_token_sha256: Option<String>,
+    /// One bearer token per administrator: `{ name, token_sha256 }`. Admin
+    /// calls are refused when neither this nor `admin_token_sha256` is set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admins: Vec<AdminCredential>,
     /// The origin agents reach the API at (`https://broker.example.com`),
     /// when it is not the listen address (a DNS name, a proxy, a wildcard
     /// listen): DPoP proofs name the URL they were made for, and the broker
@@ -169,6 +176,16 @@ pub struct ServerSection {
     /// listen address, with `https` when TLS is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+}
+
+/// One administrator's credential (`[[server.admins]]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminCredential {
+    /// Who this is, as the audit log names them (`alice@example.com`).
+    pub name: String,
+    /// SHA-256 (hex) of their bearer token (`printf %s TOKEN | sha256sum`).
+    pub token_sha256: String,
 }
 
 /// `[oidc]`.
@@ -547,8 +564,9 @@ pub struct Settings {
     pub network: Ipv4Net,
     /// Apps with parsed targets.
     pub apps: Vec<(AppSection, Vec<tunnel::Target>)>,
-    /// Decoded admin token digest.
-    pub admin_token_sha256: Option<[u8; 32]>,
+    /// Every administrator: name and token digest (the shared
+    /// `admin_token_sha256`, if set, as `admin`).
+    pub admins: Vec<(String, [u8; 32])>,
     /// What every caller's sign-in must show (MFA, recency).
     pub auth: AuthRequirement,
     /// How long fetched issuer keys are used.
@@ -801,15 +819,46 @@ impl Config {
                 ));
             }
         }
-        let admin_token_sha256 = match &self.server.admin_token_sha256 {
-            None => None,
-            Some(hex) => Some(decode_hex32(hex).ok_or_else(|| {
+        let mut admins = Vec::new();
+        if let Some(hex) = &self.server.admin_token_sha256 {
+            let digest = decode_hex32(hex).ok_or_else(|| {
                 ConfigError::Invalid(
                     "server.admin_token_sha256 must be 64 hex digits (sha256sum of the token)"
                         .into(),
                 )
-            })?),
-        };
+            })?;
+            admins.push(("admin".to_owned(), digest));
+        }
+        for admin in &self.server.admins {
+            let name_ok = !admin.name.is_empty()
+                && admin.name.len() <= 128
+                && admin
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._@+-".contains(c));
+            if !name_ok {
+                return invalid(format!(
+                    "server.admins: name {:?} must be 1..=128 of [A-Za-z0-9._@+-]",
+                    admin.name
+                ));
+            }
+            if admins.iter().any(|(n, _)| *n == admin.name) {
+                return invalid(format!("server.admins: {:?} is listed twice", admin.name));
+            }
+            let digest = decode_hex32(&admin.token_sha256).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "server.admins {:?}: token_sha256 must be 64 hex digits",
+                    admin.name
+                ))
+            })?;
+            if admins.iter().any(|(_, d)| *d == digest) {
+                return invalid(format!(
+                    "server.admins {:?}: the same token as another administrator; give each their own",
+                    admin.name
+                ));
+            }
+            admins.push((admin.name.clone(), digest));
+        }
         let auth = AuthRequirement {
             require_mfa: self.oidc.require_mfa,
             acr: self.oidc.required_acr.clone(),
@@ -828,7 +877,7 @@ impl Config {
             gateway_endpoint,
             network,
             apps,
-            admin_token_sha256,
+            admins,
             time_zone,
             networks,
             trusted_proxies,
@@ -1048,6 +1097,41 @@ targets = ["10.0.0.5:443/tcp", "10.0.0.6:53/udp"]
         );
         assert!(Config::parse(&dup).is_err());
         assert!(Config::parse("not toml [").is_err());
+    }
+
+    #[test]
+    fn one_credential_per_administrator() {
+        let admins = |body: &str| {
+            with(
+                "database = \"/tmp/x.db\"",
+                &format!("database = \"/tmp/x.db\"\n{body}"),
+            )
+        };
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let s = admins(&format!(
+            "admin_token_sha256 = \"{a}\"\nadmins = [{{ name = \"alice@example.com\", token_sha256 = \"{b}\" }}]"
+        ))
+        .unwrap();
+        assert_eq!(s.admins.len(), 2);
+        assert_eq!(s.admins[0].0, "admin", "the shared token is named admin");
+        assert_eq!(s.admins[1].0, "alice@example.com");
+        // The same token twice, or the same name twice: refused.
+        assert!(admins(&format!(
+            "admins = [{{ name = \"a\", token_sha256 = \"{b}\" }}, {{ name = \"b\", token_sha256 = \"{b}\" }}]"
+        ))
+        .is_err());
+        assert!(admins(&format!(
+            "admins = [{{ name = \"a\", token_sha256 = \"{a}\" }}, {{ name = \"a\", token_sha256 = \"{b}\" }}]"
+        ))
+        .is_err());
+        assert!(
+            admins(&format!(
+                "admins = [{{ name = \"a b\", token_sha256 = \"{a}\" }}]"
+            ))
+            .is_err()
+        );
+        assert!(admins("admins = [{ name = \"a\", token_sha256 = \"xyz\" }]").is_err());
     }
 
     #[test]

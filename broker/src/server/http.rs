@@ -158,9 +158,9 @@ impl FromRequestParts<Arc<Broker>> for Enrolling {
     }
 }
 
-/// An administrator, authenticated by the admin token.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
+/// An administrator, authenticated by their admin token: their name.
+#[derive(Debug, Clone)]
+pub struct Admin(pub String);
 
 impl FromRequestParts<Arc<Broker>> for Admin {
     type Rejection = ApiError;
@@ -170,7 +170,7 @@ impl FromRequestParts<Arc<Broker>> for Admin {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        broker.authorize_admin(auth).map(|()| Admin)
+        broker.authorize_admin(auth).map(Admin)
     }
 }
 
@@ -249,21 +249,23 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route(paths::ADMIN_DEVICE_APPROVE, post(approve_device))
         .route(paths::ADMIN_REVOCATIONS_CLEAR, post(clear_revocation))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn(move |req: Request, next: axum::middleware::Next| {
-            let broker = limit.clone();
-            async move {
-                // Header names, values and their separators, as sent.
-                let bytes: usize = req
-                    .headers()
-                    .iter()
-                    .map(|(name, value)| name.as_str().len() + value.len() + 4)
-                    .sum();
-                match broker.check_header_size(bytes) {
-                    Ok(()) => next.run(req).await,
-                    Err(e) => e.into_response(),
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: axum::middleware::Next| {
+                let broker = limit.clone();
+                async move {
+                    // Header names, values and their separators, as sent.
+                    let bytes: usize = req
+                        .headers()
+                        .iter()
+                        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                        .sum();
+                    match broker.check_header_size(bytes) {
+                        Ok(()) => next.run(req).await,
+                        Err(e) => e.into_response(),
+                    }
                 }
-            }
-        }))
+            },
+        ))
         .with_state(broker)
 }
 
@@ -433,10 +435,10 @@ async fn events(
 
 async fn revoke(
     broker: State,
-    _: Admin,
+    Admin(admin): Admin,
     Body(req): Body<RevocationRequest>,
 ) -> Result<Json<api::RevocationResult>, ApiError> {
-    Ok(Json(broker.revoke(&req).await?))
+    Ok(Json(broker.revoke(&req, &admin).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -469,8 +471,11 @@ async fn audit(
     }))
 }
 
-async fn reload_policy(broker: State, _: Admin) -> Result<Json<api::PolicyDocument>, ApiError> {
-    Ok(Json(broker.reload_policy().await?))
+async fn reload_policy(
+    broker: State,
+    Admin(admin): Admin,
+) -> Result<Json<api::PolicyDocument>, ApiError> {
+    Ok(Json(broker.reload_policy(&admin).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -495,18 +500,18 @@ async fn admin_devices(
 
 async fn approve_device(
     broker: State,
-    _: Admin,
+    Admin(admin): Admin,
     Path(id): Path<String>,
 ) -> Result<Json<api::AdminDevice>, ApiError> {
-    Ok(Json(broker.approve_device(&id)?))
+    Ok(Json(broker.approve_device(&id, &admin)?))
 }
 
 async fn clear_revocation(
     broker: State,
-    _: Admin,
+    Admin(admin): Admin,
     Body(req): Body<RevocationClearRequest>,
 ) -> Result<Json<api::RevocationClearResult>, ApiError> {
-    Ok(Json(broker.clear_revocation(&req)?))
+    Ok(Json(broker.clear_revocation(&req, &admin)?))
 }
 
 async fn gateway_peers(broker: State, _: Admin) -> Json<Vec<api::GatewayPeer>> {

@@ -282,6 +282,9 @@ pub struct AuditDecision {
     /// SHA-256 of the access policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_policy_digest: Option<String>,
+    /// The administrator who acted (admin calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
 }
 
 /// The database. Cheap operations under one mutex: the broker's write rate
@@ -886,6 +889,7 @@ impl Store {
             input_digest: d.input_digest,
             policy_digest: d.policy_digest,
             access_policy_digest: d.access_policy_digest,
+            admin: d.admin,
             hash: Some(hash),
         })
     }
@@ -977,6 +981,7 @@ impl Store {
                 input_digest: d.input_digest,
                 policy_digest: d.policy_digest,
                 access_policy_digest: d.access_policy_digest,
+                admin: d.admin,
                 hash,
             });
         }

@@ -64,6 +64,7 @@ impl BrokerConfig {
                     tls_key: None,
                     database: database.to_owned(),
                     admin_token_sha256: Some(hex),
+                    admins: Vec::new(),
                     public_url: None,
                 },
                 oidc: OidcSection {

@@ -216,6 +216,7 @@ impl Broker {
                 input_digest: Some(input_digest),
                 policy_digest: Some(policy.digest.clone()),
                 access_policy_digest: Some(access.digest.clone()),
+                admin: None,
             },
             input,
             network,

@@ -11,47 +11,69 @@ use crate::api::{
     self, ComplianceStatus, Event, GatewayPeer, PolicyDocument, ProblemType,
     RevocationClearRequest, RevocationClearResult, RevocationRequest, RevocationResult,
 };
+use crate::server::store::AuditDecision;
 
 impl Broker {
-    /// Checks the admin bearer token (constant-time over SHA-256 digests).
-    pub fn authorize_admin(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+    /// Checks the admin bearer token (constant-time over SHA-256 digests)
+    /// and says which administrator it is.
+    pub fn authorize_admin(&self, authorization: Option<&str>) -> Result<String, ApiError> {
         let denied = || {
             ApiError::new(
                 ProblemType::AdminUnauthorized,
                 "a valid admin token is required",
             )
         };
-        let expected = self.settings.admin_token_sha256.ok_or_else(|| {
-            ApiError::new(
-                ProblemType::AdminUnauthorized,
-                "admin calls are disabled: set server.admin_token_sha256",
-            )
-        });
-        let result = expected.and_then(|expected| {
+        let result = (|| {
+            if self.settings.admins.is_empty() {
+                return Err(ApiError::new(
+                    ProblemType::AdminUnauthorized,
+                    "admin calls are disabled: set server.admins (or server.admin_token_sha256)",
+                ));
+            }
             let token = authorization
                 .and_then(|h| h.strip_prefix("Bearer "))
                 .ok_or_else(denied)?;
             let got = ring::digest::digest(&ring::digest::SHA256, token.trim().as_bytes());
-            let diff = got
-                .as_ref()
-                .iter()
-                .zip(expected.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if diff == 0 { Ok(()) } else { Err(denied()) }
-        });
+            // Every credential is compared, in constant time each, so the
+            // time taken does not say which one nearly matched.
+            let mut found = None;
+            for (name, expected) in &self.settings.admins {
+                let diff = got
+                    .as_ref()
+                    .iter()
+                    .zip(expected.iter())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+                if diff == 0 {
+                    found = Some(name.clone());
+                }
+            }
+            found.ok_or_else(denied)
+        })();
         if let Err(err) = &result {
             self.deny("admin", None, None, err);
         }
         result
     }
 
-    /// `POST /v1/admin/revocations`.
-    pub async fn revoke(&self, req: &RevocationRequest) -> Result<RevocationResult, ApiError> {
+    /// What an admin action's audit row carries: who acted.
+    fn by(admin: &str) -> AuditDecision {
+        AuditDecision {
+            admin: Some(admin.to_owned()),
+            ..AuditDecision::default()
+        }
+    }
+
+    pub async fn revoke(
+        &self,
+        req: &RevocationRequest,
+        admin: &str,
+    ) -> Result<RevocationResult, ApiError> {
         let result = self.revoke_inner(req).await;
-        self.audited(
+        self.audited_decision(
             "revoke",
             req.user.as_deref(),
             req.device_id.as_deref(),
+            Some(&Self::by(admin)),
             result,
         )
     }
@@ -150,7 +172,7 @@ impl Broker {
     /// simple, cannot keep a grant the new policy would refuse, and costs an
     /// agent one attestation and one grant request (it reacts to the
     /// `grant-revoked` and `policy-changed` events at once).
-    pub async fn reload_policy(&self) -> Result<PolicyDocument, ApiError> {
+    pub async fn reload_policy(&self, admin: &str) -> Result<PolicyDocument, ApiError> {
         let result = async {
             let loaded = LoadedPolicy::load(&self.settings)
                 .map_err(|e| ApiError::new(ProblemType::PolicyError, e.to_string()))?;
@@ -212,7 +234,7 @@ impl Broker {
             Ok((doc, why))
         }
         .await;
-        self.audited("policy-reload", None, None, result)
+        self.audited_decision("policy-reload", None, None, Some(&Self::by(admin)), result)
     }
 
     /// `POST /v1/admin/revocations/clear`: a cleared user may enrol new
@@ -222,6 +244,7 @@ impl Broker {
     pub fn clear_revocation(
         &self,
         req: &RevocationClearRequest,
+        admin: &str,
     ) -> Result<RevocationClearResult, ApiError> {
         let result = (|| {
             let note = if req.reason.trim().is_empty() {
@@ -259,10 +282,11 @@ impl Broker {
                 )),
             }
         })();
-        self.audited(
+        self.audited_decision(
             "revocation-clear",
             req.user.as_deref(),
             req.device_id.as_deref(),
+            Some(&Self::by(admin)),
             result,
         )
     }

@@ -276,7 +276,7 @@ impl Broker {
     /// `POST /v1/admin/devices/{id}/approve`: a pending device becomes
     /// active (approving an active one again is a no-op); its agent is told
     /// on its event stream.
-    pub fn approve_device(&self, device_id: &str) -> Result<AdminDevice, ApiError> {
+    pub fn approve_device(&self, device_id: &str, admin: &str) -> Result<AdminDevice, ApiError> {
         let result = (|| {
             let before = self
                 .store
@@ -307,7 +307,17 @@ impl Broker {
             Ok((admin_view(&row), why))
         })();
         let user = result.as_ref().ok().map(|d| d.0.user.clone());
-        self.audited("approve", user.as_deref(), Some(device_id), result)
+        let by = crate::server::store::AuditDecision {
+            admin: Some(admin.to_owned()),
+            ..Default::default()
+        };
+        self.audited_decision(
+            "approve",
+            user.as_deref(),
+            Some(device_id),
+            Some(&by),
+            result,
+        )
     }
 }
 
