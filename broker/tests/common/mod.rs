@@ -47,6 +47,8 @@ pub struct TestIssuer {
     pub kid: String,
     jwks: Arc<Mutex<serde_json::Value>>,
     jwks_fetches: Arc<AtomicUsize>,
+    /// While set, the JWKS endpoint answers 503 (the IdP is down).
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A JWK set publishing `keys` as (key, kid).
@@ -71,7 +73,8 @@ impl TestIssuer {
         let kid = "test-es256".to_owned();
         let jwks = Arc::new(Mutex::new(jwk_set(&[(&key, &kid)])));
         let jwks_fetches = Arc::new(AtomicUsize::new(0));
-        let (served, fetches) = (jwks.clone(), jwks_fetches.clone());
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (served, fetches, is_down) = (jwks.clone(), jwks_fetches.clone(), down.clone());
         let discovery = json!({
             "issuer": url,
             "jwks_uri": format!("{url}/jwks"),
@@ -91,7 +94,15 @@ impl TestIssuer {
                 get(move || {
                     fetches.fetch_add(1, Ordering::SeqCst);
                     let j = served.lock().unwrap().clone();
-                    async move { axum::Json(j) }
+                    let down = is_down.load(Ordering::SeqCst);
+                    async move {
+                        use axum::response::IntoResponse as _;
+                        if down {
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+                        } else {
+                            axum::Json(j).into_response()
+                        }
+                    }
                 }),
             );
         tokio::spawn(async move {
@@ -103,7 +114,13 @@ impl TestIssuer {
             kid,
             jwks,
             jwks_fetches,
+            down,
         }
+    }
+
+    /// Takes the JWKS endpoint down (503) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
     }
 
     /// Publishes exactly `keys` from now on (the issuer's own key included
