@@ -1,5 +1,11 @@
-//! Linux: the owner of a loopback connection's client end, from
-//! `/proc/net/tcp` and `/proc/net/tcp6` (this network namespace's tables).
+//! Linux: the owner of a loopback connection's client end, from the
+//! `/proc/net/tcp` and `/proc/net/tcp6` tables.
+//!
+//! They are read through `/proc/thread-self/net/`, not `/proc/net/`
+//! (`/proc/self/net/`, the main thread's network namespace): a thread may
+//! have joined another namespace (`setns`), and its runtime's threads,
+//! the blocking pool included, live where the listener was bound. A lookup
+//! in the wrong namespace finds no row and refuses, never admits.
 
 use std::io;
 use std::net::SocketAddr;
@@ -9,9 +15,9 @@ use super::Refusal;
 use super::proc_net::{self, Miss};
 
 /// IPv4 sockets, then IPv6 ones (an AF_INET6 client of an IPv4 listener
-/// shows up here with a mapped address).
-const TCP: &str = "/proc/net/tcp";
-const TCP6: &str = "/proc/net/tcp6";
+/// shows up there with a mapped address).
+const TCP: &str = "/proc/thread-self/net/tcp";
+const TCP6: &str = "/proc/thread-self/net/tcp6";
 
 /// The client's row is normally there before `accept` returns (the client
 /// is established first), so the retries are only for a slow kernel.
