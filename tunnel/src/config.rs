@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use crate::key::{PrivateKey, PublicKey};
+use crate::local_owner::LocalAccess;
 
 /// Transport protocol of a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -194,11 +195,18 @@ pub struct TunnelConfig {
     pub handshake_timeout: Duration,
     /// In-tunnel stack tuning.
     pub stack: StackOptions,
+    /// Which local processes may use the TCP forwards and the SOCKS5
+    /// listener. Loopback is shared by every user of the machine, so the
+    /// default admits only this process's own user
+    /// ([`LocalAccess::SameUser`], fail closed where the owner cannot be
+    /// determined).
+    pub local_access: LocalAccess,
 }
 
 impl TunnelConfig {
     /// A config with defaults for everything the grant does not say: fresh
-    /// key, ephemeral local ports, SOCKS on an ephemeral port, keepalive 25 s.
+    /// key, ephemeral local ports, SOCKS on an ephemeral port, keepalive 25 s,
+    /// local listeners for this process's user only.
     pub fn new(
         gateway_endpoint: SocketAddr,
         gateway_public_key: PublicKey,
@@ -218,6 +226,7 @@ impl TunnelConfig {
             socks_port: Some(0),
             handshake_timeout: Duration::from_secs(15),
             stack: StackOptions::default(),
+            local_access: LocalAccess::default(),
         }
     }
 

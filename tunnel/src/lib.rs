@@ -7,6 +7,8 @@
 //! - [`client`] and [`gateway`] are the tokio drivers that own the sockets:
 //!   the client's local TCP/UDP forwards and SOCKS5 listener, the gateway's
 //!   UDP socket and its connections to the real targets.
+//! - [`local_owner`] decides which local processes may use a client's
+//!   listeners: by default only the tunnel process's own user's.
 //!
 //! See `README.md` in this crate for the packet path and how enforcement works.
 
@@ -16,6 +18,7 @@ pub mod core;
 mod driver;
 pub mod gateway;
 pub mod key;
+pub mod local_owner;
 pub mod socks;
 
 pub use client::{Tunnel, TunnelError, TunnelHandle, TunnelStatus};
@@ -23,3 +26,4 @@ pub use config::{GatewayConfig, PeerGrant, Protocol, StackOptions, Target, Tunne
 pub use core::{CloseReason, DropCounters, HandshakeState};
 pub use gateway::{Gateway, GatewayError, GatewayHandle, GatewayStatus};
 pub use key::{KeyError, PrivateKey, PublicKey};
+pub use local_owner::LocalAccess;

@@ -29,13 +29,15 @@ async fn gateway() -> GatewayHandle {
 
 fn client_config(gw: &GatewayHandle, n: u8, targets: Vec<Target>, ttl: Duration) -> TunnelConfig {
     let addr: IpAddr = format!("100.64.0.{n}").parse().unwrap();
-    TunnelConfig::new(
+    let mut cfg = TunnelConfig::new(
         gw.local_addr(),
         gw.public_key(),
         addr,
         targets,
         SystemTime::now() + ttl,
-    )
+    );
+    cfg.local_access = local_access();
+    cfg
 }
 
 fn grant_for(cfg: &TunnelConfig, targets: Vec<Target>, ttl: Duration) -> PeerGrant {

@@ -163,10 +163,12 @@ impl Tunnel {
         }));
         let (cmd_tx, cmd_rx) = mpsc::channel(4);
         let (socks_tx, socks_rx) = mpsc::channel(64);
+        let (admitted_tx, admitted_rx) = mpsc::channel(64);
         tracing::info!(
             key = %config.private_key.public_key(),
             gateway = %config.gateway_endpoint,
             targets = config.targets.len(),
+            local_access = ?config.local_access,
             "tunnel starting"
         );
         let side = ClientSide {
@@ -176,13 +178,16 @@ impl Tunnel {
             socks,
             socks_tx,
             socks_rx,
+            local_access: config.local_access,
+            admitted_tx,
+            admitted_rx,
             commands: cmd_rx,
             conns: HashMap::new(),
             status: status.clone(),
             buf: vec![0u8; crate::core::wg::MAX_DATAGRAM],
             wall_at_start: (now, wall_now),
             targets: config.targets.clone(),
-            socks_tasks: Vec::new(),
+            local_tasks: Vec::new(),
         };
         let task = tokio::spawn(Driver::new(side, udp).run());
         Ok(TunnelHandle {

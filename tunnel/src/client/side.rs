@@ -25,6 +25,7 @@ use crate::driver::Side;
 use crate::driver::bridge::{self, Step, TcpBridge};
 use crate::driver::flow::{FLOW_IDLE, recv_each};
 use crate::driver::udp::{self, Outbox, UdpIo};
+use crate::local_owner::{self, LocalAccess};
 
 /// A connect inside the tunnel that is not answered in this time fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -47,6 +48,11 @@ pub(super) struct ClientSide {
     /// Negotiated SOCKS connections come back from their tasks on this.
     pub(super) socks_tx: mpsc::Sender<(TcpStream, Target)>,
     pub(super) socks_rx: mpsc::Receiver<(TcpStream, Target)>,
+    /// Who may connect to the forwards and the SOCKS listener.
+    pub(super) local_access: LocalAccess,
+    /// Forward connections whose owner was checked come back on this.
+    pub(super) admitted_tx: mpsc::Sender<(TcpStream, Target)>,
+    pub(super) admitted_rx: mpsc::Receiver<(TcpStream, Target)>,
     pub(super) commands: mpsc::Receiver<Command>,
     pub(super) conns: HashMap<ConnId, TcpBridge>,
     pub(super) status: Arc<Mutex<TunnelStatus>>,
@@ -55,7 +61,8 @@ pub(super) struct ClientSide {
     /// To turn the core's `Instant`s into wall-clock times for the status.
     pub(super) wall_at_start: (Instant, SystemTime),
     pub(super) targets: Vec<Target>,
-    pub(super) socks_tasks: Vec<JoinHandle<()>>,
+    /// Owner checks and SOCKS negotiations in flight; aborted at teardown.
+    pub(super) local_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Side for ClientSide {
@@ -129,7 +136,7 @@ impl Side for ClientSide {
         for (_, bridge) in self.conns.drain() {
             bridge.reset();
         }
-        for t in self.socks_tasks.drain(..) {
+        for t in self.local_tasks.drain(..) {
             t.abort();
         }
         self.tcp_forwards.clear();
@@ -153,13 +160,21 @@ impl Outbox for ClientSide {
 }
 
 impl ClientSide {
+    /// Accept on every listener. A forward's connection goes into the tunnel
+    /// once its owner passed `local_access` (checked in a task of its own,
+    /// so the lookup never stalls the loop); a SOCKS connection's task
+    /// checks the owner before it negotiates.
     fn accept(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         let mut accepted = Vec::new();
+        let mut to_check = Vec::new();
         for (listener, target) in &self.tcp_forwards {
             while let Poll::Ready(r) = listener.poll_accept(cx) {
                 progress = true;
                 match r {
+                    Ok((stream, _)) if self.local_access.needs_lookup() => {
+                        to_check.push((stream, *target));
+                    }
                     Ok((stream, _)) => accepted.push((stream, *target, false)),
                     Err(e) => {
                         tracing::debug!(error = %e, "accept failed");
@@ -168,14 +183,26 @@ impl ClientSide {
                 }
             }
         }
+        if !to_check.is_empty() {
+            self.local_tasks.retain(|t| !t.is_finished());
+        }
+        for (stream, target) in to_check {
+            let (access, admitted) = (self.local_access, self.admitted_tx.clone());
+            self.local_tasks.push(tokio::spawn(async move {
+                if let Some(stream) = local_owner::admit(access, stream, "a TCP forward").await {
+                    let _ = admitted.send((stream, target)).await;
+                }
+            }));
+        }
         if let Some(listener) = &self.socks {
             while let Poll::Ready(r) = listener.poll_accept(cx) {
                 progress = true;
                 match r {
                     Ok((stream, _)) => {
-                        self.socks_tasks.retain(|t| !t.is_finished());
-                        self.socks_tasks.push(socks_session::spawn(
+                        self.local_tasks.retain(|t| !t.is_finished());
+                        self.local_tasks.push(socks_session::spawn(
                             stream,
+                            self.local_access,
                             self.targets.clone(),
                             self.socks_tx.clone(),
                         ));
@@ -186,6 +213,10 @@ impl ClientSide {
                     }
                 }
             }
+        }
+        while let Poll::Ready(Some((stream, target))) = self.admitted_rx.poll_recv(cx) {
+            progress = true;
+            accepted.push((stream, target, false));
         }
         while let Poll::Ready(Some((stream, target))) = self.socks_rx.poll_recv(cx) {
             progress = true;

@@ -19,19 +19,26 @@ use tokio::task::JoinHandle;
 
 use crate::config::Target;
 use crate::driver::bridge::{Connect, Step, TcpBridge};
+use crate::local_owner::{self, LocalAccess};
 use crate::socks::{self, Reply};
 
 /// How long a SOCKS client has to send its request.
 const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Negotiate with a freshly accepted SOCKS client in its own task. An
-/// allowed request comes back on `granted` for the driver to connect.
+/// Negotiate with a freshly accepted SOCKS client in its own task, once
+/// `access` admits the process that connected (a refused one is reset
+/// before a byte of it is read). An allowed request comes back on
+/// `granted` for the driver to connect.
 pub(super) fn spawn(
     stream: TcpStream,
+    access: LocalAccess,
     targets: Vec<Target>,
     granted: mpsc::Sender<(TcpStream, Target)>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let Some(stream) = local_owner::admit(access, stream, "the SOCKS5 listener").await else {
+            return;
+        };
         let negotiated =
             tokio::time::timeout(NEGOTIATION_TIMEOUT, negotiate(stream, &targets)).await;
         if let Ok(Some(pair)) = negotiated {

@@ -14,6 +14,20 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 /// backoff), and a loaded 2-core CI machine does lose the odd packet there.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Who may use the tunnels' local listeners in these tests. On Linux the
+/// default (`SameUser`), so every test also exercises the owner check with
+/// this process as the owner. On Windows the tests run under Wine, whose
+/// `GetExtendedTcpTable` lists sockets without their owning PID, so the
+/// owner is unknown and `SameUser` refuses (fail closed); the Windows check
+/// is covered by `local_owner::windows`'s own tests instead.
+pub fn local_access() -> tunnel::LocalAccess {
+    if cfg!(windows) {
+        tunnel::LocalAccess::Anyone
+    } else {
+        tunnel::LocalAccess::SameUser
+    }
+}
+
 /// A TCP echo server on `addr`; returns the bound address.
 pub async fn tcp_echo(addr: &str) -> SocketAddr {
     let l = TcpListener::bind(addr).await.unwrap();
