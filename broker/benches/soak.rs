@@ -64,9 +64,16 @@ struct BrokerProcess {
 
 impl BrokerProcess {
     async fn start(config: &Path, base: &str) -> BrokerProcess {
+        // Its log next to its configuration, out of the tables' way.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(config.with_extension("log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sallyport-broker"))
             .args(["--config", config.to_str().unwrap()])
             .env("RUST_LOG", "warn")
+            .stderr(log)
             .spawn()
             .unwrap();
         let http = reqwest::Client::new();
@@ -158,12 +165,53 @@ async fn device_loop(
     let mut enrolled = false;
     let mut rng_state = user.len() as u64 * 7919;
     let last;
+    let mut after_stop = 0;
     loop {
+        if stop.load(Ordering::SeqCst) {
+            after_stop += 1;
+            if after_stop > 50 {
+                last = None;
+                break;
+            }
+        }
         if !enrolled {
             let r = timed(&lat, "enrol", device.enrol()).await;
             enrolled = r.status().is_success();
+            if !enrolled {
+                // Revoked and not cleared yet: try again shortly.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
         }
-        let claims = timed(&lat, "challenge", device.claims(healthy_report())).await;
+        let r = timed(
+            &lat,
+            "challenge",
+            device.api.post(api::paths::CHALLENGE, &json!({})),
+        )
+        .await;
+        if !r.status().is_success() {
+            let p = problem(r).await;
+            *errors
+                .lock()
+                .unwrap()
+                .entry(format!(
+                    "challenge {}",
+                    p.type_uri.rsplit('/').next().unwrap_or("")
+                ))
+                .or_default() += 1;
+            enrolled = false;
+            continue;
+        }
+        let challenge: api::Challenge = r.json().await.unwrap();
+        let claims = posture::attestation::EatClaims::new(
+            &device.key,
+            &challenge.nonce,
+            AUDIENCE,
+            &user,
+            healthy_report(),
+            unix_now(),
+            120,
+        );
         let r = timed(
             &lat,
             "attest",
@@ -283,26 +331,26 @@ async fn run() -> Result<(), String> {
         samples.push((started.elapsed().as_secs(), sample(broker.pid())));
         if Instant::now() >= next_revoke {
             next_revoke += Duration::from_secs(15);
-            let user = format!("user{:04}", revoked as usize % devices.max(1));
-            // Revoke the user's devices by user, then clear: the device enrols again.
-            let r = timed(
-                &lat,
-                "admin revoke",
-                admin.post(
-                    api::paths::ADMIN_REVOCATIONS,
-                    &json!({"user": user, "reason": "soak"}),
-                ),
-            )
-            .await;
-            if r.status().is_success() {
-                revoked += 1;
-            }
-            let _ = admin
-                .post(
-                    api::paths::ADMIN_REVOCATIONS_CLEAR,
-                    &json!({"user": user, "reason": "soak"}),
+            // Revoke one active device, then clear it: it enrols again.
+            let active: Vec<api::AdminDevice> = admin
+                .get(&format!("{}?state=active", api::paths::ADMIN_DEVICES))
+                .await
+                .json()
+                .await
+                .unwrap_or_default();
+            if let Some(d) = active.get(revoked as usize % active.len().max(1)) {
+                let body = json!({"device_id": d.device_id, "reason": "soak"});
+                let r = timed(
+                    &lat,
+                    "admin revoke",
+                    admin.post(api::paths::ADMIN_REVOCATIONS, &body),
                 )
                 .await;
+                if r.status().is_success() {
+                    revoked += 1;
+                }
+                let _ = admin.post(api::paths::ADMIN_REVOCATIONS_CLEAR, &body).await;
+            }
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
@@ -439,13 +487,16 @@ async fn run() -> Result<(), String> {
     );
 
     // ---- fault 2: the issuer's JWKS endpoint goes down ----
+    // A call that holds nothing (the access preview), so a long probe hits
+    // no per-user limit.
     let probe = &open[2 % open.len()].0;
+    let apps_path = format!("{}?device_id={}", api::paths::APPS, probe.id());
     let t = Instant::now();
     issuer.set_down(true);
     let mut first_refusal = None;
     let mut ok_while_down = 0;
     while t.elapsed() < Duration::from_secs(25) {
-        let r = probe.api.post(api::paths::CHALLENGE, &json!({})).await;
+        let r = probe.api.get(&apps_path).await;
         if r.status().is_success() {
             if first_refusal.is_some() {
                 return Err("a call succeeded after the broker had failed closed".into());
@@ -468,7 +519,7 @@ async fn run() -> Result<(), String> {
     issuer.set_down(false);
     let t = Instant::now();
     loop {
-        let r = probe.api.post(api::paths::CHALLENGE, &json!({})).await;
+        let r = probe.api.get(&apps_path).await;
         if r.status().is_success() {
             break;
         }

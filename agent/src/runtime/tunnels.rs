@@ -68,6 +68,15 @@ impl Runtime {
             expires_at,
         );
         config.private_key = issued.key.clone();
+        // Only the signed-in user's processes may use the forwards and the
+        // SOCKS5 listener (the tunnel's default). macOS has no owner lookup
+        // yet (`tunnel::local_owner`), where that default would refuse
+        // every connection: there the listeners stay open to local
+        // accounts, as before, until the lookup exists (a known gap).
+        #[cfg(target_os = "macos")]
+        {
+            config.local_access = tunnel::LocalAccess::Anyone;
+        }
         for target in &targets {
             if let Some(port) = self.ports.get(&(app.clone(), *target)) {
                 config.forward_ports.insert(*target, *port);
