@@ -136,7 +136,11 @@ pub fn run_target(target: &mut Target, cases: u64, rng: &mut Rng) -> Outcome {
 
 /// Splits `total` cases among `targets` by weight (each gets at least one).
 pub fn split_cases(targets: &[Target], total: u64) -> Vec<u64> {
-    let sum: u64 = targets.iter().map(|t| u64::from(t.weight)).sum::<u64>().max(1);
+    let sum: u64 = targets
+        .iter()
+        .map(|t| u64::from(t.weight))
+        .sum::<u64>()
+        .max(1);
     targets
         .iter()
         .map(|t| (total * u64::from(t.weight)).div_ceil(sum).max(1))

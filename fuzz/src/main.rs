@@ -36,7 +36,10 @@ fn main() -> ExitCode {
             "--only" => only = args.next(),
             "--list" => list = true,
             other => {
-                let _ = writeln!(out, "usage: sallyport-fuzz [--cases N] [--only NAME] [--list] (unknown: {other})");
+                let _ = writeln!(
+                    out,
+                    "usage: sallyport-fuzz [--cases N] [--only NAME] [--list] (unknown: {other})"
+                );
                 return ExitCode::from(2);
             }
         }
@@ -51,14 +54,33 @@ fn main() -> ExitCode {
     }
     if list {
         for t in &targets {
-            let _ = writeln!(out, "{} (weight {}, {} seeds)", t.name, t.weight, t.seeds.len());
+            let _ = writeln!(
+                out,
+                "{} (weight {}, {} seeds)",
+                t.name,
+                t.weight,
+                t.seeds.len()
+            );
         }
         return ExitCode::SUCCESS;
     }
-    let _ = writeln!(out, "seed {seed:#x} (SALLYPORT_FUZZ_SEED to change), {total} cases over {} targets", targets.len());
+    let _ = writeln!(
+        out,
+        "seed {seed:#x} (SALLYPORT_FUZZ_SEED to change), {total} cases over {} targets",
+        targets.len()
+    );
     let outcomes = run_all(&mut targets, total, seed);
-    let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(6).max(6);
-    let _ = writeln!(out, "{:<width$}  {:>10}  {:>6}  {:>8}", "target", "cases", "panics", "time");
+    let width = outcomes
+        .iter()
+        .map(|o| o.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>10}  {:>6}  {:>8}",
+        "target", "cases", "panics", "time"
+    );
     let (mut cases, mut panics, mut secs) = (0u64, 0u64, 0f64);
     for o in &outcomes {
         let _ = writeln!(
@@ -73,7 +95,11 @@ fn main() -> ExitCode {
         panics += o.panics;
         secs += o.elapsed.as_secs_f64();
     }
-    let _ = writeln!(out, "{:<width$}  {:>10}  {:>6}  {:>7.1}s", "total", cases, panics, secs);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>10}  {:>6}  {:>7.1}s",
+        "total", cases, panics, secs
+    );
     for t in &targets {
         if let Some(note) = &t.note {
             let _ = writeln!(out, "{}: {}", t.name, note());
@@ -81,8 +107,19 @@ fn main() -> ExitCode {
     }
     for o in &outcomes {
         for f in &o.findings {
-            let _ = writeln!(out, "\nPANIC in {}: {}\n  input ({} bytes): {}", o.name, f.message, f.input.len(), hex(&f.input));
+            let _ = writeln!(
+                out,
+                "\nPANIC in {}: {}\n  input ({} bytes): {}",
+                o.name,
+                f.message,
+                f.input.len(),
+                hex(&f.input)
+            );
         }
     }
-    if panics > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if panics > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

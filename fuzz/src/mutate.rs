@@ -150,7 +150,9 @@ pub fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], dict: &[Vec<u8>], buf: &mut Vec<
             let i = rng.below(len);
             buf[i] = match rng.below(3) {
                 0 => rng.byte(),
-                1 => *rng.pick(&[0u8, 0x7f, 0x80, 0xff, b'"', b'\\', b'\n', b'.', b'=']).unwrap_or(&0),
+                1 => *rng
+                    .pick(&[0u8, 0x7f, 0x80, 0xff, b'"', b'\\', b'\n', b'.', b'='])
+                    .unwrap_or(&0),
                 _ => buf[i].wrapping_add(1),
             };
         }
@@ -180,7 +182,11 @@ pub fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], dict: &[Vec<u8>], buf: &mut Vec<
             let start = rng.below(len);
             let end = (start + 1 + rng.below(64.min(len - start))).min(len);
             let chunk = buf[start..end].to_vec();
-            let times = if rng.one_in(8) { 1 + rng.below(200) } else { 1 + rng.below(3) };
+            let times = if rng.one_in(8) {
+                1 + rng.below(200)
+            } else {
+                1 + rng.below(3)
+            };
             let mut insert = Vec::with_capacity(chunk.len() * times);
             for _ in 0..times {
                 insert.extend_from_slice(&chunk);
@@ -202,7 +208,9 @@ pub fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], dict: &[Vec<u8>], buf: &mut Vec<
                 .filter(|&i| buf[i].is_ascii_digit() && (i == 0 || !buf[i - 1].is_ascii_digit()))
                 .collect();
             if let Some(&start) = rng.pick(&starts) {
-                let end = (start..len).find(|&i| !buf[i].is_ascii_digit()).unwrap_or(len);
+                let end = (start..len)
+                    .find(|&i| !buf[i].is_ascii_digit())
+                    .unwrap_or(len);
                 let number: &[u8] = rng
                     .pick(&[
                         &b"0"[..],
@@ -228,7 +236,16 @@ pub fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], dict: &[Vec<u8>], buf: &mut Vec<
         11 if len > 0 => {
             let i = rng.below(len);
             let value: u32 = *rng
-                .pick(&[0u32, 1, 0xff, 0x100, 0xffff, 0x1_0000, 0x7fff_ffff, 0xffff_ffff])
+                .pick(&[
+                    0u32,
+                    1,
+                    0xff,
+                    0x100,
+                    0xffff,
+                    0x1_0000,
+                    0x7fff_ffff,
+                    0xffff_ffff,
+                ])
                 .unwrap_or(&0);
             let bytes = if rng.one_in(2) {
                 value.to_be_bytes()
@@ -236,14 +253,24 @@ pub fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], dict: &[Vec<u8>], buf: &mut Vec<
                 value.to_le_bytes()
             };
             let n = [1usize, 2, 4][rng.below(3)].min(len - i);
-            let src = if rng.one_in(2) { &bytes[..n] } else { &bytes[4 - n..] };
+            let src = if rng.one_in(2) {
+                &bytes[..n]
+            } else {
+                &bytes[4 - n..]
+            };
             buf[i..i + n].copy_from_slice(src);
         }
         // Invalid UTF-8 somewhere.
         12 => {
             let at = rng.below(len + 1);
             let bad: &[u8] = rng
-                .pick(&[&b"\xff"[..], b"\xc3", b"\xe2\x82", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"])
+                .pick(&[
+                    &b"\xff"[..],
+                    b"\xc3",
+                    b"\xe2\x82",
+                    b"\xed\xa0\x80",
+                    b"\xf8\x88\x80\x80\x80",
+                ])
                 .copied()
                 .unwrap_or(b"\xff");
             buf.splice(at..at, bad.iter().copied());
@@ -255,7 +282,9 @@ pub fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], dict: &[Vec<u8>], buf: &mut Vec<
                 .filter(|&i| i < len)
                 .collect();
             if let Some(&start) = rng.pick(&lines) {
-                let end = (start..len).find(|&i| buf[i] == b'\n').map_or(len, |i| i + 1);
+                let end = (start..len)
+                    .find(|&i| buf[i] == b'\n')
+                    .map_or(len, |i| i + 1);
                 let line = buf[start..end].to_vec();
                 let at = *rng.pick(&lines).unwrap_or(&0);
                 buf.splice(at..at, line);

@@ -19,11 +19,15 @@ fn every_target_runs_twenty_thousand_cases_without_a_panic() {
     let failures: Vec<String> = outcomes
         .iter()
         .flat_map(|o| {
-            o.findings.iter().map(move |f| {
-                format!("{}: {} (input {})", o.name, f.message, hex(&f.input))
-            })
+            o.findings
+                .iter()
+                .map(move |f| format!("{}: {} (input {})", o.name, f.message, hex(&f.input)))
         })
         .collect();
-    assert!(failures.is_empty(), "panics (seed {seed:#x}):\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "panics (seed {seed:#x}):\n{}",
+        failures.join("\n")
+    );
     assert!(outcomes.iter().map(|o| o.cases).sum::<u64>() >= 20_000);
 }

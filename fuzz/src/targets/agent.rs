@@ -23,7 +23,9 @@ fn sse_target() -> Target {
         name: "SSE parser (broker_client::sse)",
         weight: 60,
         seeds,
-        dict: tokens(&["event:", "data:", "id:", "retry:", ":", "\n\n", "\r\n", "\r"]),
+        dict: tokens(&[
+            "event:", "data:", "id:", "retry:", ":", "\n\n", "\r\n", "\r",
+        ]),
         run: Box::new(|input| {
             // Split the input into chunks where its bytes say, so events
             // straddle reads the way a network delivers them.
@@ -40,7 +42,7 @@ fn sse_target() -> Target {
                 }
             }
         }),
-            note: None,
+        note: None,
     }
 }
 
@@ -58,12 +60,18 @@ fn control_target() -> Target {
         name: "control socket lines (control::parse_request)",
         weight: 60,
         seeds,
-        dict: tokens(&["\"request\"", "\"reply\"", "\"app\"", "\"path\"", "\"data\""]),
+        dict: tokens(&[
+            "\"request\"",
+            "\"reply\"",
+            "\"app\"",
+            "\"path\"",
+            "\"data\"",
+        ]),
         run: Box::new(|input| {
             let _ = control::parse_request(input);
             let _ = serde_json::from_slice::<control::Reply>(input);
         }),
-            note: None,
+        note: None,
     }
 }
 
@@ -122,7 +130,7 @@ fn config_target() -> Target {
                 let _ = config::merge(toml.as_ref(), managed.as_ref());
             }
         }),
-            note: None,
+        note: None,
     }
 }
 
@@ -139,18 +147,60 @@ fn callback_target() -> Target {
         name: "sign-in callback (identity::callback::decide)",
         weight: 40,
         seeds,
-        dict: tokens(&["?", "&", "=", "%", "%2", "%zz", "+", "#", "code=", "state=", "iss=", "error="]),
+        dict: tokens(&[
+            "?", "&", "=", "%", "%2", "%zz", "+", "#", "code=", "state=", "iss=", "error=",
+        ]),
         run: Box::new(move |input| {
             let line = text(input);
             for require_iss in [false, true] {
-                let d = callback::decide(&line, "/callback", &state, "https://idp.example", require_iss);
+                let d = callback::decide(
+                    &line,
+                    "/callback",
+                    &state,
+                    "https://idp.example",
+                    require_iss,
+                );
                 let _ = callback::response_for(&d);
             }
         }),
-            note: None,
+        note: None,
+    }
+}
+
+fn step_up_target() -> Target {
+    let seeds = tokens(&[
+        r#"Bearer error="insufficient_user_authentication", error_description="A different authentication level is required", acr_values="urn:a urn:b", max_age=5"#,
+        r#"DPoP algs="ES256", error="insufficient_user_authentication", acr_values="mfa""#,
+        r#"Bearer realm="x", error="invalid_token""#,
+    ]);
+    Target {
+        name: "WWW-Authenticate step-up (session::parse_step_up)",
+        weight: 40,
+        seeds,
+        dict: tokens(&[
+            "\\",
+            "\"",
+            "=",
+            ",",
+            "max_age=",
+            "acr_values=",
+            "error=",
+            "Bearer ",
+            "DPoP ",
+        ]),
+        run: Box::new(|input| {
+            let _ = agent::identity::session::parse_step_up(&text(input));
+        }),
+        note: None,
     }
 }
 
 pub(super) fn targets() -> Vec<Target> {
-    vec![sse_target(), control_target(), config_target(), callback_target()]
+    vec![
+        sse_target(),
+        control_target(),
+        config_target(),
+        callback_target(),
+        step_up_target(),
+    ]
 }

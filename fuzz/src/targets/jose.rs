@@ -101,7 +101,15 @@ fn jose_dict() -> Vec<Vec<u8>> {
 fn eat_target() -> Target {
     let key = DeviceKey::generate();
     let header = json(&serde_json::json!({"alg": "ES256", "typ": EAT_TYP, "kid": key.kid()}));
-    let claims = EatClaims::new(&key, "bm9uY2Utbm9uY2Utbm9uY2U", AUDIENCE, USER, report(), NOW, 120);
+    let claims = EatClaims::new(
+        &key,
+        "bm9uY2Utbm9uY2Utbm9uY2U",
+        AUDIENCE,
+        USER,
+        report(),
+        NOW,
+        120,
+    );
     let mut with_service = claims.clone();
     with_service.key_assurance = Some("tpm".into());
     with_service.local_uid = Some(1000);
@@ -111,7 +119,11 @@ fn eat_target() -> Target {
     let enrolled = EnrolledKey {
         device_id: key.kid(),
         user: USER.into(),
-        sec1: key.public_jwk().to_sec1().map(|s| s.to_vec()).unwrap_or_default(),
+        sec1: key
+            .public_jwk()
+            .to_sec1()
+            .map(|s| s.to_vec())
+            .unwrap_or_default(),
         ueid: key.ueid(),
         revoked: false,
     };
@@ -134,7 +146,7 @@ fn eat_target() -> Target {
                 let _ = eat::verify_claims(&parsed, &enrolled, &expect);
             }
         }),
-            note: None,
+        note: None,
     }
 }
 
@@ -177,7 +189,7 @@ fn access_token_target() -> Target {
             let token = token_of(&key, &header, &payload, input);
             let _ = token::validate(&token, &jwks, &rules, NOW);
         }),
-            note: None,
+        note: None,
     }
 }
 
@@ -225,7 +237,7 @@ fn id_token_target() -> Target {
                 let _ = claims.display_user();
             }
         }),
-            note: None,
+        note: None,
     }
 }
 
@@ -268,7 +280,7 @@ fn dpop_target() -> Target {
                 let _ = cache.check_and_insert(&proof.thumbprint, &claims, NOW);
             }
         }),
-            note: None,
+        note: None,
     }
 }
 
@@ -322,15 +334,18 @@ fn jwks_target() -> Target {
             let _ = serde_json::from_slice::<jsonwebtoken::jwk::JwkSet>(input);
             let _ = agent::identity::validate::parse_jwks(input);
         }),
-            note: None,
+        note: None,
     }
 }
 
 fn jws_target() -> Target {
     let key = DeviceKey::generate();
     let seeds = vec![
-        key.sign_compact(br#"{"alg":"ES256","typ":"at+jwt","kid":"k1"}"#, br#"{"sub":"a"}"#)
-            .into_bytes(),
+        key.sign_compact(
+            br#"{"alg":"ES256","typ":"at+jwt","kid":"k1"}"#,
+            br#"{"sub":"a"}"#,
+        )
+        .into_bytes(),
         b"eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.".to_vec(),
         b"eyJhbGciOiJFUzI1NiIsImNyaXQiOlsiYjY0Il0sImI2NCI6ZmFsc2V9..AAAA".to_vec(),
     ];
@@ -343,7 +358,7 @@ fn jws_target() -> Target {
             let _ = jose::parse(&text(input));
             let _ = agent::identity::validate::token_kid(&text(input));
         }),
-            note: None,
+        note: None,
     }
 }
 
@@ -387,13 +402,22 @@ fn keyattest_target() -> Target {
         ak_public: B64URL.encode(&public),
         ek_certificate_chain: vec![B64.encode(b"0\x82\x01\x00not a certificate")],
     };
-    let seeds = vec![moded(0, &public), moded(1, &attest), moded(2, &json(&evidence))];
+    let seeds = vec![
+        moded(0, &public),
+        moded(1, &attest),
+        moded(2, &json(&evidence)),
+    ];
     let anchors = TrustAnchors::default();
     Target {
         name: "TPM key attestation (keyattest, tpm2)",
         weight: 30,
         seeds,
-        dict: tokens(&["\"tpm2-certify\"", "\"ek_certificate_chain\"", "AAAA", "\x00\x20"]),
+        dict: tokens(&[
+            "\"tpm2-certify\"",
+            "\"ek_certificate_chain\"",
+            "AAAA",
+            "\x00\x20",
+        ]),
         run: Box::new(move |input| match input.split_first() {
             Some((0, rest)) => {
                 if let Ok(p) = tpm2::parse_ecc_public(rest) {
@@ -412,7 +436,7 @@ fn keyattest_target() -> Target {
             }
             None => {}
         }),
-            note: None,
+        note: None,
     }
 }
 

@@ -48,10 +48,7 @@ pub(crate) fn files_under(dir: &Path) -> Vec<Vec<u8>> {
         }
     }
     paths.sort();
-    paths
-        .iter()
-        .filter_map(|p| std::fs::read(p).ok())
-        .collect()
+    paths.iter().filter_map(|p| std::fs::read(p).ok()).collect()
 }
 
 /// The ```json blocks of a Markdown file (API examples as seeds).

@@ -160,8 +160,9 @@ fn run_windows(input: &[u8]) {
     let states: Vec<_> = reboot_pending::RebootMarker::ALL
         .iter()
         .map(|m| {
-            reboot_pending::parse_reboot_marker(t, *m)
-                .map_err(|e| posture::Unknown::new(posture::UnknownKind::Unparseable, e.to_string()))
+            reboot_pending::parse_reboot_marker(t, *m).map_err(|e| {
+                posture::Unknown::new(posture::UnknownKind::Unparseable, e.to_string())
+            })
         })
         .collect();
     let _ = reboot_pending::reboot_pending_check(&states);

@@ -123,7 +123,15 @@ fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, transport: &[u8]) -> Vec<u8> {
     p
 }
 
-fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, options: &[u8], data: &[u8]) -> Vec<u8> {
+fn tcp(
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    options: &[u8],
+    data: &[u8],
+) -> Vec<u8> {
     let offset = (20 + options.len()) / 4;
     let mut t = Vec::new();
     t.extend_from_slice(&sport.to_be_bytes());
@@ -219,8 +227,13 @@ impl GatewayRig {
             targets: targets_granted(),
             expires_at: SystemTime::now() + Duration::from_secs(86_400 * 30),
         };
-        gw.add_peer(now, SystemTime::now(), grant, now + Duration::from_secs(86_400 * 30))
-            .ok()?;
+        gw.add_peer(
+            now,
+            SystemTime::now(),
+            grant,
+            now + Duration::from_secs(86_400 * 30),
+        )
+        .ok()?;
         let mut rig = GatewayRig {
             gw,
             peer: Tunn::new(secret, gw_public, None, None, 1, None),
@@ -230,7 +243,9 @@ impl GatewayRig {
             captured: Vec::new(),
             events: 0,
         };
-        if let TunnResult::WriteToNetwork(d) = rig.peer.format_handshake_initiation(&mut rig.buf, false) {
+        if let TunnResult::WriteToNetwork(d) =
+            rig.peer.format_handshake_initiation(&mut rig.buf, false)
+        {
             rig.captured.push(d.to_vec());
             rig.gw.handle_datagram(now, rig.from, d);
         }
@@ -239,13 +254,16 @@ impl GatewayRig {
             while let Some((_, d)) = rig.gw.poll_transmit() {
                 rig.captured.push(d.clone());
                 let mut reply = None;
-                if let TunnResult::WriteToNetwork(r) = rig.peer.decapsulate(None, &d, &mut rig.buf) {
+                if let TunnResult::WriteToNetwork(r) = rig.peer.decapsulate(None, &d, &mut rig.buf)
+                {
                     reply = Some(r.to_vec());
                 }
                 while let Some(r) = reply.take() {
                     rig.captured.push(r.clone());
                     rig.gw.handle_datagram(now, rig.from, &r);
-                    if let TunnResult::WriteToNetwork(n) = rig.peer.decapsulate(None, &[], &mut rig.buf) {
+                    if let TunnResult::WriteToNetwork(n) =
+                        rig.peer.decapsulate(None, &[], &mut rig.buf)
+                    {
                         reply = Some(n.to_vec());
                     }
                 }
@@ -330,7 +348,11 @@ impl ClientRig {
                 rig.captured.push(d.clone());
                 let mut next = Some(d.clone());
                 while let Some(datagram) = next.take() {
-                    match rig.gateway.decapsulate(Some(IpAddr::V4(CLIENT_IP)), &datagram, &mut rig.buf) {
+                    match rig.gateway.decapsulate(
+                        Some(IpAddr::V4(CLIENT_IP)),
+                        &datagram,
+                        &mut rig.buf,
+                    ) {
                         TunnResult::WriteToNetwork(r) => {
                             let r = r.to_vec();
                             rig.captured.push(r.clone());
@@ -362,9 +384,40 @@ impl ClientRig {
         };
         let (t, c) = (TARGET_IP, CLIENT_IP);
         vec![
-            ipv4(t, c, 6, &tcp(443, port, 9000, seq.wrapping_add(1), SYN | ACK, SYN_OPTIONS, &[])),
-            ipv4(t, c, 6, &tcp(443, port, 9001, seq.wrapping_add(1), ACK | PSH, &[], b"HTTP/1.1 200 OK\r\n\r\n")),
-            ipv4(t, c, 6, &tcp(443, port, 9001, seq.wrapping_add(1), RST | ACK, &[], &[])),
+            ipv4(
+                t,
+                c,
+                6,
+                &tcp(
+                    443,
+                    port,
+                    9000,
+                    seq.wrapping_add(1),
+                    SYN | ACK,
+                    SYN_OPTIONS,
+                    &[],
+                ),
+            ),
+            ipv4(
+                t,
+                c,
+                6,
+                &tcp(
+                    443,
+                    port,
+                    9001,
+                    seq.wrapping_add(1),
+                    ACK | PSH,
+                    &[],
+                    b"HTTP/1.1 200 OK\r\n\r\n",
+                ),
+            ),
+            ipv4(
+                t,
+                c,
+                6,
+                &tcp(443, port, 9001, seq.wrapping_add(1), RST | ACK, &[], &[]),
+            ),
             ipv4(t, c, 17, &udp(53, 49153, b"\x12\x34\x81\x80")),
         ]
     }
@@ -407,8 +460,12 @@ fn socks_target() -> FuzzTarget {
         vec![5, 1, 0],
         vec![5, 2, 0, 2],
         vec![5, 1, 0, 1, 10, 1, 0, 1, 1, 187],
-        vec![5, 1, 0, 3, 8, b'1', b'0', b'.', b'1', b'.', b'0', b'.', b'1', 1, 187],
-        vec![5, 1, 0, 4, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 53],
+        vec![
+            5, 1, 0, 3, 8, b'1', b'0', b'.', b'1', b'.', b'0', b'.', b'1', 1, 187,
+        ],
+        vec![
+            5, 1, 0, 4, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 53,
+        ],
         vec![5, 3, 0, 1, 0, 0, 0, 0, 0, 0],
     ];
     let granted = targets_granted();
@@ -433,7 +490,7 @@ fn socks_target() -> FuzzTarget {
                 }
             }
         }),
-            note: None,
+        note: None,
     }
 }
 
