@@ -20,6 +20,12 @@ use std::time::{Duration, Instant};
 
 pub use rng::Rng;
 
+/// Calls a target's parser(s) with one input.
+pub type RunFn = Box<dyn FnMut(&[u8])>;
+
+/// Describes what a stateful target saw.
+pub type NoteFn = Box<dyn Fn() -> String>;
+
 /// One fuzz target.
 pub struct Target {
     /// Shown in the table: what is fuzzed.
@@ -31,10 +37,10 @@ pub struct Target {
     /// Tokens worth inserting (field names, delimiters, magic values).
     pub dict: Vec<Vec<u8>>,
     /// Calls the parser(s) with one input.
-    pub run: Box<dyn FnMut(&[u8])>,
+    pub run: RunFn,
     /// What the target saw (drop counters, events), to show that inputs
     /// got past the outer checks; stateful targets only.
-    pub note: Option<Box<dyn Fn() -> String>>,
+    pub note: Option<NoteFn>,
 }
 
 impl std::fmt::Debug for Target {

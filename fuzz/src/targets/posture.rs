@@ -61,13 +61,14 @@ fn run_macos(input: &[u8]) {
     if let Ok(v) = filevault::parse_fdesetup_status(t) {
         let _ = filevault::disk_encryption_check(&v);
     }
-    for parsed in [
+    for state in [
         firewall::parse_socketfilterfw_global_state(t),
         firewall::parse_system_profiler_firewall(t),
-    ] {
-        if let Ok(state) = parsed {
-            let _ = firewall::firewall_check(&state);
-        }
+    ]
+    .iter()
+    .flatten()
+    {
+        let _ = firewall::firewall_check(state);
     }
     if let Ok(enabled) = gatekeeper::parse_spctl_status(t) {
         let _ = gatekeeper::gatekeeper_check(enabled);

@@ -359,10 +359,10 @@ impl ClientRig {
                             rig.core.handle_datagram(now, rig.gw_addr, &r);
                             next = Some(Vec::new());
                         }
-                        TunnResult::WriteToTunnelV4(p, _) => {
-                            if p.get(33).is_some_and(|f| f & SYN != 0) {
-                                rig.syn = Some(p.to_vec());
-                            }
+                        TunnResult::WriteToTunnelV4(p, _)
+                            if p.get(33).is_some_and(|f| f & SYN != 0) =>
+                        {
+                            rig.syn = Some(p.to_vec());
                         }
                         _ => {}
                     }
