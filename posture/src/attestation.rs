@@ -349,7 +349,7 @@ impl DeviceSigner for DeviceKey {
 /// `signer`. Refuses a lifetime outside 1..=300 s (the broker would reject
 /// it anyway), so a clock mistake is caught where it is made.
 pub fn sign_eat(signer: &dyn DeviceSigner, claims: &EatClaims) -> Result<String, AttestationError> {
-    let lifetime = claims.exp - claims.iat;
+    let lifetime = claims.exp.saturating_sub(claims.iat);
     if !(1..=MAX_EAT_LIFETIME_SECS).contains(&lifetime) {
         return Err(AttestationError::Lifetime(lifetime));
     }

@@ -267,7 +267,8 @@ impl Session {
     fn auth_too_old(&self, info: &SessionInfo, now: i64) -> Option<ReauthReason> {
         let max = self.max_auth_age?;
         match info.auth_time {
-            Some(at) if now - at <= max => None,
+            // Saturating: auth_time is the IdP's number, any i64.
+            Some(at) if now.saturating_sub(at) <= max => None,
             _ => Some(ReauthReason::MfaTooOld { max_seconds: max }),
         }
     }
@@ -572,6 +573,20 @@ mod tests {
         // A fresh login clears it.
         s.handle(at(3700), Event::SignedIn(info(100_000, 3700, true)));
         assert!(matches!(s.state(at(3700)), SessionState::Valid { .. }));
+    }
+
+    /// An `auth_time` at the far end of i64 (the IdP's number) is too old,
+    /// not an overflow.
+    #[test]
+    fn auth_time_at_i64_min_is_too_old_not_an_overflow() {
+        let mut s = Session::new(60, Some(3600));
+        let cmds = s.handle(at(10), Event::SignedIn(info(100_000, i64::MIN, true)));
+        assert_eq!(
+            cmds,
+            vec![Command::PromptLogin(ReauthReason::MfaTooOld {
+                max_seconds: 3600
+            })]
+        );
     }
 
     #[test]

@@ -161,10 +161,12 @@ pub fn verify(
             call.url.as_str()
         )));
     }
-    if (claims.iat - call.now).abs() > IAT_WINDOW_SECS {
+    // `abs_diff`: the proof's `iat` is any i64 its maker chose (at
+    // enrolment, anyone's key), and `i64::MIN - now` must not overflow.
+    if claims.iat.abs_diff(call.now) > IAT_WINDOW_SECS.unsigned_abs() {
         return Err(invalid(format!(
             "the DPoP proof was made {} s from now, outside ±{IAT_WINDOW_SECS} s; check this computer's clock",
-            claims.iat - call.now
+            claims.iat.saturating_sub(call.now)
         )));
     }
     if claims.ath != access_token_hash(call.access_token) {
@@ -253,7 +255,7 @@ impl JtiCache {
         }
         // Kept at least until the proof's own window closes; a clock moved
         // back keeps it longer, never shorter.
-        let until = claims.iat.max(now) + IAT_WINDOW_SECS;
+        let until = claims.iat.max(now).saturating_add(IAT_WINDOW_SECS);
         self.seen.insert(key, until);
         self.order.push_back((key, until));
         Ok(())
@@ -357,6 +359,10 @@ mod tests {
             ("htu query", &|c| c.htu = format!("{URL}?a=1")),
             ("iat past", &|c| c.iat = NOW - IAT_WINDOW_SECS - 1),
             ("iat future", &|c| c.iat = NOW + IAT_WINDOW_SECS + 1),
+            // `iat - now` overflowed here, and `abs()` of i64::MIN
+            // panics (builds with overflow checks).
+            ("iat i64::MIN", &|c| c.iat = i64::MIN),
+            ("iat i64::MAX", &|c| c.iat = i64::MAX),
             ("ath", &|c| c.ath = access_token_hash("another token")),
             ("jti short", &|c| c.jti = "abc".into()),
         ] {

@@ -167,20 +167,22 @@ pub fn verify_claims(
     if claims.aud != expect.audience {
         return Err(EatError::Audience(claims.aud));
     }
-    if claims.iat > expect.now + expect.skew {
-        return Err(EatError::NotYetValid(claims.iat - expect.now));
+    // Saturating: `iat` and `exp` are whatever the signer wrote, and an
+    // `i64::MIN` must be refused, not overflow.
+    if claims.iat > expect.now.saturating_add(expect.skew) {
+        return Err(EatError::NotYetValid(claims.iat.saturating_sub(expect.now)));
     }
-    let lifetime = claims.exp - claims.iat;
+    let lifetime = claims.exp.saturating_sub(claims.iat);
     if lifetime <= 0 || lifetime > expect.max_lifetime {
         return Err(EatError::Expired(format!(
             "lifetime {lifetime} s is outside 1..={} s",
             expect.max_lifetime
         )));
     }
-    if claims.exp + expect.skew <= expect.now {
+    if claims.exp.saturating_add(expect.skew) <= expect.now {
         return Err(EatError::Expired(format!(
             "expired {} s ago",
-            expect.now - claims.exp
+            expect.now.saturating_sub(claims.exp)
         )));
     }
     if claims.ueid != key.ueid {
@@ -422,5 +424,42 @@ mod tests {
             EatError::NonceReplayed.problem(),
             ProblemType::NonceReplayed
         );
+    }
+
+    /// Times at the ends of i64 are refused, not overflowed (`exp - iat`
+    /// panicked with `iat` = i64::MIN in a build with overflow checks).
+    #[test]
+    fn extreme_times_are_refused_without_overflow() {
+        let key = DeviceKey::generate();
+        let k = enrolled(&key, "alice");
+        for (iat, exp) in [
+            (i64::MIN, NOW + 60),
+            (NOW, i64::MAX),
+            (i64::MIN, i64::MAX),
+            (i64::MIN, i64::MIN),
+            (i64::MAX, i64::MAX),
+        ] {
+            let mut c = claims(&key);
+            c.iat = iat;
+            c.exp = exp;
+            // Signed as is: `sign_eat` refuses such a lifetime, a forger
+            // would not.
+            let header = format!(
+                r#"{{"alg":"ES256","typ":"{EAT_TYP}","kid":"{}"}}"#,
+                key.kid()
+            );
+            let token = key.sign_compact(header.as_bytes(), &serde_json::to_vec(&c).unwrap());
+            let got = run(&token, &k, &expect());
+            assert!(
+                matches!(got, Err(EatError::Expired(_) | EatError::NotYetValid(_))),
+                "iat {iat} exp {exp}: {got:?}"
+            );
+        }
+        let e = Expectations {
+            now: i64::MAX,
+            skew: i64::MAX,
+            ..expect()
+        };
+        assert!(run(&key.sign_eat(&claims(&key)).unwrap(), &k, &e).is_err());
     }
 }

@@ -199,15 +199,19 @@ pub fn validate(
     let exp = claims
         .exp
         .ok_or_else(|| TokenError::Invalid("the token has no exp".into()))?;
-    if exp + rules.skew <= now {
-        return Err(TokenError::Expired(format!("expired {} s ago", now - exp)));
+    // Saturating: the times are the issuer's numbers, any i64.
+    if exp.saturating_add(rules.skew) <= now {
+        return Err(TokenError::Expired(format!(
+            "expired {} s ago",
+            now.saturating_sub(exp)
+        )));
     }
     if let Some(nbf) = claims.nbf
-        && nbf - rules.skew > now
+        && nbf.saturating_sub(rules.skew) > now
     {
         return Err(TokenError::Expired(format!(
             "not valid for another {} s",
-            nbf - now
+            nbf.saturating_sub(now)
         )));
     }
     let sub = claims
@@ -512,6 +516,18 @@ mod tests {
             with(&|c| c["nbf"] = (NOW + 120).into()),
             Err(TokenError::Expired(_))
         ));
+        // `exp + skew`, `now - exp` and `nbf - skew` overflowed at the
+        // ends of i64 (builds with overflow checks panicked).
+        assert!(matches!(
+            with(&|c| c["exp"] = i64::MIN.into()),
+            Err(TokenError::Expired(_))
+        ));
+        assert!(with(&|c| c["exp"] = i64::MAX.into()).is_ok());
+        assert!(matches!(
+            with(&|c| c["nbf"] = i64::MAX.into()),
+            Err(TokenError::Expired(_))
+        ));
+        assert!(with(&|c| c["nbf"] = i64::MIN.into()).is_ok());
         assert!(matches!(
             with(&|c| {
                 c.as_object_mut().unwrap().remove("exp");

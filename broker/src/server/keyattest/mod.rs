@@ -22,7 +22,9 @@
 mod activation;
 mod chain;
 mod credential;
-mod tpm2;
+/// The TPM 2.0 structures in the evidence (public: the fuzz harness feeds
+/// them directly).
+pub mod tpm2;
 
 pub use activation::Activations;
 pub use chain::{TrustAnchors, verify_ek_chain};
