@@ -59,7 +59,16 @@ impl Runtime {
                 return;
             }
         };
-        let expires_at = SystemTime::from(issued.grant.expires_at);
+        // `SystemTime::from` panics where the OS cannot represent the time
+        // (before 1601 on Windows); a broker's odd date closes the tunnel
+        // instead.
+        let Some(expires_at) = system_time(issued.grant.expires_at) else {
+            self.feed_later(Event::TunnelClosed {
+                app,
+                reason: "the broker's grant has an expiry this system cannot represent".to_owned(),
+            });
+            return;
+        };
         let mut config = TunnelConfig::new(
             issued.endpoint,
             gateway_key,
@@ -142,5 +151,37 @@ impl Runtime {
         for (_, tunnel) in running {
             tunnel.handle.shutdown().await;
         }
+    }
+}
+
+/// `at` as a `SystemTime`, if the OS can represent it.
+fn system_time(at: OffsetDateTime) -> Option<SystemTime> {
+    let secs = at.unix_timestamp();
+    let nanos = at.nanosecond();
+    let since = |d: std::time::Duration| {
+        if secs >= 0 {
+            SystemTime::UNIX_EPOCH.checked_add(d)
+        } else {
+            SystemTime::UNIX_EPOCH.checked_sub(d)
+        }
+    };
+    since(std::time::Duration::new(secs.unsigned_abs(), 0))
+        .and_then(|t| t.checked_add(std::time::Duration::from_nanos(u64::from(nanos))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiries_convert_without_panicking() {
+        let t = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        assert_eq!(
+            system_time(t),
+            SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(1_800_000_000))
+        );
+        // The earliest date the broker's RFC 3339 can carry: never a panic.
+        let _ = system_time(time::macros::datetime!(0001-01-01 0:00 UTC));
+        let _ = system_time(time::macros::datetime!(9999-12-31 23:59:59 UTC));
     }
 }
