@@ -278,6 +278,15 @@ impl GatewaySide {
                 while let Some((n, client)) = self.core.udp_recv(peer, target, &mut self.buf) {
                     progress = true;
                     let key = (peer, target, client);
+                    if !self.flows.contains_key(&key)
+                        && !may_open_flow(self.flows.keys().map(|(p, _, _)| *p), peer)
+                    {
+                        // Each flow holds an OS socket: one peer sending
+                        // from every source port must not exhaust the
+                        // gateway's file descriptors.
+                        tracing::debug!(%target, "UDP flow refused: the peer has {MAX_UDP_FLOWS_PER_PEER} open");
+                        continue;
+                    }
                     let flow = match self.flows.entry(key) {
                         Entry::Occupied(entry) => entry.into_mut(),
                         Entry::Vacant(entry) => match open_flow(target) {
@@ -322,6 +331,18 @@ impl GatewaySide {
 
 /// A UDP socket connected to the target, so only the target's replies are
 /// accepted by the kernel.
+/// Most UDP flows (each an OS socket to its target) one peer may hold at
+/// the gateway at once; a new one beyond it is dropped until one idles out.
+pub(super) const MAX_UDP_FLOWS_PER_PEER: usize = 64;
+
+/// Whether `peer` may open one more flow, given the peers of the open ones.
+fn may_open_flow(open: impl Iterator<Item = PeerId>, peer: PeerId) -> bool {
+    open.filter(|p| *p == peer)
+        .take(MAX_UDP_FLOWS_PER_PEER)
+        .count()
+        < MAX_UDP_FLOWS_PER_PEER
+}
+
 fn open_flow(target: Target) -> io::Result<UdpSocket> {
     let any: IpAddr = if target.addr.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
@@ -332,4 +353,22 @@ fn open_flow(target: Target) -> io::Result<UdpSocket> {
     socket.connect(target.addr)?;
     socket.set_nonblocking(true)?;
     UdpSocket::from_std(socket)
+}
+
+#[cfg(test)]
+mod flow_cap_tests {
+    use super::*;
+
+    #[test]
+    fn one_peer_cannot_hold_more_than_its_share_of_flows() {
+        let (a, b) = (PeerId(1), PeerId(2));
+        let full: Vec<PeerId> = std::iter::repeat_n(a, MAX_UDP_FLOWS_PER_PEER).collect();
+        assert!(!may_open_flow(full.iter().copied(), a), "a is at its cap");
+        assert!(
+            may_open_flow(full.iter().copied(), b),
+            "b is not limited by a"
+        );
+        let almost: Vec<PeerId> = std::iter::repeat_n(a, MAX_UDP_FLOWS_PER_PEER - 1).collect();
+        assert!(may_open_flow(almost.iter().copied(), a));
+    }
 }

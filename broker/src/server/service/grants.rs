@@ -25,13 +25,35 @@ impl Broker {
     ) -> Result<Grant, ApiError> {
         let mut record = None;
         let result = self.open_grant_inner(caller, req, &mut record).await;
-        self.audited_decision(
-            "grant",
-            Some(&caller.user.sub),
-            Some(&req.device_id),
-            record.as_ref(),
-            result,
-        )
+        let Ok((grant, reason)) = result else {
+            return self.audited_decision(
+                "grant",
+                Some(&caller.user.sub),
+                Some(&req.device_id),
+                record.as_ref(),
+                result,
+            );
+        };
+        // Fail closed: a tunnel must not open unrecorded. When the allow row
+        // cannot be written, the grant is closed and its peer removed again
+        // before the caller hears anything.
+        let audited = self.try_audit(NewAudit {
+            action: "grant",
+            outcome: "allow",
+            user: Some(&caller.user.sub),
+            device_id: Some(&req.device_id),
+            problem: None,
+            reason: &reason,
+            decision: record.as_ref(),
+        });
+        if let Err(refused) = audited {
+            if let Some(row) = self.store.open_grant(&grant.id)? {
+                self.remove(&row, "the decision could not be audited", self.now())
+                    .await?;
+            }
+            return Err(refused);
+        }
+        Ok(grant)
     }
 
     /// The grant, decided and opened; `record` receives what decided it

@@ -213,10 +213,23 @@ impl Broker {
     /// Writes an audit entry and hands it to the sinks; a failure to audit
     /// is logged, never silent.
     pub fn audit(&self, entry: NewAudit<'_>) {
+        let _ = self.try_audit(entry);
+    }
+
+    /// [`Self::audit`], saying whether the row was written: an action that
+    /// must not happen unrecorded (a grant) is undone when it was not.
+    pub(super) fn try_audit(&self, entry: NewAudit<'_>) -> Result<(), ApiError> {
         match self.store.audit(&entry, self.now()) {
-            Ok(stored) => self.sink.send(&stored),
+            Ok(stored) => {
+                self.sink.send(&stored);
+                Ok(())
+            }
             Err(e) => {
                 tracing::error!(error = %e, action = entry.action, "cannot write the audit log");
+                Err(ApiError::new(
+                    ProblemType::Internal,
+                    "the broker could not record this decision in its audit log, so it is refused",
+                ))
             }
         }
     }
