@@ -65,6 +65,9 @@ impl fmt::Display for Target {
 /// Why a target string or a configuration was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// A per-tunnel or per-peer limit is zero.
+    #[error("max_connections and max_udp_flows must be at least 1")]
+    Limits,
     /// A target is not of the form `ip:port/tcp|udp`.
     #[error("target {0:?} is not of the form ip:port/tcp or ip:port/udp (e.g. 10.0.0.5:443/tcp)")]
     TargetSyntax(String),
@@ -143,6 +146,10 @@ pub struct StackOptions {
     /// Most concurrent in-tunnel connections (TCP + UDP flows) per tunnel or
     /// per gateway peer; beyond it new ones are refused and counted.
     pub max_connections: usize,
+    /// Most UDP flows one gateway peer may hold at once (each is an OS
+    /// socket to its target, so this bounds the gateway's file descriptors
+    /// per peer); a new flow beyond it is dropped until one idles out.
+    pub max_udp_flows: usize,
 }
 
 impl Default for StackOptions {
@@ -151,6 +158,7 @@ impl Default for StackOptions {
             mtu: DEFAULT_MTU,
             tcp_buffer: 1024 * 1024,
             max_connections: 256,
+            max_udp_flows: 64,
         }
     }
 }
@@ -159,6 +167,9 @@ impl StackOptions {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if !(576..=65440).contains(&self.mtu) {
             return Err(ConfigError::Mtu(self.mtu));
+        }
+        if self.max_connections == 0 || self.max_udp_flows == 0 {
+            return Err(ConfigError::Limits);
         }
         Ok(())
     }

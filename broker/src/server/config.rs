@@ -59,6 +59,8 @@
 //! max_outstanding_nonces_per_user = 16
 //! max_event_streams_per_user = 8
 //! max_header_bytes = 16384            # a larger request head answers 431
+//! max_tunnel_connections_per_peer = 256  # in-tunnel TCP connections per app tunnel, at the gateway
+//! max_udp_flows_per_peer = 64         # UDP flows per app tunnel (each an OS socket at the gateway)
 //!
 //! [[apps]]
 //! id = "wiki"
@@ -433,6 +435,21 @@ pub struct LimitsSection {
     /// Largest request head (all header names and values), bytes.
     #[serde(default = "default_header_bytes")]
     pub max_header_bytes: usize,
+    /// In-tunnel TCP connections one gateway peer (one app's tunnel) may
+    /// hold at once; beyond it new ones are refused (and counted).
+    #[serde(default = "default_tunnel_connections")]
+    pub max_tunnel_connections_per_peer: usize,
+    /// UDP flows (each an OS socket at the gateway) one peer may hold.
+    #[serde(default = "default_udp_flows")]
+    pub max_udp_flows_per_peer: usize,
+}
+
+fn default_tunnel_connections() -> usize {
+    256
+}
+
+fn default_udp_flows() -> usize {
+    64
 }
 
 impl Default for LimitsSection {
@@ -442,6 +459,8 @@ impl Default for LimitsSection {
             max_outstanding_nonces_per_user: default_nonces(),
             max_event_streams_per_user: default_streams(),
             max_header_bytes: default_header_bytes(),
+            max_tunnel_connections_per_peer: default_tunnel_connections(),
+            max_udp_flows_per_peer: default_udp_flows(),
         }
     }
 }
@@ -798,6 +817,14 @@ impl Config {
         {
             return invalid("limits: every per-user limit must be 1..=10000".into());
         }
+        if !(1..=65_536).contains(&limits.max_tunnel_connections_per_peer)
+            || !(1..=65_536).contains(&limits.max_udp_flows_per_peer)
+        {
+            return invalid(
+                "limits.max_tunnel_connections_per_peer and max_udp_flows_per_peer must be 1..=65536"
+                    .into(),
+            );
+        }
         if !(1024..=1024 * 1024).contains(&limits.max_header_bytes) {
             return invalid("limits.max_header_bytes must be 1024..=1048576".into());
         }
@@ -1132,6 +1159,28 @@ targets = ["10.0.0.5:443/tcp", "10.0.0.6:53/udp"]
             .is_err()
         );
         assert!(admins("admins = [{ name = \"a\", token_sha256 = \"xyz\" }]").is_err());
+    }
+
+    #[test]
+    fn limits_have_safe_defaults_and_ranges() {
+        let s = Config::parse(GOOD).unwrap();
+        let l = &s.raw.limits;
+        assert_eq!(
+            (
+                l.max_open_grants_per_user,
+                l.max_outstanding_nonces_per_user,
+                l.max_event_streams_per_user,
+                l.max_header_bytes,
+                l.max_tunnel_connections_per_peer,
+                l.max_udp_flows_per_peer
+            ),
+            (32, 16, 8, 16 * 1024, 256, 64)
+        );
+        let bad = |body: &str| Config::parse(&format!("{GOOD}\n[limits]\n{body}\n")).is_err();
+        assert!(bad("max_open_grants_per_user = 0"));
+        assert!(bad("max_udp_flows_per_peer = 0"));
+        assert!(bad("max_header_bytes = 10"));
+        assert!(!bad("max_udp_flows_per_peer = 8"));
     }
 
     #[test]

@@ -171,7 +171,11 @@ pub async fn start_with_clock(
     let gateway = Gateway::start(GatewayConfig {
         private_key,
         listen: settings.raw.gateway.listen,
-        stack: StackOptions::default(),
+        stack: StackOptions {
+            max_connections: settings.raw.limits.max_tunnel_connections_per_peer,
+            max_udp_flows: settings.raw.limits.max_udp_flows_per_peer,
+            ..StackOptions::default()
+        },
     })
     .await?;
     // Fetches the issuer's discovery document and keys only: no redirect is

@@ -104,6 +104,7 @@ impl Gateway {
             flows: HashMap::new(),
             status: status.clone(),
             buf: vec![0u8; crate::core::wg::MAX_DATAGRAM],
+            max_flows: config.stack.max_udp_flows,
         };
         let task = tokio::spawn(Driver::new(side, socket).run());
         Ok(GatewayHandle {

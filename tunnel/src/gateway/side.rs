@@ -58,6 +58,8 @@ pub(super) struct GatewaySide {
     pub(super) status: Arc<Mutex<GatewayStatus>>,
     /// One UDP datagram, either way between a flow and the core.
     pub(super) buf: Vec<u8>,
+    /// Most UDP flows per peer (`StackOptions::max_udp_flows`).
+    pub(super) max_flows: usize,
 }
 
 /// The monotonic deadline of a grant that ends at wall-clock `wall`.
@@ -279,12 +281,16 @@ impl GatewaySide {
                     progress = true;
                     let key = (peer, target, client);
                     if !self.flows.contains_key(&key)
-                        && !may_open_flow(self.flows.keys().map(|(p, _, _)| *p), peer)
+                        && !may_open_flow(
+                            self.flows.keys().map(|(p, _, _)| *p),
+                            peer,
+                            self.max_flows,
+                        )
                     {
                         // Each flow holds an OS socket: one peer sending
                         // from every source port must not exhaust the
                         // gateway's file descriptors.
-                        tracing::debug!(%target, "UDP flow refused: the peer has {MAX_UDP_FLOWS_PER_PEER} open");
+                        tracing::debug!(%target, max = self.max_flows, "UDP flow refused: the peer holds the most allowed");
                         continue;
                     }
                     let flow = match self.flows.entry(key) {
@@ -331,16 +337,10 @@ impl GatewaySide {
 
 /// A UDP socket connected to the target, so only the target's replies are
 /// accepted by the kernel.
-/// Most UDP flows (each an OS socket to its target) one peer may hold at
-/// the gateway at once; a new one beyond it is dropped until one idles out.
-pub(super) const MAX_UDP_FLOWS_PER_PEER: usize = 64;
-
-/// Whether `peer` may open one more flow, given the peers of the open ones.
-fn may_open_flow(open: impl Iterator<Item = PeerId>, peer: PeerId) -> bool {
-    open.filter(|p| *p == peer)
-        .take(MAX_UDP_FLOWS_PER_PEER)
-        .count()
-        < MAX_UDP_FLOWS_PER_PEER
+/// Whether `peer` may open one more flow (each an OS socket to its
+/// target), given the peers of the open ones and the per-peer maximum.
+fn may_open_flow(open: impl Iterator<Item = PeerId>, peer: PeerId, max: usize) -> bool {
+    open.filter(|p| *p == peer).take(max).count() < max
 }
 
 fn open_flow(target: Target) -> io::Result<UdpSocket> {
@@ -362,13 +362,17 @@ mod flow_cap_tests {
     #[test]
     fn one_peer_cannot_hold_more_than_its_share_of_flows() {
         let (a, b) = (PeerId(1), PeerId(2));
-        let full: Vec<PeerId> = std::iter::repeat_n(a, MAX_UDP_FLOWS_PER_PEER).collect();
-        assert!(!may_open_flow(full.iter().copied(), a), "a is at its cap");
+        let full: Vec<PeerId> = std::iter::repeat_n(a, 64).collect();
         assert!(
-            may_open_flow(full.iter().copied(), b),
+            !may_open_flow(full.iter().copied(), a, 64),
+            "a is at its cap"
+        );
+        assert!(
+            may_open_flow(full.iter().copied(), b, 64),
             "b is not limited by a"
         );
-        let almost: Vec<PeerId> = std::iter::repeat_n(a, MAX_UDP_FLOWS_PER_PEER - 1).collect();
-        assert!(may_open_flow(almost.iter().copied(), a));
+        assert!(may_open_flow(full.iter().copied(), a, 65));
+        let almost: Vec<PeerId> = std::iter::repeat_n(a, 63).collect();
+        assert!(may_open_flow(almost.iter().copied(), a, 64));
     }
 }

@@ -219,7 +219,18 @@ impl Broker {
     /// [`Self::audit`], saying whether the row was written: an action that
     /// must not happen unrecorded (a grant) is undone when it was not.
     pub(super) fn try_audit(&self, entry: NewAudit<'_>) -> Result<(), ApiError> {
-        match self.store.audit(&entry, self.now()) {
+        let now = self.now();
+        let write = || self.store.audit(&entry, now);
+        // The row is synced to disk (SQLite `synchronous = FULL`) under the
+        // store's lock: on the multi-threaded runtime the broker runs on,
+        // `block_in_place` hands this worker's other tasks (other requests,
+        // the embedded gateway) to another thread for that time, so a slow
+        // disk or a flood of audited refusals does not stall them.
+        let written = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(write),
+            _ => write(),
+        };
+        match written {
             Ok(stored) => {
                 self.sink.send(&stored);
                 Ok(())
