@@ -15,6 +15,7 @@
 pub mod access;
 pub mod audit_chain;
 pub mod audit_sink;
+pub mod audit_writer;
 pub mod clock;
 pub mod config;
 pub mod dpop;
@@ -163,7 +164,8 @@ pub async fn start_with_clock(
 ) -> Result<BrokerHandle, StartError> {
     let database = &settings.raw.server.database;
     state_files::prepare_database(database)?;
-    let store = Store::open(database)?;
+    let store = Arc::new(Store::open(database)?);
+    let audit_writer = audit_writer::AuditWriter::start(store.clone())?;
     let policy = LoadedPolicy::load(&settings)?;
     // The gateway key persists (agents hold grants naming it, and they must
     // stay valid across a restart) in its own 0600 file, not the database.
@@ -207,6 +209,7 @@ pub async fn start_with_clock(
         clock,
         tpm_cas,
         sink,
+        audit_writer,
     ));
     let restored = broker
         .restore()

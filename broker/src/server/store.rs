@@ -32,6 +32,9 @@ pub enum StoreError {
     /// A stored JSON column could not be read back.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// The audit writer thread could not be started or has stopped.
+    #[error("audit writer: {0}")]
+    Io(String),
 }
 
 const SCHEMA: &str = r#"
@@ -842,7 +845,11 @@ impl Store {
     /// rows can never chain to the same predecessor.
     pub fn audit(&self, e: &NewAudit<'_>, now: i64) -> Result<AuditEntry, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // IMMEDIATE: take the write lock first (waiting up to the busy
+        // timeout). The audit writer has a connection of its own, and a
+        // deferred transaction that reads and then writes could not wait
+        // for another connection's write to finish (SQLITE_BUSY at once).
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (last_seq, prev): (i64, String) = tx
             .query_row(
                 "SELECT seq, COALESCE(hash, '') FROM audit ORDER BY seq DESC LIMIT 1",

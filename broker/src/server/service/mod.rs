@@ -51,7 +51,7 @@ use crate::server::keyattest::{self, TrustAnchors};
 #[derive(Debug)]
 pub struct Broker {
     settings: Settings,
-    store: Store,
+    store: Arc<Store>,
     policy: RwLock<Arc<LoadedPolicy>>,
     jwks: JwksCache,
     rules: Rules,
@@ -83,6 +83,8 @@ pub struct Broker {
     activations: keyattest::Activations,
     /// Copies of audit rows for a SIEM (`[audit]`).
     sink: AuditSink,
+    /// The audit log's one writer (its own thread and connection).
+    audit_writer: super::audit_writer::AuditWriter,
     /// Open event streams per user (`[limits] max_event_streams_per_user`).
     streams: quotas::StreamCounts,
     /// When each (user, limit) refusal was last audited.
@@ -121,13 +123,14 @@ impl Broker {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: Settings,
-        store: Store,
+        store: Arc<Store>,
         policy: LoadedPolicy,
         gateway: GatewayHandle,
         http: reqwest::Client,
         clock: Arc<dyn Clock>,
         tpm_cas: TrustAnchors,
         sink: AuditSink,
+        audit_writer: super::audit_writer::AuditWriter,
     ) -> Self {
         let gateway_endpoint = match &settings.raw.gateway.endpoint {
             Some(e) if !e.is_empty() => e.clone(),
@@ -167,6 +170,7 @@ impl Broker {
             tpm_cas,
             activations: keyattest::Activations::new(),
             sink,
+            audit_writer,
             streams: Default::default(),
             quota_audited: Mutex::default(),
             unauthenticated: Mutex::default(),
@@ -182,7 +186,7 @@ impl Broker {
     }
 
     /// Takes the broker apart for shutdown.
-    pub fn into_parts(self) -> (GatewayHandle, Store) {
+    pub fn into_parts(self) -> (GatewayHandle, Arc<Store>) {
         (self.gateway, self.store)
     }
 
@@ -219,18 +223,10 @@ impl Broker {
     /// [`Self::audit`], saying whether the row was written: an action that
     /// must not happen unrecorded (a grant) is undone when it was not.
     pub(super) fn try_audit(&self, entry: NewAudit<'_>) -> Result<(), ApiError> {
-        let now = self.now();
-        let write = || self.store.audit(&entry, now);
-        // The row is synced to disk (SQLite `synchronous = FULL`) under the
-        // store's lock: on the multi-threaded runtime the broker runs on,
-        // `block_in_place` hands this worker's other tasks (other requests,
-        // the embedded gateway) to another thread for that time, so a slow
-        // disk or a flood of audited refusals does not stall them.
-        let written = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(write),
-            _ => write(),
-        };
-        match written {
+        // Written by the audit writer's own thread and connection (see
+        // `audit_writer`): never on the async workers, and this call learns
+        // whether the row was written.
+        match self.audit_writer.write(&entry, self.now()) {
             Ok(stored) => {
                 self.sink.send(&stored);
                 Ok(())
