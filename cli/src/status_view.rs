@@ -96,7 +96,19 @@ pub fn render_status(status: &StatusView) -> String {
             let _ = writeln!(out, "      {} -> {}", f.local, f.target);
         }
         if let Some(socks) = &t.socks {
-            let _ = writeln!(out, "      SOCKS5 proxy {socks}");
+            // With `tunnels.socks_auth` the application needs the pair to
+            // use the proxy; the control socket is this user's own.
+            match (&t.socks_username, &t.socks_password) {
+                (Some(user), Some(password)) => {
+                    let _ = writeln!(
+                        out,
+                        "      SOCKS5 proxy {socks} (user {user}, password {password})"
+                    );
+                }
+                _ => {
+                    let _ = writeln!(out, "      SOCKS5 proxy {socks}");
+                }
+            }
         }
         if t.state != TunnelState::Down {
             let _ = writeln!(
@@ -311,6 +323,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("in 1.5 kB, out 10 B"), "{text}");
+        assert!(text.contains("SOCKS5 proxy 127.0.0.1:40124\n"), "{text}");
+
+        let mut with_auth = up.clone();
+        with_auth.tunnels[0].socks_username = Some("sp-AbCdEfGh".into());
+        with_auth.tunnels[0].socks_password = Some("pw-123".into());
+        let text = render_status(&with_auth);
+        assert!(
+            text.contains("SOCKS5 proxy 127.0.0.1:40124 (user sp-AbCdEfGh, password pw-123)"),
+            "{text}"
+        );
     }
 
     #[test]
