@@ -191,7 +191,8 @@ impl Hosted {
             auto_connect: spec.settings.apps.auto_connect.clone(),
         };
         tracing::info!(socket = %spec.socket.display(), broker = %spec.broker_url, "agent running");
-        let mut runtime = Runtime::new(identity, store, broker, options);
+        let mut runtime = Runtime::new(identity, store, broker, options)
+            .with_socks_auth(spec.settings.tunnels.socks_auth);
         if let Some(socket) = device_service_socket(&spec.settings) {
             tracing::info!(socket = %socket, "the device service holds the device key");
             runtime = runtime.with_device_service(service::client::DeviceService::socket(socket));

@@ -96,7 +96,19 @@ pub fn render_status(status: &StatusView) -> String {
             let _ = writeln!(out, "      {} -> {}", f.local, f.target);
         }
         if let Some(socks) = &t.socks {
-            let _ = writeln!(out, "      SOCKS5 proxy {socks}");
+            // With `tunnels.socks_auth` the application needs the pair to
+            // use the proxy; the control socket is this user's own.
+            match (&t.socks_username, &t.socks_password) {
+                (Some(user), Some(password)) => {
+                    let _ = writeln!(
+                        out,
+                        "      SOCKS5 proxy {socks} (user {user}, password {password})"
+                    );
+                }
+                _ => {
+                    let _ = writeln!(out, "      SOCKS5 proxy {socks}");
+                }
+            }
         }
         if t.state != TunnelState::Down {
             let _ = writeln!(
@@ -267,6 +279,8 @@ mod tests {
                 reason: Some("firewall: The firewall is off. To fix: Turn it on.".into()),
                 forwards: vec![],
                 socks: None,
+                socks_username: None,
+                socks_password: None,
                 bytes_in: 0,
                 bytes_out: 0,
                 last_handshake: None,
@@ -294,6 +308,8 @@ mod tests {
                     local: "127.0.0.1:40123".into(),
                 }],
                 socks: Some("127.0.0.1:40124".into()),
+                socks_username: None,
+                socks_password: None,
                 bytes_in: 1_500,
                 bytes_out: 10,
                 last_handshake: Some("2026-11-23T10:00:00Z".into()),
@@ -307,6 +323,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("in 1.5 kB, out 10 B"), "{text}");
+        assert!(text.contains("SOCKS5 proxy 127.0.0.1:40124\n"), "{text}");
+
+        let mut with_auth = up.clone();
+        with_auth.tunnels[0].socks_username = Some("sp-AbCdEfGh".into());
+        with_auth.tunnels[0].socks_password = Some("pw-123".into());
+        let text = render_status(&with_auth);
+        assert!(
+            text.contains("SOCKS5 proxy 127.0.0.1:40124 (user sp-AbCdEfGh, password pw-123)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -325,6 +351,8 @@ mod tests {
                 reason: Some(AWAITING_APPROVAL.into()),
                 forwards: vec![],
                 socks: None,
+                socks_username: None,
+                socks_password: None,
                 bytes_in: 0,
                 bytes_out: 0,
                 last_handshake: None,

@@ -395,6 +395,8 @@ mod tests {
                 local: "127.0.0.1:40123".into(),
             }],
             socks: Some("127.0.0.1:40124".into()),
+            socks_username: None,
+            socks_password: None,
             bytes_in: 0,
             bytes_out: 0,
             last_handshake: None,

@@ -121,6 +121,8 @@ mod tests {
                     reason: reason.map(Into::into),
                     forwards: vec![],
                     socks: None,
+                    socks_username: None,
+                    socks_password: None,
                     bytes_in: 0,
                     bytes_out: 0,
                     last_handshake: None,

@@ -88,6 +88,9 @@ pub enum ConfigError {
     /// The grant had already expired.
     #[error("the grant expired before the tunnel was started; request a new grant")]
     Expired,
+    /// A SOCKS username or password that RFC 1929 cannot carry.
+    #[error("the SOCKS5 username and password must each be 1 to 255 bytes")]
+    SocksCredential,
     /// MTU outside what WireGuard and IP allow.
     #[error("mtu {0} is outside 576..=65440")]
     Mtu(usize),
@@ -175,6 +178,56 @@ impl StackOptions {
     }
 }
 
+/// A password for the SOCKS5 listener. Debug prints `<redacted>`, so a
+/// config or status that is logged or put in a diagnostics bundle does not
+/// carry it, and the memory is wiped on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SocksPassword(zeroize::Zeroizing<String>);
+
+impl SocksPassword {
+    /// Wrap a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(zeroize::Zeroizing::new(password.into()))
+    }
+
+    /// The password itself: for the SOCKS comparison and for showing it to
+    /// the user who owns the tunnel, never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SocksPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The username and password (RFC 1929) a SOCKS5 client must present. The
+/// owner check on the listener cannot tell two processes of the same user
+/// apart (and admits everyone with [`LocalAccess::Anyone`]); a per-tunnel
+/// secret narrows the listener to the application that was given it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocksCredential {
+    /// The username, 1..=255 bytes.
+    pub username: String,
+    /// The password, 1..=255 bytes.
+    pub password: SocksPassword,
+}
+
+impl SocksCredential {
+    /// RFC 1929 carries each field with a one-byte length; an empty one
+    /// would be a credential anyone could guess.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let ok = |s: &str| (1..=255).contains(&s.len());
+        if ok(&self.username) && ok(self.password.expose()) {
+            Ok(())
+        } else {
+            Err(ConfigError::SocksCredential)
+        }
+    }
+}
+
 /// Everything needed to bring up one application's tunnel (client side).
 #[derive(Debug, Clone)]
 pub struct TunnelConfig {
@@ -212,6 +265,11 @@ pub struct TunnelConfig {
     /// ([`LocalAccess::SameUser`], fail closed where the owner cannot be
     /// determined).
     pub local_access: LocalAccess,
+    /// When set, the SOCKS5 listener accepts only clients that
+    /// authenticate with this username and password (RFC 1929); a client
+    /// that offers only "no authentication" is refused. `None` keeps the
+    /// listener open to any process `local_access` admits.
+    pub socks_auth: Option<SocksCredential>,
 }
 
 impl TunnelConfig {
@@ -238,6 +296,7 @@ impl TunnelConfig {
             handshake_timeout: Duration::from_secs(15),
             stack: StackOptions::default(),
             local_access: LocalAccess::default(),
+            socks_auth: None,
         }
     }
 
@@ -256,6 +315,9 @@ impl TunnelConfig {
         }
         if self.expires_at <= now {
             return Err(ConfigError::Expired);
+        }
+        if let Some(credential) = &self.socks_auth {
+            credential.validate()?;
         }
         self.stack.validate()
     }
@@ -316,6 +378,30 @@ mod tests {
         let t: Target = "[fd00::1]:53/UDP".parse().unwrap();
         assert_eq!(t, Target::udp("[fd00::1]:53".parse().unwrap()));
         assert_eq!(t.to_string(), "[fd00::1]:53/udp");
+    }
+
+    #[test]
+    fn socks_password_is_redacted_and_lengths_checked() {
+        let c = SocksCredential {
+            username: "app".into(),
+            password: SocksPassword::new("hunter2"),
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("app") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert_eq!(c.validate(), Ok(()));
+        let empty = SocksCredential {
+            password: SocksPassword::new(""),
+            ..c.clone()
+        };
+        assert_eq!(empty.validate(), Err(ConfigError::SocksCredential));
+        let long = SocksCredential {
+            username: "u".repeat(256),
+            ..c
+        };
+        assert_eq!(long.validate(), Err(ConfigError::SocksCredential));
     }
 
     #[test]

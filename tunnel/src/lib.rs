@@ -22,7 +22,10 @@ pub mod local_owner;
 pub mod socks;
 
 pub use client::{Tunnel, TunnelError, TunnelHandle, TunnelStatus};
-pub use config::{GatewayConfig, PeerGrant, Protocol, StackOptions, Target, TunnelConfig};
+pub use config::{
+    GatewayConfig, PeerGrant, Protocol, SocksCredential, SocksPassword, StackOptions, Target,
+    TunnelConfig,
+};
 pub use core::{CloseReason, DropCounters, HandshakeState};
 pub use gateway::{Gateway, GatewayError, GatewayHandle, GatewayStatus};
 pub use key::{KeyError, PrivateKey, PublicKey};

@@ -318,3 +318,130 @@ async fn gateway_peer_update_revokes_a_target() {
     t.shutdown().await;
     gw.shutdown().await;
 }
+
+/// An echo server that counts the connections it accepted, to show that a
+/// refused SOCKS client never reached it.
+async fn counting_echo() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bound = l.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    (bound, count)
+}
+
+/// A SOCKS5 greeting offering `methods`; returns the stream and the
+/// server's method choice.
+async fn socks_greet(socks: SocketAddr, methods: &[u8]) -> (TcpStream, u8) {
+    use tokio::io::AsyncWriteExt;
+    let mut s = TcpStream::connect(socks).await.unwrap();
+    let mut hello = vec![5, methods.len() as u8];
+    hello.extend_from_slice(methods);
+    s.write_all(&hello).await.unwrap();
+    let mut m = [0u8; 2];
+    tokio::time::timeout(IO_TIMEOUT, s.read_exact(&mut m))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m[0], 5);
+    (s, m[1])
+}
+
+/// RFC 1929 username/password on a stream that chose method 0x02; returns
+/// the status byte (0 = accepted).
+async fn socks_login(s: &mut TcpStream, user: &str, pass: &str) -> u8 {
+    use tokio::io::AsyncWriteExt;
+    let mut msg = vec![1, user.len() as u8];
+    msg.extend_from_slice(user.as_bytes());
+    msg.push(pass.len() as u8);
+    msg.extend_from_slice(pass.as_bytes());
+    s.write_all(&msg).await.unwrap();
+    let mut r = [0u8; 2];
+    tokio::time::timeout(IO_TIMEOUT, s.read_exact(&mut r))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r[0], 1);
+    r[1]
+}
+
+/// A CONNECT request for `target` after authentication; returns the reply
+/// code and the stream.
+async fn socks_request(mut s: TcpStream, target: SocketAddr) -> (u8, TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let SocketAddr::V4(v4) = target else {
+        panic!("IPv4 target expected")
+    };
+    let mut req = vec![5, 1, 0, 1];
+    req.extend_from_slice(&v4.ip().octets());
+    req.extend_from_slice(&v4.port().to_be_bytes());
+    s.write_all(&req).await.unwrap();
+    let mut reply = [0u8; 10];
+    tokio::time::timeout(IO_TIMEOUT, s.read_exact(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    (reply[1], s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks_with_a_credential_admits_only_clients_that_present_it() {
+    use std::sync::atomic::Ordering;
+    let gw = gateway().await;
+    let (echo, reached) = counting_echo().await;
+    let targets = vec![Target::tcp(echo)];
+    let ttl = Duration::from_secs(600);
+    let mut cfg = client_config(&gw, 9, targets.clone(), ttl);
+    cfg.socks_auth = Some(tunnel::SocksCredential {
+        username: "app-9".into(),
+        password: tunnel::SocksPassword::new("s3cret-per-tunnel"),
+    });
+    gw.add_peer(grant_for(&cfg, targets, ttl)).await.unwrap();
+    let t = Tunnel::start(cfg).await.unwrap();
+    let socks = t.socks_addr().unwrap();
+
+    // A client that offers only "no authentication" gets 0xFF and is closed.
+    let (s, method) = socks_greet(socks, &[0]).await;
+    assert_eq!(
+        method, 0xff,
+        "no-auth accepted although a credential is set"
+    );
+    assert!(ends_within(s, Duration::from_secs(5)).await);
+
+    // Offering both does not let a client skip the password.
+    let (mut s, method) = socks_greet(socks, &[0, 2]).await;
+    assert_eq!(method, 2);
+    // Wrong password: a non-zero status, then the connection closes.
+    assert_ne!(socks_login(&mut s, "app-9", "wrong").await, 0);
+    assert!(ends_within(s, Duration::from_secs(5)).await);
+    // Wrong username, right password: refused too.
+    let (mut s, _) = socks_greet(socks, &[2]).await;
+    assert_ne!(socks_login(&mut s, "app-8", "s3cret-per-tunnel").await, 0);
+    assert!(ends_within(s, Duration::from_secs(5)).await);
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "a refused client reached the target"
+    );
+
+    // The right credential reaches the target.
+    let (mut s, method) = socks_greet(socks, &[2]).await;
+    assert_eq!(method, 2);
+    assert_eq!(socks_login(&mut s, "app-9", "s3cret-per-tunnel").await, 0);
+    let (code, s) = socks_request(s, echo).await;
+    assert_eq!(code, 0x00);
+    assert_eq!(echo_roundtrip(s, b"authenticated").await, b"authenticated");
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
+
+    t.shutdown().await;
+    gw.shutdown().await;
+}

@@ -58,6 +58,10 @@ export interface TunnelView {
   reason: string | null;
   forwards: ForwardView[];
   socks: string | null;
+  /** Set when `tunnels.socks_auth` is on: the proxy's username (absent otherwise and from an older agent). */
+  socks_username?: string;
+  /** The password that goes with `socks_username`; only on the user's own control socket. */
+  socks_password?: string;
   bytes_in: number;
   bytes_out: number;
   last_handshake: string | null;

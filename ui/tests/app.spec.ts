@@ -134,6 +134,10 @@ test("tunnel page shows handshake, bytes and expiry", async ({ page }) => {
   await expect(wiki.getByTestId("bytes-in")).toHaveText("1.5 MiB");
   await expect(wiki.getByTestId("bytes-out")).toHaveText("24.0 KiB");
   await expect(wiki.getByTestId("expires")).toContainText(/\(in (29|30) min\)/);
+  // tunnels.socks_auth: the proxy's credential is shown to its user; a
+  // tunnel without one shows none.
+  await expect(wiki.getByTestId("socks-username")).toHaveText("sp-Q2xW8pLm");
+  await expect(wiki.getByTestId("socks-password")).toHaveText("Zq8_kP2-vW9xYr4tLm7nBc3dFg6hJs1a");
 });
 
 test("diagnostics export shows where the bundle was saved", async ({ page }) => {

@@ -88,7 +88,7 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
       if (!template) throw new Error(`no tunnel fixture for ${app}`);
       const access = agent.access.get(app);
       if (access && !access.can_open) {
-        return { ...template, state: "down", reason: access.reasons[0]?.message ?? null, forwards: [], socks: null, last_handshake: null, expires_at: null };
+        return { ...template, state: "down", reason: access.reasons[0]?.message ?? null, forwards: [], socks: null, socks_username: undefined, socks_password: undefined, last_handshake: null, expires_at: null };
       }
       if (!agent.compliant) {
         return {
@@ -97,6 +97,8 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
           reason: `Closed: this device does not meet the policy (${violations.map((v) => v.check).join(", ")})`,
           forwards: [],
           socks: null,
+          socks_username: undefined,
+          socks_password: undefined,
           last_handshake: null,
           expires_at: null,
         };

@@ -89,6 +89,8 @@ pub struct Settings {
     pub identity: IdentitySettings,
     /// Application settings.
     pub apps: AppSettings,
+    /// Tunnel settings.
+    pub tunnels: TunnelSettings,
     /// The device service's socket (`sallyportd`, e.g.
     /// `/run/sallyport/sallyportd.sock`): when set, the device key, the
     /// EATs and the DPoP proofs come from it and the agent holds no key.
@@ -116,6 +118,16 @@ pub struct AppSettings {
     pub auto_connect: Vec<String>,
 }
 
+/// Tunnel settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TunnelSettings {
+    /// Give each tunnel's SOCKS5 listener a fresh username and password
+    /// (RFC 1929): the owner check admits every process of the user, the
+    /// secret narrows that to the applications the user configured with it.
+    pub socks_auth: bool,
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -126,6 +138,7 @@ impl Default for Settings {
             autostart: true,
             identity: IdentitySettings::default(),
             apps: AppSettings::default(),
+            tunnels: TunnelSettings::default(),
             device_service_socket: None,
         }
     }

@@ -343,6 +343,20 @@ pub const KEYS: &[Key] = &[
         oses: ALL_OSES,
         manageable: true,
     },
+    Key {
+        path: "tunnels.socks_auth",
+        title: "Password-protect each application's SOCKS5 proxy",
+        description: "Require a per-tunnel username and password on each application's SOCKS5 \
+                      proxy (RFC 1929). The agent generates a fresh pair for every tunnel and \
+                      shows it only to the signed-in user (`sallyport status`, the tray app); \
+                      clients that offer no authentication are refused. Off: any process of \
+                      the user may use the proxy.",
+        kind: Kind::Bool,
+        default: Some(Literal::Bool(false)),
+        example: Literal::Bool(true),
+        oses: ALL_OSES,
+        manageable: true,
+    },
 ];
 
 /// The key at `path` in `keys`.

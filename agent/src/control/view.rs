@@ -1,5 +1,7 @@
 //! What the agent shows its front ends (CLI `status --json`, the tray app):
-//! states and reports, never tokens or keys. These are the `data` of a
+//! states and reports, never tokens or keys. The one secret here is a
+//! tunnel's SOCKS5 password: the control socket is the signed-in user's
+//! own, and that user has to type it into the application. These are the `data` of a
 //! [`super::Reply::Ok`]; the UI's TypeScript types (`ui/src/types.ts`)
 //! mirror them field for field.
 
@@ -133,6 +135,14 @@ pub struct TunnelView {
     pub forwards: Vec<ForwardView>,
     /// The app's SOCKS5 proxy address, when up.
     pub socks: Option<String>,
+    /// The username the SOCKS5 proxy requires, when `tunnels.socks_auth`
+    /// is on (absent otherwise, and from an older agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socks_username: Option<String>,
+    /// The password that goes with `socks_username`. Shown only over the
+    /// user's own control socket; the diagnostics bundle redacts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socks_password: Option<String>,
     /// Bytes received through the tunnel.
     pub bytes_in: u64,
     /// Bytes sent through the tunnel.

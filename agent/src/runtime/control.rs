@@ -157,7 +157,10 @@ impl Runtime {
                     self.broker.base()
                 ),
             )
-            .json("status.json", &self.status_view())
+            .json(
+                "status.json",
+                &crate::diagnostics::without_socks_passwords(self.status_view()),
+            )
             .json(
                 "posture.json",
                 &serde_json::json!({

@@ -121,6 +121,9 @@ pub struct Runtime {
     tunnels: BTreeMap<String, Running>,
     ports: HashMap<(String, Target), u16>,
     socks_ports: HashMap<String, u16>,
+    /// Give each tunnel's SOCKS5 listener a fresh username and password
+    /// (the managed setting `tunnels.socks_auth`).
+    socks_auth: bool,
     decisions: VecDeque<Decision>,
     /// Wake / network / file triggers for an early posture run.
     prober: triggers::probe::Prober,
@@ -193,6 +196,7 @@ impl Runtime {
             tunnels: BTreeMap::new(),
             ports: HashMap::new(),
             socks_ports: HashMap::new(),
+            socks_auth: false,
             decisions: VecDeque::new(),
             prober: triggers::probe::Prober::default(),
             watcher: triggers::Watcher::default(),
@@ -220,6 +224,15 @@ impl Runtime {
     /// proofs, instead of a key in the user's keyring.
     pub fn with_device_service(mut self, link: service::client::DeviceService) -> Self {
         self.device_service = Some(link);
+        self
+    }
+
+    /// Require a per-tunnel SOCKS5 username and password
+    /// (`tunnels.socks_auth`). A builder method rather than a
+    /// [`RuntimeOptions`] field, so embedders that build the options by
+    /// hand keep compiling and keep today's behaviour.
+    pub fn with_socks_auth(mut self, on: bool) -> Self {
+        self.socks_auth = on;
         self
     }
 

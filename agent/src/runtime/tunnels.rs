@@ -7,7 +7,9 @@
 use std::time::SystemTime;
 
 use time::OffsetDateTime;
-use tunnel::{PublicKey, Target, Tunnel, TunnelConfig, TunnelHandle};
+use tunnel::{
+    PublicKey, SocksCredential, SocksPassword, Target, Tunnel, TunnelConfig, TunnelHandle,
+};
 
 use super::Runtime;
 use crate::supervisor::{Blocked, Event};
@@ -17,6 +19,30 @@ pub(super) struct Running {
     pub(super) grant_id: String,
     pub(super) handle: TunnelHandle,
     pub(super) expires_at: OffsetDateTime,
+    /// The SOCKS5 username and password this tunnel requires
+    /// (`tunnels.socks_auth`), for the user's status view.
+    pub(super) socks_auth: Option<SocksCredential>,
+}
+
+/// A fresh SOCKS5 credential: a random username and a random 192-bit
+/// password from the OS's generator. The username is random too, so it
+/// says nothing about the application to whoever sees it. `None` only when
+/// the OS's generator fails, which fails the tunnel closed.
+fn fresh_socks_credential() -> Option<SocksCredential> {
+    use base64::Engine;
+    use ring::rand::{SecureRandom, SystemRandom};
+    let rng = SystemRandom::new();
+    let mut user = [0u8; 6];
+    let mut pass = [0u8; 24];
+    rng.fill(&mut user).ok()?;
+    rng.fill(&mut pass).ok()?;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let credential = SocksCredential {
+        username: format!("sp-{}", b64.encode(user)),
+        password: SocksPassword::new(b64.encode(pass)),
+    };
+    zeroize::Zeroize::zeroize(&mut pass);
+    Some(credential)
 }
 
 impl Runtime {
@@ -92,6 +118,24 @@ impl Runtime {
             }
         }
         config.socks_port = Some(self.socks_ports.get(&app).copied().unwrap_or(0));
+        if self.socks_auth {
+            // A renewed grant keeps the credential, like the ports, so the
+            // application the user configured keeps working; a tunnel
+            // opened afresh gets a new one.
+            let kept = self
+                .tunnels
+                .get(&app)
+                .and_then(|running| running.socks_auth.clone());
+            let Some(credential) = kept.or_else(fresh_socks_credential) else {
+                self.feed_later(Event::TunnelClosed {
+                    app,
+                    reason: "no random numbers for the SOCKS5 password".to_owned(),
+                });
+                return;
+            };
+            config.socks_auth = Some(credential);
+        }
+        let socks_auth = config.socks_auth.clone();
         let expires = issued.grant.expires_at;
         // A replaced tunnel (renewed grant) frees its ports first, so the
         // new one can take the same local addresses.
@@ -114,6 +158,7 @@ impl Runtime {
                         grant_id,
                         handle,
                         expires_at: expires,
+                        socks_auth,
                     },
                 );
             }
@@ -172,6 +217,17 @@ fn system_time(at: OffsetDateTime) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socks_credentials_are_fresh_and_fit_rfc_1929() {
+        let a = fresh_socks_credential().unwrap();
+        let b = fresh_socks_credential().unwrap();
+        assert_ne!(a.username, b.username);
+        assert_ne!(a.password.expose(), b.password.expose());
+        assert_eq!(a.password.expose().len(), 32);
+        assert!(a.username.len() <= 255 && !a.username.is_empty());
+        assert!(!format!("{a:?}").contains(a.password.expose()));
+    }
 
     #[test]
     fn expiries_convert_without_panicking() {

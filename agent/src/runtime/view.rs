@@ -75,6 +75,11 @@ impl Runtime {
                             })
                             .collect(),
                         socks: status.socks.map(|s| s.to_string()),
+                        socks_username: running.socks_auth.as_ref().map(|c| c.username.clone()),
+                        socks_password: running
+                            .socks_auth
+                            .as_ref()
+                            .map(|c| c.password.expose().to_owned()),
                         bytes_in: status.bytes_in,
                         bytes_out: status.bytes_out,
                         last_handshake: status.last_handshake.map(system_time),
@@ -100,6 +105,8 @@ impl Runtime {
                         reason,
                         forwards: Vec::new(),
                         socks: None,
+                        socks_username: None,
+                        socks_password: None,
                         bytes_in: 0,
                         bytes_out: 0,
                         last_handshake: None,

@@ -467,6 +467,7 @@ fn socks_target() -> FuzzTarget {
             5, 1, 0, 4, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 53,
         ],
         vec![5, 3, 0, 1, 0, 0, 0, 0, 0, 0],
+        vec![1, 3, b'b', b'o', b'b', 2, b'p', b'w'],
     ];
     let granted = targets_granted();
     FuzzTarget {
@@ -476,6 +477,13 @@ fn socks_target() -> FuzzTarget {
         dict: tokens(&["\x05", "\x01", "\x03", "\x04", "\x00"]),
         run: Box::new(move |input| {
             let _ = socks::parse_greeting(input);
+            let _ = socks::parse_offer(input);
+            // The RFC 1929 username/password request, and the comparison
+            // that follows it.
+            if let Ok(Some((used, got))) = socks::parse_user_pass(input) {
+                let _ = input.get(used..);
+                let _ = socks::credentials_match(got, b"sp-user", b"password");
+            }
             // A request is read after the greeting it follows, or alone.
             let rest = match socks::parse_greeting(input) {
                 Ok(Some((used, _))) => input.get(used..).unwrap_or_default(),

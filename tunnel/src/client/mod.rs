@@ -169,6 +169,7 @@ impl Tunnel {
             gateway = %config.gateway_endpoint,
             targets = config.targets.len(),
             local_access = ?config.local_access,
+            socks_auth = config.socks_auth.is_some(),
             "tunnel starting"
         );
         let side = ClientSide {
@@ -179,6 +180,7 @@ impl Tunnel {
             socks_tx,
             socks_rx,
             local_access: config.local_access,
+            socks_auth: config.socks_auth.clone().map(Arc::new),
             admitted_tx,
             admitted_rx,
             commands: cmd_rx,

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::socks_session;
 use super::{Command, TunnelStatus};
-use crate::config::Target;
+use crate::config::{SocksCredential, Target};
 use crate::core::client::CoreStatus;
 use crate::core::{ClientCore, CloseReason, ConnId, HandshakeState};
 use crate::driver::Side;
@@ -50,6 +50,9 @@ pub(super) struct ClientSide {
     pub(super) socks_rx: mpsc::Receiver<(TcpStream, Target)>,
     /// Who may connect to the forwards and the SOCKS listener.
     pub(super) local_access: LocalAccess,
+    /// The credential SOCKS clients must present, if any; shared with the
+    /// negotiation tasks rather than copied into each.
+    pub(super) socks_auth: Option<Arc<SocksCredential>>,
     /// Forward connections whose owner was checked come back on this.
     pub(super) admitted_tx: mpsc::Sender<(TcpStream, Target)>,
     pub(super) admitted_rx: mpsc::Receiver<(TcpStream, Target)>,
@@ -203,6 +206,7 @@ impl ClientSide {
                         self.local_tasks.push(socks_session::spawn(
                             stream,
                             self.local_access,
+                            self.socks_auth.clone(),
                             self.targets.clone(),
                             self.socks_tx.clone(),
                         ));

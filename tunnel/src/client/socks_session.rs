@@ -8,6 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::task::Context;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::Target;
+use crate::config::{SocksCredential, Target};
 use crate::driver::bridge::{Connect, Step, TcpBridge};
 use crate::local_owner::{self, LocalAccess};
 use crate::socks::{self, Reply};
@@ -27,11 +28,13 @@ const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Negotiate with a freshly accepted SOCKS client in its own task, once
 /// `access` admits the process that connected (a refused one is reset
-/// before a byte of it is read). An allowed request comes back on
-/// `granted` for the driver to connect.
+/// before a byte of it is read) and, with a `credential`, the client
+/// authenticated with it. An allowed request comes back on `granted` for
+/// the driver to connect.
 pub(super) fn spawn(
     stream: TcpStream,
     access: LocalAccess,
+    credential: Option<Arc<SocksCredential>>,
     targets: Vec<Target>,
     granted: mpsc::Sender<(TcpStream, Target)>,
 ) -> JoinHandle<()> {
@@ -39,8 +42,11 @@ pub(super) fn spawn(
         let Some(stream) = local_owner::admit(access, stream, "the SOCKS5 listener").await else {
             return;
         };
-        let negotiated =
-            tokio::time::timeout(NEGOTIATION_TIMEOUT, negotiate(stream, &targets)).await;
+        let negotiated = tokio::time::timeout(
+            NEGOTIATION_TIMEOUT,
+            negotiate(stream, credential.as_deref(), &targets),
+        )
+        .await;
         if let Ok(Some(pair)) = negotiated {
             let _ = granted.send(pair).await;
         }
@@ -93,49 +99,104 @@ fn unspecified() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
 }
 
+/// Read from `stream` into `buf` until `parse` has a whole message, then
+/// drop its bytes from `buf`. `None`: the client closed, sent too much, or
+/// broke the protocol (logged at debug; `what` names the message).
+async fn read_message<T>(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    what: &str,
+    parse: impl Fn(&[u8]) -> Result<Option<(usize, T)>, socks::SocksError>,
+) -> Option<T> {
+    let mut chunk = [0u8; 512];
+    loop {
+        match parse(buf) {
+            Ok(Some((used, message))) => {
+                buf.drain(..used);
+                return Some(message);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "bad SOCKS5 {what}");
+                return None;
+            }
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 || buf.len() > 4096 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// Run the SOCKS5 handshake up to the request. Refusals are answered here;
 /// an allowed request is handed to the driver, which sends the final reply
 /// once the in-tunnel connect has succeeded or failed.
-async fn negotiate(mut stream: TcpStream, targets: &[Target]) -> Option<(TcpStream, Target)> {
+async fn negotiate(
+    mut stream: TcpStream,
+    credential: Option<&SocksCredential>,
+    targets: &[Target],
+) -> Option<(TcpStream, Target)> {
     let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 512];
-    let no_auth = loop {
-        match socks::parse_greeting(&buf) {
-            Ok(Some((used, no_auth))) => {
-                buf.drain(..used);
-                break no_auth;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "not a SOCKS5 client");
+    let offer = read_message(&mut stream, &mut buf, "greeting", socks::parse_offer).await?;
+    let choice = socks::choose_method(offer, credential.is_some());
+    stream.write_all(&socks::choice_reply(choice)).await.ok()?;
+    match (choice, credential) {
+        (None, _) => {
+            tracing::info!(
+                ?offer,
+                "SOCKS client refused: it offered no acceptable authentication method"
+            );
+            let _ = stream.shutdown().await;
+            return None;
+        }
+        (Some(socks::Method::UserPass), Some(credential)) => {
+            // The parsed request borrows `buf`; only the verdict leaves
+            // this block, so the secret is never copied or logged.
+            let (used, accepted) = {
+                let mut chunk = [0u8; 512];
+                loop {
+                    match socks::parse_user_pass(&buf) {
+                        Ok(Some((used, got))) => {
+                            break (
+                                used,
+                                socks::credentials_match(
+                                    got,
+                                    credential.username.as_bytes(),
+                                    credential.password.expose().as_bytes(),
+                                ),
+                            );
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!(error = %e, "bad SOCKS5 username/password request");
+                            return None;
+                        }
+                    }
+                    let n = stream.read(&mut chunk).await.ok()?;
+                    if n == 0 || buf.len() > 4096 {
+                        return None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            };
+            zeroize::Zeroize::zeroize(&mut buf[..used]);
+            buf.drain(..used);
+            stream
+                .write_all(&socks::user_pass_reply(accepted))
+                .await
+                .ok()?;
+            if !accepted {
+                tracing::info!("SOCKS client refused: wrong username or password");
+                let _ = stream.shutdown().await;
                 return None;
             }
         }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 || buf.len() > 4096 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    stream.write_all(&socks::method_reply(no_auth)).await.ok()?;
-    if !no_auth {
-        return None;
+        // A username/password choice is only made with a credential.
+        (Some(socks::Method::UserPass), None) => return None,
+        (Some(socks::Method::NoAuth), _) => {}
     }
-    let request = loop {
-        match socks::parse_request(&buf) {
-            Ok(Some((_, r))) => break r,
-            Ok(None) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "bad SOCKS5 request");
-                return None;
-            }
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 || buf.len() > 4096 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
+    let request = read_message(&mut stream, &mut buf, "request", socks::parse_request).await?;
     match socks::decide(&request, targets) {
         Ok(target) => Some((stream, target)),
         Err(reply) => {
