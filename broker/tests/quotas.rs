@@ -233,3 +233,24 @@ async fn a_grant_whose_audit_row_cannot_be_written_does_not_open() {
         .unwrap();
     assert!(peers.is_empty(), "a peer stayed at the gateway: {peers:?}");
 }
+
+/// Any allowed action whose audit row cannot be written is answered as
+/// refused: here an attestation (its verdict is not handed out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_whose_audit_row_cannot_be_written_is_refused() {
+    let env = Env::start().await;
+    let device = TestDevice::new(env.client(&env.issuer.token("alice")), "alice");
+    assert_eq!(device.enrol().await.status(), 201);
+    let script = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.executescript(\"CREATE TRIGGER audit_refuses_attest BEFORE INSERT ON audit WHEN NEW.action = 'attest' BEGIN SELECT RAISE(ABORT, 'audit write failed'); END;\")\nc.commit()\n";
+    assert!(
+        std::process::Command::new("python3")
+            .args(["-c", script, db_path(env.dir.path()).to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let claims = device.claims(healthy_report()).await;
+    let r = device.submit(device.key.sign_eat(&claims).unwrap()).await;
+    let p = expect_problem(r, ProblemType::Internal).await;
+    assert!(p.detail.contains("audit log"), "{p:?}");
+}

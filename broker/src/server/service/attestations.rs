@@ -183,7 +183,9 @@ impl Broker {
         let user = &caller.user;
         match self.attest_inner(caller, req).await {
             Ok((verdict, reason)) => {
-                self.audit(NewAudit {
+                // Fail closed: a verdict that cannot be recorded is not
+                // handed out.
+                self.try_audit(NewAudit {
                     action: "attest",
                     outcome: if verdict.compliant { "allow" } else { "deny" },
                     user: Some(&user.sub),
@@ -191,7 +193,7 @@ impl Broker {
                     problem: (!verdict.compliant).then_some(ProblemType::DeviceNotCompliant.slug()),
                     reason: &reason,
                     decision: None,
-                });
+                })?;
                 Ok(verdict)
             }
             Err(err) => {

@@ -263,7 +263,10 @@ impl Broker {
     ) -> Result<T, ApiError> {
         match result {
             Ok((value, reason)) => {
-                self.audit(NewAudit {
+                // Fail closed: an action whose record cannot be written is
+                // answered as refused (a grant is also undone, see
+                // `open_grant`), so nothing is granted unrecorded.
+                self.try_audit(NewAudit {
                     action,
                     outcome: "allow",
                     user,
@@ -271,7 +274,7 @@ impl Broker {
                     problem: None,
                     reason: &reason,
                     decision,
-                });
+                })?;
                 Ok(value)
             }
             Err(err) => {
