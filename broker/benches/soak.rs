@@ -190,15 +190,7 @@ async fn device_loop(
         )
         .await;
         if !r.status().is_success() {
-            let p = problem(r).await;
-            *errors
-                .lock()
-                .unwrap()
-                .entry(format!(
-                    "challenge {}",
-                    p.type_uri.rsplit('/').next().unwrap_or("")
-                ))
-                .or_default() += 1;
+            count_refusal(&errors, "challenge", r).await;
             enrolled = false;
             continue;
         }
@@ -219,30 +211,14 @@ async fn device_loop(
         )
         .await;
         if !r.status().is_success() {
-            let p = problem(r).await;
-            *errors
-                .lock()
-                .unwrap()
-                .entry(format!(
-                    "attest {}",
-                    p.type_uri.rsplit('/').next().unwrap_or("")
-                ))
-                .or_default() += 1;
+            count_refusal(&errors, "attest", r).await;
             enrolled = false;
             continue;
         }
         let wg = tunnel::PrivateKey::generate().public_key();
         let r = timed(&lat, "grant", device.request_grant("echo", &wg)).await;
         if r.status().as_u16() != 201 {
-            let p = problem(r).await;
-            *errors
-                .lock()
-                .unwrap()
-                .entry(format!(
-                    "grant {}",
-                    p.type_uri.rsplit('/').next().unwrap_or("")
-                ))
-                .or_default() += 1;
+            count_refusal(&errors, "grant", r).await;
             enrolled = false;
             continue;
         }
@@ -266,6 +242,17 @@ async fn device_loop(
         }
     }
     (device, last)
+}
+
+/// Counts a refusal the devices saw, by call and problem type.
+async fn count_refusal(errors: &Mutex<BTreeMap<String, u64>>, call: &str, r: reqwest::Response) {
+    let p = problem(r).await;
+    let kind = p.type_uri.rsplit('/').next().unwrap_or("").to_owned();
+    *errors
+        .lock()
+        .unwrap()
+        .entry(format!("{call} {kind}"))
+        .or_default() += 1;
 }
 
 fn write_config(path: &Path, cfg: &support::broker::BrokerConfig) {

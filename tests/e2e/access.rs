@@ -192,9 +192,10 @@ fn idp_with_groups() -> idp::Options {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_gated_app_is_refused_with_its_reason_in_sallyport_apps() {
-    let Some(world) = start(Setup {
+/// `echo` and the finance team's `payroll`, both wanted, for a user in
+/// `engineering`; returns once `echo` carries traffic.
+async fn group_gated_world() -> Option<World> {
+    let world = start(Setup {
         idp: idp_with_groups(),
         access: Some(policy(None)),
         apps: &[("echo", "Echo service", &[]), ("payroll", "Payroll", &[])],
@@ -202,14 +203,19 @@ async fn a_group_gated_app_is_refused_with_its_reason_in_sallyport_apps() {
         password_only: false,
         broker: same,
     })
-    .await
-    else {
-        return; // node or its packages are missing on this laptop (a failure in CI)
-    };
+    .await?;
     world
         .agent
         .until_traffic_flows("echo", Duration::from_secs(30), "the ungated app")
         .await;
+    Some(world)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_gated_app_is_refused_with_its_reason_in_sallyport_apps() {
+    let Some(world) = group_gated_world().await else {
+        return; // node or its packages are missing on this laptop (a failure in CI)
+    };
     // The refusal reaches the tunnel's state with the policy's words.
     let status = world
         .agent
@@ -506,22 +512,9 @@ fn documented_fields() -> Vec<String> {
 async fn decision_records_reach_the_jsonl_sink_with_every_documented_field() {
     let fields = documented_fields();
     assert!(fields.len() >= 10, "{fields:?}");
-    let Some(world) = start(Setup {
-        idp: idp_with_groups(),
-        access: Some(policy(None)),
-        apps: &[("echo", "Echo service", &[]), ("payroll", "Payroll", &[])],
-        connect: &["echo", "payroll"],
-        password_only: false,
-        broker: same,
-    })
-    .await
-    else {
+    let Some(world) = group_gated_world().await else {
         return; // node or its packages are missing on this laptop (a failure in CI)
     };
-    world
-        .agent
-        .until_traffic_flows("echo", Duration::from_secs(30), "the ungated app")
-        .await;
     let mut records: Vec<serde_json::Value> = Vec::new();
     for _ in 0..100 {
         records = std::fs::read_to_string(world.jsonl())

@@ -264,6 +264,26 @@ pub struct NewAudit<'a> {
     pub decision: Option<&'a AuditDecision>,
 }
 
+/// An audit entry completed with the decision details stored beside it.
+trait WithDecision {
+    fn with_decision(self, d: AuditDecision) -> Self;
+}
+
+impl WithDecision for AuditEntry {
+    fn with_decision(self, d: AuditDecision) -> Self {
+        AuditEntry {
+            app: d.app,
+            source_ip: d.source_ip,
+            reasons: d.reasons,
+            input_digest: d.input_digest,
+            policy_digest: d.policy_digest,
+            access_policy_digest: d.access_policy_digest,
+            admin: d.admin,
+            ..self
+        }
+    }
+}
+
 /// What an access decision was made on, kept with its audit row.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditDecision {
@@ -890,15 +910,10 @@ impl Store {
             device_id: e.device_id.map(str::to_owned),
             problem: e.problem.map(str::to_owned),
             reason: e.reason.to_owned(),
-            app: d.app,
-            source_ip: d.source_ip,
-            reasons: d.reasons,
-            input_digest: d.input_digest,
-            policy_digest: d.policy_digest,
-            access_policy_digest: d.access_policy_digest,
-            admin: d.admin,
             hash: Some(hash),
-        })
+            ..AuditEntry::default()
+        }
+        .with_decision(d))
     }
 
     /// Every audit row as the chain sees it, in `seq` order, for
@@ -972,25 +987,22 @@ impl Store {
                 Some(text) => parse_json(&text)?,
                 None => AuditDecision::default(),
             };
-            out.push(AuditEntry {
-                seq,
-                at: time::OffsetDateTime::from_unix_timestamp(at)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                action,
-                outcome,
-                user,
-                device_id,
-                problem,
-                reason,
-                app: d.app,
-                source_ip: d.source_ip,
-                reasons: d.reasons,
-                input_digest: d.input_digest,
-                policy_digest: d.policy_digest,
-                access_policy_digest: d.access_policy_digest,
-                admin: d.admin,
-                hash,
-            });
+            out.push(
+                AuditEntry {
+                    seq,
+                    at: time::OffsetDateTime::from_unix_timestamp(at)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    action,
+                    outcome,
+                    user,
+                    device_id,
+                    problem,
+                    reason,
+                    hash,
+                    ..AuditEntry::default()
+                }
+                .with_decision(d),
+            );
         }
         Ok(out)
     }

@@ -6,7 +6,6 @@
 //! digest and evaluate thousands of attestations a second.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,7 +13,9 @@ use serde_json::Value;
 use crate::report::Report;
 
 mod input;
+mod program;
 pub use input::{DeviceFacts, KEY_ASSURANCE_UNREPORTED, policy_input, policy_input_for};
+pub use program::{MAX_INSTRUCTIONS, RegoProgram, regorus_value};
 
 /// The policy that ships with Sallyport (`posture/policy/default.rego`).
 pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.rego");
@@ -81,11 +82,8 @@ impl Evaluation {
 /// check that both agree over many reports.
 #[derive(Clone)]
 pub struct Policy {
-    /// The compiled rules (needed by the VM for default values) and the
-    /// interpreter's view of them.
-    compiled: regorus::CompiledPolicy,
-    /// The bytecode program for [`VIOLATIONS_RULE`].
-    program: Arc<regorus::rvm::program::Program>,
+    /// [`VIOLATIONS_RULE`], compiled.
+    program: RegoProgram,
     name: String,
 }
 
@@ -97,11 +95,6 @@ impl std::fmt::Debug for Policy {
     }
 }
 
-/// Upper bound on VM instructions per evaluation: a policy that loops over a
-/// hostile input cannot pin a broker core. The default policy over a full
-/// report runs a few thousand.
-const MAX_INSTRUCTIONS: usize = 1_000_000;
-
 impl Policy {
     /// The built-in default policy.
     pub fn default_policy() -> Result<Self, PolicyError> {
@@ -110,19 +103,8 @@ impl Policy {
 
     /// Compiles `source`; `name` appears in error positions.
     pub fn from_source(name: &str, source: &str) -> Result<Self, PolicyError> {
-        let mut engine = regorus::Engine::new();
-        engine
-            .add_policy(name.to_owned(), source.to_owned())
-            .map_err(invalid)?;
-        let rule: regorus::Rc<str> = VIOLATIONS_RULE.into();
-        let compiled = engine.compile_with_entrypoint(&rule).map_err(invalid)?;
-        let program = regorus::languages::rego::compiler::Compiler::compile_from_policy(
-            &compiled,
-            &[VIOLATIONS_RULE],
-        )
-        .map_err(invalid)?;
+        let program = RegoProgram::compile(name, source, VIOLATIONS_RULE).map_err(invalid)?;
         let policy = Policy {
-            compiled,
             program,
             name: name.to_owned(),
         };
@@ -169,17 +151,11 @@ impl Policy {
     /// Evaluates the policy over an already-built input document (the shape
     /// [`policy_input`] makes).
     pub fn evaluate_input(&self, input: &Value) -> Result<Evaluation, PolicyError> {
-        self.run(regorus_value(input)?)
+        self.run(regorus_value(input).map_err(PolicyError::Evaluation)?)
     }
 
     fn run(&self, input: regorus::Value) -> Result<Evaluation, PolicyError> {
-        let mut vm = regorus::rvm::RegoVM::new_with_policy(self.compiled.clone());
-        vm.load_program(self.program.clone());
-        vm.set_max_instructions(MAX_INSTRUCTIONS);
-        vm.set_input(input);
-        let result = vm
-            .execute()
-            .map_err(|err| PolicyError::Evaluation(err.to_string()))?;
+        let result = self.program.run(input).map_err(PolicyError::Evaluation)?;
         evaluation_from(&result)
     }
 
@@ -191,9 +167,9 @@ impl Policy {
 
     fn evaluate_input_interpreted(&self, input: &Value) -> Result<Evaluation, PolicyError> {
         let result = self
-            .compiled
-            .eval_with_input(regorus_value(input)?)
-            .map_err(|err| PolicyError::Evaluation(err.to_string()))?;
+            .program
+            .run_interpreted(regorus_value(input).map_err(PolicyError::Evaluation)?)
+            .map_err(PolicyError::Evaluation)?;
         evaluation_from(&result)
     }
 }
@@ -201,12 +177,6 @@ impl Policy {
 /// A policy that does not compile, with regorus' explanation.
 fn invalid(err: impl std::fmt::Display) -> PolicyError {
     PolicyError::Invalid(err.to_string())
-}
-
-/// The input as regorus' value, straight from the serde tree (no JSON text).
-fn regorus_value(input: &Value) -> Result<regorus::Value, PolicyError> {
-    use serde::Deserialize as _;
-    regorus::Value::deserialize(input).map_err(|err| PolicyError::Evaluation(err.to_string()))
 }
 
 /// Reads the `violations` set the policy produced.

@@ -19,8 +19,7 @@ pub mod context;
 pub mod input;
 pub mod window;
 
-use std::sync::Arc;
-
+use posture::policy::{RegoProgram, regorus_value};
 use serde::Deserialize;
 
 use crate::api::{AccessDecision, AccessReason, GrantEnd, ProblemType, StepUp};
@@ -31,9 +30,6 @@ pub const DEFAULT_ACCESS_POLICY: &str = include_str!("../../../policy/access.reg
 
 /// The rule every access policy must define.
 const DECISION_RULE: &str = "data.sallyport.access.decision";
-
-/// Upper bound on VM instructions per evaluation (as for the posture policy).
-const MAX_INSTRUCTIONS: usize = 1_000_000;
 
 /// Why an access policy could not be loaded or evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +67,8 @@ pub struct AccessOutput {
 /// A compiled access policy with its digest and source.
 #[derive(Clone)]
 pub struct AccessPolicy {
-    compiled: regorus::CompiledPolicy,
-    program: Arc<regorus::rvm::program::Program>,
+    /// `decision`, compiled (the same VM plumbing as the posture policy).
+    program: RegoProgram,
     /// SHA-256 hex of the source.
     pub digest: String,
     /// File name.
@@ -91,23 +87,9 @@ impl std::fmt::Debug for AccessPolicy {
 impl AccessPolicy {
     /// Compiles `source` and checks it answers a sample input.
     pub fn from_source(name: &str, source: &str) -> Result<Self, AccessPolicyError> {
-        fn invalid(e: impl std::fmt::Display) -> AccessPolicyError {
-            AccessPolicyError::Invalid(e.to_string())
-        }
-
-        let mut engine = regorus::Engine::new();
-        engine
-            .add_policy(name.to_owned(), source.to_owned())
-            .map_err(invalid)?;
-        let rule: regorus::Rc<str> = DECISION_RULE.into();
-        let compiled = engine.compile_with_entrypoint(&rule).map_err(invalid)?;
-        let program = regorus::languages::rego::compiler::Compiler::compile_from_policy(
-            &compiled,
-            &[DECISION_RULE],
-        )
-        .map_err(invalid)?;
+        let program = RegoProgram::compile(name, source, DECISION_RULE)
+            .map_err(AccessPolicyError::Invalid)?;
         let policy = AccessPolicy {
-            compiled,
             program,
             digest: crate::server::config::to_hex(
                 ring::digest::digest(&ring::digest::SHA256, source.as_bytes()).as_ref(),
@@ -129,16 +111,11 @@ impl AccessPolicy {
 
     /// Evaluates over an input document (the shape of [`input::AccessInput`]).
     pub fn evaluate(&self, input: &serde_json::Value) -> Result<AccessOutput, AccessPolicyError> {
-        use serde::Deserialize as _;
-        let input = regorus::Value::deserialize(input)
-            .map_err(|e| AccessPolicyError::Evaluation(e.to_string()))?;
-        let mut vm = regorus::rvm::RegoVM::new_with_policy(self.compiled.clone());
-        vm.load_program(self.program.clone());
-        vm.set_max_instructions(MAX_INSTRUCTIONS);
-        vm.set_input(input);
-        let result = vm
-            .execute()
-            .map_err(|e| AccessPolicyError::Evaluation(e.to_string()))?;
+        let input = regorus_value(input).map_err(AccessPolicyError::Evaluation)?;
+        let result = self
+            .program
+            .run(input)
+            .map_err(AccessPolicyError::Evaluation)?;
         let value =
             serde_json::to_value(&result).map_err(|e| AccessPolicyError::Output(e.to_string()))?;
         if !value.is_object() {
