@@ -254,3 +254,68 @@ async fn an_action_whose_audit_row_cannot_be_written_is_refused() {
     let p = expect_problem(r, ProblemType::Internal).await;
     assert!(p.detail.contains("audit log"), "{p:?}");
 }
+
+/// The gateway's per-tunnel connection limit is enforced inside the tunnel
+/// (there is no HTTP answer to give there); the broker audits it against
+/// the grant's user and device, once however often it is hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_tunnel_connection_limit_is_audited_once_against_the_grant() {
+    let env =
+        Env::start_with(|c, _| c.with(|c| c.limits.max_tunnel_connections_per_peer = 1)).await;
+    let device = TestDevice::new(env.client(&env.issuer.token("alice")), "alice");
+    assert_eq!(device.enrol().await.status(), 201);
+    device.attest(healthy_report()).await;
+    let wg = tunnel::PrivateKey::generate();
+    let r = device.request_grant("echo", &wg.public_key()).await;
+    assert_eq!(r.status(), 201);
+    let grant: api::Grant = r.json().await.unwrap();
+    let tunnel = tunnel::Tunnel::start(tunnel_config(&grant, wg))
+        .await
+        .unwrap();
+    let forward = tunnel
+        .forward_addr(&grant.targets[0].parse().unwrap())
+        .unwrap();
+    // The one connection allowed works and stays open.
+    let held = tokio::net::TcpStream::connect(forward).await.unwrap();
+    let (mut r, mut w) = held.into_split();
+    tokio::io::AsyncWriteExt::write_all(&mut w, b"x").await.unwrap();
+    let mut b = [0u8; 1];
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_exact(&mut r, &mut b),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(quota_rows(&env, "max_tunnel_connections_per_peer").await, 0);
+
+    // More connections: each SYN is refused at the gateway.
+    let mut extra = Vec::new();
+    for _ in 0..3 {
+        extra.push(tokio::net::TcpStream::connect(forward).await.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while quota_rows(&env, "max_tunnel_connections_per_peer").await == 0 {
+        assert!(Instant::now() < deadline, "the refusal was never audited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let peer = &env.broker.gateway_status().unwrap().peers[0];
+    assert!(peer.refused.connections >= 1, "{peer:?}");
+    // Further refusals (SYN retries, more connections) over two more
+    // sweeps add no row.
+    for _ in 0..3 {
+        extra.push(tokio::net::TcpStream::connect(forward).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let rows: Vec<_> = env
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "quota" && e.reason.starts_with("max_tunnel_connections_per_peer"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].user.as_deref(), Some("alice"));
+    assert_eq!(rows[0].device_id.as_deref(), Some(device.id().as_str()));
+    assert!(rows[0].reason.contains(&grant.id), "{rows:?}");
+    assert_eq!(rows[0].problem.as_deref(), Some("quota-exceeded"));
+}

@@ -26,6 +26,7 @@ pub use config::{
     GatewayConfig, PeerGrant, Protocol, SocksCredential, SocksPassword, StackOptions, Target,
     TunnelConfig,
 };
+pub use core::gateway::{LimitRefusals, PeerStatus};
 pub use core::{CloseReason, DropCounters, HandshakeState};
 pub use gateway::{Gateway, GatewayError, GatewayHandle, GatewayStatus};
 pub use key::{KeyError, PrivateKey, PublicKey};

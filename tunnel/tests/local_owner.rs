@@ -1,7 +1,8 @@
 //! Who may use a tunnel's local listeners, on a real loopback tunnel: a
 //! connection from this process (the tunnel's own user) reaches the
 //! target; one from another uid is reset before anything reaches it, on a
-//! TCP forward and on the SOCKS5 listener. `LocalAccess::Anyone` lets that
+//! TCP forward and on the SOCKS5 listener, and its datagrams to a UDP
+//! forward are dropped. `LocalAccess::Anyone` lets that
 //! other uid through, which shows the refusal is the owner check's doing.
 //!
 //! The other-uid cases run a client as `nobody` (65534) and so need root;
@@ -122,6 +123,42 @@ async fn as_nobody(addr: SocketAddr, send: &[u8]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// What a UDP client running as `nobody` got back from `addr` for
+/// `send`: `data:<hex>`, or `timeout` after 5 tries of 400 ms (UDP may be
+/// lost while the tunnel's handshake completes).
+async fn udp_as_nobody(addr: SocketAddr, send: &[u8]) -> String {
+    let script = [
+        "import socket,sys",
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)",
+        "s.settimeout(0.4)",
+        "r='timeout'",
+        "for _ in range(5):",
+        " s.sendto(bytes.fromhex(sys.argv[2]),('127.0.0.1',int(sys.argv[1])))",
+        " try: r='data:'+s.recv(64).hex(); break",
+        " except socket.timeout: pass",
+        "print(r)",
+    ]
+    .join("\n");
+    let (port, payload) = (addr.port().to_string(), hex(send));
+    let output = tokio::task::spawn_blocking(move || {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(python())
+            .args(["-c", &script, &port, &payload])
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "UDP client as nobody failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 /// A Python `nobody` can run: a per-user install under /root (pyenv) is
 /// out of its reach, the system's is not.
 fn python() -> &'static str {
@@ -209,4 +246,28 @@ async fn anyone_lets_another_user_through() {
         format!("data:{}", hex(&[5, 0]))
     );
     assert_eq!(reached.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_udp_datagrams_never_enter_the_tunnel() {
+    if !can_run_as_nobody() {
+        return;
+    }
+    let echo = udp_echo("127.0.0.1:0").await;
+    let target = Target::udp(echo);
+    let (_gw, app) = tunnel_to(target, LocalAccess::SameUser).await;
+    let forward = app.forward_addr(&target).unwrap();
+    // The tunnel's own user gets replies, before and after.
+    assert_eq!(udp_roundtrip(forward, b"mine").await, b"mine");
+    assert_eq!(udp_as_nobody(forward, b"let me in").await, "timeout");
+    assert_eq!(udp_roundtrip(forward, b"still mine").await, b"still mine");
+
+    // Anyone: the same client gets its reply, so the refusal above was the
+    // owner check's.
+    let (_gw, open) = tunnel_to(target, LocalAccess::Anyone).await;
+    let forward = open.forward_addr(&target).unwrap();
+    assert_eq!(
+        udp_as_nobody(forward, b"hi").await,
+        format!("data:{}", hex(b"hi"))
+    );
 }

@@ -445,3 +445,60 @@ async fn socks_with_a_credential_admits_only_clients_that_present_it() {
     t.shutdown().await;
     gw.shutdown().await;
 }
+
+/// The gateway's per-peer limits refuse what is beyond them and count each
+/// refusal in that peer's status, which is what the broker audits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_tunnel_limits_refuse_and_are_counted_per_peer() {
+    let gw = Gateway::start(GatewayConfig {
+        private_key: PrivateKey::generate(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        stack: StackOptions {
+            // The UDP target's in-tunnel socket takes one place, so one TCP
+            // connection fits.
+            max_connections: 2,
+            max_udp_flows: 1,
+            ..StackOptions::default()
+        },
+    })
+    .await
+    .unwrap();
+    let tcp = Target::tcp(tcp_echo("127.0.0.1:0").await);
+    let udp = Target::udp(udp_echo("127.0.0.1:0").await);
+    let a = app(&gw, 2, vec![tcp, udp]).await;
+    let refused = |gw: &GatewayHandle| gw.status().peers[0].refused;
+
+    let _held = open_echo(a.forward_addr(&tcp).unwrap()).await;
+    assert_eq!(udp_roundtrip(a.forward_addr(&udp).unwrap(), b"one").await, b"one");
+    assert_eq!(refused(&gw), tunnel::LimitRefusals::default());
+
+    // A second connection: accepted locally, its SYN refused at the gateway.
+    let mut second = TcpStream::connect(a.forward_addr(&tcp).unwrap())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut second, b"x")
+        .await
+        .unwrap();
+    // A second UDP flow (another local source): dropped at the gateway.
+    let other = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    other
+        .send_to(b"two", a.forward_addr(&udp).unwrap())
+        .await
+        .unwrap();
+    eventually("both refusals counted on the peer", || {
+        let r = refused(&gw);
+        r.connections >= 1 && r.udp_flows >= 1
+    })
+    .await;
+    let mut buf = [0u8; 8];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), other.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "the refused flow got a reply"
+    );
+    assert_eq!(gw.status().dropped.over_limit, {
+        let r = refused(&gw);
+        r.connections + r.udp_flows
+    });
+}

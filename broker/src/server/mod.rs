@@ -252,6 +252,7 @@ pub async fn start_with_clock(
                     return;
                 };
                 broker.sweep_dpop();
+                broker.audit_tunnel_limits();
                 if let Err(e) = broker.expire_due().await {
                     tracing::warn!(detail = %e.problem.detail, "expiry sweep failed");
                 }

@@ -726,6 +726,15 @@ impl Store {
         self.grants_where("policy_digest <> ?1", &digest)
     }
 
+    /// The open grant holding this WireGuard key (at most one: the
+    /// `grants_open_key` index), to name whose tunnel a gateway peer is.
+    pub fn open_grant_by_key(&self, wg_public_key: &str) -> Result<Option<GrantRow>, StoreError> {
+        Ok(self
+            .grants_where("wg_public_key = ?1", &wg_public_key)?
+            .into_iter()
+            .next())
+    }
+
     /// Open grants of a user.
     pub fn open_grants_of_user(&self, user: &str) -> Result<Vec<GrantRow>, StoreError> {
         self.grants_where("user = ?1", &user)

@@ -23,6 +23,7 @@ use crate::config::{ConfigError, Protocol, Target, TunnelConfig};
 use crate::core::{ClientCore, CloseReason, DropCounters, HandshakeState};
 use crate::driver::{Driver, udp};
 use crate::key::PublicKey;
+use crate::local_owner::UdpSenders;
 
 mod side;
 mod socks_session;
@@ -132,8 +133,10 @@ impl Tunnel {
                     forwards.push((*target, bound));
                     udp_forwards.push(UdpForward {
                         socket: s,
+                        bound,
                         target: *target,
                         flows: HashMap::new(),
+                        senders: UdpSenders::new(config.local_access),
                     });
                 }
             }

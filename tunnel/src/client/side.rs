@@ -25,7 +25,7 @@ use crate::driver::Side;
 use crate::driver::bridge::{self, Step, TcpBridge};
 use crate::driver::flow::{FLOW_IDLE, recv_each};
 use crate::driver::udp::{self, Outbox, UdpIo};
-use crate::local_owner::{self, LocalAccess};
+use crate::local_owner::{self, LocalAccess, UdpSenders};
 
 /// A connect inside the tunnel that is not answered in this time fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -33,9 +33,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// One local UDP forward and the in-tunnel flows behind it.
 pub(super) struct UdpForward {
     pub(super) socket: UdpSocket,
+    /// Where `socket` is bound (the senders' destination).
+    pub(super) bound: SocketAddr,
     pub(super) target: Target,
     /// Local application address -> (in-tunnel flow, last use).
     pub(super) flows: HashMap<SocketAddr, (ConnId, Instant)>,
+    /// Who may start a flow (`LocalAccess`, per new sender).
+    pub(super) senders: UdpSenders,
 }
 
 /// Everything of one tunnel except the WireGuard socket and the timer,
@@ -282,7 +286,8 @@ impl ClientSide {
         let mut progress = false;
         let core = &mut self.core;
         for fwd in &mut self.udp_forwards {
-            let (flows, target) = (&mut fwd.flows, fwd.target);
+            let (flows, target, bound) = (&mut fwd.flows, fwd.target, fwd.bound);
+            let senders = &mut fwd.senders;
             progress |= recv_each(
                 &fwd.socket,
                 &mut self.buf,
@@ -295,6 +300,7 @@ impl ClientSide {
                             *last = now;
                             *id
                         }
+                        None if !senders.admit(from, bound, now) => return,
                         None => match core.udp_open(target) {
                             Ok(id) => {
                                 flows.insert(from, (id, now));

@@ -99,6 +99,19 @@ pub struct PeerStatus {
     pub open_connections: usize,
     /// Time left until the gateway drops it.
     pub expires_in: Duration,
+    /// What its per-tunnel limits refused so far.
+    pub refused: LimitRefusals,
+}
+
+/// How often a peer hit its per-tunnel limits (`StackOptions`): counters
+/// that only grow while the peer exists, so whoever watches the status can
+/// tell a new refusal from an old one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitRefusals {
+    /// In-tunnel TCP connections refused at `max_connections`.
+    pub connections: u64,
+    /// UDP flows refused at `max_udp_flows`.
+    pub udp_flows: u64,
 }
 
 #[derive(Debug)]
@@ -116,6 +129,9 @@ struct Peer {
     udp: HashMap<Target, SocketHandle>,
     conns: HashMap<ConnId, Target>,
     next_timer: Instant,
+    /// Refusals at the per-tunnel limits, for the status (the broker
+    /// audits a rise).
+    refused: LimitRefusals,
 }
 
 /// The gateway: terminates many client tunnels on one UDP socket.
@@ -232,6 +248,7 @@ impl GatewayCore {
             expires_at,
             listeners: HashMap::new(),
             syns: HashMap::new(),
+            refused: LimitRefusals::default(),
             udp: HashMap::new(),
             conns: HashMap::new(),
             next_timer: now + TIMER_TICK,
@@ -415,6 +432,7 @@ impl GatewayCore {
             )
         {
             self.dropped.over_limit += 1;
+            peer.refused.connections += 1;
             return;
         }
         if !peer.stack.device.push_rx_owned(packet) {
@@ -554,6 +572,15 @@ impl GatewayCore {
         ok
     }
 
+    /// The driver refused a new UDP flow of `peer` at its flow limit (the
+    /// flows' OS sockets are the driver's, so it counts them).
+    pub fn udp_flow_refused(&mut self, peer: PeerId) {
+        self.dropped.over_limit += 1;
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.refused.udp_flows += 1;
+        }
+    }
+
     /// Ids of all peers.
     pub fn peer_ids(&self) -> Vec<PeerId> {
         self.peers.keys().copied().collect()
@@ -599,6 +626,7 @@ impl GatewayCore {
                     bytes_in,
                     open_connections: p.conns.len(),
                     expires_in: p.expires_at.saturating_duration_since(now),
+                    refused: p.refused,
                 }
             })
             .collect()

@@ -291,6 +291,7 @@ impl GatewaySide {
                         // from every source port must not exhaust the
                         // gateway's file descriptors.
                         tracing::debug!(%target, max = self.max_flows, "UDP flow refused: the peer holds the most allowed");
+                        self.core.udp_flow_refused(peer);
                         continue;
                     }
                     let flow = match self.flows.entry(key) {

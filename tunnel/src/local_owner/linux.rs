@@ -1,5 +1,6 @@
 //! Linux: the owner of a loopback connection's client end, from the
-//! `/proc/net/tcp` and `/proc/net/tcp6` tables.
+//! `/proc/net/tcp` and `/proc/net/tcp6` tables, and of a UDP forward's
+//! sender, from `/proc/net/udp` and `/proc/net/udp6`.
 //!
 //! They are read through `/proc/thread-self/net/`, not `/proc/net/`
 //! (`/proc/self/net/`, the main thread's network namespace): a thread may
@@ -18,6 +19,8 @@ use super::proc_net::{self, Miss};
 /// shows up there with a mapped address).
 const TCP: &str = "/proc/thread-self/net/tcp";
 const TCP6: &str = "/proc/thread-self/net/tcp6";
+const UDP: &str = "/proc/thread-self/net/udp";
+const UDP6: &str = "/proc/thread-self/net/udp6";
 
 /// The client's row is normally there before `accept` returns (the client
 /// is established first), so the retries are only for a slow kernel.
@@ -32,6 +35,38 @@ pub(super) fn check_same_user(client: SocketAddr, listener: SocketAddr) -> Resul
         Ok(())
     } else {
         Err(Refusal::OtherUid { peer, own })
+    }
+}
+
+/// `Ok` if the UDP socket that sent from `sender` to the forward on
+/// `listener` belongs to this process's effective uid. No retry: the
+/// sender's socket exists before its datagram does.
+pub(super) fn check_udp_sender(sender: SocketAddr, listener: SocketAddr) -> Result<(), Refusal> {
+    let own = nix::unistd::Uid::effective().as_raw();
+    let tables: &[&'static str] = if sender.ip().to_canonical().is_ipv4() {
+        &[UDP, UDP6]
+    } else {
+        &[UDP6]
+    };
+    let mut owners = Vec::new();
+    for &path in tables {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && path == UDP6 => continue,
+            Err(source) => return Err(Refusal::Io { what: path, source }),
+        };
+        match proc_net::udp_owner_uid(&text, sender, listener) {
+            Ok(uid) => owners.push(uid),
+            Err(Miss::NotFound) => {}
+            Err(miss) => return Err(miss.into()),
+        }
+    }
+    owners.dedup();
+    match owners.as_slice() {
+        [] => Err(Miss::NotFound.into()),
+        [peer] if *peer == own => Ok(()),
+        [peer] => Err(Refusal::OtherUid { peer: *peer, own }),
+        _ => Err(Miss::Ambiguous.into()),
     }
 }
 
@@ -85,6 +120,20 @@ mod tests {
         );
         check_same_user(peer, local).unwrap();
         drop(client);
+    }
+
+    #[test]
+    fn a_udp_sender_of_this_process_is_its_own() {
+        let forward = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = forward.local_addr().unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        check_udp_sender(sender.local_addr().unwrap(), to).unwrap();
+        // Bound to the wildcard address: the datagram comes from loopback.
+        let wildcard = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let port = wildcard.local_addr().unwrap().port();
+        check_udp_sender(SocketAddr::from(([127, 0, 0, 1], port)), to).unwrap();
+        let err = check_udp_sender("127.0.0.1:1".parse().unwrap(), to).unwrap_err();
+        assert!(matches!(err, Refusal::Lookup(Miss::NotFound)), "{err}");
     }
 
     #[test]

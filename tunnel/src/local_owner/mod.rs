@@ -16,12 +16,17 @@
 //!   deployment that accepts the risk must choose [`LocalAccess::Anyone`]
 //!   explicitly.
 //!
+//! A UDP forward has no connection: the sender of each new flow (a new
+//! source address) is traced the same way, through the UDP tables, before
+//! its first datagram enters the tunnel ([`UdpSenders`]).
+//!
 //! Whenever the owner cannot be determined (no row, a socket already
 //! closed, an OS error) the connection is refused: unknown is not pass.
-//! UDP forwards are not covered (see the crate's README).
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
@@ -104,6 +109,15 @@ impl LocalAccess {
         }
     }
 
+    /// Whether the UDP datagram from `sender` to the forward on `listener`
+    /// may start a flow. Blocking: it reads the OS's socket tables.
+    pub fn check_udp(self, sender: SocketAddr, listener: SocketAddr) -> Result<(), Refusal> {
+        match self {
+            LocalAccess::Anyone => Ok(()),
+            LocalAccess::SameUser => os::check_udp_sender(sender, listener),
+        }
+    }
+
     /// Whether accepted connections must wait for a lookup.
     pub(crate) fn needs_lookup(self) -> bool {
         self != LocalAccess::Anyone
@@ -138,6 +152,62 @@ pub(crate) async fn admit(access: LocalAccess, stream: TcpStream, what: &str) ->
             tracing::warn!(what, %client, error = %e, "local connection refused: the owner lookup failed");
             let _ = stream.set_zero_linger();
             None
+        }
+    }
+}
+
+/// How long a refused UDP sender stays refused without a new lookup, so a
+/// sender in a loop does not make the tunnel read the socket tables per
+/// datagram.
+const UDP_REFUSAL_MEMORY: Duration = Duration::from_secs(10);
+
+/// At most this many refused senders are remembered; beyond, the oldest
+/// half is forgotten (they are looked up again if they come back).
+const UDP_REFUSALS_KEPT: usize = 1024;
+
+/// The admission of UDP senders on one forward: a new source address is
+/// looked up once when its first datagram arrives (inline: reading the
+/// UDP table takes tens of microseconds, and only a new flow pays it);
+/// admitted ones become flows, refused ones are remembered for a while.
+#[derive(Debug)]
+pub(crate) struct UdpSenders {
+    access: LocalAccess,
+    refused: HashMap<SocketAddr, Instant>,
+}
+
+impl UdpSenders {
+    pub(crate) fn new(access: LocalAccess) -> Self {
+        Self {
+            access,
+            refused: HashMap::new(),
+        }
+    }
+
+    /// Whether a new flow from `sender` to the forward on `listener` may
+    /// open.
+    pub(crate) fn admit(&mut self, sender: SocketAddr, listener: SocketAddr, now: Instant) -> bool {
+        if !self.access.needs_lookup() {
+            return true;
+        }
+        if let Some(at) = self.refused.get(&sender) {
+            if now.saturating_duration_since(*at) < UDP_REFUSAL_MEMORY {
+                return false;
+            }
+            self.refused.remove(&sender);
+        }
+        match self.access.check_udp(sender, listener) {
+            Ok(()) => true,
+            Err(refusal) => {
+                tracing::warn!(%sender, reason = %refusal, "UDP datagram refused at a forward");
+                if self.refused.len() >= UDP_REFUSALS_KEPT {
+                    let mut ages: Vec<Instant> = self.refused.values().copied().collect();
+                    ages.sort_unstable();
+                    let cut = ages[ages.len() / 2];
+                    self.refused.retain(|_, at| *at > cut);
+                }
+                self.refused.insert(sender, now);
+                false
+            }
         }
     }
 }

@@ -82,6 +82,33 @@ pub fn owner_uid(table: &str, client: SocketAddr, listener: SocketAddr) -> Resul
     }
 }
 
+/// The uid owning the UDP socket that sent a datagram from `sender` to a
+/// forward listening on `listener`, from the text of `/proc/net/udp` or
+/// `/proc/net/udp6` (the same columns as the TCP tables). UDP has no
+/// connection, so the sender's socket is the one bound to `sender`'s port
+/// on `sender`'s address or on the wildcard address, and either not
+/// connected or connected to `listener`. Several such sockets (sockets
+/// sharing a port with `SO_REUSEPORT`) under different owners are
+/// ambiguous; the listener's own socket never matches, as its port is the
+/// listener's.
+pub fn udp_owner_uid(table: &str, sender: SocketAddr, listener: SocketAddr) -> Result<u32, Miss> {
+    let (sender, listener) = (canonical(sender), canonical(listener));
+    let mut found: Option<u32> = None;
+    for row in table.lines().filter_map(parse_row) {
+        let (local, remote) = (canonical(row.local), canonical(row.remote));
+        let bound_here = local.1 == sender.1 && (local.0 == sender.0 || local.0.is_unspecified());
+        let sends_here = remote.1 == 0 || remote == listener;
+        if !bound_here || !sends_here || row.inode == 0 {
+            continue;
+        }
+        match found {
+            Some(uid) if uid != row.uid => return Err(Miss::Ambiguous),
+            _ => found = Some(row.uid),
+        }
+    }
+    found.ok_or(Miss::NotFound)
+}
+
 /// One data line of the table; `None` for the header or anything malformed.
 pub fn parse_row(line: &str) -> Option<Row> {
     let mut fields = line.split_ascii_whitespace();
@@ -186,6 +213,51 @@ mod tests {
    4: 00000000000000000000000001000000:9497 00000000000000000000000001000000:8BD8 01 00000000:00000000 00:00000000 00000000     0        0 1589371 1 0000000070460dc6 20 0 0 10 -1
    5: 00000000000000000000000001000000:8BD8 00000000000000000000000001000000:9497 01 00000000:00000000 00:00000000 00000000  1000        0 1589370 2 000000002c4cd353 20 0 0 10 -1
 ";
+
+    // Captured on Linux 6.x (x86_64) with Python: the forward listening on
+    // 127.0.0.1:40000 (0x9C40, uid 1000); an unconnected sender bound to
+    // 127.0.0.1:41000 (0xA028, uid 1000); a sender connected to the forward
+    // from 127.0.0.1:42000 (0xA410, uid 1001); a wildcard-bound sender on
+    // 0.0.0.0:43000 (0xA7F8, uid 1002); and two sockets sharing port
+    // 44000 (0xABE0) with SO_REUSEPORT. The capture ran as root; the uids
+    // were edited from 0 so the rows can be told apart.
+    const UDP: &str = "\
+   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 1530: 0100007F:9C40 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 2005822 2 000000002174246a 0
+ 2530: 0100007F:A028 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 2005823 2 00000000ec5744be 0
+ 3530: 0100007F:A410 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1001        0 2005824 2 00000000d0d30b90 0
+ 4530: 00000000:A7F8 00000000:0000 07 00000000:00000000 00:00000000 00000000  1002        0 2005825 2 00000000b8385da7 0
+ 5530: 0100007F:ABE0 00000000:0000 07 00000000:00000000 00:00000000 00000000  1003        0 2005827 2 000000005d9d96fb 0
+ 5530: 0100007F:ABE0 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 2005826 2 000000000e65947a 0
+";
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn finds_the_sender_of_a_udp_datagram() {
+        let fwd = addr("127.0.0.1:40000");
+        assert_eq!(udp_owner_uid(UDP, addr("127.0.0.1:41000"), fwd), Ok(1000));
+        assert_eq!(udp_owner_uid(UDP, addr("127.0.0.1:42000"), fwd), Ok(1001));
+        // Bound to the wildcard address, seen from loopback.
+        assert_eq!(udp_owner_uid(UDP, addr("127.0.0.1:43000"), fwd), Ok(1002));
+        // A dual-stack view of the same sender.
+        assert_eq!(
+            udp_owner_uid(UDP, addr("[::ffff:127.0.0.1]:41000"), fwd),
+            Ok(1000)
+        );
+        assert_eq!(
+            udp_owner_uid(UDP, addr("127.0.0.1:44000"), fwd),
+            Err(Miss::Ambiguous)
+        );
+        assert_eq!(
+            udp_owner_uid(UDP, addr("127.0.0.1:45000"), fwd),
+            Err(Miss::NotFound)
+        );
+        // Connected elsewhere: not the sender of this datagram.
+        assert_eq!(
+            udp_owner_uid(UDP, addr("127.0.0.1:42000"), addr("127.0.0.1:40001")),
+            Err(Miss::NotFound)
+        );
+    }
 
     #[cfg(target_endian = "little")]
     #[test]
@@ -305,6 +377,7 @@ mod tests {
         fn never_panics_on_arbitrary_text(text in ".{0,400}", a in any::<u16>(), b in any::<u16>()) {
             let _ = parse_row(&text);
             let _ = owner_uid(&text, SocketAddr::from(([127, 0, 0, 1], a)), SocketAddr::from(([127, 0, 0, 1], b)));
+            let _ = udp_owner_uid(&text, SocketAddr::from(([127, 0, 0, 1], a)), SocketAddr::from(([127, 0, 0, 1], b)));
         }
 
         #[test]
@@ -314,7 +387,7 @@ mod tests {
             junk in "[0-9A-Fa-f: \t\n\u{e9}-]{0,12}",
             cut in any::<prop::sample::Index>(),
         ) {
-            let source: Vec<&str> = TCP.lines().chain(TCP6.lines()).collect();
+            let source: Vec<&str> = TCP.lines().chain(TCP6.lines()).chain(UDP.lines()).collect();
             let mut row = source[line % source.len()].to_owned();
             let mut i = at.index(row.len() + 1);
             while !row.is_char_boundary(i) { i -= 1; }
@@ -324,6 +397,7 @@ mod tests {
             row.truncate(j);
             let _ = parse_row(&row);
             let _ = owner_uid(&row, "127.0.0.1:44528".parse().unwrap(), "127.0.0.1:48129".parse().unwrap());
+            let _ = udp_owner_uid(&row, "127.0.0.1:41000".parse().unwrap(), "127.0.0.1:40000".parse().unwrap());
         }
 
         #[test]

@@ -12,3 +12,8 @@ use super::Refusal;
 pub(super) fn check_same_user(_client: SocketAddr, _listener: SocketAddr) -> Result<(), Refusal> {
     Err(Refusal::Unsupported)
 }
+
+/// Always refuses: the owner cannot be determined here.
+pub(super) fn check_udp_sender(_sender: SocketAddr, _listener: SocketAddr) -> Result<(), Refusal> {
+    Err(Refusal::Unsupported)
+}

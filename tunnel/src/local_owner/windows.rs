@@ -1,7 +1,9 @@
 //! Windows: the owner of a loopback connection's client end. The TCP table
 //! (`GetExtendedTcpTable`, `TCP_TABLE_OWNER_PID_ALL`) names the process
 //! whose socket goes from the client's address to the listener; that
-//! process's token user (SID) must equal this process's.
+//! process's token user (SID) must equal this process's. For a UDP
+//! forward, the UDP table (`GetExtendedUdpTable`, `UDP_TABLE_OWNER_PID`)
+//! names the process whose socket is bound to the sender's address.
 //!
 //! Every `unsafe` call of the tunnel crate lives here, each with its
 //! `SAFETY` note. Opening another user's process usually fails for an
@@ -13,8 +15,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use windows_sys::Win32::Foundation::{CloseHandle, ERROR_INSUFFICIENT_BUFFER, HANDLE, NO_ERROR};
 use windows_sys::Win32::NetworkManagement::IpHelper::{
-    GetExtendedTcpTable, MIB_TCP6ROW_OWNER_PID, MIB_TCP6TABLE_OWNER_PID, MIB_TCPROW_OWNER_PID,
-    MIB_TCPTABLE_OWNER_PID, TCP_TABLE_OWNER_PID_ALL,
+    GetExtendedTcpTable, GetExtendedUdpTable, MIB_TCP6ROW_OWNER_PID, MIB_TCP6TABLE_OWNER_PID,
+    MIB_TCPROW_OWNER_PID, MIB_TCPTABLE_OWNER_PID, MIB_UDP6ROW_OWNER_PID, MIB_UDP6TABLE_OWNER_PID,
+    MIB_UDPROW_OWNER_PID, MIB_UDPTABLE_OWNER_PID, TCP_TABLE_OWNER_PID_ALL, UDP_TABLE_OWNER_PID,
 };
 use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6};
 use windows_sys::Win32::Security::{EqualSid, GetTokenInformation, TOKEN_QUERY, TokenUser};
@@ -31,7 +34,17 @@ const TABLE_ATTEMPTS: usize = 4;
 /// `Ok` if the process owning the client's socket runs as this process's
 /// user.
 pub(super) fn check_same_user(client: SocketAddr, listener: SocketAddr) -> Result<(), Refusal> {
-    let pid = owning_pid(client, listener)?;
+    same_user_as(owning_pid(client, listener)?)
+}
+
+/// `Ok` if the process owning the UDP socket bound to `sender` runs as this
+/// process's user.
+pub(super) fn check_udp_sender(sender: SocketAddr, _listener: SocketAddr) -> Result<(), Refusal> {
+    same_user_as(udp_owning_pid(sender)?)
+}
+
+/// `Ok` if process `pid` runs as this process's user.
+fn same_user_as(pid: u32) -> Result<(), Refusal> {
     let peer = process_user(pid).map_err(|source| Refusal::Io {
         what: "the connecting process's user",
         source,
@@ -58,7 +71,7 @@ fn owning_pid(client: SocketAddr, listener: SocketAddr) -> Result<u32, Refusal> 
     };
     let mut found: Vec<u32> = Vec::new();
     if client.ip().to_canonical().is_ipv4() {
-        let table = tcp_table(AF_INET).map_err(io_err)?;
+        let table = owner_table(AF_INET, tcp_call).map_err(io_err)?;
         for row in rows::<MIB_TCPTABLE_OWNER_PID>(&table) {
             let local = v4(row.dwLocalAddr, row.dwLocalPort);
             let remote = v4(row.dwRemoteAddr, row.dwRemotePort);
@@ -67,7 +80,7 @@ fn owning_pid(client: SocketAddr, listener: SocketAddr) -> Result<u32, Refusal> 
             }
         }
     }
-    let table = tcp_table(AF_INET6).map_err(io_err)?;
+    let table = owner_table(AF_INET6, tcp_call).map_err(io_err)?;
     for row in rows::<MIB_TCP6TABLE_OWNER_PID>(&table) {
         let local = v6(row.ucLocalAddr, row.dwLocalPort);
         let remote = v6(row.ucRemoteAddr, row.dwRemotePort);
@@ -75,6 +88,41 @@ fn owning_pid(client: SocketAddr, listener: SocketAddr) -> Result<u32, Refusal> 
             found.push(row.dwOwningPid);
         }
     }
+    one_pid(found)
+}
+
+/// The PID owning the UDP socket bound to `sender`'s port on its address
+/// or on the wildcard address (a dual-stack socket lists the mapped form).
+fn udp_owning_pid(sender: SocketAddr) -> Result<u32, Refusal> {
+    let (ip, port) = canonical(sender);
+    let bound_here = |local: SocketAddr| {
+        let (lip, lport) = canonical(local);
+        lport == port && (lip == ip || lip.is_unspecified())
+    };
+    let io_err = |source| Refusal::Io {
+        what: "the UDP table (GetExtendedUdpTable)",
+        source,
+    };
+    let mut found: Vec<u32> = Vec::new();
+    if ip.is_ipv4() {
+        let table = owner_table(AF_INET, udp_call).map_err(io_err)?;
+        for row in rows::<MIB_UDPTABLE_OWNER_PID>(&table) {
+            if bound_here(v4(row.dwLocalAddr, row.dwLocalPort)) {
+                found.push(row.dwOwningPid);
+            }
+        }
+    }
+    let table = owner_table(AF_INET6, udp_call).map_err(io_err)?;
+    for row in rows::<MIB_UDP6TABLE_OWNER_PID>(&table) {
+        if bound_here(v6(row.ucLocalAddr, row.dwLocalPort)) {
+            found.push(row.dwOwningPid);
+        }
+    }
+    one_pid(found)
+}
+
+/// The one owner among the matching rows.
+fn one_pid(mut found: Vec<u32>) -> Result<u32, Refusal> {
     found.sort_unstable();
     found.dedup();
     match found.as_slice() {
@@ -106,37 +154,39 @@ fn canonical(addr: SocketAddr) -> (IpAddr, u16) {
     (addr.ip().to_canonical(), addr.port())
 }
 
-/// The whole owner-PID TCP table of one address family, in a buffer of
-/// `u64`s so the table's `u32` fields are aligned.
-fn tcp_table(family: u16) -> io::Result<Vec<u64>> {
+/// `GetExtendedTcpTable` or `GetExtendedUdpTable` for the owner-PID table
+/// of one address family: (buffer, its capacity in bytes, family) to a
+/// status, the capacity set to the size needed.
+type TableCall = fn(*mut core::ffi::c_void, &mut u32, u32) -> u32;
+
+fn tcp_call(buffer: *mut core::ffi::c_void, capacity: &mut u32, family: u32) -> u32 {
+    // SAFETY: the caller passes a buffer writable for `capacity` bytes; the
+    // call writes at most that many and stores the needed size.
+    unsafe { GetExtendedTcpTable(buffer, capacity, 0, family, TCP_TABLE_OWNER_PID_ALL, 0) }
+}
+
+fn udp_call(buffer: *mut core::ffi::c_void, capacity: &mut u32, family: u32) -> u32 {
+    // SAFETY: as for `tcp_call`.
+    unsafe { GetExtendedUdpTable(buffer, capacity, 0, family, UDP_TABLE_OWNER_PID, 0) }
+}
+
+/// A whole owner-PID table of one address family, in a buffer of `u64`s
+/// so the table's `u32` fields are aligned.
+fn owner_table(family: u16, call: TableCall) -> io::Result<Vec<u64>> {
     let mut size = 0u32;
     for _ in 0..TABLE_ATTEMPTS {
         let mut buffer = vec![0u64; (size as usize).div_ceil(8).max(1)];
         let mut capacity = u32::try_from(buffer.len() * 8).unwrap_or(u32::MAX);
-        // SAFETY: `buffer` is writable for `capacity` bytes; the call writes
-        // at most that many and stores the needed size in `capacity`.
-        let status = unsafe {
-            GetExtendedTcpTable(
-                buffer.as_mut_ptr().cast(),
-                &mut capacity,
-                0,
-                u32::from(family),
-                TCP_TABLE_OWNER_PID_ALL,
-                0,
-            )
-        };
-        match status {
+        match call(buffer.as_mut_ptr().cast(), &mut capacity, u32::from(family)) {
             NO_ERROR => return Ok(buffer),
             ERROR_INSUFFICIENT_BUFFER => size = capacity,
             code => return Err(io::Error::from_raw_os_error(code as i32)),
         }
     }
-    Err(io::Error::other(
-        "the TCP table kept growing while being read",
-    ))
+    Err(io::Error::other("the socket table kept growing while being read"))
 }
 
-/// The layout both owner-PID tables share: an entry count, then the rows.
+/// The layout the owner-PID tables share: an entry count, then the rows.
 trait Table {
     type Row: Copy;
     /// Where the rows start (the `table` field).
@@ -160,7 +210,24 @@ impl Table for MIB_TCP6TABLE_OWNER_PID {
     }
 }
 
-/// The rows of a table `GetExtendedTcpTable` filled in, copied out. The
+impl Table for MIB_UDPTABLE_OWNER_PID {
+    type Row = MIB_UDPROW_OWNER_PID;
+    const ROWS_AT: usize = std::mem::offset_of!(MIB_UDPTABLE_OWNER_PID, table);
+    fn count(&self) -> u32 {
+        self.dwNumEntries
+    }
+}
+
+impl Table for MIB_UDP6TABLE_OWNER_PID {
+    type Row = MIB_UDP6ROW_OWNER_PID;
+    const ROWS_AT: usize = std::mem::offset_of!(MIB_UDP6TABLE_OWNER_PID, table);
+    fn count(&self) -> u32 {
+        self.dwNumEntries
+    }
+}
+
+/// The rows of a table `GetExtendedTcpTable`/`GetExtendedUdpTable` filled
+/// in, copied out. The
 /// count is clamped to what fits in the buffer, so a wrong count cannot
 /// read past it.
 fn rows<T: Table>(buffer: &[u64]) -> Vec<T::Row> {
@@ -169,7 +236,7 @@ fn rows<T: Table>(buffer: &[u64]) -> Vec<T::Row> {
         return Vec::new();
     }
     // SAFETY: the buffer is at least one `T` long, 8-aligned, and was
-    // filled by GetExtendedTcpTable for this table type.
+    // filled by the table call for this table type.
     let count = unsafe { &*(buffer.as_ptr() as *const T) }.count() as usize;
     let fits = (bytes - T::ROWS_AT) / std::mem::size_of::<T::Row>();
     let count = count.min(fits);
@@ -314,6 +381,26 @@ mod tests {
             Err(e) => panic!("no owner for this process's own connection: {e}"),
         }
         drop(client);
+    }
+
+    #[test]
+    fn a_udp_sender_of_this_process_is_its_own() {
+        let forward = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (from, to) = (sender.local_addr().unwrap(), forward.local_addr().unwrap());
+        match udp_owning_pid(from) {
+            Ok(pid) => {
+                assert_eq!(pid, std::process::id());
+                check_udp_sender(from, to).unwrap();
+            }
+            // As for TCP: Wine lists no owning PID, which refuses.
+            Err(Refusal::Lookup(Miss::NoOwner)) if under_wine() => {
+                assert!(check_udp_sender(from, to).is_err());
+            }
+            Err(e) => panic!("no owner for this process's own UDP socket: {e}"),
+        }
+        let err = check_udp_sender("127.0.0.1:1".parse().unwrap(), to).unwrap_err();
+        assert!(matches!(err, Refusal::Lookup(Miss::NotFound)), "{err}");
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub struct Broker {
     streams: quotas::StreamCounts,
     /// When each (user, limit) refusal was last audited.
     quota_audited: Mutex<std::collections::HashMap<(String, &'static str), i64>>,
+    /// The gateway peers' limit refusals as last audited.
+    tunnel_refusals_seen: quotas::TunnelRefusalsSeen,
     /// Unauthenticated refusals per (action, problem): when one was last
     /// written and how many were folded since.
     unauthenticated: Mutex<FoldedRefusals>,
@@ -173,6 +175,7 @@ impl Broker {
             audit_writer,
             streams: Default::default(),
             quota_audited: Mutex::default(),
+            tunnel_refusals_seen: Mutex::default(),
             unauthenticated: Mutex::default(),
         }
     }

@@ -10,10 +10,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::{ApiError, Broker};
 use crate::api::ProblemType;
 use crate::server::store::NewAudit;
+use tunnel::{LimitRefusals, PublicKey};
 
 /// How long after an audited quota refusal the same (user, limit) is not
 /// audited again.
 const AUDIT_EVERY_SECS: i64 = 60;
+
+/// Each gateway peer's refusal counters as last read ([`Broker::audit_tunnel_limits`]).
+pub type TunnelRefusalsSeen = Mutex<HashMap<PublicKey, LimitRefusals>>;
 
 /// Open event streams per user, shared with the streams' guards.
 pub type StreamCounts = Arc<Mutex<HashMap<String, u32>>>;
@@ -46,6 +50,21 @@ impl Broker {
         kind: ProblemType,
         detail: String,
     ) -> ApiError {
+        let err = ApiError::new(kind, detail);
+        self.audit_quota(user, None, limit, kind, &err.problem.detail);
+        err
+    }
+
+    /// Writes the `quota` audit row for a limit `user` hit, unless one was
+    /// written for the same `(user, limit)` within the last minute.
+    fn audit_quota(
+        &self,
+        user: Option<&str>,
+        device_id: Option<&str>,
+        limit: &'static str,
+        kind: ProblemType,
+        detail: &str,
+    ) {
         let now = self.now();
         let due = {
             let mut last = self
@@ -65,21 +84,93 @@ impl Broker {
             }
             due
         };
-        let err = ApiError::new(kind, detail);
         if due {
             self.audit(NewAudit {
                 action: "quota",
                 outcome: "deny",
                 user,
+                device_id,
                 problem: Some(kind.slug()),
                 reason: &format!(
-                    "{limit}: {} (further refusals for this limit are not audited for {AUDIT_EVERY_SECS} s)",
-                    err.problem.detail
+                    "{limit}: {detail} (further refusals for this limit are not audited for {AUDIT_EVERY_SECS} s)"
                 ),
                 ..NewAudit::default()
             });
         }
-        err
+    }
+
+    /// Audits the per-tunnel limits the embedded gateway enforced since the
+    /// last call (`max_tunnel_connections_per_peer`,
+    /// `max_udp_flows_per_peer`): those refusals happen inside a tunnel,
+    /// where there is no HTTP answer to give, so the broker reads each
+    /// peer's refusal counters from the gateway's status on its 1 s sweep
+    /// and audits a rise against the grant's user and device, once a
+    /// minute per user and limit like every other quota.
+    pub fn audit_tunnel_limits(&self) {
+        let status = self.gateway.status();
+        let limits = &self.settings.raw.limits;
+        let rises: Vec<(String, LimitRefusals)> = {
+            let mut seen = self
+                .tunnel_refusals_seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let rises = status
+                .peers
+                .iter()
+                .filter_map(|p| {
+                    let before = seen.get(&p.public_key).copied().unwrap_or_default();
+                    let rise = LimitRefusals {
+                        connections: p.refused.connections.saturating_sub(before.connections),
+                        udp_flows: p.refused.udp_flows.saturating_sub(before.udp_flows),
+                    };
+                    (rise != LimitRefusals::default()).then(|| (p.public_key.to_string(), rise))
+                })
+                .collect();
+            // Peers that are gone take their counters with them.
+            *seen = status
+                .peers
+                .iter()
+                .map(|p| (p.public_key, p.refused))
+                .collect();
+            rises
+        };
+        for (key, rise) in rises {
+            let grant = match self.store.open_grant_by_key(&key) {
+                Ok(Some(g)) => g,
+                Ok(None) => continue, // closed meanwhile; its tunnel is gone
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot attribute a tunnel limit refusal");
+                    continue;
+                }
+            };
+            let device = Some(grant.device_id.as_str());
+            if rise.connections > 0 {
+                let max = limits.max_tunnel_connections_per_peer;
+                self.audit_quota(
+                    Some(&grant.user),
+                    device,
+                    "max_tunnel_connections_per_peer",
+                    ProblemType::QuotaExceeded,
+                    &format!(
+                        "the tunnel of grant {} (app {}) holds {max} connections, the most allowed; the gateway refused {} more",
+                        grant.id, grant.app, rise.connections
+                    ),
+                );
+            }
+            if rise.udp_flows > 0 {
+                let max = limits.max_udp_flows_per_peer;
+                self.audit_quota(
+                    Some(&grant.user),
+                    device,
+                    "max_udp_flows_per_peer",
+                    ProblemType::QuotaExceeded,
+                    &format!(
+                        "the tunnel of grant {} (app {}) holds {max} UDP flows, the most allowed; the gateway refused {} more",
+                        grant.id, grant.app, rise.udp_flows
+                    ),
+                );
+            }
+        }
     }
 
     /// Refuses a new nonce when `user` holds `max_outstanding_nonces_per_user`.
