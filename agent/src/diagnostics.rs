@@ -2,17 +2,21 @@
 //! device is (not) allowed in, and nothing that would let anyone else in.
 //!
 //! What goes in: the posture report with evidence and remediation, the
-//! verdict history with reasons, tunnel status, the effective settings and
-//! which keys are locked, recent logs, versions. What never goes in: tokens,
-//! keys, authorization codes. The agent never hands secrets to this module
-//! in the first place; [`redact`] is the second line, applied to every file,
-//! so a secret that slipped into a log line is still cut out.
+//! timeline (what was decided and why, 7 days), tunnel status, the
+//! settings with managed and locked keys marked, the recent logs (the
+//! agent's, and the device service's when readable), versions, and a
+//! connectivity check against the broker (`crate::connectivity`). What
+//! never goes in: tokens, keys, authorization codes. The agent never hands
+//! secrets to this module in the first place; [`redact`] is the second
+//! line, applied to every file, so a secret that slipped into a log line
+//! is still cut out.
+//!
+//! The bundle is bounded: each file at [`MAX_FILE_BYTES`] (its start cut,
+//! the newest kept), the logs at [`MAX_LOG_BYTES`] each, so a helpdesk
+//! mailbox never gets a 1 GB attachment.
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::LazyLock;
-
-use regex::Regex;
 
 /// Why the bundle could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -27,55 +31,7 @@ pub enum DiagnosticsError {
     },
 }
 
-/// The replacement text for anything cut out.
-pub const REDACTED: &str = "[redacted]";
-
-/// Patterns of secrets and their replacements (`@` stands for [`REDACTED`]).
-static PATTERNS: LazyLock<Vec<(Regex, String)>> = LazyLock::new(|| {
-    let rules: [(&str, &str); 6] = [
-        // A JWT (ID/access token, EAT, client assertion): three base64url parts.
-        (
-            r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
-            "@",
-        ),
-        // Authorization headers.
-        (
-            r"(?i)\b(bearer|basic|dpop)\s+[A-Za-z0-9._~+/=-]{8,}",
-            "${1} @",
-        ),
-        // JSON / TOML / key=value fields that hold a secret (quotes kept, so
-        // JSON stays JSON).
-        (
-            r#"(?i)("?(?:access_token|refresh_token|id_token|client_secret|private_key|privatekey|password|code_verifier|device_code|secret)"?\s*[:=]\s*)("?)[^",\s}&]+"?"#,
-            "${1}${2}@${2}",
-        ),
-        // OAuth codes and state in redirect URLs.
-        (r"([?&](?:code|state|code_verifier)=)[^&\s]+", "${1}@"),
-        // PEM private keys.
-        (
-            r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
-            "@",
-        ),
-        // A WireGuard `PrivateKey = ...` line (wg-quick format).
-        (r"(?i)(PrivateKey\s*=\s*)[A-Za-z0-9+/]{42,43}=", "${1}@"),
-    ];
-    rules
-        .into_iter()
-        .filter_map(|(pattern, replacement)| {
-            let re = Regex::new(pattern).ok()?;
-            Some((re, replacement.replace('@', REDACTED)))
-        })
-        .collect()
-});
-
-/// `text` with every secret-looking value replaced by [`REDACTED`]. Pure.
-pub fn redact(text: &str) -> String {
-    let mut out = text.to_owned();
-    for (re, replacement) in PATTERNS.iter() {
-        out = re.replace_all(&out, replacement.as_str()).into_owned();
-    }
-    out
-}
+pub use logfiles::{REDACTED, redact};
 
 /// The status as the bundle carries it: each tunnel's SOCKS5 password
 /// replaced by [`REDACTED`] (the username stays, so helpdesk can match it
@@ -91,6 +47,39 @@ pub fn without_socks_passwords(
         }
     }
     status
+}
+
+/// Largest file in the bundle, in bytes (before compression).
+pub const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
+
+/// The newest bytes of each log set the bundle carries.
+pub const MAX_LOG_BYTES: u64 = 512 * 1024;
+
+/// `text` cut to its last `max` bytes (at a line start when there is one),
+/// with a first line saying so. Pure.
+pub fn keep_end(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let tail = &text[start..];
+    let tail = tail.find('\n').map_or(tail, |i| &tail[i + 1..]);
+    format!("[{} earlier bytes cut]\n{tail}", text.len() - tail.len())
+}
+
+/// The versions file: this build, the OS, the broker.
+fn versions(broker: Option<&str>) -> String {
+    format!(
+        "sallyport {}\nos: {} {} ({})\nbroker: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        sysinfo::System::long_os_version().unwrap_or_else(|_| "version unknown".to_owned()),
+        broker.unwrap_or("(not configured)")
+    )
 }
 
 /// One file of the bundle.
@@ -110,13 +99,50 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Adds a text file.
+    /// Adds a text file (its start cut beyond [`MAX_FILE_BYTES`]).
     pub fn text(&mut self, name: &str, text: impl Into<String>) -> &mut Self {
         self.entries.push(Entry {
             name: name.to_owned(),
-            text: text.into(),
+            text: keep_end(text.into(), MAX_FILE_BYTES),
         });
         self
+    }
+
+    /// The parts every bundle carries, from this machine: versions, the
+    /// settings with who set each key (managed keys marked locked), the
+    /// recent logs of the agent (`logs_dir`) and of the device service.
+    pub fn machine_parts(&mut self, broker: Option<&str>, logs_dir: Option<&Path>) -> &mut Self {
+        self.text("versions.txt", versions(broker));
+        match crate::config::load() {
+            Ok(effective) => {
+                let view = crate::config::view::describe(
+                    &effective,
+                    crate::config::schema::Os::current(),
+                );
+                self.json("settings.json", &view)
+            }
+            Err(e) => self.text("settings.error.txt", e.to_string()),
+        };
+        if let Some(dir) = logs_dir {
+            self.log("logs/agent.log", dir, crate::logs::AGENT);
+        }
+        let service_dir = crate::logs::service_dir();
+        self.log("logs/sallyportd.log", &service_dir, crate::logs::SERVICE);
+        self
+    }
+
+    /// The newest [`MAX_LOG_BYTES`] of a log set, or why it is missing.
+    fn log(&mut self, name: &str, dir: &Path, set: &str) -> &mut Self {
+        match logfiles::recent(dir, set, MAX_LOG_BYTES) {
+            Ok(text) if text.is_empty() => {
+                self.text(&format!("{name}.missing.txt"), format!("no log in {}", dir.display()))
+            }
+            Ok(text) => self.text(name, text),
+            Err(e) => self.text(
+                &format!("{name}.missing.txt"),
+                format!("cannot read the log in {}: {e}", dir.display()),
+            ),
+        }
     }
 
     /// Adds a value as pretty JSON.
@@ -178,45 +204,6 @@ mod tests {
     const JWT: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
 
     #[test]
-    fn secrets_are_cut_and_context_is_kept() {
-        let cases = [
-            (format!("token {JWT} used"), "token [redacted] used"),
-            (
-                "Authorization: Bearer abcdefgh12345678".to_owned(),
-                "Authorization: Bearer [redacted]",
-            ),
-            (
-                r#"{"refresh_token": "rt-123456", "user": "alice"}"#.to_owned(),
-                r#"{"refresh_token": "[redacted]", "user": "alice"}"#,
-            ),
-            (
-                "GET /callback?code=SplxlOBeZQQYbYS6WxSbIA&state=xyz HTTP/1.1".to_owned(),
-                "GET /callback?code=[redacted]&state=[redacted] HTTP/1.1",
-            ),
-            (
-                "PrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=".to_owned(),
-                "PrivateKey = [redacted]",
-            ),
-            (
-                "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----".to_owned(),
-                "[redacted]",
-            ),
-            (
-                "firewall: pass (nft list ruleset)".to_owned(),
-                "firewall: pass (nft list ruleset)",
-            ),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(redact(&input), expected, "input: {input}");
-        }
-    }
-
-    #[test]
-    fn every_pattern_compiles() {
-        assert_eq!(PATTERNS.len(), 6);
-    }
-
-    #[test]
     fn the_zip_holds_every_file_redacted_and_is_private() {
         use std::io::Read;
         let dir = tempfile::tempdir().unwrap();
@@ -274,6 +261,7 @@ mod tests {
             posture_collected_at: None,
             enrolment: EnrolmentView::default(),
             broker_unreachable: None,
+            support_code: None,
         }
     }
 

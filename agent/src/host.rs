@@ -40,6 +40,10 @@ pub struct HostSpec {
     pub socket: PathBuf,
     /// Posture interval and apps to connect at start.
     pub settings: Settings,
+    /// Where the timeline (`timeline.jsonl`) and the log files (`logs/`)
+    /// live: the user's state directory; `None` keeps the timeline in
+    /// memory.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Why the agent could not be hosted.
@@ -114,6 +118,7 @@ impl HostSpec {
             identity,
             socket,
             settings,
+            state_dir: crate::config::user_state_dir(),
         })
     }
 }
@@ -193,6 +198,14 @@ impl Hosted {
         tracing::info!(socket = %spec.socket.display(), broker = %spec.broker_url, "agent running");
         let mut runtime = Runtime::new(identity, store, broker, options)
             .with_socks_auth(spec.settings.tunnels.socks_auth);
+        if let Some(dir) = &spec.state_dir {
+            runtime = runtime
+                .with_timeline(crate::timeline::Timeline::open(
+                    dir,
+                    time::OffsetDateTime::now_utc(),
+                ))
+                .with_logs_dir(dir.join("logs"));
+        }
         if let Some(socket) = device_service_socket(&spec.settings) {
             tracing::info!(socket = %socket, "the device service holds the device key");
             runtime = runtime.with_device_service(service::client::DeviceService::socket(socket));
@@ -267,6 +280,7 @@ fn offline_reply(request: &crate::control::Request, message: &str) -> crate::con
             posture_collected_at: None,
             enrolment: Default::default(),
             broker_unreachable: Some(message.to_owned()),
+            support_code: None,
         })
         .unwrap_or_default()),
         Request::Apps => ok(serde_json::Value::Array(Vec::new())),

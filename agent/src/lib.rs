@@ -4,6 +4,7 @@
 
 pub mod broker_client;
 pub mod config;
+pub mod connectivity;
 pub mod control;
 pub mod device_key;
 /// The device service's library (client, protocol, and its code for the
@@ -12,7 +13,9 @@ pub use service as device_service;
 pub mod diagnostics;
 pub mod host;
 pub mod identity;
+pub mod logs;
 pub mod runtime;
 pub mod secrets;
 pub mod supervisor;
+pub mod timeline;
 pub mod triggers;

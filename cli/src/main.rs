@@ -164,6 +164,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What the agent decided and why, oldest first: posture changes,
+    /// verdicts, grants, tunnels up and down with the reason, sign-ins,
+    /// step-ups, revocations. Kept 7 days, across restarts.
+    History {
+        /// Print JSON (one array of entries).
+        #[arg(long)]
+        json: bool,
+        /// Only entries from then on: a span back from now (`90s`, `30m`,
+        /// `2h`, `7d`) or an RFC 3339 time.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+    },
     /// Write a redacted diagnostics bundle (zip) for your helpdesk.
     Diagnostics {
         /// Where to write it.
@@ -314,18 +326,17 @@ impl IdpArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SALLYPORT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = Cli::parse();
+    // `sallyport run` also keeps a rotating, redacted log file for the
+    // diagnostics bundle; the short commands log to stderr only.
+    let log_dir = matches!(cli.command, Command::Run { .. })
+        .then(agent::logs::agent_dir)
+        .flatten();
+    agent::logs::init("SALLYPORT_LOG", "warn", log_dir);
     // Before any runtime thread exists (see the function's doc).
     if let Err(err) = agent::identity::store::share_session_keyring() {
         tracing::debug!(error = %err, "no session keyring to share");
     }
-    let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -367,6 +378,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Settings { json } => settings_command(json),
         Command::Diagnostics { out } => diagnostics_command(&out, cli.socket),
+        Command::History { json, since } => history_command(json, since.as_deref(), cli.socket),
         #[cfg(feature = "demo")]
         Command::Demo {
             keep_running,
@@ -457,58 +469,114 @@ fn settings_command(json: bool) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn diagnostics_command(out: &std::path::Path, socket: Option<PathBuf>) -> anyhow::Result<u8> {
-    let mut bundle = Bundle::default();
-    bundle.text(
-        "versions.txt",
-        format!(
-            "sallyport {}\nos: {} {}\n",
-            env!("CARGO_PKG_VERSION"),
-            std::env::consts::OS,
-            std::env::consts::ARCH
+/// `sallyport history`: from the running agent, else from the timeline it
+/// left on disk (a laptop blocked yesterday still shows why today).
+fn history_command(json: bool, since: Option<&str>, socket: Option<PathBuf>) -> anyhow::Result<u8> {
+    let now = time::OffsetDateTime::now_utc();
+    let since = since
+        .map(|text| agent::timeline::parse_since(text, now).map_err(anyhow::Error::msg))
+        .transpose()
+        .context("--since")?;
+    let (entries, from_disk) = match control_command(socket, &Request::History { since }) {
+        Ok(data) => (
+            serde_json::from_value::<Vec<agent::timeline::Entry>>(data)
+                .context("the agent sent an unexpected history")?,
+            None,
         ),
-    );
-    // From the running agent when there is one: what it decided and why.
-    let agent_data = [
-        (Request::Status, "status.json"),
-        (Request::Posture, "posture.json"),
-        (Request::History, "decisions.json"),
-    ];
-    let mut agent_running = true;
-    for (request, name) in agent_data {
-        match control_command(socket.clone(), &request) {
-            Ok(data) => {
-                bundle.json(name, &data);
-            }
-            Err(e) => {
-                agent_running = false;
-                bundle.text(&format!("{name}.error.txt"), e.to_string());
-                break;
-            }
+        Err(e) if e.to_string().contains("no agent is running") => {
+            let dir = agent::config::user_state_dir()
+                .context("no state directory (HOME is not set) and no agent running")?;
+            (
+                agent::timeline::read_dir_entries(&dir, since, now),
+                Some(dir),
+            )
         }
+        Err(e) => return Err(e),
+    };
+    if json {
+        print_out(&(serde_json::to_string_pretty(&entries)? + "\n"));
+        return Ok(0);
     }
-    if !agent_running {
-        // No agent: measure here so the bundle still says what is wrong.
-        let report = runtime()?.block_on(collect::collect(&Options::default()));
-        let evaluation = Policy::default_policy()?.evaluate(&report)?;
+    if let Some(dir) = from_disk {
+        say(&format!(
+            "(no agent running: the timeline stored in {})",
+            dir.display()
+        ));
+    }
+    if entries.is_empty() {
+        print_out("Nothing recorded in that period.\n");
+    }
+    for entry in &entries {
+        print_out(&(entry.line(true) + "\n"));
+    }
+    Ok(0)
+}
+
+/// `sallyport diagnostics`: the running agent writes the bundle (it holds
+/// the status, the timeline and knows what to redact); without one, this
+/// process gathers what it can from the machine.
+fn diagnostics_command(out: &std::path::Path, socket: Option<PathBuf>) -> anyhow::Result<u8> {
+    let absolute = std::path::absolute(out).with_context(|| format!("{}", out.display()))?;
+    let request = Request::ExportDiagnostics {
+        path: absolute.display().to_string(),
+    };
+    match control_command(socket, &request) {
+        Ok(_) => {
+            say(&format!(
+                "Wrote {} (tokens and keys are never included).",
+                absolute.display()
+            ));
+            return Ok(0);
+        }
+        Err(e) if e.to_string().contains("no agent is running") => {}
+        Err(e) => return Err(e),
+    }
+    let mut bundle = Bundle::default();
+    let effective = agent::config::load().ok();
+    let broker = std::env::var("SALLYPORT_BROKER")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| effective.as_ref().and_then(|e| e.settings.broker_url.clone()));
+    bundle.machine_parts(broker.as_deref(), agent::logs::agent_dir().as_deref());
+    bundle.text(
+        "status.json.error.txt",
+        "no agent was running: the status and the decisions in memory are not included",
+    );
+    // No agent: measure here so the bundle still says what is wrong.
+    let rt = runtime()?;
+    let report = rt.block_on(collect::collect(&Options::default()));
+    let evaluation = Policy::default_policy()?.evaluate(&report)?;
+    bundle.json(
+        "posture.json",
+        &PostureOutput {
+            report: &report,
+            policy: "default",
+            evaluation: &evaluation,
+            only_checks: None,
+        },
+    );
+    if let Some(dir) = agent::config::user_state_dir() {
+        let now = time::OffsetDateTime::now_utc();
         bundle.json(
-            "posture.json",
-            &PostureOutput {
-                report: &report,
-                policy: "default",
-                evaluation: &evaluation,
-                only_checks: None,
-            },
+            "timeline.json",
+            &agent::timeline::read_dir_entries(&dir, None, now),
         );
     }
-    match agent::config::load() {
-        Ok(effective) => bundle.json("settings.json", &effective),
-        Err(e) => bundle.text("settings.error.txt", e.to_string()),
-    };
-    bundle.write_zip(out)?;
+    match broker.as_deref().map(|b| agent::broker_client::BrokerClient::new(b, Duration::from_secs(5))) {
+        Some(Ok(client)) => {
+            bundle.json("connectivity.json", &rt.block_on(client.connectivity()));
+        }
+        Some(Err(e)) => {
+            bundle.text("connectivity.error.txt", e.to_string());
+        }
+        None => {
+            bundle.text("connectivity.error.txt", "no broker configured");
+        }
+    }
+    bundle.write_zip(&absolute)?;
     say(&format!(
-        "Wrote {} (tokens and keys are never included).",
-        out.display()
+        "Wrote {} (no agent was running; tokens and keys are never included).",
+        absolute.display()
     ));
     Ok(0)
 }

@@ -73,6 +73,12 @@ pub fn render_status(status: &StatusView) -> String {
     if let Some(at) = &status.posture_collected_at {
         let _ = writeln!(out, "Posture   collected at {at}");
     }
+    if let Some(code) = &status.support_code {
+        let _ = writeln!(
+            out,
+            "Support   code {code} (read it to helpdesk; `sallyport history` shows what happened)"
+        );
+    }
     if status.tunnels.is_empty() {
         let _ = writeln!(
             out,
@@ -291,6 +297,7 @@ mod tests {
                 device_id: "oKIy".into(),
             },
             broker_unreachable: None,
+            support_code: None,
         };
         let text = render_status(&status);
         assert!(text.contains("alice@example.com (MFA: otp)"), "{text}");
@@ -364,6 +371,7 @@ mod tests {
                 since: "2026-11-23T10:00:00Z".into(),
             },
             broker_unreachable: None,
+            support_code: None,
         };
         let text = render_status(&status);
         assert!(
@@ -501,6 +509,7 @@ mod tests {
             posture_collected_at: None,
             enrolment: EnrolmentView::NotEnrolled,
             broker_unreachable: None,
+            support_code: None,
         };
         let text = render_status(&status);
         assert!(

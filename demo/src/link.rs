@@ -53,7 +53,7 @@ impl AgentLink {
 
     /// The newest decision mentioning `text`.
     pub(crate) async fn decision_containing(&self, text: &str) -> Option<String> {
-        let history = self.ask(Request::History).await.ok()?;
+        let history = self.ask(Request::History { since: None }).await.ok()?;
         history
             .as_array()?
             .iter()
@@ -153,7 +153,7 @@ impl AgentLink {
             Err(e) => e.to_string(),
         };
         let history = self
-            .ask(Request::History)
+            .ask(Request::History { since: None })
             .await
             .ok()
             .and_then(|h| {

@@ -21,6 +21,10 @@ mod defaults {
     pub const SOCKET: &str = "/run/sallyport/sallyportd.sock";
     pub const KEY: &str = "/var/lib/sallyport/device-key.p8";
     pub const CACHE: &str = "/var/cache/sallyport";
+    #[cfg(target_os = "macos")]
+    pub const LOGS: &str = "/Library/Logs/Sallyport";
+    #[cfg(not(target_os = "macos"))]
+    pub const LOGS: &str = "/var/log/sallyport";
 }
 
 #[cfg(windows)]
@@ -28,6 +32,7 @@ mod defaults {
     pub const SOCKET: &str = service::server::windows::DEFAULT_PIPE;
     pub const KEY: &str = r"C:\ProgramData\Sallyport\device-key.p8";
     pub const CACHE: &str = r"C:\ProgramData\Sallyport\cache";
+    pub const LOGS: &str = r"C:\ProgramData\Sallyport\logs";
 }
 
 /// The Sallyport device service.
@@ -43,6 +48,10 @@ struct Args {
     /// The posture cache directory (root-owned).
     #[arg(long, default_value = defaults::CACHE)]
     cache_dir: PathBuf,
+    /// Where `sallyportd.log` is kept (rotated at 1 MiB, 4 files, every
+    /// line redacted; the directory owner-only); `-` for stderr only.
+    #[arg(long, default_value = defaults::LOGS)]
+    log_dir: PathBuf,
     /// Run under the Windows Service Control Manager (how the MSI
     /// registers it); without it, a console process until Ctrl-C.
     #[cfg(windows)]
@@ -67,15 +76,18 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // tss-esapi logs every context it closes at info.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tss_esapi=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    // tss-esapi logs every context it closes at info.
+    const FILTER: &str = "info,tss_esapi=warn";
+    logfiles::init(
+        "RUST_LOG",
+        FILTER,
+        (args.log_dir != std::path::Path::new("-")).then(|| logfiles::LogFile {
+            dir: args.log_dir.clone(),
+            set: "sallyportd",
+            default_filter: FILTER,
+        }),
+    );
     #[cfg(windows)]
     if args.service {
         return scm::run_as_service(move |stop| start(&args, stop));

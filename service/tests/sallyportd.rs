@@ -49,6 +49,8 @@ impl Daemon {
             .arg(dir.join("state/device-key.p8"))
             .arg("--cache-dir")
             .arg(dir.join("cache"))
+            .arg("--log-dir")
+            .arg(dir.join("logs"))
             .args(["--backend", "software", "--only", "os_version"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -302,6 +304,8 @@ fn backend_tpm_without_tpm_support_is_a_clear_error() {
         .arg(dir.path().join("run/sallyportd.sock"))
         .arg("--key")
         .arg(dir.path().join("state/device-key.p8"))
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
         .args(["--backend", "tpm"])
         .output()
         .unwrap();

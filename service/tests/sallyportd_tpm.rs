@@ -43,6 +43,8 @@ fn command(dir: &Path, backend: &str, tcti: &str) -> Command {
         .arg(dir.join("state/device-key.p8"))
         .arg("--cache-dir")
         .arg(dir.join("cache"))
+        .arg("--log-dir")
+        .arg(dir.join("logs"))
         .args(["--backend", backend, "--tcti", tcti, "--only", "os_version"]);
     command
 }

@@ -40,6 +40,8 @@ fn start(pipe: &str, dir: &std::path::Path) -> Daemon {
         .arg(dir.join("device-key.p8"))
         .arg("--cache-dir")
         .arg(dir.join("cache"))
+        .arg("--log-dir")
+        .arg(dir.join("logs"))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

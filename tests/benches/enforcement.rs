@@ -99,6 +99,7 @@ use agent::identity::store::{MemoryStore, SecretStore};
 use agent::identity::{Identity, IdentityConfig};
 use agent::runtime::{ControlRequest, Runtime, RuntimeOptions};
 use agent::supervisor::Timing;
+use agent::timeline::{Entry, Kind};
 use broker::server::BrokerHandle;
 use posture::CheckId;
 use support::agent::login;
@@ -209,7 +210,7 @@ impl World {
                 return local.parse().map_err(|e| format!("{local}: {e}"));
             }
             if Instant::now() >= deadline {
-                let history = self.ask(Request::History).await?;
+                let history = self.ask(Request::History { since: None }).await?;
                 return Err(format!(
                     "{what}: no traffic through the tunnel within {RESTORE_WITHIN:?}; status: {status:#?}\nagent decisions: {history:#}"
                 ));
@@ -506,22 +507,19 @@ async fn posture_round(
     let refused = watch.wait().await.map_err(|e| format!("posture: {e}"))?;
     let from_reload = refused.at.duration_since(start);
     let posture = world.ask(Request::Posture).await?;
-    let history = world.ask(Request::History).await?;
+    let history = world.ask(Request::History { since: None }).await?;
     world.set_policy(LENIENT).await?;
 
     // The agent's decisions since the trigger, in the order it made them.
-    let since: Vec<(SystemTime, &str)> = history
-        .as_array()
-        .map(|all| {
-            all.iter()
-                .filter_map(|d| Some((wall(&d["at"])?, d["what"].as_str()?)))
-                .filter(|(at, _)| *at >= start_wall)
-                .collect()
-        })
-        .unwrap_or_default();
+    let entries: Vec<Entry> = serde_json::from_value(history.clone())
+        .map_err(|e| format!("posture: the agent's history does not parse: {e}"))?;
+    let since: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| SystemTime::from(e.at) >= start_wall)
+        .collect();
     let closed = since
         .iter()
-        .position(|(_, what)| what.starts_with("echo: tunnel closed"))
+        .position(|e| e.kind == Kind::TunnelDown && e.app.as_deref() == Some("echo"))
         .ok_or_else(|| {
             format!(
                 "posture: the tunnel refused traffic but the agent recorded no closing: {history:#}"
@@ -530,10 +528,11 @@ async fn posture_round(
     // The broker's answer to the re-attested previous report: its verdict,
     // or the grant it closed and the compliance change it pushed because of
     // that verdict (the event can overtake the HTTP reply).
-    let broker_first = since[..closed].iter().any(|(_, what)| {
-        what.starts_with("verdict: not compliant")
-            || what.starts_with("broker event: GrantRevoked")
-            || what.starts_with("broker event: ComplianceChanged { compliant: false")
+    let broker_first = since[..closed].iter().any(|e| {
+        (e.kind == Kind::Verdict
+            && (e.what.starts_with("not compliant")
+                || e.what == "the broker marked this device non-compliant"))
+            || (e.kind == Kind::Revocation && e.what.starts_with("the broker revoked grant"))
     });
     if broker_first {
         return Ok((PostureOutcome::Broker, from_reload));
@@ -541,8 +540,8 @@ async fn posture_round(
     let decided = since[..closed]
         .iter()
         .rev()
-        .find(|(_, what)| what.starts_with("echo disconnected"))
-        .map(|(at, _)| *at)
+        .find(|e| e.what.starts_with("echo disconnected"))
+        .map(|e| SystemTime::from(e.at))
         .ok_or_else(|| format!("posture: no stop decision recorded: {history:#}"))?;
 
     let report = &posture["report"];

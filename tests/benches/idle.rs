@@ -456,7 +456,7 @@ mod linux {
                 break;
             }
             if Instant::now() > deadline {
-                let history = control(&socket, &Request::History).await?;
+                let history = control(&socket, &Request::History { since: None }).await?;
                 return Err(format!(
                     "three tunnels did not come up within 90 s; status: {s:#?}\nagent decisions: {history:#}"
                 ));
@@ -508,7 +508,7 @@ mod linux {
                 flowing += 1;
             }
         }
-        let history = control(&socket, &Request::History).await?;
+        let history = control(&socket, &Request::History { since: None }).await?;
         // What the agent did during the window, from its decision history.
         let decided: Vec<(time::OffsetDateTime, String)> = history
             .as_array()

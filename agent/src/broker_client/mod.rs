@@ -206,6 +206,12 @@ impl BrokerClient {
         &self.base
     }
 
+    /// Each step of reaching the broker, for the diagnostics bundle (see
+    /// [`crate::connectivity`]).
+    pub async fn connectivity(&self) -> crate::connectivity::Report {
+        crate::connectivity::check(&self.base, &self.http).await
+    }
+
     fn url(&self, path: &str) -> Result<Url, BrokerError> {
         self.base.join(path).map_err(|e| BrokerError::BadUrl {
             url: format!("{}{path}", self.base),

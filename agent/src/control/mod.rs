@@ -56,8 +56,13 @@ pub enum Request {
     },
     /// Sign out (tunnels close, tokens are deleted).
     SignOut,
-    /// Recent decisions with their reasons (for diagnostics).
-    History,
+    /// The timeline (`crate::timeline`): what was decided and why, oldest
+    /// first, from `since` on (everything kept, 7 days, when absent).
+    History {
+        /// The earliest entry wanted (RFC 3339).
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        since: Option<time::OffsetDateTime>,
+    },
     /// Start a browser sign-in (authorization code + PKCE): the agent opens
     /// the system browser and finishes on its own; front ends watch
     /// `Status`. Replies at once (null) so no reply waits on the user.

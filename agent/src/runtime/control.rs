@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::Runtime;
+use super::{Runtime, now};
 use super::tasks::Outcome;
 use crate::control::{Reply, Request};
 use crate::identity::session::SessionState;
 use crate::supervisor::Event;
+use crate::timeline::{Entry, Kind};
 
 impl Runtime {
     pub(super) async fn answer(&mut self, request: Request) -> Reply {
@@ -42,7 +43,9 @@ impl Runtime {
                 self.feed(Event::Disconnect(app)).await;
                 ok(serde_json::Value::Null)
             }
-            Request::History => ok(serde_json::to_value(&self.decisions).unwrap_or_default()),
+            Request::History { since } => {
+                ok(serde_json::to_value(self.history(since)).unwrap_or_default())
+            }
             Request::SignIn => {
                 self.spawn_sign_in();
                 ok(serde_json::Value::Null)
@@ -51,9 +54,14 @@ impl Runtime {
                 Ok(view) => ok(serde_json::to_value(view).unwrap_or_default()),
                 Err(message) => Reply::Error { message },
             },
+            // The run loop answers this from a task (`export_diagnostics`:
+            // it checks the broker connection); here only if called
+            // directly.
             Request::ExportDiagnostics { path } => {
                 let path = std::path::PathBuf::from(path);
-                match self.diagnostics_bundle().write_zip(&path) {
+                let mut bundle = self.diagnostics_bundle();
+                bundle.json("connectivity.json", &self.broker.connectivity().await);
+                match bundle.write_zip(&path) {
                     Ok(()) => ok(serde_json::json!(path.display().to_string())),
                     Err(e) => Reply::Error {
                         message: e.to_string(),
@@ -96,7 +104,9 @@ impl Runtime {
             let open = |url: &url::Url| crate::identity::browser::open(url);
             let outcome = match identity.login_browser(&open, &overrides).await {
                 Ok(who) => Outcome::Session(who.state),
-                Err(e) => Outcome::Note(format!("sign-in failed: {e}")),
+                Err(e) => Outcome::Note(
+                    Entry::new(now(), Kind::Session, "sign-in failed").reason(e.to_string()),
+                ),
             };
             let _ = tx.send(outcome);
         });
@@ -129,7 +139,10 @@ impl Runtime {
                     let _ = tx.send(Outcome::Session(who.state));
                 }
                 Err(e) => {
-                    let _ = tx.send(Outcome::Note(format!("device sign-in failed: {e}")));
+                    let _ = tx.send(Outcome::Note(
+                        Entry::new(now(), Kind::Session, "device sign-in failed")
+                            .reason(e.to_string()),
+                    ));
                     let _ = done_tx.send(e.to_string());
                 }
             }
@@ -143,20 +156,14 @@ impl Runtime {
         }
     }
 
-    /// Everything helpdesk needs, nothing secret (see `agent::diagnostics`).
+    /// Everything helpdesk needs, nothing secret (see `agent::diagnostics`),
+    /// but the connectivity check, which needs the network.
     pub(super) fn diagnostics_bundle(&self) -> crate::diagnostics::Bundle {
         let mut bundle = crate::diagnostics::Bundle::default();
+        let timeline = self.history(None);
+        let lines: Vec<String> = timeline.iter().map(|e| e.line(true)).collect();
         bundle
-            .text(
-                "versions.txt",
-                format!(
-                    "sallyport {}\nos: {} {}\nbroker: {}\n",
-                    env!("CARGO_PKG_VERSION"),
-                    std::env::consts::OS,
-                    std::env::consts::ARCH,
-                    self.broker.base()
-                ),
-            )
+            .machine_parts(Some(self.broker.base().as_str()), self.logs_dir.as_deref())
             .json(
                 "status.json",
                 &crate::diagnostics::without_socks_passwords(self.status_view()),
@@ -168,12 +175,37 @@ impl Runtime {
                     "violations": self.evaluation.as_ref().map(|e| &e.violations),
                 }),
             )
-            .json("decisions.json", &self.decisions);
-        match crate::config::load() {
-            Ok(effective) => bundle.json("settings.json", &effective),
-            Err(e) => bundle.text("settings.error.txt", e.to_string()),
-        };
+            .json("timeline.json", &timeline)
+            .text("timeline.txt", lines.join("\n") + "\n");
         bundle
+    }
+
+    /// Writes the bundle from a task: the broker connectivity check and
+    /// the zip never hold up the run loop (tunnels are enforced there).
+    pub(super) fn export_diagnostics(
+        &self,
+        path: std::path::PathBuf,
+        reply: oneshot::Sender<Reply>,
+    ) {
+        let mut bundle = self.diagnostics_bundle();
+        let broker = self.broker.clone();
+        tokio::spawn(async move {
+            bundle.json("connectivity.json", &broker.connectivity().await);
+            let written =
+                tokio::task::spawn_blocking(move || bundle.write_zip(&path).map(|()| path)).await;
+            let answer = match written {
+                Ok(Ok(path)) => Reply::Ok {
+                    data: serde_json::json!(path.display().to_string()),
+                },
+                Ok(Err(e)) => Reply::Error {
+                    message: e.to_string(),
+                },
+                Err(e) => Reply::Error {
+                    message: format!("the bundle could not be written: {e}"),
+                },
+            };
+            let _ = reply.send(answer);
+        });
     }
 
     pub(super) fn known_app(&self, app: &str) -> bool {

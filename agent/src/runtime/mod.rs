@@ -28,7 +28,7 @@ mod tasks;
 mod tunnels;
 mod view;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,12 +45,10 @@ use crate::control::{Reply, Request};
 use crate::identity::Identity;
 use crate::identity::session::SessionState;
 use crate::supervisor::{Command, Event, Supervisor, Timing};
+use crate::timeline::{Entry, Kind, Timeline};
 use crate::triggers;
 use tasks::{Device, Issued, Outcome};
 use tunnels::Running;
-
-/// How many decisions the agent remembers for status and diagnostics.
-const HISTORY: usize = 200;
 
 /// What the runtime needs besides its collaborators.
 #[derive(Debug, Clone)]
@@ -71,15 +69,6 @@ struct RefusedSignIn {
     /// none) and how the user authenticated (a step-up within the same
     /// second still shows a new method).
     sign_in: (Option<i64>, String),
-}
-
-/// One decision, for `status`, notifications and the diagnostics bundle.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Decision {
-    /// When (RFC 3339).
-    pub at: String,
-    /// What happened.
-    pub what: String,
 }
 
 /// A control request and where its reply goes.
@@ -124,7 +113,11 @@ pub struct Runtime {
     /// Give each tunnel's SOCKS5 listener a fresh username and password
     /// (the managed setting `tunnels.socks_auth`).
     socks_auth: bool,
-    decisions: VecDeque<Decision>,
+    /// What was decided and why: on disk when [`Runtime::with_timeline`]
+    /// gave a stored one (the real agent), else in memory.
+    timeline: Timeline,
+    /// Where this agent's log files are, for the diagnostics bundle.
+    logs_dir: Option<std::path::PathBuf>,
     /// Wake / network / file triggers for an early posture run.
     prober: triggers::probe::Prober,
     watcher: triggers::Watcher,
@@ -158,7 +151,7 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
 }
@@ -197,7 +190,8 @@ impl Runtime {
             ports: HashMap::new(),
             socks_ports: HashMap::new(),
             socks_auth: false,
-            decisions: VecDeque::new(),
+            timeline: Timeline::in_memory(),
+            logs_dir: None,
             prober: triggers::probe::Prober::default(),
             watcher: triggers::Watcher::default(),
             tx,
@@ -258,6 +252,10 @@ impl Runtime {
                     // Asks the broker: answered from a task, so the loop
                     // never waits on the network.
                     Some((Request::Apps, reply)) => self.answer_apps(reply),
+                    // Checks the connection to the broker: the same.
+                    Some((Request::ExportDiagnostics { path }, reply)) => {
+                        self.export_diagnostics(path.into(), reply);
+                    }
                     Some((request, reply)) => {
                         let answer = self.answer(request).await;
                         let _ = reply.send(answer);
@@ -294,15 +292,15 @@ impl Runtime {
         self.close_all_tunnels().await;
     }
 
-    fn record(&mut self, what: String) {
-        tracing::info!(decision = %what);
-        if self.decisions.len() == HISTORY {
-            self.decisions.pop_front();
-        }
-        self.decisions.push_back(Decision {
-            at: rfc3339(now()),
-            what,
-        });
+    /// Adds `entry` to the timeline (and the log).
+    fn record(&mut self, entry: Entry) {
+        tracing::info!(kind = entry.kind.as_str(), app = entry.app.as_deref(), what = %entry.what, reason = entry.reason.as_deref(), "decision");
+        self.timeline.push(entry);
+    }
+
+    /// Records `what`, of `kind`, now.
+    fn note(&mut self, kind: Kind, what: impl Into<String>) {
+        self.record(Entry::new(now(), kind, what));
     }
 
     /// Feeds one event to the supervisor and carries out its commands.
@@ -327,7 +325,7 @@ impl Runtime {
             Command::RequestGrant { app } => self.spawn_grant(app),
             Command::ReleaseGrant { app, grant_id } => self.spawn_release(app, grant_id),
             Command::Notify(notice) => {
-                self.record(format!("{}: {}", notice.title, notice.body));
+                self.record(Entry::new(now(), Kind::Notice, notice.title).reason(notice.body));
             }
         }
     }
@@ -347,14 +345,31 @@ impl Runtime {
             let found = self.watcher.observe(self.prober.snapshot());
             if !found.is_empty() {
                 let why: Vec<String> = found.iter().map(ToString::to_string).collect();
-                self.record(format!("posture re-check: {}", why.join(", ")));
+                self.record(
+                    Entry::new(now(), Kind::Posture, "re-check").reason(why.join(", ")),
+                );
                 self.feed(Event::EnvironmentChanged).await;
             }
         }
     }
 
-    /// Recent decisions, oldest first.
-    pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
-        self.decisions.iter()
+    /// The timeline's entries since `since` (all kept ones when `None`),
+    /// oldest first.
+    pub fn history(&self, since: Option<OffsetDateTime>) -> Vec<Entry> {
+        self.timeline.since(since)
+    }
+
+    /// Keeps the timeline in `timeline` (the real agent: on disk, see
+    /// [`crate::timeline`]) instead of in memory.
+    pub fn with_timeline(mut self, timeline: Timeline) -> Self {
+        self.timeline = timeline;
+        self
+    }
+
+    /// Names the directory of this agent's log files, so the diagnostics
+    /// bundle carries their newest lines.
+    pub fn with_logs_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.logs_dir = Some(dir);
+        self
     }
 }

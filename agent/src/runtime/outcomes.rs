@@ -13,6 +13,7 @@ use super::{Runtime, now, rfc3339};
 use crate::broker_client::{AccessRefusal, AccessRefusalKind};
 use crate::control::view::AWAITING_APPROVAL_PHRASE;
 use crate::identity::session::{ReauthReason, SessionState};
+use crate::timeline::{Entry, Kind, posture_changes, posture_counts};
 use crate::supervisor::{
     BrokerEvent, Event, Grant, GrantEnd, Refusal, Session, SignIn, StepUp, Verdict,
 };
@@ -41,7 +42,7 @@ impl Runtime {
             self.subject = self.identity.whoami().ok().flatten().map(|who| who.subject);
             self.spawn_enrol();
         }
-        self.record(format!("session: {}", describe_session(&state)));
+        self.record(describe_session(&state));
         let session = to_session(&state, self.sign_in());
         self.feed(Event::SessionChanged(session)).await;
     }
@@ -80,7 +81,7 @@ impl Runtime {
                         reason: refused.reason.clone(),
                     };
                 }
-                self.record("a new sign-in: asking the broker again".to_owned());
+                self.note(Kind::Session, "a new sign-in: asking the broker again");
                 self.refused_sign_in = None;
                 state
             }
@@ -105,9 +106,38 @@ impl Runtime {
         {
             return;
         }
-        self.record(format!("the broker refused this sign-in: {reason}"));
+        let kind = match &reason {
+            ReauthReason::Revoked { .. } => Kind::Revocation,
+            _ => Kind::Session,
+        };
+        self.record(
+            Entry::new(now(), kind, "the broker refused this sign-in").reason(reason.to_string()),
+        );
         self.refused_sign_in = Some(super::RefusedSignIn { reason, sign_in });
         self.poll_session().await;
+    }
+
+    /// A posture collection in the timeline: its counts, and what changed
+    /// since the previous one. An unchanged collection is not recorded (it
+    /// runs every few minutes; the timeline keeps what moved).
+    fn record_posture(&mut self, report: &posture::report::Report, violations: &[posture::policy::Violation]) {
+        let changes = posture_changes(self.report.as_deref(), report);
+        if self.report.is_some() && changes.is_empty() {
+            return;
+        }
+        let mut entry = Entry::new(now(), Kind::Posture, posture_counts(report));
+        let mut why = changes.join(", ");
+        if !violations.is_empty() {
+            if !why.is_empty() {
+                why.push_str("; ");
+            }
+            why.push_str("the local policy flags ");
+            why.push_str(&describe_violations(violations));
+        }
+        if !why.is_empty() {
+            entry = entry.reason(why);
+        }
+        self.record(entry);
     }
 
     pub(super) async fn on_outcome(&mut self, outcome: Outcome) {
@@ -115,22 +145,32 @@ impl Runtime {
             Outcome::SignInRefused(reason) => self.refuse_sign_in(reason).await,
             Outcome::Setup(Ok((config, policy))) => {
                 self.broker_unreachable = None;
-                self.record(format!(
-                    "broker: {} applications in the catalogue",
-                    config.apps.len()
-                ));
+                self.note(
+                    Kind::Broker,
+                    format!(
+                        "connected: {} applications in the catalogue",
+                        config.apps.len()
+                    ),
+                );
                 self.config = Some(config);
                 match policy {
                     Ok(policy) => self.policy = Some(Arc::new(policy)),
                     // The broker's verdict still decides; only the instant
                     // local check falls back, and the user can see why.
-                    Err(e) => self.record(format!(
-                        "the broker's policy is unavailable ({e}); local checks use the built-in policy"
-                    )),
+                    Err(e) => self.record(
+                        Entry::new(
+                            now(),
+                            Kind::Broker,
+                            "the broker's policy is unavailable; local checks use the built-in policy",
+                        )
+                        .reason(e.to_string()),
+                    ),
                 }
             }
             Outcome::Setup(Err(e)) => {
-                self.record(format!("broker unreachable: {e}; retrying"));
+                self.record(
+                    Entry::new(now(), Kind::Broker, "unreachable, retrying").reason(e.to_string()),
+                );
                 self.broker_unreachable =
                     Some(format!("{}: {e}", crate::control::view::BROKER_UNREACHABLE));
                 self.spawn_setup(Duration::from_secs(5));
@@ -138,10 +178,14 @@ impl Runtime {
             Outcome::Enrolled(Ok((device, DeviceStatus::Pending))) => {
                 self.enrolling = false;
                 if self.awaiting_approval.is_none() {
-                    self.record(format!(
-                        "device enrolled as {}; {}",
-                        device.id, AWAITING_APPROVAL_PHRASE
-                    ));
+                    self.record(
+                        Entry::new(
+                            now(),
+                            Kind::Enrolment,
+                            format!("device enrolled as {}", device.id),
+                        )
+                        .reason(AWAITING_APPROVAL_PHRASE),
+                    );
                     let device = Arc::new(device);
                     self.spawn_events(device.clone());
                     self.awaiting_approval = Some((device, now()));
@@ -155,9 +199,12 @@ impl Runtime {
                 self.enrolling = false;
                 self.enrol_backoff = ENROL_BACKOFF_MIN;
                 if self.awaiting_approval.take().is_some() {
-                    self.record(format!("IT approved this device ({})", device.id));
+                    self.note(
+                        Kind::Enrolment,
+                        format!("IT approved this device ({})", device.id),
+                    );
                 } else {
-                    self.record(format!("device enrolled as {}", device.id));
+                    self.note(Kind::Enrolment, format!("device enrolled as {}", device.id));
                 }
                 let device = Arc::new(device);
                 self.device = Some(device.clone());
@@ -169,7 +216,14 @@ impl Runtime {
                 self.enrolling = false;
                 let delay = self.enrol_backoff;
                 self.enrol_backoff = (delay * 2).min(ENROL_BACKOFF_MAX);
-                self.record(format!("enrolment failed: {e}; retrying in {delay:?}"));
+                self.record(
+                    Entry::new(
+                        now(),
+                        Kind::Enrolment,
+                        format!("enrolment failed; retrying in {delay:?}"),
+                    )
+                    .reason(e.to_string()),
+                );
                 self.spawn_enrol_after(delay);
             }
             Outcome::Posture { report, evaluation } => {
@@ -181,20 +235,26 @@ impl Runtime {
                         remediation: "Contact your IT helpdesk.".to_owned(),
                     }],
                 };
+                self.record_posture(&report, &violations);
                 self.report = Some(Arc::new(*report));
                 self.evaluation = evaluation.ok();
                 self.feed(Event::PostureCollected { violations }).await;
             }
             Outcome::Verdict(verdict) => {
-                self.record(format!(
-                    "verdict: {} until {}",
+                let what = format!(
+                    "{} until {}",
                     if verdict.compliant {
                         "compliant"
                     } else {
                         "not compliant"
                     },
                     rfc3339(verdict.valid_until)
-                ));
+                );
+                let mut entry = Entry::new(now(), Kind::Verdict, what);
+                if !verdict.violations.is_empty() {
+                    entry = entry.reason(describe_violations(&verdict.violations));
+                }
+                self.record(entry);
                 self.feed(Event::Verdict(Verdict {
                     compliant: verdict.compliant,
                     violations: verdict.violations,
@@ -203,7 +263,9 @@ impl Runtime {
                 .await;
             }
             Outcome::AttestFailed(reason) => {
-                self.record(format!("attestation failed: {reason}"));
+                self.record(
+                    Entry::new(now(), Kind::Verdict, "attestation failed").reason(reason.clone()),
+                );
                 self.feed(Event::AttestFailed { reason }).await;
             }
             Outcome::GrantIssued(app, issued) => {
@@ -215,18 +277,25 @@ impl Runtime {
                         reopens_at: end.reopens_at,
                     }),
                 };
+                let mut entry = Entry::new(
+                    now(),
+                    Kind::Grant,
+                    format!("grant {} until {}", grant.id, rfc3339(grant.expires_at)),
+                )
+                .app(app.clone());
                 if let Some(end) = &grant.end {
-                    self.record(format!(
-                        "{app}: access ends at {} with its time window ({})",
-                        rfc3339(grant.expires_at),
-                        end.reason
-                    ));
+                    entry = entry.reason(format!("access ends with its time window ({})", end.reason));
                 }
+                self.record(entry);
                 self.issued.insert(issued.grant.id.clone(), *issued);
                 self.feed(Event::GrantIssued { app, grant }).await;
             }
             Outcome::GrantFailed(app, reason, problem) => {
-                self.record(format!("{app}: {reason}"));
+                self.record(
+                    Entry::new(now(), Kind::Grant, "grant refused")
+                        .app(app.clone())
+                        .reason(reason.clone()),
+                );
                 self.feed(Event::GrantFailed { app, reason }).await;
                 match problem {
                     // The broker no longer takes the verdict this agent
@@ -244,7 +313,12 @@ impl Runtime {
                 }
             }
             Outcome::AccessRefused(app, refusal) => {
-                self.record(format!("{app}: {}", describe_refusal(&refusal)));
+                let kind = match refusal.kind {
+                    AccessRefusalKind::Denied => Kind::Access,
+                    AccessRefusalKind::StepUpRequired => Kind::StepUp,
+                };
+                let (what, why) = describe_refusal(&refusal);
+                self.record(Entry::new(now(), kind, what).app(app.clone()).reason(why));
                 let refusal = to_refusal(*refusal);
                 self.feed(Event::AccessRefused { app, refusal }).await;
             }
@@ -259,7 +333,9 @@ impl Runtime {
             }
             Outcome::Session(state) => self.session_changed(state).await,
             Outcome::RefreshFailed(reason) => {
-                self.record(format!("session refresh failed: {reason}"));
+                self.record(
+                    Entry::new(now(), Kind::Session, "session refresh failed").reason(reason.clone()),
+                );
                 self.feed(Event::RefreshFailed { reason }).await;
                 self.poll_session().await;
             }
@@ -269,7 +345,7 @@ impl Runtime {
                 self.feed(Event::Broker(BrokerEvent::PolicyChanged)).await;
             }
             Outcome::Event(event) => self.feed(event).await,
-            Outcome::Note(what) => self.record(what),
+            Outcome::Note(entry) => self.record(entry),
         }
     }
 
@@ -308,14 +384,14 @@ impl Runtime {
             api::Event::DeviceApproved { device_id } => {
                 let pending = self.awaiting_approval.as_ref().map(|(d, _)| d.id.as_str());
                 if pending == Some(device_id.as_str()) {
-                    self.record("broker event: IT approved this device".to_owned());
+                    self.note(Kind::Enrolment, "IT approved this device (broker event)");
                     self.enrol_now();
                 }
                 None
             }
         };
         if let Some(event) = mapped {
-            self.record(format!("broker event: {event:?}"));
+            self.record(describe_broker_event(&event));
             self.feed(Event::Broker(event)).await;
         }
     }
@@ -358,9 +434,9 @@ fn to_refusal(refusal: AccessRefusal) -> Refusal {
     }
 }
 
-/// One line for the decision history: what the policy said, never more
-/// than the user may see.
-fn describe_refusal(refusal: &AccessRefusal) -> String {
+/// The timeline's words for an access refusal: what the policy did, and
+/// its reasons (never more than the user may see).
+fn describe_refusal(refusal: &AccessRefusal) -> (String, String) {
     let reasons: Vec<&str> = refusal
         .decision
         .reasons
@@ -371,11 +447,47 @@ fn describe_refusal(refusal: &AccessRefusal) -> String {
         AccessRefusalKind::Denied => "the access policy denied it",
         AccessRefusalKind::StepUpRequired => "the access policy asks for a fresh sign-in",
     };
-    let mut line = format!("{what}: {}", reasons.join("; "));
+    let mut why = reasons.join("; ");
     if let Some(at) = refusal.decision.opens_at {
-        line.push_str(&format!(" (opens at {})", rfc3339(at)));
+        why.push_str(&format!(" (opens at {})", rfc3339(at)));
     }
-    line
+    (what.to_owned(), why)
+}
+
+/// The broker's violations as one reason: each check and its message.
+fn describe_violations(violations: &[posture::policy::Violation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.check, v.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A broker event the supervisor acts on, as a timeline entry.
+fn describe_broker_event(event: &BrokerEvent) -> Entry {
+    match event {
+        BrokerEvent::GrantRevoked { grant_id, reason } => Entry::new(
+            now(),
+            Kind::Revocation,
+            format!("the broker revoked grant {grant_id}"),
+        )
+        .reason(reason.clone()),
+        BrokerEvent::SessionRevoked { reason } => {
+            Entry::new(now(), Kind::Revocation, "the broker revoked this session")
+                .reason(reason.clone())
+        }
+        BrokerEvent::ComplianceChanged { compliant, reason } => Entry::new(
+            now(),
+            Kind::Verdict,
+            if *compliant {
+                "the broker marked this device compliant"
+            } else {
+                "the broker marked this device non-compliant"
+            },
+        )
+        .reason(reason.clone()),
+        other => Entry::new(now(), Kind::Broker, format!("{other:?}")),
+    }
 }
 
 fn to_session(state: &SessionState, sign_in: SignIn) -> Session {
@@ -392,11 +504,15 @@ fn to_session(state: &SessionState, sign_in: SignIn) -> Session {
     }
 }
 
-fn describe_session(state: &SessionState) -> String {
+fn describe_session(state: &SessionState) -> Entry {
     match state {
-        SessionState::SignedOut => "signed out".to_owned(),
-        SessionState::Valid { user, .. } => format!("signed in as {user}"),
-        SessionState::NeedsReauth { reason } => format!("needs sign-in: {reason}"),
+        SessionState::SignedOut => Entry::new(now(), Kind::Session, "signed out"),
+        SessionState::Valid { user, .. } => {
+            Entry::new(now(), Kind::Session, format!("signed in as {user}"))
+        }
+        SessionState::NeedsReauth { reason } => {
+            Entry::new(now(), Kind::Session, "needs a new sign-in").reason(reason.to_string())
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use crate::control::Reply;
 use crate::control::view::AWAITING_APPROVAL;
 use crate::identity::session::{ReauthReason, SessionState, StepUpChallenge, parse_step_up};
 use crate::supervisor::{self, Event};
+use crate::timeline::{Entry, Kind};
 
 /// First delay before asking the broker again about a pending (or refused)
 /// enrolment; it doubles up to [`ENROL_BACKOFF_MAX`].
@@ -70,8 +71,8 @@ pub(super) enum Outcome {
     PolicyFetched(Policy),
     /// A supervisor event raised while executing a command.
     Event(Event),
-    /// Something to remember for status and diagnostics.
-    Note(String),
+    /// Something to remember in the timeline.
+    Note(Entry),
     /// The broker refused the sign-in itself (step-up, revoked session).
     SignInRefused(ReauthReason),
 }
@@ -390,9 +391,14 @@ impl Runtime {
                     views
                 }
                 Err(e) => {
-                    let _ = tx.send(Outcome::Note(format!(
-                        "the broker's access decisions are unavailable ({e}); showing what the agent knows"
-                    )));
+                    let _ = tx.send(Outcome::Note(
+                        Entry::new(
+                            now(),
+                            Kind::Broker,
+                            "the broker's access decisions are unavailable; showing what the agent knows",
+                        )
+                        .reason(e),
+                    ));
                     local
                 }
             };
@@ -441,9 +447,14 @@ impl Runtime {
                     let _ = tx.send(Outcome::PolicyFetched(policy));
                 }
                 Err(e) => {
-                    let _ = tx.send(Outcome::Note(format!(
-                        "the broker's new policy is unavailable ({e}); keeping the previous one"
-                    )));
+                    let _ = tx.send(Outcome::Note(
+                        Entry::new(
+                            now(),
+                            Kind::Broker,
+                            "the broker's new policy is unavailable; keeping the previous one",
+                        )
+                        .reason(e.to_string()),
+                    ));
                 }
             }
         });
@@ -477,9 +488,12 @@ impl Runtime {
                 let stream = match stream {
                     Ok(stream) => Some(stream),
                     Err(e) => {
-                        let note = format!(
-                            "broker event stream unavailable ({e}); retrying in {backoff:?}"
-                        );
+                        let note = Entry::new(
+                            now(),
+                            Kind::Broker,
+                            format!("event stream unavailable; retrying in {backoff:?}"),
+                        )
+                        .reason(e);
                         if tx.send(Outcome::Note(note)).is_err() {
                             return;
                         }

@@ -11,8 +11,9 @@ use tunnel::{
     PublicKey, SocksCredential, SocksPassword, Target, Tunnel, TunnelConfig, TunnelHandle,
 };
 
-use super::Runtime;
+use super::{Runtime, now};
 use crate::supervisor::{Blocked, Event};
+use crate::timeline::{Entry, Kind};
 
 /// An app's tunnel that is up, and the grant it uses.
 pub(super) struct Running {
@@ -49,11 +50,15 @@ impl Runtime {
     pub(super) async fn stop_tunnel(&mut self, app: &str, reason: &Blocked) {
         if let Some(running) = self.tunnels.remove(app) {
             running.handle.shutdown().await;
-            self.record(format!(
-                "{app}: tunnel closed (grant {}) — {}",
-                running.grant_id,
-                reason.explain()
-            ));
+            self.record(
+                Entry::new(
+                    now(),
+                    Kind::TunnelDown,
+                    format!("tunnel closed (grant {})", running.grant_id),
+                )
+                .app(app)
+                .reason(reason.explain()),
+            );
         }
     }
 
@@ -151,7 +156,10 @@ impl Runtime {
                 if let Some(socks) = status.socks {
                     self.socks_ports.insert(app.clone(), socks.port());
                 }
-                self.record(format!("{app}: tunnel up (grant {grant_id})"));
+                self.record(
+                    Entry::new(now(), Kind::TunnelUp, format!("tunnel up (grant {grant_id})"))
+                        .app(app.clone()),
+                );
                 self.tunnels.insert(
                     app,
                     Running {

@@ -123,6 +123,11 @@ impl Runtime {
             posture_collected_at: self.report.as_ref().map(|r| rfc3339(r.collected_at)),
             enrolment: self.enrolment_view(),
             broker_unreachable: self.broker_unreachable.clone(),
+            support_code: self
+                .device
+                .as_ref()
+                .or(self.awaiting_approval.as_ref().map(|(d, _)| d))
+                .map(|d| crate::control::view::support_code(&d.id)),
         }
     }
 

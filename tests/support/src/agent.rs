@@ -117,7 +117,7 @@ impl AgentHandle {
                 return local;
             }
             if Instant::now() >= deadline {
-                let history = self.ask(Request::History).await;
+                let history = self.ask(Request::History { since: None }).await;
                 panic!(
                     "{what}: traffic did not flow within {within:?}; status: {status:#?}\nhistory: {history:#}"
                 );
@@ -150,7 +150,7 @@ impl AgentHandle {
                 return t.reason.clone().unwrap_or_default();
             }
             if Instant::now() >= deadline {
-                let history = self.ask(Request::History).await;
+                let history = self.ask(Request::History { since: None }).await;
                 panic!(
                     "{what}: the tunnel did not close within {within:?}; status: {status:#?}\nhistory: {history:#}"
                 );
@@ -173,7 +173,7 @@ impl AgentHandle {
                 return status;
             }
             if Instant::now() >= deadline {
-                let history = self.ask(Request::History).await;
+                let history = self.ask(Request::History { since: None }).await;
                 panic!(
                     "{what}: not seen within {within:?}; status: {status:#?}\nhistory: {history:#}"
                 );

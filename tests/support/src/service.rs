@@ -93,6 +93,8 @@ impl Sallyportd {
             .arg(&key)
             .arg("--cache-dir")
             .arg(dir.join("cache"))
+            .arg("--log-dir")
+            .arg(dir.join("logs"))
             .args(backend)
             .args(["--only", only])
             .stdout(Stdio::null())
