@@ -56,6 +56,18 @@ pub mod paths {
     /// `POST` [`super::RevocationClearRequest`] → [`super::RevocationClearResult`]:
     /// lift a user's or a device's revocation so it may enrol again (admin token).
     pub const ADMIN_REVOCATIONS_CLEAR: &str = "/v1/admin/revocations/clear";
+    /// `GET` → `Vec<`[`super::DeviceSupport`]`>`: the broker's side of a
+    /// device for helpdesk, by support code (the device id's first
+    /// characters, case and spaces ignored; admin token).
+    pub const ADMIN_SUPPORT: &str = "/v1/admin/support/{code}";
+
+    /// [`ADMIN_SUPPORT`] for one code.
+    pub fn admin_support(code: &str) -> String {
+        // Form encoding writes a space as `+` (a literal `+` as `%2B`); a
+        // path segment needs `%20`.
+        let segment: String = url::form_urlencoded::byte_serialize(code.as_bytes()).collect();
+        ADMIN_SUPPORT.replace("{code}", &segment.replace('+', "%20"))
+    }
 
     /// [`ADMIN_DEVICE_APPROVE`] for one device.
     pub fn admin_device_approve(device_id: &str) -> String {
@@ -297,6 +309,106 @@ pub struct AdminDevice {
         skip_serializing_if = "Option::is_none"
     )]
     pub approved_at: Option<OffsetDateTime>,
+}
+
+/// How many characters of the device id a support code carries.
+pub const SUPPORT_CODE_LEN: usize = 8;
+
+/// The support code of a device: the first [`SUPPORT_CODE_LEN`]
+/// characters of its id (the key's thumbprint, base64url) in two groups of
+/// four, `"Xy3k 9QpA"`. The user's app shows it; helpdesk types it into
+/// `sallyport-broker admin device CODE`, which ignores case and spaces,
+/// so it survives being read out over the phone. Eight characters of a
+/// thumbprint leave about 2^41 codes even without case: two devices of one
+/// company sharing one is unlikely, and the broker lists both if they do.
+/// Pure.
+pub fn support_code(device_id: &str) -> String {
+    let prefix: String = device_id.chars().take(SUPPORT_CODE_LEN).collect();
+    let split = prefix
+        .char_indices()
+        .nth(SUPPORT_CODE_LEN / 2)
+        .map_or(prefix.len(), |(i, _)| i);
+    let (a, b) = prefix.split_at(split);
+    if b.is_empty() {
+        a.to_owned()
+    } else {
+        format!("{a} {b}")
+    }
+}
+
+/// A support code as typed (spaces anywhere, any case) back to the
+/// device-id prefix it stands for; `None` unless 4 to 64 base64url
+/// characters. Pure.
+pub fn support_code_prefix(code: &str) -> Option<String> {
+    let prefix: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    let valid = (4..=64).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    valid.then_some(prefix)
+}
+
+/// The broker's side of one device, for helpdesk (`GET
+/// /v1/admin/support/{code}`, `sallyport-broker admin device CODE`): its
+/// enrolment, its verdicts with their violations, its grants, and the
+/// audit rows that name it, newest last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSupport {
+    /// The device as the device list shows it.
+    pub device: AdminDevice,
+    /// Its support code (`Xy3k 9QpA`), as the user's app shows it.
+    pub support_code: String,
+    /// When and why it was revoked, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+    /// Its latest verdicts (at most 50), oldest first.
+    pub verdicts: Vec<VerdictRecord>,
+    /// Its latest grants, open or closed (at most 100), oldest first.
+    pub grants: Vec<GrantRecord>,
+    /// The latest audit rows naming it (at most 200), oldest first.
+    pub audit: Vec<AuditEntry>,
+}
+
+/// One stored verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictRecord {
+    /// When the broker evaluated the attestation.
+    #[serde(with = "time::serde::rfc3339")]
+    pub evaluated_at: OffsetDateTime,
+    /// Whether it passed the policy.
+    pub compliant: bool,
+    /// What failed.
+    pub violations: Vec<Violation>,
+    /// Until when it counted.
+    #[serde(with = "time::serde::rfc3339")]
+    pub valid_until: OffsetDateTime,
+    /// The policy it was evaluated under.
+    pub policy_digest: String,
+}
+
+/// One grant, open or closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    /// The grant id.
+    pub id: String,
+    /// The application.
+    pub app: String,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it was to expire.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// When it closed (absent: still open).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub closed_at: Option<OffsetDateTime>,
+    /// Why it closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_reason: Option<String>,
 }
 
 /// `POST /v1/attestations/challenge`: a single-use nonce.
@@ -889,6 +1001,20 @@ pub fn https_or_loopback(url: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_support_code_reads_back_to_its_prefix() {
+        use super::{support_code, support_code_prefix};
+        let id = "Xy3k9QpA_rest-of-the-thumbprint";
+        assert_eq!(support_code(id), "Xy3k 9QpA");
+        assert_eq!(support_code("abc"), "abc");
+        assert_eq!(support_code_prefix(" xy3k 9qpa ").as_deref(), Some("xy3k9qpa"));
+        assert_eq!(support_code_prefix("Xy3k 9QpA").as_deref(), Some("Xy3k9QpA"));
+        assert_eq!(support_code_prefix("ab"), None);
+        assert_eq!(support_code_prefix("ab'; drop"), None);
+        assert_eq!(support_code_prefix(&"a".repeat(65)), None);
+    }
+
     #[test]
     fn https_or_loopback_parses_the_host() {
         for ok in [

@@ -32,6 +32,26 @@ enum Command {
         #[command(subcommand)]
         what: AuditCommand,
     },
+    /// Helpdesk views, read from the database (the broker may be running).
+    Admin {
+        #[command(subcommand)]
+        what: AdminCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AdminCommand {
+    /// The broker's side of a device, by the support code its user reads
+    /// out (case and spaces ignored): enrolment, verdicts with their
+    /// violations, grants, and the audit rows naming it, in time order.
+    Device {
+        /// The support code (`Xy3k 9QpA`), or any longer prefix of the
+        /// device id.
+        code: Vec<String>,
+        /// Print JSON (a list: more than one device may share a code).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -64,6 +84,12 @@ async fn main() -> anyhow::Result<()> {
     }) = args.command
     {
         return verify_audit(&settings.raw.server.database);
+    }
+    if let Some(Command::Admin {
+        what: AdminCommand::Device { code, json },
+    }) = args.command
+    {
+        return device_support(&settings.raw.server.database, &code.join(" "), json);
     }
     if args.check {
         tracing::info!("configuration is valid");
@@ -113,6 +139,34 @@ fn verify_audit(database: &std::path::Path) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     }
+}
+
+fn device_support(database: &std::path::Path, code: &str, json: bool) -> anyhow::Result<()> {
+    let prefix = broker::api::support_code_prefix(code).with_context(|| {
+        format!("{code:?}: a support code is 4 to 64 letters, digits, - or _ (spaces and case are ignored)")
+    })?;
+    let store = broker::server::store::Store::open_read_only(database)
+        .with_context(|| format!("cannot open {}", database.display()))?;
+    let found = store
+        .device_support(&prefix)
+        .with_context(|| format!("cannot read {}", database.display()))?;
+    use std::io::Write as _;
+    let mut out = std::io::stdout();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&found)?)?;
+    }
+    if found.is_empty() {
+        anyhow::bail!("no device has the support code {code:?}");
+    }
+    if !json {
+        for (i, device) in found.iter().enumerate() {
+            if i > 0 {
+                writeln!(out, "\n---\n")?;
+            }
+            write!(out, "{}", broker::server::support_view::render(device))?;
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

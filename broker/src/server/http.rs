@@ -247,6 +247,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route(paths::ADMIN_GATEWAY_PEERS, get(gateway_peers))
         .route(paths::ADMIN_DEVICES, get(admin_devices))
         .route(paths::ADMIN_DEVICE_APPROVE, post(approve_device))
+        .route(paths::ADMIN_SUPPORT, get(admin_support))
         .route(paths::ADMIN_REVOCATIONS_CLEAR, post(clear_revocation))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(
@@ -482,6 +483,14 @@ async fn reload_policy(
 struct DevicesQuery {
     #[serde(default)]
     state: Option<DeviceStatus>,
+}
+
+async fn admin_support(
+    broker: State,
+    _: Admin,
+    Path(code): Path<String>,
+) -> Result<Json<Vec<api::DeviceSupport>>, ApiError> {
+    Ok(Json(broker.device_support(&code)?))
 }
 
 async fn admin_devices(

@@ -29,6 +29,7 @@ pub mod mfa;
 pub mod service;
 pub mod state_files;
 pub mod store;
+pub mod support_view;
 pub mod token;
 pub mod wgkey;
 

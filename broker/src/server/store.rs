@@ -21,7 +21,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::eat::{EnrolledKey, NonceAnswer};
 use super::grants::StoredVerdict;
-use crate::api::{AuditEntry, DeviceStatus, Violation};
+use crate::api::{
+    AdminDevice, AuditEntry, DeviceStatus, DeviceSupport, GrantRecord, VerdictRecord, Violation,
+};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +165,21 @@ impl DeviceRow {
             DeviceStatus::Pending
         } else {
             DeviceStatus::Active
+        }
+    }
+
+    /// The device as the admin API lists it.
+    pub fn admin_view(&self) -> AdminDevice {
+        AdminDevice {
+            device_id: self.key.device_id.clone(),
+            user: self.key.user.clone(),
+            name: self.name.clone(),
+            status: self.status(),
+            enrolled_at: time::OffsetDateTime::from_unix_timestamp(self.enrolled_at)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            approved_at: self
+                .approved_at
+                .and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok()),
         }
     }
 }
@@ -319,6 +336,11 @@ pub struct Store {
 
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// A stored Unix time as a date.
+fn timestamp(at: i64) -> Result<time::OffsetDateTime, StoreError> {
+    time::OffsetDateTime::from_unix_timestamp(at).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
@@ -952,7 +974,7 @@ impl Store {
 
     /// The latest `limit` audit entries, oldest first.
     pub fn audit_recent(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut out = self.audit_query("1 = ?1 ORDER BY seq DESC", 1, limit)?;
+        let mut out = self.audit_query("1 = ?1 ORDER BY seq DESC", &1, limit)?;
         out.reverse();
         Ok(out)
     }
@@ -960,13 +982,140 @@ impl Store {
     /// Up to `limit` entries with `seq > after`, oldest first: a cursor a
     /// SIEM can resume from.
     pub fn audit_since(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        self.audit_query("seq > ?1 ORDER BY seq ASC", after, limit)
+        self.audit_query("seq > ?1 ORDER BY seq ASC", &after, limit)
+    }
+
+    /// The latest `limit` audit entries naming `device_id`, oldest first.
+    pub fn audit_of_device(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut out = self.audit_query("device_id = ?1 ORDER BY seq DESC", &device_id, limit)?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Devices whose id starts with `prefix`, ignoring ASCII case (a
+    /// support code read out over the phone loses its case).
+    pub fn devices_by_prefix(&self, prefix: &str) -> Result<Vec<DeviceRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE lower(substr(device_id, 1, length(?1))) = lower(?1) ORDER BY enrolled_at, device_id LIMIT 20"
+        ))?;
+        let rows = stmt.query_map([prefix], device_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The broker's side of every device whose id starts with `prefix`
+    /// (case ignored), for helpdesk: enrolment, the latest 50 verdicts, 100
+    /// grants and 200 audit rows naming it.
+    pub fn device_support(&self, prefix: &str) -> Result<Vec<DeviceSupport>, StoreError> {
+        self.devices_by_prefix(prefix)?
+            .iter()
+            .map(|row| {
+                let id = &row.key.device_id;
+                Ok(DeviceSupport {
+                    device: row.admin_view(),
+                    support_code: crate::api::support_code(id),
+                    revoked: self.device_revocation(id)?.map(|(at, reason)| {
+                        let at = timestamp(at)
+                            .ok()
+                            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                            .unwrap_or_default();
+                        format!("{at}: {reason}")
+                    }),
+                    verdicts: self.verdict_history(id, 50)?,
+                    grants: self.grant_history(id, 100)?,
+                    audit: self.audit_of_device(id, 200)?,
+                })
+            })
+            .collect()
+    }
+
+    /// When and why `device_id` was revoked, if it was.
+    pub fn device_revocation(&self, device_id: &str) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT revoked_at, COALESCE(revoke_reason, '') FROM devices WHERE device_id = ?1 AND revoked_at IS NOT NULL",
+                [device_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// The latest `limit` verdicts of `device_id`, oldest first.
+    pub fn verdict_history(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<VerdictRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT compliant, violations, evaluated_at, valid_until, policy_digest FROM verdicts WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![device_id, limit], |r| {
+            Ok((
+                r.get::<_, bool>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (compliant, violations, evaluated_at, valid_until, policy_digest) = row?;
+            out.push(VerdictRecord {
+                evaluated_at: timestamp(evaluated_at)?,
+                compliant,
+                violations: parse_json(&violations)?,
+                valid_until: timestamp(valid_until)?,
+                policy_digest,
+            });
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The latest `limit` grants of `device_id`, open or closed, oldest
+    /// first.
+    pub fn grant_history(&self, device_id: &str, limit: u32) -> Result<Vec<GrantRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, app, created_at, expires_at, closed_at, close_reason FROM grants WHERE device_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![device_id, limit], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, app, created_at, expires_at, closed_at, close_reason) = row?;
+            out.push(GrantRecord {
+                id,
+                app,
+                created_at: timestamp(created_at)?,
+                expires_at: timestamp(expires_at)?,
+                closed_at: closed_at.map(timestamp).transpose()?,
+                close_reason,
+            });
+        }
+        out.reverse();
+        Ok(out)
     }
 
     fn audit_query(
         &self,
         clause: &str,
-        arg: i64,
+        arg: &dyn rusqlite::ToSql,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.conn();

@@ -281,6 +281,19 @@ impl Env {
         format!("{}{path}", self.broker.base_url())
     }
 
+    /// A minimal configuration file naming this broker's database, for the
+    /// `sallyport-broker` subcommands that read it directly.
+    pub fn config_path(&self) -> PathBuf {
+        let path = self.dir.path().join("cli.toml");
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = {:?}\n[oidc]\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\nclient_id = \"sallyport-desktop\"\n[gateway]\nlisten = \"127.0.0.1:0\"\n",
+            db_path(self.dir.path()).display().to_string(),
+            self.issuer.url
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     pub fn client(&self, token: &str) -> Client {
         Client {
             http: self.http.clone(),

@@ -13,7 +13,9 @@ use tokio::sync::broadcast;
 
 use super::{ApiError, Broker, datetime};
 use super::{DeviceCaller, Enroller};
-use crate::api::{AdminDevice, Device, DeviceStatus, EnrolRequest, Event, Problem, ProblemType};
+use crate::api::{
+    self as api, AdminDevice, Device, DeviceStatus, EnrolRequest, Event, Problem, ProblemType,
+};
 use crate::server::config::EnrolmentMode;
 use crate::server::eat::EnrolledKey;
 use crate::server::events::Routed;
@@ -31,16 +33,6 @@ fn device_view(row: &DeviceRow) -> Device {
     }
 }
 
-fn admin_view(row: &DeviceRow) -> AdminDevice {
-    AdminDevice {
-        device_id: row.key.device_id.clone(),
-        user: row.key.user.clone(),
-        name: row.name.clone(),
-        status: row.status(),
-        enrolled_at: datetime(row.enrolled_at),
-        approved_at: row.approved_at.map(datetime),
-    }
-}
 
 impl Broker {
     /// `POST /v1/devices`. Returns whether the device is new. The DPoP
@@ -270,7 +262,27 @@ impl Broker {
         &self,
         status: Option<DeviceStatus>,
     ) -> Result<Vec<AdminDevice>, ApiError> {
-        Ok(self.store.devices(status)?.iter().map(admin_view).collect())
+        Ok(self.store.devices(status)?.iter().map(DeviceRow::admin_view).collect())
+    }
+
+    /// `GET /v1/admin/support/{code}`: the broker's side of every device
+    /// whose id starts with the support code (normally one), for helpdesk:
+    /// enrolment, verdicts, grants and the audit rows naming it.
+    pub fn device_support(&self, code: &str) -> Result<Vec<api::DeviceSupport>, ApiError> {
+        let prefix = api::support_code_prefix(code).ok_or_else(|| {
+            ApiError::new(
+                ProblemType::MalformedRequest,
+                "a support code is 4 to 64 letters, digits, - or _ (spaces and case are ignored)",
+            )
+        })?;
+        let found = self.store.device_support(&prefix)?;
+        if found.is_empty() {
+            return Err(ApiError::new(
+                ProblemType::DeviceUnknown,
+                format!("no device has the support code {code:?}"),
+            ));
+        }
+        Ok(found)
     }
 
     /// `POST /v1/admin/devices/{id}/approve`: a pending device becomes
@@ -304,7 +316,7 @@ impl Broker {
             } else {
                 "device was already active".to_owned()
             };
-            Ok((admin_view(&row), why))
+            Ok((row.admin_view(), why))
         })();
         let user = result.as_ref().ok().map(|d| d.0.user.clone());
         let by = crate::server::store::AuditDecision {
