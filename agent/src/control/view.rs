@@ -32,30 +32,7 @@ pub struct StatusView {
     pub support_code: Option<String>,
 }
 
-/// How many characters of the device id the support code carries.
-pub const SUPPORT_CODE_LEN: usize = 8;
-
-/// The support code of a device: the first [`SUPPORT_CODE_LEN`]
-/// characters of its id (the key's thumbprint, base64url) in two groups of
-/// four, `"Xy3k 9QpA"`. Helpdesk types it into
-/// `sallyport-broker admin device CODE`, which ignores case and spaces, so
-/// it can be read out over the phone; eight characters of a thumbprint
-/// leave about 2^41 codes even without case, so two devices of one
-/// company sharing one is unlikely (the broker lists both if they do).
-/// Pure.
-pub fn support_code(device_id: &str) -> String {
-    let prefix: String = device_id.chars().take(SUPPORT_CODE_LEN).collect();
-    let split = prefix
-        .char_indices()
-        .nth(SUPPORT_CODE_LEN / 2)
-        .map_or(prefix.len(), |(i, _)| i);
-    let (a, b) = prefix.split_at(split);
-    if b.is_empty() {
-        a.to_owned()
-    } else {
-        format!("{a} {b}")
-    }
-}
+pub use broker::api::support_code;
 
 /// What the user is told while the broker does not answer.
 pub const BROKER_UNREACHABLE: &str = "access broker unreachable, retrying";

@@ -118,6 +118,9 @@ pub struct Runtime {
     timeline: Timeline,
     /// Where this agent's log files are, for the diagnostics bundle.
     logs_dir: Option<std::path::PathBuf>,
+    /// The last verdict the timeline recorded (compliant, violations), so
+    /// an unchanged renewal is not recorded again.
+    verdict_recorded: Option<(bool, String)>,
     /// Wake / network / file triggers for an early posture run.
     prober: triggers::probe::Prober,
     watcher: triggers::Watcher,
@@ -192,6 +195,7 @@ impl Runtime {
             socks_auth: false,
             timeline: Timeline::in_memory(),
             logs_dir: None,
+            verdict_recorded: None,
             prober: triggers::probe::Prober::default(),
             watcher: triggers::Watcher::default(),
             tx,

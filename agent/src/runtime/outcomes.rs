@@ -250,11 +250,19 @@ impl Runtime {
                     },
                     rfc3339(verdict.valid_until)
                 );
-                let mut entry = Entry::new(now(), Kind::Verdict, what);
-                if !verdict.violations.is_empty() {
-                    entry = entry.reason(describe_violations(&verdict.violations));
+                // A renewal that changes nothing is not recorded: the agent
+                // re-attests every few minutes, and the timeline keeps what
+                // moved (a week of renewals would crowd out the rest).
+                let why = describe_violations(&verdict.violations);
+                let seen = (verdict.compliant, why.clone());
+                if self.verdict_recorded.as_ref() != Some(&seen) {
+                    let mut entry = Entry::new(now(), Kind::Verdict, what);
+                    if !why.is_empty() {
+                        entry = entry.reason(why);
+                    }
+                    self.record(entry);
+                    self.verdict_recorded = Some(seen);
                 }
-                self.record(entry);
                 self.feed(Event::Verdict(Verdict {
                     compliant: verdict.compliant,
                     violations: verdict.violations,

@@ -51,6 +51,26 @@ impl AgentHandle {
         )
     }
 
+    /// Starts the runtime with its timeline stored in `state_dir` (as the
+    /// real agent keeps it in the user's state directory) and its log
+    /// directory named for the diagnostics bundle.
+    pub fn start_with_state(
+        identity: Arc<Identity>,
+        store: Arc<dyn SecretStore>,
+        broker: &str,
+        options: RuntimeOptions,
+        state_dir: &std::path::Path,
+    ) -> AgentHandle {
+        let client = BrokerClient::new(broker, Duration::from_secs(5)).unwrap();
+        let timeline =
+            agent::timeline::Timeline::open(state_dir, std::time::SystemTime::now().into());
+        Self::start_runtime(
+            Runtime::new(identity, store, client, options)
+                .with_timeline(timeline)
+                .with_logs_dir(state_dir.join("logs")),
+        )
+    }
+
     fn start_runtime(runtime: Runtime) -> AgentHandle {
         let (control, rx) = mpsc::channel(8);
         let (stop, stopped) = oneshot::channel::<()>();
