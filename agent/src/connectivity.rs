@@ -110,25 +110,29 @@ pub async fn check(broker: &Url, http: &reqwest::Client) -> Report {
         report.dns = failed(Instant::now(), "the broker URL has no host".to_owned());
         return report;
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
 
     let started = Instant::now();
-    let addresses = match tokio::time::timeout(
-        STEP_TIMEOUT,
-        tokio::net::lookup_host((host.as_str(), port)),
-    )
-    .await
-    {
-        Ok(Ok(found)) => found.collect::<Vec<SocketAddr>>(),
-        Ok(Err(e)) => {
-            report.dns = failed(started, format!("cannot resolve {host}: {e}"));
-            return report;
-        }
-        Err(_) => {
-            report.dns = failed(started, format!("no answer for {host} within {STEP_TIMEOUT:?}"));
-            return report;
-        }
-    };
+    let addresses =
+        match tokio::time::timeout(STEP_TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
+            .await
+        {
+            Ok(Ok(found)) => found.collect::<Vec<SocketAddr>>(),
+            Ok(Err(e)) => {
+                report.dns = failed(started, format!("cannot resolve {host}: {e}"));
+                return report;
+            }
+            Err(_) => {
+                report.dns = failed(
+                    started,
+                    format!("no answer for {host} within {STEP_TIMEOUT:?}"),
+                );
+                return report;
+            }
+        };
     let Some(first) = addresses.first().copied() else {
         report.dns = failed(started, format!("{host} has no address"));
         return report;
@@ -161,10 +165,7 @@ pub async fn check(broker: &Url, http: &reqwest::Client) -> Report {
             millis: elapsed_ms(started),
             ..step
         };
-        report.certificates = chain
-            .iter()
-            .filter_map(|der| summarize(der, now))
-            .collect();
+        report.certificates = chain.iter().filter_map(|der| summarize(der, now)).collect();
         if report.tls.outcome != Outcome::Ok {
             return report;
         }
@@ -336,11 +337,10 @@ impl ServerCertVerifier for Recording {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.chain.lock().unwrap_or_else(PoisonError::into_inner) =
-            std::iter::once(end_entity)
-                .chain(intermediates)
-                .map(|c| c.as_ref().to_vec())
-                .collect();
+        *self.chain.lock().unwrap_or_else(PoisonError::into_inner) = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.as_ref().to_vec())
+            .collect();
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
@@ -377,12 +377,18 @@ mod tests {
     fn skew_is_the_brokers_clock_minus_ours() {
         let local = datetime!(2026-12-03 10:42:00 UTC);
         assert_eq!(clock_skew("Thu, 03 Dec 2026 10:42:30 GMT", local), Some(30));
-        assert_eq!(clock_skew("Thu, 03 Dec 2026 10:40:00 GMT", local), Some(-120));
+        assert_eq!(
+            clock_skew("Thu, 03 Dec 2026 10:40:00 GMT", local),
+            Some(-120)
+        );
         assert_eq!(clock_skew("yesterday", local), None);
     }
 
     #[test]
     fn garbage_is_no_certificate() {
-        assert_eq!(summarize(b"not a certificate", OffsetDateTime::UNIX_EPOCH), None);
+        assert_eq!(
+            summarize(b"not a certificate", OffsetDateTime::UNIX_EPOCH),
+            None
+        );
     }
 }

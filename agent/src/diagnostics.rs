@@ -115,10 +115,8 @@ impl Bundle {
         self.text("versions.txt", versions(broker));
         match crate::config::load() {
             Ok(effective) => {
-                let view = crate::config::view::describe(
-                    &effective,
-                    crate::config::schema::Os::current(),
-                );
+                let view =
+                    crate::config::view::describe(&effective, crate::config::schema::Os::current());
                 self.json("settings.json", &view)
             }
             Err(e) => self.text("settings.error.txt", e.to_string()),
@@ -134,9 +132,10 @@ impl Bundle {
     /// The newest [`MAX_LOG_BYTES`] of a log set, or why it is missing.
     fn log(&mut self, name: &str, dir: &Path, set: &str) -> &mut Self {
         match logfiles::recent(dir, set, MAX_LOG_BYTES) {
-            Ok(text) if text.is_empty() => {
-                self.text(&format!("{name}.missing.txt"), format!("no log in {}", dir.display()))
-            }
+            Ok(text) if text.is_empty() => self.text(
+                &format!("{name}.missing.txt"),
+                format!("no log in {}", dir.display()),
+            ),
             Ok(text) => self.text(name, text),
             Err(e) => self.text(
                 &format!("{name}.missing.txt"),

@@ -1008,8 +1008,14 @@ mod tests {
         let id = "Xy3k9QpA_rest-of-the-thumbprint";
         assert_eq!(support_code(id), "Xy3k 9QpA");
         assert_eq!(support_code("abc"), "abc");
-        assert_eq!(support_code_prefix(" xy3k 9qpa ").as_deref(), Some("xy3k9qpa"));
-        assert_eq!(support_code_prefix("Xy3k 9QpA").as_deref(), Some("Xy3k9QpA"));
+        assert_eq!(
+            support_code_prefix(" xy3k 9qpa ").as_deref(),
+            Some("xy3k9qpa")
+        );
+        assert_eq!(
+            support_code_prefix("Xy3k 9QpA").as_deref(),
+            Some("Xy3k9QpA")
+        );
         assert_eq!(support_code_prefix("ab"), None);
         assert_eq!(support_code_prefix("ab'; drop"), None);
         assert_eq!(support_code_prefix(&"a".repeat(65)), None);

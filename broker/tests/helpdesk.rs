@@ -70,7 +70,10 @@ async fn the_support_code_shows_the_brokers_side_of_the_device() {
     let r = env.admin().get(&api::paths::admin_support(&code)).await;
     let found: Vec<api::DeviceSupport> = r.json().await.unwrap();
     assert_eq!(found.len(), 1, "bob's device matched alice's code");
-    let r = env.admin().get(&api::paths::admin_support("zzzz zzzz")).await;
+    let r = env
+        .admin()
+        .get(&api::paths::admin_support("zzzz zzzz"))
+        .await;
     expect_problem(r, ProblemType::DeviceUnknown).await;
     let r = env.admin().get(&api::paths::admin_support("a'b")).await;
     expect_problem(r, ProblemType::MalformedRequest).await;
@@ -96,7 +99,10 @@ async fn the_support_code_shows_the_brokers_side_of_the_device() {
     );
     assert!(text.contains(&device.id()), "{text}");
     assert!(text.contains("NOT compliant — firewall"), "{text}");
-    assert!(text.contains(&format!("{} echo closed", grant.id)), "{text}");
+    assert!(
+        text.contains(&format!("{} echo closed", grant.id)),
+        "{text}"
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sallyport-broker"))
         .arg("--config")
         .arg(env.config_path())

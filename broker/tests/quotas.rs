@@ -278,7 +278,9 @@ async fn in_tunnel_connection_limit_is_audited_once_against_the_grant() {
     // The one connection allowed works and stays open.
     let held = tokio::net::TcpStream::connect(forward).await.unwrap();
     let (mut r, mut w) = held.into_split();
-    tokio::io::AsyncWriteExt::write_all(&mut w, b"x").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut w, b"x")
+        .await
+        .unwrap();
     let mut b = [0u8; 1];
     tokio::time::timeout(
         Duration::from_secs(10),

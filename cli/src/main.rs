@@ -536,7 +536,11 @@ fn diagnostics_command(out: &std::path::Path, socket: Option<PathBuf>) -> anyhow
     let broker = std::env::var("SALLYPORT_BROKER")
         .ok()
         .filter(|v| !v.is_empty())
-        .or_else(|| effective.as_ref().and_then(|e| e.settings.broker_url.clone()));
+        .or_else(|| {
+            effective
+                .as_ref()
+                .and_then(|e| e.settings.broker_url.clone())
+        });
     bundle.machine_parts(broker.as_deref(), agent::logs::agent_dir().as_deref());
     bundle.text(
         "status.json.error.txt",
@@ -562,7 +566,10 @@ fn diagnostics_command(out: &std::path::Path, socket: Option<PathBuf>) -> anyhow
             &agent::timeline::read_dir_entries(&dir, None, now),
         );
     }
-    match broker.as_deref().map(|b| agent::broker_client::BrokerClient::new(b, Duration::from_secs(5))) {
+    match broker
+        .as_deref()
+        .map(|b| agent::broker_client::BrokerClient::new(b, Duration::from_secs(5)))
+    {
         Some(Ok(client)) => {
             bundle.json("connectivity.json", &rt.block_on(client.connectivity()));
         }

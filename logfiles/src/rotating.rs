@@ -186,7 +186,10 @@ pub fn recent(dir: &Path, name: &str, max_bytes: u64) -> io::Result<String> {
         let cut_short = take < size;
         if cut_short {
             // Start at the first whole line.
-            let start = chunk.iter().position(|b| *b == b'\n').map_or(chunk.len(), |i| i + 1);
+            let start = chunk
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(chunk.len(), |i| i + 1);
             chunk.drain(..start);
         }
         chunks.push(chunk);
@@ -269,16 +272,20 @@ mod tests {
         for i in 0..1000 {
             log.append(&format!("line {i:04} of the agent's log\n"));
         }
-        assert_eq!(names(dir.path()), ["agent.log", "agent.log.1", "agent.log.2"]);
-        assert!(total_size(dir.path()) <= 3 * 1000, "{}", total_size(dir.path()));
+        assert_eq!(
+            names(dir.path()),
+            ["agent.log", "agent.log.1", "agent.log.2"]
+        );
+        assert!(
+            total_size(dir.path()) <= 3 * 1000,
+            "{}",
+            total_size(dir.path())
+        );
         // The newest line is in the current file, and the set holds a
         // contiguous run of the newest lines, oldest first.
         let tail = recent(dir.path(), "agent", 10_000).unwrap();
         assert!(tail.ends_with("line 0999 of the agent's log\n"), "{tail}");
-        let numbers: Vec<u32> = tail
-            .lines()
-            .map(|l| l[5..9].parse().unwrap())
-            .collect();
+        let numbers: Vec<u32> = tail.lines().map(|l| l[5..9].parse().unwrap()).collect();
         assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
         assert_eq!(log.dropped_lines(), 0);
     }
@@ -307,7 +314,10 @@ mod tests {
             .with_writer(log)
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            tracing::info!(token = jwt, "refreshed; Authorization: Bearer abcdefgh12345678");
+            tracing::info!(
+                token = jwt,
+                "refreshed; Authorization: Bearer abcdefgh12345678"
+            );
         });
         let text = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
         assert!(text.contains("refreshed"), "{text}");
@@ -333,6 +343,9 @@ mod tests {
         assert_eq!(log.dropped_lines(), 1);
         std::fs::create_dir(&gone).unwrap();
         log.append("kept\n");
-        assert_eq!(std::fs::read_to_string(gone.join("agent.log")).unwrap(), "kept\n");
+        assert_eq!(
+            std::fs::read_to_string(gone.join("agent.log")).unwrap(),
+            "kept\n"
+        );
     }
 }

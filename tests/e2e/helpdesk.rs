@@ -240,7 +240,10 @@ async fn why_was_i_blocked_is_answered_by_history_bundle_and_broker() {
     let connectivity: serde_json::Value = serde_json::from_str(&file("connectivity.json")).unwrap();
     assert_eq!(connectivity["dns"]["outcome"], "ok", "{connectivity:#}");
     assert_eq!(connectivity["tcp"]["outcome"], "ok", "{connectivity:#}");
-    assert_eq!(connectivity["tls"]["outcome"], "skipped", "{connectivity:#}");
+    assert_eq!(
+        connectivity["tls"]["outcome"], "skipped",
+        "{connectivity:#}"
+    );
     assert_eq!(connectivity["http"]["outcome"], "ok", "{connectivity:#}");
     let skew = connectivity["clock_skew_seconds"].as_i64().unwrap();
     assert!(skew.abs() <= 2, "same machine, same clock: {skew}");
@@ -253,11 +256,20 @@ async fn why_was_i_blocked_is_answered_by_history_bundle_and_broker() {
     );
     assert!(file("versions.txt").contains("sallyport "));
     let total: usize = files.iter().map(|(_, t)| t.len()).sum();
-    assert!(total < 8 * 1024 * 1024, "the bundle is bounded: {total} bytes");
+    assert!(
+        total < 8 * 1024 * 1024,
+        "the bundle is bounded: {total} bytes"
+    );
     let token = identity.access_token().await.unwrap();
     let all: String = files.iter().map(|(_, t)| t.as_str()).collect();
-    assert!(!all.contains(token.expose()), "a token leaked into the bundle");
-    assert!(!all.contains("eyJ"), "something JWT-shaped leaked into the bundle");
+    assert!(
+        !all.contains(token.expose()),
+        "a token leaked into the bundle"
+    );
+    assert!(
+        !all.contains("eyJ"),
+        "something JWT-shaped leaked into the bundle"
+    );
     assert!(
         !all.contains("PRIVATE KEY"),
         "a private key leaked into the bundle"
@@ -265,7 +277,10 @@ async fn why_was_i_blocked_is_answered_by_history_bundle_and_broker() {
 
     // 3. The broker's side, by the support code the app shows.
     let status = agent.status().await;
-    let code = status.support_code.clone().expect("a support code once enrolled");
+    let code = status
+        .support_code
+        .clone()
+        .expect("a support code once enrolled");
     let r = http
         .get(format!(
             "{}{}",
@@ -297,8 +312,16 @@ async fn why_was_i_blocked_is_answered_by_history_bundle_and_broker() {
         "{:#?}",
         view.grants
     );
-    assert!(view.grants.iter().any(|g| g.app == APP && g.closed_at.is_none()));
-    assert!(view.audit.iter().any(|a| a.action == "attest" && a.outcome == "deny"));
+    assert!(
+        view.grants
+            .iter()
+            .any(|g| g.app == APP && g.closed_at.is_none())
+    );
+    assert!(
+        view.audit
+            .iter()
+            .any(|a| a.action == "attest" && a.outcome == "deny")
+    );
 
     // 4. After the agent stops (a laptop the next morning): the CLI reads
     // the timeline it left on disk.

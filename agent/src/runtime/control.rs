@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::{Runtime, now};
 use super::tasks::Outcome;
+use super::{Runtime, now};
 use crate::control::{Reply, Request};
 use crate::identity::session::SessionState;
 use crate::supervisor::Event;

@@ -349,9 +349,7 @@ impl Runtime {
             let found = self.watcher.observe(self.prober.snapshot());
             if !found.is_empty() {
                 let why: Vec<String> = found.iter().map(ToString::to_string).collect();
-                self.record(
-                    Entry::new(now(), Kind::Posture, "re-check").reason(why.join(", ")),
-                );
+                self.record(Entry::new(now(), Kind::Posture, "re-check").reason(why.join(", ")));
                 self.feed(Event::EnvironmentChanged).await;
             }
         }

@@ -13,10 +13,10 @@ use super::{Runtime, now, rfc3339};
 use crate::broker_client::{AccessRefusal, AccessRefusalKind};
 use crate::control::view::AWAITING_APPROVAL_PHRASE;
 use crate::identity::session::{ReauthReason, SessionState};
-use crate::timeline::{Entry, Kind, posture_changes, posture_counts};
 use crate::supervisor::{
     BrokerEvent, Event, Grant, GrantEnd, Refusal, Session, SignIn, StepUp, Verdict,
 };
+use crate::timeline::{Entry, Kind, posture_changes, posture_counts};
 
 impl Runtime {
     pub(super) async fn poll_session(&mut self) {
@@ -120,7 +120,11 @@ impl Runtime {
     /// A posture collection in the timeline: its counts, and what changed
     /// since the previous one. An unchanged collection is not recorded (it
     /// runs every few minutes; the timeline keeps what moved).
-    fn record_posture(&mut self, report: &posture::report::Report, violations: &[posture::policy::Violation]) {
+    fn record_posture(
+        &mut self,
+        report: &posture::report::Report,
+        violations: &[posture::policy::Violation],
+    ) {
         let changes = posture_changes(self.report.as_deref(), report);
         if self.report.is_some() && changes.is_empty() {
             return;
@@ -292,7 +296,8 @@ impl Runtime {
                 )
                 .app(app.clone());
                 if let Some(end) = &grant.end {
-                    entry = entry.reason(format!("access ends with its time window ({})", end.reason));
+                    entry =
+                        entry.reason(format!("access ends with its time window ({})", end.reason));
                 }
                 self.record(entry);
                 self.issued.insert(issued.grant.id.clone(), *issued);
@@ -342,7 +347,8 @@ impl Runtime {
             Outcome::Session(state) => self.session_changed(state).await,
             Outcome::RefreshFailed(reason) => {
                 self.record(
-                    Entry::new(now(), Kind::Session, "session refresh failed").reason(reason.clone()),
+                    Entry::new(now(), Kind::Session, "session refresh failed")
+                        .reason(reason.clone()),
                 );
                 self.feed(Event::RefreshFailed { reason }).await;
                 self.poll_session().await;

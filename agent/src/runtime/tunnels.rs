@@ -157,8 +157,12 @@ impl Runtime {
                     self.socks_ports.insert(app.clone(), socks.port());
                 }
                 self.record(
-                    Entry::new(now(), Kind::TunnelUp, format!("tunnel up (grant {grant_id})"))
-                        .app(app.clone()),
+                    Entry::new(
+                        now(),
+                        Kind::TunnelUp,
+                        format!("tunnel up (grant {grant_id})"),
+                    )
+                    .app(app.clone()),
                 );
                 self.tunnels.insert(
                     app,

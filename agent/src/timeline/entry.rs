@@ -160,9 +160,9 @@ pub fn parse_since(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, St
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("{text:?}: give a unit (s, m, h or d) or an RFC 3339 time"))?;
     let (number, unit) = text.split_at(split);
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a number then s, m, h or d, or an RFC 3339 time"))?;
+    let n: i64 = number.parse().map_err(|_| {
+        format!("{text:?}: expected a number then s, m, h or d, or an RFC 3339 time")
+    })?;
     let per_unit: i64 = match unit {
         "s" => 1,
         "m" => 60,
@@ -212,9 +212,13 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_bad_lines_are_skipped() {
-        let e = Entry::new(datetime!(2026-12-03 10:42:00 UTC), Kind::TunnelDown, "tunnel closed")
-            .app("wiki")
-            .reason("disk encryption is off");
+        let e = Entry::new(
+            datetime!(2026-12-03 10:42:00 UTC),
+            Kind::TunnelDown,
+            "tunnel closed",
+        )
+        .app("wiki")
+        .reason("disk encryption is off");
         let stored = format!(
             "{}\n{{\"torn\n\n{}\n",
             serde_json::to_string(&e).unwrap(),

@@ -225,7 +225,10 @@ mod tests {
         let mut t = Timeline::open(dir.path(), now);
         let filler = "x".repeat(900);
         for i in 0..3_000 {
-            t.push(entry(now + time::Duration::seconds(i), &format!("{i} {filler}")));
+            t.push(entry(
+                now + time::Duration::seconds(i),
+                &format!("{i} {filler}"),
+            ));
         }
         let size = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().len();
         assert!(size(FILE) <= MAX_FILE_BYTES);

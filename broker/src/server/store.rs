@@ -1021,7 +1021,10 @@ impl Store {
                     revoked: self.device_revocation(id)?.map(|(at, reason)| {
                         let at = timestamp(at)
                             .ok()
-                            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                            .and_then(|t| {
+                                t.format(&time::format_description::well_known::Rfc3339)
+                                    .ok()
+                            })
                             .unwrap_or_default();
                         format!("{at}: {reason}")
                     }),
@@ -1081,7 +1084,11 @@ impl Store {
 
     /// The latest `limit` grants of `device_id`, open or closed, oldest
     /// first.
-    pub fn grant_history(&self, device_id: &str, limit: u32) -> Result<Vec<GrantRecord>, StoreError> {
+    pub fn grant_history(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<GrantRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT id, app, created_at, expires_at, closed_at, close_reason FROM grants WHERE device_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2",

@@ -105,7 +105,9 @@ pub fn render(found: &DeviceSupport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{AdminDevice, AuditEntry, DeviceStatus, GrantRecord, VerdictRecord, Violation};
+    use crate::api::{
+        AdminDevice, AuditEntry, DeviceStatus, GrantRecord, VerdictRecord, Violation,
+    };
     use time::macros::datetime;
 
     #[test]

@@ -33,7 +33,6 @@ fn device_view(row: &DeviceRow) -> Device {
     }
 }
 
-
 impl Broker {
     /// `POST /v1/devices`. Returns whether the device is new. The DPoP
     /// proof must be signed by the key being enrolled: whoever enrols a key
@@ -262,7 +261,12 @@ impl Broker {
         &self,
         status: Option<DeviceStatus>,
     ) -> Result<Vec<AdminDevice>, ApiError> {
-        Ok(self.store.devices(status)?.iter().map(DeviceRow::admin_view).collect())
+        Ok(self
+            .store
+            .devices(status)?
+            .iter()
+            .map(DeviceRow::admin_view)
+            .collect())
     }
 
     /// `GET /v1/admin/support/{code}`: the broker's side of every device
