@@ -25,6 +25,8 @@
 //! does the I/O (`sallyportd`'s updater) and the release tool
 //! (`sallyport-release`) the signing.
 
+pub mod policy;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};

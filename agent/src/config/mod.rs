@@ -91,6 +91,8 @@ pub struct Settings {
     pub apps: AppSettings,
     /// Tunnel settings.
     pub tunnels: TunnelSettings,
+    /// Update policy (read by the device service, which installs updates).
+    pub update: UpdateSettings,
     /// The device service's socket (`sallyportd`, e.g.
     /// `/run/sallyport/sallyportd.sock`): when set, the device key, the
     /// EATs and the DPoP proofs come from it and the agent holds no key.
@@ -128,6 +130,32 @@ pub struct TunnelSettings {
     pub socks_auth: bool,
 }
 
+/// Update policy: IT's keys for the device service's updater (the
+/// `update` crate checks the feed; the settings say whether and when).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdateSettings {
+    /// `off`, `notify` or `auto`.
+    pub mode: String,
+    /// The signed feed's URL.
+    pub feed_url: Option<String>,
+    /// Install exactly this version (SemVer).
+    pub pin: Option<String>,
+    /// Local hours `HH:MM-HH:MM` when `auto` may install.
+    pub window: Option<String>,
+}
+
+impl Default for UpdateSettings {
+    fn default() -> Self {
+        UpdateSettings {
+            mode: "notify".to_owned(),
+            feed_url: None,
+            pin: None,
+            window: None,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -139,6 +167,7 @@ impl Default for Settings {
             identity: IdentitySettings::default(),
             apps: AppSettings::default(),
             tunnels: TunnelSettings::default(),
+            update: UpdateSettings::default(),
             device_service_socket: None,
         }
     }
