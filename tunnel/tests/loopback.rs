@@ -469,7 +469,10 @@ async fn per_tunnel_limits_refuse_and_are_counted_per_peer() {
     let refused = |gw: &GatewayHandle| gw.status().peers[0].refused;
 
     let _held = open_echo(a.forward_addr(&tcp).unwrap()).await;
-    assert_eq!(udp_roundtrip(a.forward_addr(&udp).unwrap(), b"one").await, b"one");
+    assert_eq!(
+        udp_roundtrip(a.forward_addr(&udp).unwrap(), b"one").await,
+        b"one"
+    );
     assert_eq!(refused(&gw), tunnel::LimitRefusals::default());
 
     // A second connection: accepted locally, its SYN refused at the gateway.

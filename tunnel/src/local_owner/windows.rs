@@ -183,7 +183,9 @@ fn owner_table(family: u16, call: TableCall) -> io::Result<Vec<u64>> {
             code => return Err(io::Error::from_raw_os_error(code as i32)),
         }
     }
-    Err(io::Error::other("the socket table kept growing while being read"))
+    Err(io::Error::other(
+        "the socket table kept growing while being read",
+    ))
 }
 
 /// The layout the owner-PID tables share: an entry count, then the rows.
