@@ -3,7 +3,9 @@
 //! in-process ([`host`]) when no agent is running.
 
 pub mod broker_client;
-pub mod config;
+/// The settings (the `sallyport-settings` crate, shared with the device
+/// service): schema, user file and managed configuration merged.
+pub use settings as config;
 pub mod connectivity;
 pub mod control;
 pub mod device_key;

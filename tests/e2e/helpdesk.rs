@@ -18,7 +18,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::control::Request;
 use agent::identity::store::{MemoryStore, SecretStore};
 use agent::identity::{Identity, IdentityConfig};
 use agent::runtime::RuntimeOptions;

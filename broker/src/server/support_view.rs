@@ -88,7 +88,7 @@ pub fn render(found: &DeviceSupport) -> String {
             ),
         ));
     }
-    events.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
+    events.sort_by_key(|e| (e.0, e.1));
     let _ = writeln!(
         out,
         "\n{} verdicts, {} grants, {} audit rows (newest kept: 50, 100, 200)",

@@ -77,7 +77,7 @@ fn control_target() -> Target {
 
 fn config_target() -> Target {
     let root = workspace();
-    let mut seeds = files_under(&root.join("agent/tests/fixtures/config"));
+    let mut seeds = files_under(&root.join("settings/tests/fixtures/config"));
     if let Ok(t) = std::fs::read(root.join("installers/linux/managed.toml")) {
         seeds.push(t);
     }

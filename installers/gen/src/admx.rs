@@ -26,7 +26,7 @@ pub const POLICY_KEY: &str = r"SOFTWARE\Policies\Sallyport";
 pub const TARGET_NAMESPACE: &str = "Sallyport.Policies.Sallyport";
 
 const HEADER_COMMENT: &str =
-    "Generated from agent/src/config/schema.rs by `cargo run -p installers-gen`; do not edit.";
+    "Generated from settings/src/schema.rs by `cargo run -p installers-gen`; do not edit.";
 
 /// The policy (and string) name of a key: its path with `_` for `.`.
 pub fn policy_name(key: &Key) -> String {

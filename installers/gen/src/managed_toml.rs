@@ -31,7 +31,7 @@ pub fn managed_toml(keys: &[Key]) -> String {
     out.push_str(
         "# Sallyport managed settings for Linux: /etc/sallyport/managed.toml (root-owned, 0644).\n",
     );
-    out.push_str("# Generated from agent/src/config/schema.rs by `cargo run -p installers-gen`; do not edit here.\n");
+    out.push_str("# Generated from settings/src/schema.rs by `cargo run -p installers-gen`; do not edit here.\n");
     out.push_str("#\n");
     out.push_str(
         "# Every key set here overrides the user's own setting (~/.config/sallyport/config.toml)\n",

@@ -105,7 +105,7 @@ pub fn mobileconfig(keys: &[Key]) -> String {
     let mut out = String::new();
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.push_str("<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n");
-    out.push_str("<!-- Generated from agent/src/config/schema.rs by `cargo run -p installers-gen`; do not edit here.\n");
+    out.push_str("<!-- Generated from settings/src/schema.rs by `cargo run -p installers-gen`; do not edit here.\n");
     out.push_str("     Every key in the payload is managed: macOS writes it to /Library/Managed Preferences/com.sallyport.agent.plist,\n");
     out.push_str("     it overrides the user's setting and the agent reports it as locked. Delete the keys you do not want to manage. -->\n");
     out.push_str("<plist version=\"1.0\">\n<dict>\n");

@@ -14,7 +14,7 @@ fn cell(text: &str) -> String {
 pub fn settings_md(keys: &[Key]) -> String {
     let mut out = String::new();
     out.push_str("# Sallyport settings\n\n");
-    out.push_str("<!-- Generated from agent/src/config/schema.rs by `cargo run -p installers-gen`; do not edit. -->\n\n");
+    out.push_str("<!-- Generated from settings/src/schema.rs by `cargo run -p installers-gen`; do not edit. -->\n\n");
     out.push_str(
         "The agent reads the user's own file, then overlays the managed settings IT deploys; a \
 managed key always wins and is reported *locked*. Both use the keys below; a key in a \

@@ -53,7 +53,7 @@ pub fn msi_keys(keys: &[Key]) -> impl Iterator<Item = &Key> {
 pub fn wxs(keys: &[Key]) -> String {
     let mut out = String::new();
     out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
-    out.push_str("<!-- Generated from agent/src/config/schema.rs by `cargo run -p installers-gen`; do not edit.\n");
+    out.push_str("<!-- Generated from settings/src/schema.rs by `cargo run -p installers-gen`; do not edit.\n");
     out.push_str("     Built by installers/windows/build-msi: wixl -a x64 -D Version=X.Y.Z -D BinDir=DIR -->\n");
     out.push_str("<Wix xmlns=\"http://schemas.microsoft.com/wix/2006/wi\">\n");
     let _ = writeln!(

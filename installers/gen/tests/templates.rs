@@ -28,7 +28,7 @@ fn committed_templates_match_the_schema() {
     }
     assert!(
         stale.is_empty(),
-        "generated files are out of date with agent/src/config/schema.rs: {}; run `{}` and commit the result",
+        "generated files are out of date with settings/src/schema.rs: {}; run `{}` and commit the result",
         stale.join(", "),
         installers_gen::REGENERATE
     );

@@ -1,7 +1,7 @@
 use super::*;
 
-const REG: &str = include_str!("../../tests/fixtures/config/windows_reg_query.txt");
-const PLIST: &str = include_str!("../../tests/fixtures/config/macos_managed.json");
+const REG: &str = include_str!("../tests/fixtures/config/windows_reg_query.txt");
+const PLIST: &str = include_str!("../tests/fixtures/config/macos_managed.json");
 
 fn toml(name: &str, text: &str) -> Source {
     Source::from_toml(name, text).unwrap()

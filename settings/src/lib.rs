@@ -1,5 +1,7 @@
-//! The agent's settings: the user's own file, overlaid by the managed
-//! configuration IT pushes through MDM, which always wins.
+//! Sallyport's settings: the user's own file, overlaid by the managed
+//! configuration IT pushes through MDM, which always wins. The agent reads
+//! both ([`load`]); the device service, which runs for every user, reads
+//! the managed configuration alone ([`load_managed`]).
 //!
 //! Both sources become a TOML table first, so one pure [`merge`] serves every
 //! OS: Linux reads `/etc/sallyport/managed.toml`; Windows reads the policy
@@ -335,6 +337,13 @@ pub fn user_config_path() -> Option<PathBuf> {
 /// `~/Library/Application Support/Sallyport`.
 pub fn user_state_dir() -> Option<PathBuf> {
     this_os::user_state_dir()
+}
+
+/// The managed configuration alone (no user file): what the device
+/// service obeys, since it acts for the machine, not for one user.
+pub fn load_managed() -> Result<Effective, ConfigError> {
+    let managed = this_os::managed_source()?;
+    merge(None, managed.as_ref())
 }
 
 /// Reads the user file (if any) and the managed source (if any) and merges them.

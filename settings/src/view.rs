@@ -115,7 +115,7 @@ pub fn display_value(value: Option<&serde_json::Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Source, merge};
+    use crate::{Source, merge};
 
     fn source(name: &str, text: &str) -> Source {
         Source::from_toml(name, text).unwrap()
