@@ -261,6 +261,7 @@ mod tests {
             enrolment: EnrolmentView::default(),
             broker_unreachable: None,
             support_code: None,
+            update: None,
         }
     }
 

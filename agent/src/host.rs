@@ -281,6 +281,7 @@ fn offline_reply(request: &crate::control::Request, message: &str) -> crate::con
             enrolment: Default::default(),
             broker_unreachable: Some(message.to_owned()),
             support_code: None,
+            update: None,
         })
         .unwrap_or_default()),
         Request::Apps => ok(serde_json::Value::Array(Vec::new())),

@@ -73,6 +73,9 @@ pub fn render_status(status: &StatusView) -> String {
     if let Some(at) = &status.posture_collected_at {
         let _ = writeln!(out, "Posture   collected at {at}");
     }
+    if let Some(update) = &status.update {
+        let _ = writeln!(out, "Updates   {}", update_line(update));
+    }
     if let Some(code) = &status.support_code {
         let _ = writeln!(
             out,
@@ -131,6 +134,28 @@ pub fn render_status(status: &StatusView) -> String {
 }
 
 /// The device line when no approval is awaited: the broker's verdict.
+/// The device service's updater in one line.
+fn update_line(update: &agent::device_service::updater::UpdateStatus) -> String {
+    use agent::device_service::updater::Phase;
+    let phase = match &update.phase {
+        Phase::Off => "off (IT has not configured an update feed)".to_owned(),
+        Phase::UpToDate => format!("up to date ({})", update.running),
+        Phase::Available { version, required } => format!(
+            "update available: {version}{} (running {})",
+            if *required { ", required" } else { "" },
+            update.running
+        ),
+        Phase::Installing { version } => format!("installing {version}"),
+        Phase::Updated { from, to } => format!("updated from {from} to {to}"),
+        Phase::Refused { reason } => format!("an update was refused: {reason}"),
+        Phase::Failed { reason } => format!("the last check failed: {reason}"),
+    };
+    match &update.last_check {
+        Some(at) => format!("{phase}; last check {at}"),
+        None => phase,
+    }
+}
+
 fn verdict_line(verdict: Option<&VerdictView>) -> String {
     match verdict {
         None => "not verified yet".to_owned(),
@@ -298,6 +323,7 @@ mod tests {
             },
             broker_unreachable: None,
             support_code: None,
+            update: None,
         };
         let text = render_status(&status);
         assert!(text.contains("alice@example.com (MFA: otp)"), "{text}");
@@ -372,6 +398,7 @@ mod tests {
             },
             broker_unreachable: None,
             support_code: None,
+            update: None,
         };
         let text = render_status(&status);
         assert!(
@@ -510,6 +537,7 @@ mod tests {
             enrolment: EnrolmentView::NotEnrolled,
             broker_unreachable: None,
             support_code: None,
+            update: None,
         };
         let text = render_status(&status);
         assert!(

@@ -11,6 +11,8 @@
 //! - [`server`]: the service's answers ([`server::Service`]) and its Unix
 //!   socket (`server::unix`).
 //! - [`client`]: the agent's side, with its check of who answers.
+//! - [`updater`]: the signed update feed, checked and installed with the
+//!   platform's installer, under IT's policy.
 //! - `win_security` (Windows): named pipes with an explicit DACL, and the
 //!   account (SID) of the process at the other end; shared by the service
 //!   and the agent's control pipe. It and `keys::ncrypt` (CNG's calls,
@@ -20,5 +22,6 @@ pub mod client;
 pub mod keys;
 pub mod protocol;
 pub mod server;
+pub mod updater;
 #[cfg(windows)]
 pub mod win_security;

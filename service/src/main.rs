@@ -25,6 +25,7 @@ mod defaults {
     pub const LOGS: &str = "/Library/Logs/Sallyport";
     #[cfg(not(target_os = "macos"))]
     pub const LOGS: &str = "/var/log/sallyport";
+    pub const UPDATE_STATE: &str = "/var/lib/sallyport";
 }
 
 #[cfg(windows)]
@@ -33,6 +34,7 @@ mod defaults {
     pub const KEY: &str = r"C:\ProgramData\Sallyport\device-key.p8";
     pub const CACHE: &str = r"C:\ProgramData\Sallyport\cache";
     pub const LOGS: &str = r"C:\ProgramData\Sallyport\logs";
+    pub const UPDATE_STATE: &str = r"C:\ProgramData\Sallyport";
 }
 
 /// The Sallyport device service.
@@ -48,6 +50,22 @@ struct Args {
     /// The posture cache directory (root-owned).
     #[arg(long, default_value = defaults::CACHE)]
     cache_dir: PathBuf,
+    /// Where the updater keeps `update-state.json` and its downloads
+    /// (root-only).
+    #[arg(long, default_value = defaults::UPDATE_STATE)]
+    update_state_dir: PathBuf,
+    /// Seconds between update checks (IT's `update.*` managed settings
+    /// decide whether and what); 0: never.
+    #[arg(long, default_value_t = 6 * 3600)]
+    update_check_secs: u64,
+    /// A root key the updater trusts besides those built in
+    /// (`ID=BASE64URL`; repeatable): for private builds and tests.
+    #[arg(long = "update-root", value_name = "ID=KEY")]
+    update_roots: Vec<String>,
+    /// Read the update policy from this TOML file instead of the OS's
+    /// managed configuration (tests; machines configured by file).
+    #[arg(long, value_name = "FILE")]
+    update_settings: Option<PathBuf>,
     /// Where `sallyportd.log` is kept (rotated at 1 MiB, 4 files, every
     /// line redacted; the directory owner-only); `-` for stderr only.
     #[arg(long, default_value = defaults::LOGS)]
@@ -119,20 +137,64 @@ fn start(args: &Args, stop: impl std::future::Future<Output = ()>) -> anyhow::Re
         },
         posture_max_age: Duration::from_secs(args.posture_max_age),
     };
-    let service = Arc::new(Service::open(config).with_context(|| match args.backend {
-        Backend::Software => format!("opening the device key at {}", args.key.display()),
-        Backend::Tpm => format!("opening the device key in the TPM at {}", args.tcti),
-        Backend::Auto => format!(
-            "opening the device key (TPM at {}, else {})",
-            args.tcti,
-            args.key.display()
-        ),
-    })?);
+    let updater = Arc::new(start_updater(args)?);
+    let service = Arc::new(
+        Service::open(config)
+            .map(|s| s.with_updater(updater.clone()))
+            .with_context(|| match args.backend {
+                Backend::Software => format!("opening the device key at {}", args.key.display()),
+                Backend::Tpm => format!("opening the device key in the TPM at {}", args.tcti),
+                Backend::Auto => format!(
+                    "opening the device key (TPM at {}, else {})",
+                    args.tcti,
+                    args.key.display()
+                ),
+            })?,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(&args.socket, service, stop))
+    runtime.block_on(async {
+        if args.update_check_secs > 0 {
+            tokio::spawn(check_updates(
+                updater,
+                Duration::from_secs(args.update_check_secs),
+            ));
+        }
+        serve(&args.socket, service, stop).await
+    })
+}
+
+/// The updater, trusting the built-in roots and `--update-root`.
+fn start_updater(args: &Args) -> anyhow::Result<service::updater::Updater> {
+    use service::updater::{BUILT_IN_ROOTS, Updater, UpdaterConfig, parse_roots};
+    let mut roots = parse_roots(BUILT_IN_ROOTS.unwrap_or_default())?;
+    roots.extend(parse_roots(&args.update_roots.join(","))?);
+    let linux_package = if std::path::Path::new("/usr/bin/dpkg").exists() {
+        "deb"
+    } else {
+        "rpm"
+    };
+    Ok(Updater::new(UpdaterConfig {
+        state_dir: args.update_state_dir.clone(),
+        roots,
+        running: env!("CARGO_PKG_VERSION").parse()?,
+        platform: update::platform(linux_package),
+        settings_file: args.update_settings.clone(),
+    })?)
+}
+
+/// Checks the feed at start (after settling an install a restart
+/// finished), then every `every`.
+async fn check_updates(updater: Arc<service::updater::Updater>, every: Duration) {
+    let status = updater.status();
+    tracing::info!(phase = ?status.phase, running = %status.running, "update status at start");
+    loop {
+        let local = jiff::Zoned::now().time();
+        updater.check(time::OffsetDateTime::now_utc(), local).await;
+        tokio::time::sleep(every).await;
+    }
 }
 
 #[cfg(unix)]

@@ -56,6 +56,8 @@ pub enum Request {
         /// The broker's identifier (`aud`).
         audience: String,
     },
+    /// What the updater last did (`crate::updater::UpdateStatus`).
+    UpdateStatus,
     /// A DPoP proof (RFC 9449) for one broker call.
     SignDpop {
         /// HTTP method (`GET`, `POST`, ...).
@@ -132,6 +134,11 @@ pub enum Response {
         proof: String,
         /// The device id of the key that signed.
         device_id: String,
+    },
+    /// For [`Request::UpdateStatus`].
+    UpdateStatus {
+        /// The updater's status.
+        status: crate::updater::UpdateStatus,
     },
     /// The request was refused or failed.
     Error {
@@ -251,7 +258,10 @@ fn is_b64url(s: &str) -> bool {
 /// well-formed, whatever the caller sent.
 fn validate(request: &Request) -> Result<(), ProtocolError> {
     match request {
-        Request::DeviceInfo | Request::Posture | Request::KeyAttestation => Ok(()),
+        Request::DeviceInfo
+        | Request::Posture
+        | Request::KeyAttestation
+        | Request::UpdateStatus => Ok(()),
         Request::ActivateCredential {
             credential_blob,
             encrypted_secret,

@@ -51,6 +51,9 @@ impl Daemon {
             .arg(dir.join("cache"))
             .arg("--log-dir")
             .arg(dir.join("logs"))
+            .arg("--update-state-dir")
+            .arg(dir.join("update"))
+            .args(["--update-check-secs", "0"])
             .args(["--backend", "software", "--only", "os_version"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -306,6 +309,9 @@ fn backend_tpm_without_tpm_support_is_a_clear_error() {
         .arg(dir.path().join("state/device-key.p8"))
         .arg("--log-dir")
         .arg(dir.path().join("logs"))
+        .arg("--update-state-dir")
+        .arg(dir.path().join("update"))
+        .args(["--update-check-secs", "0"])
         .args(["--backend", "tpm"])
         .output()
         .unwrap();

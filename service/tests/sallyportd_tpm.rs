@@ -45,6 +45,9 @@ fn command(dir: &Path, backend: &str, tcti: &str) -> Command {
         .arg(dir.join("cache"))
         .arg("--log-dir")
         .arg(dir.join("logs"))
+        .arg("--update-state-dir")
+        .arg(dir.join("update"))
+        .args(["--update-check-secs", "0"])
         .args(["--backend", backend, "--tcti", tcti, "--only", "os_version"]);
     command
 }

@@ -181,6 +181,16 @@ async fn the_agent_attests_through_sallyportd_and_forgeries_are_refused() {
     agent
         .until_traffic_flows(APP, Duration::from_secs(30), "through sallyportd's key")
         .await;
+    // The service's updater, as the agent's status shows it: no feed is
+    // configured for it here, so updates are off.
+    let status = agent
+        .until_status(Duration::from_secs(15), "the updater's status", |s| {
+            s.update.is_some()
+        })
+        .await;
+    let update = status.update.unwrap();
+    assert_eq!(update.phase, agent::device_service::updater::Phase::Off);
+    assert_eq!(update.running, env!("CARGO_PKG_VERSION"));
 
     // The broker's audit: the EAT came from the software key, asked by us.
     let audit: Vec<api::AuditEntry> = http

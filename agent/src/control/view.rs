@@ -30,6 +30,9 @@ pub struct StatusView {
     /// the device is enrolled (approved or not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub support_code: Option<String>,
+    /// The device service's updater (absent without a device service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<service::updater::UpdateStatus>,
 }
 
 pub use broker::api::support_code;

@@ -121,6 +121,8 @@ pub struct Runtime {
     /// The last verdict the timeline recorded (compliant, violations), so
     /// an unchanged renewal is not recorded again.
     verdict_recorded: Option<(bool, String)>,
+    /// What the device service's updater last reported.
+    update: Option<service::updater::UpdateStatus>,
     /// Wake / network / file triggers for an early posture run.
     prober: triggers::probe::Prober,
     watcher: triggers::Watcher,
@@ -196,6 +198,7 @@ impl Runtime {
             timeline: Timeline::in_memory(),
             logs_dir: None,
             verdict_recorded: None,
+            update: None,
             prober: triggers::probe::Prober::default(),
             watcher: triggers::Watcher::default(),
             tx,

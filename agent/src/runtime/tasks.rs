@@ -73,6 +73,8 @@ pub(super) enum Outcome {
     Event(Event),
     /// Something to remember in the timeline.
     Note(Entry),
+    /// The device service's updater, as it last reported.
+    UpdateStatus(service::updater::UpdateStatus),
     /// The broker refused the sign-in itself (step-up, revoked session).
     SignInRefused(ReauthReason),
 }
@@ -229,6 +231,16 @@ impl Runtime {
                 evaluation,
             });
         });
+        // The device service's updater, on the same schedule (it checks
+        // the feed on its own; this only asks what it last did).
+        if let Some(link) = self.device_service.clone() {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                if let Ok(status) = link.update_status().await {
+                    let _ = tx.send(Outcome::UpdateStatus(status));
+                }
+            });
+        }
     }
 
     pub(super) fn spawn_attest(&self) {

@@ -128,6 +128,7 @@ impl Runtime {
                 .as_ref()
                 .or(self.awaiting_approval.as_ref().map(|(d, _)| d))
                 .map(|d| crate::control::view::support_code(&d.id)),
+            update: self.update.clone(),
         }
     }
 

@@ -36,6 +36,9 @@ pub enum Kind {
     Broker,
     /// A message shown to the user.
     Notice,
+    /// The device service's updater: available, installing, updated,
+    /// refused and why.
+    Update,
 }
 
 impl Kind {
@@ -54,6 +57,7 @@ impl Kind {
             Kind::Enrolment => "enrolment",
             Kind::Broker => "broker",
             Kind::Notice => "notice",
+            Kind::Update => "update",
         }
     }
 }

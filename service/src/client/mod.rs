@@ -209,6 +209,14 @@ impl DeviceService {
         }
     }
 
+    /// What the service's updater last did.
+    pub async fn update_status(&self) -> Result<crate::updater::UpdateStatus, ClientError> {
+        match self.call(&Request::UpdateStatus).await? {
+            Response::UpdateStatus { status } => Ok(status),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
     /// An EAT for the broker's nonce, the user's subject and the audience.
     pub async fn attest(
         &self,

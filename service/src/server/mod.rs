@@ -188,6 +188,8 @@ pub struct Service {
     /// user's agent asks for it at each enrolment.
     evidence: Mutex<Option<(String, KeyAttestation)>>,
     posture: tokio::sync::Mutex<Option<(Instant, Arc<Report>)>>,
+    /// The updater, when this service checks for updates.
+    updater: Option<Arc<crate::updater::Updater>>,
 }
 
 /// Opens the configured key store (creating the key when there is none).
@@ -262,7 +264,14 @@ impl Service {
             key_replaced_at: Mutex::new(None),
             evidence: Mutex::new(None),
             posture: tokio::sync::Mutex::new(None),
+            updater: None,
         })
+    }
+
+    /// Answers `UpdateStatus` from `updater` (which the caller runs).
+    pub fn with_updater(mut self, updater: Arc<crate::updater::Updater>) -> Self {
+        self.updater = Some(updater);
+        self
     }
 
     /// The key to sign with: the current one if it is still there, else a
@@ -387,6 +396,16 @@ impl Service {
                 .map(|secret| Response::CredentialActivated { secret }),
             Request::Posture => Ok(Response::Posture {
                 report: Box::new((*self.posture().await).clone()),
+            }),
+            Request::UpdateStatus => Ok(Response::UpdateStatus {
+                status: match &self.updater {
+                    Some(updater) => updater.status(),
+                    None => crate::updater::UpdateStatus {
+                        running: env!("CARGO_PKG_VERSION").to_owned(),
+                        phase: crate::updater::Phase::Off,
+                        last_check: None,
+                    },
+                },
             }),
             Request::Attest {
                 nonce,
