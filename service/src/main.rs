@@ -37,9 +37,17 @@ mod defaults {
     pub const UPDATE_STATE: &str = r"C:\ProgramData\Sallyport";
 }
 
+/// This build's version: the package's, or `SALLYPORT_VERSION` at build
+/// time (the .deb round trip builds the "next" sallyportd its update
+/// installs; a release pipeline may stamp its own).
+const VERSION: &str = match option_env!("SALLYPORT_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 /// The Sallyport device service.
 #[derive(Debug, Parser)]
-#[command(name = "sallyportd", version)]
+#[command(name = "sallyportd", version = VERSION)]
 struct Args {
     /// The Unix socket (Windows: the named pipe) to serve on.
     #[arg(long, default_value = defaults::SOCKET)]
@@ -179,7 +187,7 @@ fn start_updater(args: &Args) -> anyhow::Result<service::updater::Updater> {
     Ok(Updater::new(UpdaterConfig {
         state_dir: args.update_state_dir.clone(),
         roots,
-        running: env!("CARGO_PKG_VERSION").parse()?,
+        running: VERSION.parse()?,
         platform: update::platform(linux_package),
         settings_file: args.update_settings.clone(),
     })?)
