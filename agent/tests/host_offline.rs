@@ -35,7 +35,9 @@ async fn an_agent_started_without_its_broker_waits_for_it_and_then_connects() {
         broker_url: Some(format!("http://127.0.0.1:{port}")),
         ..Settings::default()
     };
-    let spec = HostSpec::from_settings(settings, None, socket.clone()).unwrap();
+    let mut spec = HostSpec::from_settings(settings, None, socket.clone()).unwrap();
+    // Its timeline in the test's directory, not this user's.
+    spec.state_dir = Some(dir.path().join("state"));
     let hosted = bind(spec).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(hosted.run(async {
