@@ -4,19 +4,29 @@
 //! user's requests on over the agent's control socket; every decision
 //! (sign-in, posture, gating) stays in the agent, which the CLI drives the
 //! same way. When no agent is running the app hosts one in-process, on
-//! the same socket ([`in_process`]). The pure parts — the tray menu ([`menu`]) and which changes
-//! deserve a notification ([`notify`]) — are tested without Tauri.
+//! the same socket ([`in_process`]). The pure parts — the tray menu
+//! ([`menu`]), which changes deserve a notification ([`notify`]) and how
+//! often the agent is asked ([`watch`]) — are tested without Tauri.
+//!
+//! The app lives in the tray; the window exists only while it is open
+//! ([`window`]): closing it destroys it and its WebKit processes, and the
+//! app goes on until Quit.
 
 pub mod commands;
 pub mod in_process;
+#[cfg(target_os = "linux")]
+pub mod linux_memory;
 pub mod menu;
 pub mod notify;
 mod tray;
+pub mod watch;
+mod window;
 
 use std::sync::Mutex;
 
 use tauri::{Manager, RunEvent, WindowEvent};
 use tauri_plugin_autostart::{MacosLauncher, ManagerExt};
+use window::MAIN_WINDOW;
 
 /// The argument autostart launches the app with: start in the tray only.
 pub const MINIMIZED_ARG: &str = "--minimized";
@@ -87,7 +97,7 @@ pub fn run() -> tauri::Result<()> {
         // shows its window unless that launch was a login one.
         .plugin(tauri_plugin_single_instance::init(|app, args, _cwd| {
             if handover_shows_window(&args) {
-                tray::show_window(app, None);
+                window::show(app, None);
             }
         }))
         .plugin(tauri_plugin_autostart::init(
@@ -112,13 +122,13 @@ pub fn run() -> tauri::Result<()> {
             commands::export_diagnostics,
             commands::about,
         ])
-        .on_window_event(|window, event| {
-            // Closing the window keeps the app in the tray; Quit is in the menu.
-            if let WindowEvent::CloseRequested { api, .. } = event
-                && window.label() == tray::MAIN_WINDOW
+        .on_window_event(|w, event| {
+            // Closing the window destroys it (the app stays in the tray:
+            // see ExitRequested below); Quit is in the menu.
+            if let WindowEvent::Destroyed = event
+                && w.label() == MAIN_WINDOW
             {
-                api.prevent_close();
-                let _ = window.hide();
+                window::destroyed(w.app_handle());
             }
         })
         .setup(move |app| {
@@ -128,16 +138,23 @@ pub fn run() -> tauri::Result<()> {
                 // No tray host (a bare X server, some GNOME setups): the window still works.
                 tracing::warn!(error = %e, "no tray icon");
             }
+            // A login launch starts with no window at all; the tray (or a
+            // second launch) makes one.
             if !minimized {
-                tray::show_window(&handle, None);
+                window::show(&handle, None);
             }
             tauri::async_runtime::spawn(host_agent_if_absent(handle.clone()));
             tauri::async_runtime::spawn(tray::watch(handle));
             Ok(())
         })
         .build(tauri::generate_context!())?
-        .run(|app, event| {
-            if let RunEvent::Exit = event {
+        .run(|app, event| match event {
+            // The last window closed: the app stays in the tray. Quit
+            // (`app.exit(0)`) comes with a code and goes through.
+            RunEvent::ExitRequested {
+                code: None, api, ..
+            } => api.prevent_exit(),
+            RunEvent::Exit => {
                 // Quit: the in-process agent (if any) closes its tunnels first.
                 let hosted = app
                     .state::<HostedSlot>()
@@ -148,6 +165,7 @@ pub fn run() -> tauri::Result<()> {
                     tauri::async_runtime::block_on(hosted.stop());
                 }
             }
+            _ => {}
         });
     Ok(())
 }

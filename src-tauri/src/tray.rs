@@ -1,16 +1,17 @@
 //! The Tauri side of the tray: turns a [`MenuModel`] into the native menu
-//! and icon, handles clicks, and watches the agent to keep both current and
-//! to raise notifications. Everything it decides comes from
-//! [`crate::menu`] and [`crate::notify`]; this file only wires them up.
+//! and icon, handles clicks, and watches the agent to keep the tray and the
+//! window (when there is one) current and to raise notifications.
+//! Everything it decides comes from [`crate::menu`], [`crate::notify`] and
+//! [`crate::watch`]; this file only wires them up.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use agent::control::Request;
 use agent::control::view::{AppView, StatusView};
 use tauri::image::Image;
 use tauri::menu::{IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
-use tauri::tray::{TrayIcon, TrayIconBuilder};
+use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_plugin_notification::NotificationExt;
@@ -19,16 +20,20 @@ use tokio::sync::Notify;
 use crate::commands::{self, AgentLink, CommandError};
 use crate::menu::{Action, Item, MenuModel, TrayState};
 use crate::notify::{Notice, notices};
+use crate::watch::{self, Update};
+use crate::window::{self, MAIN_WINDOW};
 
-/// How often the tray asks the agent for its state.
-const POLL: Duration = Duration::from_secs(3);
-
-/// The window's label in tauri.conf.json.
-pub const MAIN_WINDOW: &str = "main";
-
-/// Wakes the watcher early (after a menu action) so the tray reflects it at once.
+/// Wakes the watcher early (after a menu action, when the window opens or
+/// closes) so the tray and the window reflect it at once.
 #[derive(Debug, Default, Clone)]
 pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    /// Asks the watcher to look now.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
 
 /// The icon for a state.
 pub fn icon(state: TrayState) -> tauri::Result<Image<'static>> {
@@ -99,17 +104,34 @@ pub fn native_menu<R: Runtime>(app: &AppHandle<R>, model: &MenuModel) -> tauri::
 }
 
 /// Creates the tray icon, showing "asking the agent…" until the first answer.
+/// On Windows a left click opens the window (the menu is on the right
+/// button, as the platform does it); on macOS a click shows the menu; on
+/// Linux the tray host always shows the menu, whose "Open Sallyport"
+/// builds the window.
 pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<TrayIcon<R>> {
     let model = MenuModel::build(Err("Asking the Sallyport agent…"));
+    let click_opens_window = cfg!(windows);
     TrayIconBuilder::with_id("sallyport")
         .icon(icon(TrayState::SignedOut)?)
         .tooltip("Sallyport")
         .menu(&native_menu(app, &model)?)
-        .show_menu_on_left_click(true)
+        .show_menu_on_left_click(!click_opens_window)
         .on_menu_event(|app, event| {
             if let Some(action) = Action::from_id(event.id().as_ref()) {
+                tracing::debug!(?action, "tray menu");
                 let app = app.clone();
                 tauri::async_runtime::spawn(async move { act(&app, action).await });
+            }
+        })
+        .on_tray_icon_event(move |tray, event| {
+            if let TrayIconEvent::Click {
+                button: MouseButton::Left,
+                button_state: MouseButtonState::Up,
+                ..
+            } = event
+                && click_opens_window
+            {
+                window::show(tray.app_handle(), None);
             }
         })
         .build(app)
@@ -123,18 +145,6 @@ fn apply<R: Runtime>(app: &AppHandle<R>, model: &MenuModel) -> tauri::Result<()>
     tray.set_icon(Some(icon(model.state)?))?;
     tray.set_tooltip(Some(&model.tooltip))?;
     Ok(())
-}
-
-/// Shows the window (from the tray or a second launch) and focuses it.
-pub fn show_window<R: Runtime>(app: &AppHandle<R>, page: Option<&str>) {
-    if let Some(window) = app.get_webview_window(MAIN_WINDOW) {
-        let _ = window.unminimize();
-        let _ = window.show();
-        let _ = window.set_focus();
-        if let Some(page) = page {
-            let _ = window.emit("navigate", page);
-        }
-    }
 }
 
 fn notify<R: Runtime>(app: &AppHandle<R>, notice: &Notice) {
@@ -165,7 +175,7 @@ async fn act<R: Runtime>(app: &AppHandle<R>, action: Action) {
     let link = app.state::<AgentLink>().inner().clone();
     match action {
         Action::SignIn => {
-            show_window(app, Some("apps"));
+            window::show(app, Some("apps"));
             let result = link.ask(&Request::SignIn).await.map(drop);
             report(app, "start the sign-in", result);
         }
@@ -191,8 +201,8 @@ async fn act<R: Runtime>(app: &AppHandle<R>, action: Action) {
             ),
             Err(e) => tracing::warn!(error = %e, "clipboard write failed"),
         },
-        Action::Posture => show_window(app, Some("posture")),
-        Action::Open => show_window(app, None),
+        Action::Posture => window::show(app, Some("posture")),
+        Action::Open => window::show(app, None),
         Action::ExportDiagnostics => match commands::export(app, &link).await {
             Ok(path) => notify(
                 app,
@@ -203,33 +213,47 @@ async fn act<R: Runtime>(app: &AppHandle<R>, action: Action) {
             ),
             Err(e) => report(app, "export diagnostics", Err(e)),
         },
-        Action::About => show_window(app, Some("diagnostics")),
+        Action::About => window::show(app, Some("diagnostics")),
         Action::Quit => app.exit(0),
     }
-    app.state::<Wake>().0.notify_one();
+    app.state::<Wake>().wake();
 }
 
-async fn ask_agent(link: &AgentLink) -> Result<(StatusView, Vec<AppView>), CommandError> {
-    let status: StatusView = link.ask_as(&Request::Status).await?;
-    // The catalogue is decoration for the menu: a failure here must not hide the status.
-    let apps = link
-        .ask_as::<Vec<AppView>>(&Request::Apps)
-        .await
-        .unwrap_or_default();
-    Ok((status, apps))
-}
-
-/// Keeps the tray in step with the agent and raises notifications on
-/// changes, for as long as the app runs.
+/// Keeps the tray and the window in step with the agent and raises
+/// notifications on changes, for as long as the app runs. It asks for the
+/// status only (a local read), the catalogue only when needed, and pushes
+/// what changed to the window; see [`crate::watch`] for the cadence.
 pub async fn watch<R: Runtime>(app: AppHandle<R>) {
     let link = app.state::<AgentLink>().inner().clone();
     let wake = app.state::<Wake>().0.clone();
     let mut shown: Option<MenuModel> = None;
     let mut last: Option<StatusView> = None;
+    let mut apps: Vec<AppView> = Vec::new();
+    let mut apps_asked: Option<Instant> = None;
+    let mut woken = true;
+    let mut pushed: Option<Update> = None;
     loop {
-        let answer = ask_agent(&link).await;
+        let window = app.get_webview_window(MAIN_WINDOW).is_some();
+        let answer: Result<StatusView, CommandError> = link.ask_as(&Request::Status).await;
+        let mut apps_changed = None;
+        if let Ok(status) = &answer {
+            let stale = apps_asked.is_none_or(|at| at.elapsed() >= watch::apps_every(window));
+            if woken || stale || watch::apps_may_differ(last.as_ref(), status) {
+                // The catalogue is decoration for the menu: a failure here
+                // must not hide the status.
+                let asked = link
+                    .ask_as::<Vec<AppView>>(&Request::Apps)
+                    .await
+                    .unwrap_or_default();
+                apps_asked = Some(Instant::now());
+                if asked != apps || pushed.is_none() {
+                    apps_changed = Some(asked.clone());
+                }
+                apps = asked;
+            }
+        }
         let model = match &answer {
-            Ok((status, apps)) => MenuModel::build(Ok((status, apps))),
+            Ok(status) => MenuModel::build(Ok((status, &apps))),
             Err(e) => MenuModel::build(Err(&e.to_string())),
         };
         if shown.as_ref() != Some(&model) {
@@ -238,15 +262,37 @@ pub async fn watch<R: Runtime>(app: AppHandle<R>) {
                 Err(e) => tracing::warn!(error = %e, "tray not updated"),
             }
         }
-        if let Ok((status, _)) = answer {
+        let update = match &answer {
+            Ok(status) => Update {
+                status: Some(status.clone()),
+                apps: apps_changed,
+                error: None,
+            },
+            Err(e) => Update {
+                status: None,
+                apps: None,
+                error: Some(e.to_string()),
+            },
+        };
+        if !window {
+            pushed = None;
+        } else if pushed.as_ref().is_none_or(|p| {
+            p.status != update.status || p.error != update.error || update.apps.is_some()
+        }) {
+            match app.emit_to(MAIN_WINDOW, watch::EVENT, &update) {
+                Ok(()) => pushed = Some(update),
+                Err(e) => tracing::debug!(error = %e, "window not updated"),
+            }
+        }
+        if let Ok(status) = answer {
             for notice in notices(last.as_ref(), &status) {
                 notify(&app, &notice);
             }
             last = Some(status);
         }
-        tokio::select! {
-            () = tokio::time::sleep(POLL) => {}
-            () = wake.notified() => {}
-        }
+        woken = tokio::select! {
+            () = tokio::time::sleep(watch::poll_every(window)) => false,
+            () = wake.notified() => true,
+        };
     }
 }

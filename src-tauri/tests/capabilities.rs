@@ -53,7 +53,8 @@ fn the_capability_grants_exactly_the_commands_the_ui_calls() {
         .iter()
         .map(|c| format!("allow-{}", c.replace('_', "-")))
         .collect();
-    // The tray's "navigate" event reaches the window through these two.
+    // The tray's "navigate" event and the watcher's "agent" updates reach
+    // the window through these two.
     expected.insert("core:event:allow-listen".into());
     expected.insert("core:event:allow-unlisten".into());
     assert_eq!(granted, expected);

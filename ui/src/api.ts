@@ -36,6 +36,18 @@ export const api = {
   about: () => call<AboutView>("about"),
 };
 
+/**
+ * What the app pushes on the "agent" event whenever the agent's state
+ * changed (src-tauri/src/watch.rs `Update`): the window never polls.
+ * `apps` is null when the catalogue was not asked again.
+ */
+export interface AgentUpdate {
+  status: StatusView | null;
+  apps: AppView[] | null;
+  error: string | null;
+}
+export const AGENT_EVENT = "agent";
+
 /** The commands above, by name: what src-tauri's capability must allow. */
 export const COMMANDS = [
   "status",

@@ -34,11 +34,19 @@ function append(el: Node, children: Child[]): void {
   }
 }
 
-/** Replaces `el`'s children, keeping keyboard focus on the element with the same id. */
+/**
+ * Replaces `el`'s children, keeping keyboard focus on the element with the
+ * same id. Children equal to what is there already (the same elements,
+ * attributes and text) leave the DOM alone, so an update that changes
+ * nothing on screen costs no layout or paint.
+ */
 export function replaceChildren(el: HTMLElement, ...children: Child[]): void {
+  const next = document.createDocumentFragment();
+  append(next, children);
+  const now = el.childNodes;
+  if (now.length === next.childNodes.length && [...next.childNodes].every((n, i) => n.isEqualNode(now[i] ?? null))) return;
   const focusedId = document.activeElement instanceof HTMLElement ? document.activeElement.id : "";
   const hadFocus = focusedId !== "" && el.contains(document.activeElement);
-  el.replaceChildren();
-  append(el, children);
+  el.replaceChildren(next);
   if (hadFocus) document.getElementById(focusedId)?.focus();
 }

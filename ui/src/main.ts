@@ -1,10 +1,12 @@
 // The Sallyport window: sign-in, applications, posture, tunnels and
 // diagnostics over the agent's state. Plain TypeScript: the window is a few
-// forms and lists over one polled state, so a framework would add more code
-// to audit than it saves. Everything shown comes from the agent through
-// src/api.ts; nothing here decides policy.
+// forms and lists over one state, so a framework would add more code to
+// audit than it saves. Everything shown comes from the agent through
+// src/api.ts; nothing here decides policy. The window does not poll: it
+// asks when it opens and after each action, and the app pushes every
+// change ("agent" event, AgentUpdate).
 import { listen } from "@tauri-apps/api/event";
-import { api } from "./api";
+import { AGENT_EVENT, api, type AgentUpdate } from "./api";
 import { h, replaceChildren } from "./dom";
 import { bytes, checkName, fact, relative, when } from "./format";
 import type { AccessView, AppView, Check, DeviceCodeView, PostureView, StatusView, StepUpView, TunnelView, Violation } from "./types";
@@ -16,7 +18,6 @@ const PAGES: { id: Page; label: string }[] = [
   { id: "tunnels", label: "Tunnels" },
   { id: "diagnostics", label: "Diagnostics" },
 ];
-const POLL_MS = 3000;
 
 interface State {
   page: Page;
@@ -120,6 +121,29 @@ async function refresh(): Promise<void> {
     refreshing = false;
     render();
   }
+}
+
+/** A change the app pushed: shown at once, asking the agent only for the posture report the page shows. */
+function applyUpdate(update: AgentUpdate): void {
+  if (update.status) {
+    const collected = state.status?.posture_collected_at;
+    state.status = update.status;
+    state.error = null;
+    if (signedIn()) {
+      state.signingIn = null;
+      state.deviceCode = null;
+    }
+    if (update.apps) state.apps = update.apps;
+    if ((state.page === "posture" && update.status.posture_collected_at !== collected) || !update.status.verdict) {
+      void api.posture().then((posture) => {
+        state.posture = posture;
+        render();
+      }, () => undefined);
+    }
+  } else if (update.error) {
+    state.error = update.error;
+  }
+  render();
 }
 
 function go(page: Page, focus = true): void {
@@ -629,6 +653,7 @@ api
   })
   .catch(() => undefined);
 
+listen<AgentUpdate>(AGENT_EVENT, (event) => applyUpdate(event.payload)).catch(() => undefined);
+
 render();
 void refresh();
-window.setInterval(() => void refresh(), POLL_MS);

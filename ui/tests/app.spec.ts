@@ -51,8 +51,8 @@ test("device-code fallback shows the code and where to enter it until the IdP co
   await expect(page.locator("#device-code")).toHaveText("WDJB-MJHT");
   await expect(page.getByText("https://idp.example.com/device", { exact: true })).toBeVisible();
   await expect(page.getByText(/expires in about 10 minutes/)).toBeVisible();
-  // Still waiting after a poll: the code stays.
-  await page.waitForTimeout(3500);
+  // Still waiting after an update from the app: the code stays.
+  await page.evaluate(() => window.__mockAgent.push());
   await expect(page.locator("#device-code")).toHaveText("WDJB-MJHT");
   await page.evaluate(() => window.__mockAgent.completeSignIn());
   await expect(page.getByText("Signed in as alice@example.com")).toBeVisible({ timeout: 8000 });
@@ -237,9 +237,10 @@ test("keyboard only: tab to a section, open it with Enter, focus lands on its he
   await page.keyboard.press("Enter");
   await expect(page.getByRole("heading", { level: 1, name: "Posture" })).toBeFocused();
   await expect(page.locator("#nav-posture")).toHaveAttribute("aria-current", "page");
-  // Focus survives the periodic refresh (the DOM is rebuilt).
+  // Focus survives an update from the app (the DOM is rebuilt when it changed).
   await page.locator("#recheck").focus();
-  await page.waitForTimeout(3500);
+  await page.evaluate(() => window.__mockAgent.push());
+  await expect(page.locator("#summary")).toHaveText("Signed out");
   await expect(page.locator("#recheck")).toBeFocused();
   // Status changes are announced.
   await expect(page.locator("#summary")).toHaveAttribute("aria-live", "polite");
@@ -247,6 +248,25 @@ test("keyboard only: tab to a section, open it with Enter, focus lands on its he
   for (const b of await page.getByRole("button").all()) {
     expect((await b.textContent())?.trim() || (await b.getAttribute("aria-label"))).toBeTruthy();
   }
+});
+
+test("the window does not poll: it asks once, then shows what the app pushes", async ({ page }) => {
+  await signIn(page);
+  const asked = () => page.evaluate(() => window.__mockAgent.calls.filter((c) => c.cmd === "status" || c.cmd === "apps").length);
+  const before = await asked();
+  // Longer than the 3 s the window used to poll at: nothing is asked.
+  await page.waitForTimeout(4000);
+  expect(await asked()).toBe(before);
+  // A change the app pushes is shown without asking.
+  await page.evaluate(() => window.__mockAgent.failPosture());
+  await expect(page.locator("#summary")).toHaveText("3 posture problems · 0 applications connected");
+  expect(await asked()).toBe(before);
+  // As is the agent going away.
+  await page.evaluate(() => {
+    window.__mockAgent.running = false;
+  });
+  await expect(page.getByRole("alert")).toHaveText(/The Sallyport agent is not running/);
+  expect(await asked()).toBe(before);
 });
 
 test("the tray's navigate event opens the posture page", async ({ page }) => {

@@ -7,8 +7,14 @@
 //
 // Tests drive what a real peer would do on its own (the IdP finishing a
 // device-code login, posture changing) through `window.__mockAgent`.
+//
+// The window never polls: src-tauri's watcher asks the agent and pushes
+// each change as an "agent" event (AgentUpdate). The mock does the same
+// for its own state, outside the mocked IPC, so `calls` holds only what
+// the window itself asked.
 import { emit } from "@tauri-apps/api/event";
 import { mockIPC } from "@tauri-apps/api/mocks";
+import type { AgentUpdate } from "../src/api";
 import type { AccessView, AppView, DeviceCodeView, IdentityView, PostureView, Report, StatusView, TunnelView, Violation } from "../src/types";
 import accessFixture from "./fixtures/access.json";
 import appsFixture from "./fixtures/apps.json";
@@ -37,6 +43,8 @@ export interface MockAgent {
   brokerUnreachable: string | null;
   /** Emits an event to the window as the Rust side does (the tray's "navigate"). */
   emit(event: string, payload: unknown): Promise<void>;
+  /** Pushes the current state now, changed or not (the app's watcher woken). */
+  push(): Promise<void>;
 }
 
 declare global {
@@ -76,6 +84,7 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
     access: new Map(),
     brokerUnreachable: null,
     emit: (event, payload) => emit(event, payload),
+    push: () => emit("agent", update()),
   };
   window.__mockAgent = agent;
 
@@ -119,6 +128,27 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
     };
   }
 
+  function appViews(): AppView[] {
+    return (appsFixture as AppView[]).map((a) => ({ ...a, wanted: agent.wanted.has(a.id), access: agent.access.get(a.id) ?? a.access }));
+  }
+
+  function update(): AgentUpdate {
+    return agent.running ? { status: statusView(), apps: appViews(), error: null } : { status: null, apps: null, error: NOT_RUNNING };
+  }
+
+  // The app's watcher: what changed reaches the window (src-tauri/src/tray.rs
+  // `watch`). The mock's times move with the clock; they alone are no change.
+  const key = (u: AgentUpdate) => JSON.stringify(u).replace(/"\d{4}-\d\d-\d\dT[^"]*"/g, '"time"');
+  let pushed = key(update());
+  window.setInterval(() => {
+    const now = update();
+    const text = key(now);
+    if (text !== pushed) {
+      pushed = text;
+      void emit("agent", now);
+    }
+  }, 250);
+
   mockIPC(
     (cmd, args) => {
       agent.calls.push({ cmd, args });
@@ -130,7 +160,7 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
         case "status":
           return statusView();
         case "apps":
-          return (appsFixture as AppView[]).map((a) => ({ ...a, wanted: agent.wanted.has(a.id), access: agent.access.get(a.id) ?? a.access }));
+          return appViews();
         case "posture":
           return { report, violations: agent.compliant ? [] : violations } satisfies PostureView;
         case "recheck":
