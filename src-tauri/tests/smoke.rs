@@ -1,28 +1,43 @@
-//! Smoke test: the real app, built as it ships (ui/dist embedded), starts
-//! under Xvfb with a private D-Bus session, shows its window, and a
-//! screenshot is kept under `target/ui-smoke/` (CI keeps it as an artifact).
-//! With no agent running, the window must say so (the screenshot shows it).
-//! It also checks the desktop behaviour that needs a real session: a second
-//! launch hands over to the first (single instance) and start-at-login is
-//! registered with `--minimized`.
+//! Smoke test: the real app, built as it ships (ui/dist embedded), on a
+//! private Xvfb display and D-Bus session bus (`support::desktop`), hosting
+//! its agent (signed out; the broker is a port nobody listens on). It
+//! walks the window's life as a user does, through the channels a desktop
+//! uses: the close request a window manager sends, and the tray menu read
+//! and clicked over D-Bus as a panel's tray does (the app's
+//! StatusNotifierItem exports its menu, `com.canonical.dbusmenu`, on the
+//! session bus; a click there runs the same handler as a click in a tray).
 //!
-//! Skips with the reason when `xvfb-run`, `xdotool` or ImageMagick's
-//! `import` is missing, unless `SALLYPORT_REQUIRE_UI_SMOKE=1` (CI sets it),
-//! in which case it fails.
+//! - A user's launch shows the window (980×720, rendered, screenshotted).
+//! - Closing it destroys it: the window and every WebKit process go, the
+//!   app stays.
+//! - With no window, the tray menu answers with the agent's state, and its
+//!   "Open Sallyport" builds a new window showing the same state.
+//! - A second launch hands over (single instance) and exits; with no
+//!   window it opens one.
+//! - Quit in the tray menu ends the app.
+//! - A login launch (`--minimized`) starts with no window and no WebKit
+//!   process, its tray answers, and its "Open Sallyport" opens the window.
+//! - Start-at-login is registered with `--minimized`.
+//!
+//! Screenshots are kept under `target/ui-smoke/` (CI keeps them as
+//! artifacts). Skips with the reason when a program is missing, unless
+//! `SALLYPORT_REQUIRE_UI_SMOKE=1` (CI sets it) or prerequisites are
+//! required (root, CI), in which case it fails.
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)] // test: failures abort with the reason
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agent::control::Request;
+use support::desktop::{self, Desktop, TrayMenu};
 
 const APP: &str = env!("CARGO_BIN_EXE_sallyport-app");
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
+const TITLE: &str = "Sallyport";
+/// Programs besides the desktop's own.
+const TOOLS: &[&str] = &["import", "identify", "compare"];
+const WAIT: Duration = Duration::from_secs(30);
 
 /// `<target>/ui-smoke`, next to the `debug/` folder holding the binary.
 fn out_dir() -> PathBuf {
@@ -33,45 +48,212 @@ fn out_dir() -> PathBuf {
     target.join("ui-smoke")
 }
 
-// Runs inside xvfb-run: start the app, wait for its window, screenshot it,
-// launch a second instance (which must hand over and exit), then stop.
-const SCRIPT: &str = r#"
-set -u
-"$APP" >"$OUT/app.log" 2>&1 &
-pid=$!
-win=""
-for _ in $(seq 1 120); do
-  win=$(xdotool search --name '^Sallyport$' 2>/dev/null | head -n 1)
-  [ -n "$win" ] && break
-  kill -0 "$pid" 2>/dev/null || { echo "app exited early"; exit 3; }
-  sleep 0.25
-done
-[ -n "$win" ] || { echo "no window named Sallyport"; kill "$pid"; exit 4; }
-echo "window=$win"
-xdotool getwindowgeometry "$win"
-# Let the page ask the (absent) agent and render its answer.
-sleep 4
-import -window root "$OUT/screenshot.png"
-import -window "$win" "$OUT/window.png"
-xwininfo -root -tree > "$OUT/windows.txt" 2>&1 || true
-# A second launch must exit at once and leave the first running.
-timeout 20 "$APP" >"$OUT/second.log" 2>&1
-echo "second=$?"
-kill -0 "$pid" 2>/dev/null && echo "first=alive"
-kill "$pid"
-wait "$pid" 2>/dev/null
-exit 0
-"#;
+/// The app's process, killed on drop.
+struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits up to `within` for the process to end.
+    fn ended(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Session {
+    desktop: Desktop,
+    home: tempfile::TempDir,
+    out: PathBuf,
+}
+
+impl Session {
+    fn app(&self, name: &str, args: &[&str]) -> Command {
+        let home = self.home.path();
+        let mut command = self.desktop.command(APP);
+        command
+            .args(args)
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("XDG_STATE_HOME", home.join(".local/state"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("XDG_RUNTIME_DIR", home.join("run"))
+            .env("RUST_LOG", "info,sallyport_app=debug")
+            .env_remove("SALLYPORT_BROKER")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.out.join(format!("{name}.log"))).unwrap())
+            .stderr(std::fs::File::create(self.out.join(format!("{name}.err"))).unwrap());
+        command
+    }
+
+    fn start(&self, name: &str, args: &[&str]) -> Running {
+        Running {
+            child: self.app(name, args).spawn().unwrap(),
+            log: self.out.join(format!("{name}.err")),
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.home.path().join("run/sallyport/agent.sock")
+    }
+
+    /// The app's tray menu once it shows the agent's state ("Signed out").
+    fn tray(&self, app: &Running) -> TrayMenu {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let last = match self.desktop.tray_menu(app.pid()).and_then(|menu| {
+                let entries = menu.entries()?;
+                if entries.contains_key("Signed out") {
+                    Ok(menu)
+                } else {
+                    Err(format!("{entries:?}"))
+                }
+            }) {
+                Ok(menu) => return menu,
+                Err(e) => e,
+            };
+            assert!(
+                Instant::now() < deadline,
+                "the tray menu never showed the agent's state: {last}\napp log:\n{}",
+                app.log()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn window(&self, app: &Running, what: &str) -> u32 {
+        self.desktop
+            .wait_window(TITLE, WAIT)
+            .unwrap_or_else(|| panic!("{what}: no window titled {TITLE}\napp log:\n{}", app.log()))
+    }
+
+    /// Waits for the window to close and every WebKit process under the
+    /// app to end.
+    fn closed(&self, app: &mut Running, what: &str) {
+        assert!(
+            self.desktop.wait_no_window(TITLE, WAIT),
+            "{what}: the window stayed\napp log:\n{}",
+            app.log()
+        );
+        let deadline = Instant::now() + WAIT;
+        while !desktop::webkit(app.pid()).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(
+            desktop::webkit(app.pid()),
+            vec![],
+            "{what}: WebKit processes left with no window\napp log:\n{}",
+            app.log()
+        );
+        assert!(
+            app.alive(),
+            "{what}: closing the window ended the app\napp log:\n{}",
+            app.log()
+        );
+    }
+
+    /// Screenshots `window` once its page had time to render; checks it is
+    /// not blank (a rendered page has many colours, a failed webview one
+    /// or two).
+    fn screenshot(&self, window: u32, name: &str) -> PathBuf {
+        std::thread::sleep(Duration::from_secs(3));
+        let path = self.out.join(name);
+        let status = self
+            .desktop
+            .command("import")
+            .args(["-window", &window.to_string()])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "import {name}");
+        let colours = Command::new("identify")
+            .args(["-format", "%k"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let colours: u32 = String::from_utf8_lossy(&colours.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        assert!(colours > 50, "{name} looks blank ({colours} colours)");
+        path
+    }
+}
+
+/// How many pixels of `a` and `b` differ (beyond a small fuzz).
+fn differing_pixels(a: &Path, b: &Path) -> f64 {
+    let out = Command::new("compare")
+        .args(["-metric", "AE", "-fuzz", "5%"])
+        .arg(a)
+        .arg(b)
+        .arg("null:")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    said.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("compare said {said:?}"))
+}
+
+fn agent_answers(socket: &Path) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if rt
+            .block_on(agent::control::unix::request(socket, &Request::Status))
+            .is_ok()
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
 
 #[test]
-fn app_starts_under_xvfb_shows_its_window_and_is_screenshotted() {
-    let missing: Vec<&str> = ["xvfb-run", "xdotool", "import", "identify"]
-        .into_iter()
-        .filter(|t| !have(t))
+fn the_window_comes_and_goes_while_the_tray_app_stays() {
+    let missing: Vec<&str> = desktop::PROGRAMS
+        .iter()
+        .chain(TOOLS)
+        .copied()
+        .filter(|t| !support::prereq::have(t))
         .collect();
     if !missing.is_empty() {
         let reason = format!(
-            "UI smoke test needs {} (apt-get install xvfb xauth xdotool imagemagick x11-utils)",
+            "UI smoke test needs {} (apt-get install xvfb dbus-daemon libglib2.0-bin imagemagick)",
             missing.join(", ")
         );
         if std::env::var_os("SALLYPORT_REQUIRE_UI_SMOKE").is_some() {
@@ -80,14 +262,17 @@ fn app_starts_under_xvfb_shows_its_window_and_is_screenshotted() {
         support::prereq::missing(&reason);
         return;
     }
-
+    let Some(desktop) = Desktop::start() else {
+        return;
+    };
     let out = out_dir();
     std::fs::create_dir_all(&out).unwrap();
-    for stale in ["screenshot.png", "window.png"] {
+    for stale in ["screenshot.png", "window.png", "reopened.png"] {
         let _ = std::fs::remove_file(out.join(stale));
     }
-    // A throwaway home: the autostart entry, config and the (absent)
-    // agent socket live there, not in the real user's.
+    // A throwaway home: the autostart entry, the settings and the hosted
+    // agent's socket live there, not in the real user's. The agent knows
+    // where to sign in from the settings; nothing answers at the broker.
     let home = tempfile::tempdir().unwrap();
     let runtime = home.path().join("run");
     std::fs::create_dir(&runtime).unwrap();
@@ -96,77 +281,115 @@ fn app_starts_under_xvfb_shows_its_window_and_is_screenshotted() {
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
     .unwrap();
+    std::fs::create_dir_all(home.path().join(".config/sallyport")).unwrap();
+    std::fs::write(
+        home.path().join(".config/sallyport/config.toml"),
+        "broker_url = \"http://127.0.0.1:9\"\nissuer = \"http://127.0.0.1:9/\"\n",
+    )
+    .unwrap();
+    let s = Session { desktop, home, out };
 
-    let mut command = if have("dbus-run-session") {
-        let mut c = Command::new("dbus-run-session");
-        c.args(["--", "xvfb-run"]);
-        c
-    } else {
-        Command::new("xvfb-run")
-    };
-    let output = command
-        .args(["-a", "-s", "-screen 0 1280x800x24", "bash", "-c", SCRIPT])
-        .env("APP", APP)
-        .env("OUT", &out)
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path().join(".config"))
-        .env("XDG_DATA_HOME", home.path().join(".local/share"))
-        .env("XDG_CACHE_HOME", home.path().join(".cache"))
-        .env("XDG_RUNTIME_DIR", &runtime)
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let log = std::fs::read_to_string(out.join("app.log")).unwrap_or_default();
-    let context = format!(
-        "stdout:\n{stdout}\nstderr:\n{}\napp log:\n{log}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "xvfb run failed\n{context}");
-    assert!(stdout.contains("window="), "no window found\n{context}");
+    // A user's launch: the window, rendered, showing the agent's state.
+    let mut app = s.start("app", &[]);
+    let window = s.window(&app, "first launch");
+    assert_eq!(s.desktop.size(window), Some((980, 720)), "window size");
+    assert!(agent_answers(&s.socket()), "no hosted agent\n{}", app.log());
+    let first = s.screenshot(window, "window.png");
+    assert!(s.desktop.screenshot(&s.out.join("screenshot.png")));
     assert!(
-        stdout.contains("Geometry: 980x720"),
-        "window has the configured size\n{context}"
+        !desktop::webkit(app.pid()).is_empty(),
+        "a window runs WebKit"
     );
+    let menu = s.tray(&app);
 
-    // The screenshots exist, are PNGs, and the window is not blank: a
-    // rendered page has many colours (text antialiasing), an empty or
-    // failed webview has one or two.
-    for name in ["screenshot.png", "window.png"] {
-        let bytes = std::fs::read(out.join(name)).unwrap();
-        assert!(bytes.starts_with(b"\x89PNG"), "{name} is not a PNG");
-        assert!(bytes.len() > 5_000, "{name} is suspiciously small");
+    // Closing it (the window manager's close button) destroys it.
+    s.desktop.close(window);
+    s.closed(&mut app, "closing the window");
+
+    // No window: the tray menu answers, still with the agent's state, and
+    // opens a new window that shows that state again.
+    let entries = menu.entries().unwrap();
+    for entry in ["Signed out", "Sign in…", "Open Sallyport", "Quit"] {
+        assert!(entries.contains_key(entry), "{entry} in {entries:?}");
     }
-    let colours = Command::new("identify")
-        .args(["-format", "%k"])
-        .arg(out.join("window.png"))
-        .output()
-        .unwrap();
-    let colours: u32 = String::from_utf8_lossy(&colours.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
+    menu.click("Open Sallyport").unwrap();
+    let window = s.window(&app, "tray menu Open with no window");
+    let reopened = s.screenshot(window, "reopened.png");
+    let (w, h) = (980.0, 720.0);
+    let differing = differing_pixels(&first, &reopened);
     assert!(
-        colours > 50,
-        "the window looks blank ({colours} colours)\n{context}"
+        differing < w * h * 0.01,
+        "the reopened window shows something else: {differing} pixels differ ({} vs {})",
+        first.display(),
+        reopened.display()
     );
 
-    // Single instance: the second launch handed over and exited cleanly
-    // while the first kept running.
-    assert!(stdout.contains("second=0"), "second launch\n{context}");
-    assert!(stdout.contains("first=alive"), "first instance\n{context}");
+    // A second launch hands over and exits; with no window it opens one.
+    let mut second = s.start("second", &[]);
+    assert!(
+        second.ended(WAIT).is_some_and(|st| st.success()),
+        "second launch with the window open\n{}",
+        second.log()
+    );
+    s.desktop.close(window);
+    s.closed(&mut app, "closing the reopened window");
+    let mut third = s.start("third", &[]);
+    assert!(
+        third.ended(WAIT).is_some_and(|st| st.success()),
+        "second launch with no window\n{}",
+        third.log()
+    );
+    let window = s.window(&app, "second launch with no window");
+    assert!(app.alive(), "first instance");
+
+    // Quit in the tray menu ends the app (window or not).
+    s.tray(&app).click("Quit").unwrap();
+    assert!(
+        app.ended(WAIT).is_some_and(|st| st.success()),
+        "Quit\n{}",
+        app.log()
+    );
+    assert!(s.desktop.wait_no_window(TITLE, WAIT), "window after Quit");
+    let _ = window;
+
+    // A login launch: no window at all, the tray answers, its Open opens one.
+    let mut login = s.start("login", &[sallyport_app::MINIMIZED_ARG]);
+    let menu = s.tray(&login);
+    assert!(
+        s.desktop.windows(TITLE).is_empty(),
+        "a login launch shows no window\n{}",
+        login.log()
+    );
+    assert_eq!(
+        desktop::webkit(login.pid()),
+        vec![],
+        "a login launch starts no WebKit process"
+    );
+    assert!(
+        !login.log().contains("window opened"),
+        "a login launch builds no window\n{}",
+        login.log()
+    );
+    menu.click("Open Sallyport").unwrap();
+    s.window(&login, "tray menu Open after a login launch");
+    menu.click("Quit").unwrap();
+    assert!(
+        login.ended(WAIT).is_some_and(|st| st.success()),
+        "Quit after a login launch\n{}",
+        login.log()
+    );
 
     // Start at login: registered (default settings ask for it) and
     // starting in the tray.
-    let entry = std::fs::read_dir(home.path().join(".config/autostart"))
-        .unwrap_or_else(|e| panic!("no autostart folder ({e})\n{context}"))
+    let entry = std::fs::read_dir(s.home.path().join(".config/autostart"))
+        .unwrap_or_else(|e| panic!("no autostart folder ({e})"))
         .filter_map(Result::ok)
         .find(|e| e.path().extension().is_some_and(|x| x == "desktop"))
-        .unwrap_or_else(|| panic!("no autostart entry\n{context}"));
+        .unwrap_or_else(|| panic!("no autostart entry"));
     let entry = std::fs::read_to_string(entry.path()).unwrap();
     assert!(
         entry.contains("--minimized") && entry.contains(APP),
         "autostart entry: {entry}"
     );
-    eprintln!("screenshot: {}", out.join("screenshot.png").display());
+    eprintln!("screenshots: {}", s.out.display());
 }

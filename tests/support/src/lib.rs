@@ -3,6 +3,8 @@
 //!
 //! - [`idp`]: the real OpenID provider (npm `oidc-provider`, `tests/idp/`);
 //! - [`keyring`]: a private D-Bus session with a real gnome-keyring;
+//! - `desktop` (Linux): a private Xvfb display and session bus for the tray
+//!   app, with its window's close request and its tray menu over D-Bus;
 //! - [`echo`]: TCP echo targets and the probe that says whether bytes flow;
 //! - [`agent`]: the agent's runtime in-process, with `status`/`until_*` helpers;
 //! - [`binary`]: workspace binaries (`sallyport`, `sallyportd`) built for tests that run them;
@@ -22,6 +24,8 @@
 pub mod agent;
 pub mod binary;
 pub mod broker;
+#[cfg(target_os = "linux")]
+pub mod desktop;
 pub mod echo;
 pub mod idp;
 pub mod keyring;
