@@ -135,6 +135,8 @@ mod tests {
                 device_id: "oKIy".into(),
             },
             broker_unreachable: None,
+            support_code: None,
+            update: None,
         }
     }
 
