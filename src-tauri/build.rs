@@ -18,6 +18,7 @@ const COMMANDS: &[&str] = &[
     "apps",
     "posture",
     "recheck",
+    "history",
     "connect",
     "disconnect",
     "sign_in",

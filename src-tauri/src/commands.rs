@@ -169,6 +169,13 @@ pub async fn disconnect(link: State<'_, AgentLink>, app: String) -> Result<(), C
     link.ask(&Request::Disconnect { app }).await.map(drop)
 }
 
+/// The agent's timeline (what it decided and why, 7 days), oldest first,
+/// passed through as the agent sent it (`ui/src/types.ts` `TimelineEntry`).
+#[tauri::command]
+pub async fn history(link: State<'_, AgentLink>) -> Result<serde_json::Value, CommandError> {
+    link.ask(&Request::History { since: None }).await
+}
+
 /// Start a browser sign-in (the agent opens the browser).
 #[tauri::command]
 pub async fn sign_in(link: State<'_, AgentLink>) -> Result<(), CommandError> {

@@ -114,6 +114,7 @@ pub fn run() -> tauri::Result<()> {
             commands::apps,
             commands::posture,
             commands::recheck,
+            commands::history,
             commands::connect,
             commands::disconnect,
             commands::sign_in,

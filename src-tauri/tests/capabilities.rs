@@ -37,7 +37,7 @@ fn the_capability_grants_exactly_the_commands_the_ui_calls() {
         .skip(1)
         .map(|s| s.split(',').next().unwrap().trim().to_owned())
         .collect();
-    assert_eq!(ui.len(), 11, "{ui:?}");
+    assert_eq!(ui.len(), 12, "{ui:?}");
     assert_eq!(ui, build, "ui/src/api.ts vs build.rs");
     assert_eq!(ui, handlers, "ui/src/api.ts vs generate_handler!");
 

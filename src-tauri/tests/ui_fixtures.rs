@@ -58,3 +58,16 @@ fn the_posture_fixture_is_a_real_report_with_its_evaluation() {
             .all(|v| !v.remediation.is_empty())
     );
 }
+
+#[test]
+fn the_history_fixture_is_the_agents_timeline() {
+    let entries: Vec<agent::timeline::Entry> = fixture("history.json");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.kind == agent::timeline::Kind::TunnelDown && e.reason.is_some())
+    );
+    assert!(entries.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    let status: StatusView = fixture("status.json");
+    assert_eq!(status.support_code.as_deref(), Some("BVEN Pka4"));
+}

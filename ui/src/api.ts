@@ -3,7 +3,7 @@
 // either resolves with the agent's data or rejects with an AgentError whose
 // message is meant for the user.
 import { invoke } from "@tauri-apps/api/core";
-import type { AboutView, AppView, DeviceCodeView, PostureView, StatusView } from "./types";
+import type { AboutView, AppView, DeviceCodeView, PostureView, StatusView, TimelineEntry } from "./types";
 
 export class AgentError extends Error {
   override name = "AgentError";
@@ -24,6 +24,8 @@ export const api = {
   apps: () => call<AppView[]>("apps"),
   posture: () => call<PostureView>("posture"),
   recheck: () => call<null>("recheck"),
+  /** The agent's timeline, oldest first (7 days). */
+  history: () => call<TimelineEntry[]>("history"),
   connect: (app: string) => call<null>("connect", { app }),
   disconnect: (app: string) => call<null>("disconnect", { app }),
   /** Starts the browser sign-in; the agent opens the system browser. */
@@ -54,6 +56,7 @@ export const COMMANDS = [
   "apps",
   "posture",
   "recheck",
+  "history",
   "connect",
   "disconnect",
   "sign_in",

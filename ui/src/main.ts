@@ -9,13 +9,15 @@ import { listen } from "@tauri-apps/api/event";
 import { AGENT_EVENT, api, type AgentUpdate } from "./api";
 import { h, replaceChildren } from "./dom";
 import { bytes, checkName, fact, relative, when } from "./format";
-import type { AccessView, AppView, Check, DeviceCodeView, PostureView, StatusView, StepUpView, TunnelView, Violation } from "./types";
+import { historyPage } from "./history";
+import type { AccessView, AppView, Check, DeviceCodeView, PostureView, StatusView, StepUpView, TimelineEntry, TunnelView, UpdateStatus, Violation } from "./types";
 
-type Page = "apps" | "posture" | "tunnels" | "diagnostics";
+type Page = "apps" | "posture" | "tunnels" | "history" | "diagnostics";
 const PAGES: { id: Page; label: string }[] = [
   { id: "apps", label: "Applications" },
   { id: "posture", label: "Posture" },
   { id: "tunnels", label: "Tunnels" },
+  { id: "history", label: "History" },
   { id: "diagnostics", label: "Diagnostics" },
 ];
 
@@ -24,6 +26,8 @@ interface State {
   status: StatusView | null;
   apps: AppView[];
   posture: PostureView | null;
+  /** The agent's timeline, asked for while the History page shows. */
+  history: TimelineEntry[] | null;
   /** The last failed call, shown until the next success. */
   error: string | null;
   signingIn: "browser" | "device" | null;
@@ -39,6 +43,7 @@ const state: State = {
   status: null,
   apps: [],
   posture: null,
+  history: null,
   error: null,
   signingIn: null,
   deviceCode: null,
@@ -114,6 +119,7 @@ async function refresh(): Promise<void> {
       state.apps = await api.apps();
     }
     if (state.page === "posture" || !state.status.verdict) state.posture = await api.posture();
+    if (state.page === "history") state.history = await api.history();
     state.error = null;
   } catch (e) {
     state.error = e instanceof Error ? e.message : String(e);
@@ -134,6 +140,13 @@ function applyUpdate(update: AgentUpdate): void {
       state.deviceCode = null;
     }
     if (update.apps) state.apps = update.apps;
+    // Something changed: the timeline has a new entry.
+    if (state.page === "history") {
+      void api.history().then((history) => {
+        state.history = history;
+        render();
+      }, () => undefined);
+    }
     if ((state.page === "posture" && update.status.posture_collected_at !== collected) || !update.status.verdict) {
       void api.posture().then((posture) => {
         state.posture = posture;
@@ -242,7 +255,9 @@ function render(): void {
         ? posturePage()
         : state.page === "tunnels"
           ? tunnelsPage()
-          : diagnosticsPage();
+          : state.page === "history"
+            ? historyPage(state.history, state.status?.support_code, (code) => void copy(code, "the support code"))
+            : diagnosticsPage();
   // The agent runs without its broker (a laptop at boot, before the
   // network is up) and retries by itself: say so above every page.
   const unreachable = state.status?.broker_unreachable;
@@ -492,7 +507,7 @@ function posturePage(): HTMLElement {
       report
         ? h("p", { class: "meta" }, "Last collected ", h("time", { datetime: report.collected_at }, when(report.collected_at)), ` (${report.duration_ms} ms, ${report.platform}, agent ${report.agent_version})`)
         : null,
-      button("recheck", "Check again", () =>
+      button("recheck", "Check again now", () =>
         void run("recheck", async () => {
           await api.recheck();
           announce("Checking the device again");
@@ -593,7 +608,7 @@ function diagnosticsPage(): HTMLElement {
     "section",
     { class: "page", "aria-labelledby": "diagnostics-title" },
     h("h1", { id: "diagnostics-title", tabindex: -1 }, "Diagnostics"),
-    h("p", {}, "For helpdesk: one redacted bundle with every posture check and its evidence, the sign-in state (never tokens or keys), tunnels with byte counts, and the agent's recent decisions with their reasons."),
+    h("p", {}, "For helpdesk: one redacted bundle with every posture check and its evidence, the sign-in state (never tokens or keys), tunnels with byte counts, the last 7 days of decisions with their reasons (History), the recent logs, the settings, and a check of the connection to the access broker."),
     h(
       "div",
       { class: "actions" },
@@ -627,8 +642,33 @@ function diagnosticsPage(): HTMLElement {
       h("dd", {}, state.version || "—"),
       h("dt", {}, "Agent socket"),
       h("dd", {}, state.socket || "—"),
+      h("dt", {}, "Support code"),
+      h("dd", { id: "about-support-code" }, state.status?.support_code ?? "— (not enrolled yet)"),
+      h("dt", {}, "Updates"),
+      h("dd", { id: "about-updates" }, updateText(state.status?.update)),
     ),
   );
+}
+
+/** The device service's updater in words. */
+function updateText(update: UpdateStatus | undefined): string {
+  if (!update) return "managed by your organisation (no device service)";
+  const p = update.phase;
+  const text =
+    p.state === "off"
+      ? "off"
+      : p.state === "up_to_date"
+        ? `up to date (${update.running})`
+        : p.state === "available"
+          ? `update available: ${p.version}${p.required ? " (required)" : ""}`
+          : p.state === "installing"
+            ? `installing ${p.version}`
+            : p.state === "updated"
+              ? `updated to ${p.to}`
+              : p.state === "refused"
+                ? `an update was refused: ${p.reason}`
+                : `the last check failed: ${p.reason}`;
+  return update.last_check ? `${text} (checked ${when(update.last_check)})` : text;
 }
 
 // ---------------------------------------------------------------- start

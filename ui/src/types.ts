@@ -78,6 +78,52 @@ export interface StatusView {
   enrolment?: EnrolmentView;
   /** Set while the access broker does not answer ("access broker unreachable, retrying: …"). */
   broker_unreachable?: string;
+  /** The code the user reads out to helpdesk (the device id's first 8 characters), once enrolled. */
+  support_code?: string;
+  /** The device service's updater (absent without a device service). */
+  update?: UpdateStatus;
+}
+
+/** `service::updater::Phase`, tagged by `state`. */
+export type UpdatePhase =
+  | { state: "off" }
+  | { state: "up_to_date" }
+  | { state: "available"; version: string; required: boolean }
+  | { state: "installing"; version: string }
+  | { state: "updated"; from: string; to: string }
+  | { state: "refused"; reason: string }
+  | { state: "failed"; reason: string };
+
+/** `service::updater::UpdateStatus`. */
+export interface UpdateStatus {
+  running: string;
+  phase: UpdatePhase;
+  last_check?: string;
+}
+
+/** `agent::timeline::Kind`. */
+export type TimelineKind =
+  | "session"
+  | "posture"
+  | "verdict"
+  | "grant"
+  | "access"
+  | "step-up"
+  | "tunnel-up"
+  | "tunnel-down"
+  | "revocation"
+  | "enrolment"
+  | "broker"
+  | "notice"
+  | "update";
+
+/** `agent::timeline::Entry`: one decision, with its reason. */
+export interface TimelineEntry {
+  at: string;
+  kind: TimelineKind;
+  app?: string;
+  what: string;
+  reason?: string;
 }
 
 /** `agent::control::view::EnrolmentView`: where this device's key stands with the broker. */

@@ -291,3 +291,40 @@ for (const scheme of ["light", "dark"] as const) {
     await page.screenshot({ path: `test-results/window-${scheme}.png`, fullPage: true });
   });
 }
+
+test("History shows what was decided and why, newest first, and a posture failure adds its entries", async ({ page, context }) => {
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: "http://127.0.0.1:4173" });
+  await signIn(page);
+  await page.locator("#nav-history").click();
+  await expect(page.getByRole("heading", { level: 1, name: "History" })).toBeVisible();
+  const entries = page.locator("#timeline li");
+  // The fixture's real story: newest first, each with its reason.
+  await expect(entries.first()).toContainText("echo: tunnel up (grant ucnwdIjQn6nem-AUieZp4A)");
+  await expect(entries.filter({ hasText: "not compliant" })).toContainText("disk_encryption: The system disk is not encrypted.");
+  const closed = entries.filter({ hasText: "tunnel closed (grant 75Pt5hOq3ViccJ6_ddJTYw)" });
+  await expect(closed).toContainText("Access was revoked: the access policy changed");
+  await expect(closed).toHaveClass(/bad/);
+  await expect(closed.locator(".kind")).toHaveText("Disconnected");
+
+  // The support code, copied for helpdesk.
+  await expect(page.locator("#support-code")).toHaveText("BVEN Pka4");
+  await page.getByRole("button", { name: "Copy" }).click();
+  await expect.poll(() => page.evaluate(() => navigator.clipboard.readText())).toBe("BVEN Pka4");
+
+  // Connect, then posture fails: the agent records it, the app pushes the
+  // change, and the History view shows the new entries at the top.
+  await page.locator("#nav-apps").click();
+  await page.getByRole("button", { name: "Connect Wiki" }).click();
+  await expect(page.getByRole("button", { name: "Disconnect Wiki" })).toBeVisible();
+  await page.locator("#nav-history").click();
+  await page.evaluate(() => window.__mockAgent.failPosture());
+  await expect(entries.first()).toContainText("wiki: tunnel closed: disk_encryption:", { timeout: 8000 });
+  await expect(entries.nth(1)).toContainText("not compliant: disk_encryption:");
+});
+
+test("Check again now asks the agent to measure posture at once", async ({ page }) => {
+  await signIn(page);
+  await page.locator("#nav-posture").click();
+  await page.getByRole("button", { name: "Check again now" }).click();
+  await expect.poll(() => page.evaluate(() => window.__mockAgent.calls.some((c) => c.cmd === "recheck"))).toBe(true);
+});

@@ -15,10 +15,11 @@
 import { emit } from "@tauri-apps/api/event";
 import { mockIPC } from "@tauri-apps/api/mocks";
 import type { AgentUpdate } from "../src/api";
-import type { AccessView, AppView, DeviceCodeView, IdentityView, PostureView, Report, StatusView, TunnelView, Violation } from "../src/types";
+import type { AccessView, AppView, DeviceCodeView, IdentityView, PostureView, Report, StatusView, TimelineEntry, TunnelView, Violation } from "../src/types";
 import accessFixture from "./fixtures/access.json";
 import appsFixture from "./fixtures/apps.json";
 import deviceCodeFixture from "./fixtures/device-code.json";
+import historyFixture from "./fixtures/history.json";
 import postureCli from "./fixtures/posture-cli.json";
 import statusFixture from "./fixtures/status.json";
 
@@ -45,6 +46,8 @@ export interface MockAgent {
   emit(event: string, payload: unknown): Promise<void>;
   /** Pushes the current state now, changed or not (the app's watcher woken). */
   push(): Promise<void>;
+  /** The timeline `history` answers with, oldest first. */
+  timeline: TimelineEntry[];
 }
 
 declare global {
@@ -77,6 +80,12 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
     },
     failPosture() {
       agent.compliant = false;
+      const at = new Date().toISOString();
+      const reason = violations.map((v) => `${v.check}: ${v.message}`).join("; ");
+      agent.timeline.push({ at, kind: "verdict", what: "not compliant", reason });
+      for (const app of agent.wanted) {
+        agent.timeline.push({ at, kind: "tunnel-down", app, what: "tunnel closed", reason });
+      }
     },
     setAccess(app, decision) {
       agent.access.set(app, accessFixture[decision] as AccessView);
@@ -85,6 +94,7 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
     brokerUnreachable: null,
     emit: (event, payload) => emit(event, payload),
     push: () => emit("agent", update()),
+    timeline: [...(historyFixture as TimelineEntry[])],
   };
   window.__mockAgent = agent;
 
@@ -125,6 +135,7 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
       tunnels: signedIn() ? tunnels() : [],
       posture_collected_at: report.collected_at,
       ...(agent.brokerUnreachable ? { broker_unreachable: agent.brokerUnreachable } : {}),
+      ...(signedIn() ? { support_code: status.support_code } : {}),
     };
   }
 
@@ -165,6 +176,8 @@ export function installMockAgent(options: { running: boolean }): MockAgent {
           return { report, violations: agent.compliant ? [] : violations } satisfies PostureView;
         case "recheck":
           return null;
+        case "history":
+          return agent.timeline;
         case "sign_in":
           // A real browser login finishes when the user is done in the
           // browser; here it has by the next status poll.
