@@ -153,6 +153,12 @@ impl Hosted {
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(server.serve(tx));
         tokio::pin!(shutdown);
+        // The timeline from the start: a laptop that boots offline records
+        // why nothing opens, and `history` answers while it waits.
+        let mut timeline = match &spec.state_dir {
+            Some(dir) => crate::timeline::Timeline::open(dir, time::OffsetDateTime::now_utc()),
+            None => crate::timeline::Timeline::in_memory(),
+        };
         let mut identity_config = match spec.identity {
             Some(config) => config,
             None => {
@@ -160,7 +166,7 @@ impl Hosted {
                 // (or the VPN to the broker) may not be up yet: keep asking,
                 // with backoff, instead of exiting.
                 let remote = tokio::select! {
-                    remote = wait_for_broker(&broker, &mut rx) => remote?,
+                    remote = wait_for_broker(&broker, &mut rx, &mut timeline) => remote?,
                     () = &mut shutdown => return Ok(()),
                 };
                 let issuer = url::Url::parse(&remote.issuer)
@@ -198,13 +204,9 @@ impl Hosted {
         tracing::info!(socket = %spec.socket.display(), broker = %spec.broker_url, "agent running");
         let mut runtime = Runtime::new(identity, store, broker, options)
             .with_socks_auth(spec.settings.tunnels.socks_auth);
+        runtime = runtime.with_timeline(timeline);
         if let Some(dir) = &spec.state_dir {
-            runtime = runtime
-                .with_timeline(crate::timeline::Timeline::open(
-                    dir,
-                    time::OffsetDateTime::now_utc(),
-                ))
-                .with_logs_dir(dir.join("logs"));
+            runtime = runtime.with_logs_dir(dir.join("logs"));
         }
         if let Some(socket) = device_service_socket(&spec.settings) {
             tracing::info!(socket = %socket, "the device service holds the device key");
@@ -223,14 +225,17 @@ const MAX_RETRY: Duration = Duration::from_secs(60);
 
 /// `GET /v1/config` until the broker answers, answering control requests
 /// meanwhile: `status` says the broker is unreachable (and why), `apps` is
-/// empty, anything else is refused with the same sentence. A broker that
-/// answers but refuses, or answers garbage, is a configuration error and
-/// ends the wait.
+/// empty, `history` answers from the timeline (where the first failure is
+/// recorded), anything else is refused with the same sentence. A broker
+/// that answers but refuses, or answers garbage, is a configuration error
+/// and ends the wait.
 async fn wait_for_broker(
     broker: &BrokerClient,
     control: &mut tokio::sync::mpsc::Receiver<crate::control::Incoming>,
+    timeline: &mut crate::timeline::Timeline,
 ) -> Result<broker::api::BrokerConfig, BrokerError> {
     let mut delay = FIRST_RETRY;
+    let mut recorded = false;
     loop {
         let error = match broker.config().await {
             Ok(config) => return Ok(config),
@@ -239,12 +244,28 @@ async fn wait_for_broker(
         };
         let message = format!("{BROKER_UNREACHABLE}: {error}");
         tracing::warn!(retry_in = ?delay, "{message}");
+        if !recorded {
+            recorded = true;
+            timeline.push(
+                crate::timeline::Entry::new(
+                    time::OffsetDateTime::now_utc(),
+                    crate::timeline::Kind::Broker,
+                    "unreachable at start, retrying",
+                )
+                .reason(error.to_string()),
+            );
+        }
         let retry = tokio::time::sleep(delay);
         tokio::pin!(retry);
         loop {
             tokio::select! {
                 () = &mut retry => break,
                 request = control.recv() => match request {
+                    Some((crate::control::Request::History { since }, reply)) => {
+                        let _ = reply.send(crate::control::Reply::Ok {
+                            data: serde_json::to_value(timeline.since(since)).unwrap_or_default(),
+                        });
+                    }
                     Some((request, reply)) => {
                         let _ = reply.send(offline_reply(&request, &message));
                     }

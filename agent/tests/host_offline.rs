@@ -58,6 +58,16 @@ async fn an_agent_started_without_its_broker_waits_for_it_and_then_connects() {
         panic!("a sign-in cannot start before the broker says where");
     };
     assert!(message.contains(BROKER_UNREACHABLE), "{message}");
+    // The timeline says so too, and `history` answers while it waits.
+    let waiting = history(&socket).await;
+    assert!(
+        waiting
+            .iter()
+            .any(|e| e.kind == agent::timeline::Kind::Broker
+                && e.what.contains("unreachable")
+                && e.reason.is_some()),
+        "{waiting:?}"
+    );
 
     // The broker comes up on its port: the agent finds it by itself.
     let db = tempfile::tempdir().unwrap();
@@ -79,7 +89,31 @@ async fn an_agent_started_without_its_broker_waits_for_it_and_then_connects() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(!agent.is_finished());
+    // The same timeline goes on once the runtime runs: the wait is still
+    // in it, and so is the broker answering.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let entries = history(&socket).await;
+        let connected = entries.iter().position(|e| e.what.starts_with("connected"));
+        let waited = entries.iter().position(|e| e.what.contains("unreachable"));
+        if let (Some(c), Some(w)) = (connected, waited) {
+            assert!(w < c, "{entries:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{entries:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let _ = stop.send(());
     agent.await.unwrap().unwrap();
     broker.shutdown().await;
+}
+
+async fn history(socket: &std::path::Path) -> Vec<agent::timeline::Entry> {
+    match request(socket, &Request::History { since: None })
+        .await
+        .unwrap()
+    {
+        Reply::Ok { data } => serde_json::from_value(data).unwrap(),
+        Reply::Error { message } => panic!("history refused: {message}"),
+    }
 }

@@ -41,6 +41,8 @@ pub enum Action {
     Copy(String),
     /// Show the posture page.
     Posture,
+    /// Show the History page (what was decided and why).
+    History,
     /// Show the window.
     Open,
     /// Write the diagnostics bundle.
@@ -61,6 +63,7 @@ impl Action {
             Action::Disconnect(app) => format!("disconnect:{app}"),
             Action::Copy(address) => format!("copy:{address}"),
             Action::Posture => "posture".into(),
+            Action::History => "history".into(),
             Action::Open => "open".into(),
             Action::ExportDiagnostics => "export-diagnostics".into(),
             Action::About => "about".into(),
@@ -81,6 +84,7 @@ impl Action {
             ("disconnect", Some(app)) => Action::Disconnect(app),
             ("copy", Some(address)) => Action::Copy(address),
             ("posture", None) => Action::Posture,
+            ("history", None) => Action::History,
             ("open", None) => Action::Open,
             ("export-diagnostics", None) => Action::ExportDiagnostics,
             ("about", None) => Action::About,
@@ -203,6 +207,11 @@ impl MenuModel {
             Some(n) => format!("Posture: {n} problems"),
         };
         items.push(Item::action(posture.clone(), Action::Posture));
+        items.push(Item::action("History…", Action::History));
+        // The device service's updater, when it has news for the user.
+        if let Some(line) = status.update.as_ref().and_then(update_line) {
+            items.push(Item::info(line));
+        }
         items.push(Item::Separator);
         items.push(Item::action("Open Sallyport", Action::Open));
         items.push(Item::action(
@@ -317,6 +326,21 @@ fn app_menu(app: &AppView, tunnel: Option<&TunnelView>) -> Item {
         label: format!("{} — {state}", app.name),
         items,
         enabled: true,
+    }
+}
+
+/// The updater's news for the menu: available, installing, updated; the
+/// rest (off, up to date, refused, failed) is for IT, not a menu line.
+fn update_line(update: &agent::device_service::updater::UpdateStatus) -> Option<String> {
+    use agent::device_service::updater::Phase;
+    match &update.phase {
+        Phase::Available { version, required } => Some(format!(
+            "Update available: {version}{}",
+            if *required { " (required)" } else { "" }
+        )),
+        Phase::Installing { version } => Some(format!("Installing update {version}…")),
+        Phase::Updated { to, .. } => Some(format!("Updated to {to}")),
+        _ => None,
     }
 }
 
@@ -484,6 +508,7 @@ mod tests {
                 "---",
                 "Applications",
                 "Posture: not evaluated yet",
+                "History…",
                 "---",
                 "Open Sallyport",
                 "Export diagnostics…",
@@ -663,6 +688,56 @@ mod tests {
     }
 
     #[test]
+    fn the_updaters_news_is_a_menu_line() {
+        use agent::device_service::updater::{Phase, UpdateStatus};
+        let mut s = status(alice(), Some(true), vec![]);
+        let line = |s: &StatusView| {
+            MenuModel::build(Ok((s, &[])))
+                .items
+                .iter()
+                .find_map(|i| match i {
+                    Item::Entry {
+                        label,
+                        action: None,
+                        ..
+                    } if label.contains("pdate") => Some(label.clone()),
+                    _ => None,
+                })
+        };
+        assert_eq!(line(&s), None);
+        for (phase, want) in [
+            (
+                Phase::Available {
+                    version: "0.2.0".into(),
+                    required: false,
+                },
+                Some("Update available: 0.2.0"),
+            ),
+            (
+                Phase::Installing {
+                    version: "0.2.0".into(),
+                },
+                Some("Installing update 0.2.0…"),
+            ),
+            (
+                Phase::Updated {
+                    from: "0.1.0".into(),
+                    to: "0.2.0".into(),
+                },
+                Some("Updated to 0.2.0"),
+            ),
+            (Phase::UpToDate, None),
+        ] {
+            s.update = Some(UpdateStatus {
+                running: "0.1.0".into(),
+                phase,
+                last_check: None,
+            });
+            assert_eq!(line(&s).as_deref(), want);
+        }
+    }
+
+    #[test]
     fn action_ids_round_trip_and_unknown_ids_are_ignored() {
         for action in [
             Action::SignIn,
@@ -671,6 +746,7 @@ mod tests {
             Action::Disconnect("git:ssh".into()),
             Action::Copy("[::1]:40123".into()),
             Action::Posture,
+            Action::History,
             Action::Open,
             Action::ExportDiagnostics,
             Action::About,

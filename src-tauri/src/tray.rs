@@ -202,6 +202,7 @@ async fn act<R: Runtime>(app: &AppHandle<R>, action: Action) {
             Err(e) => tracing::warn!(error = %e, "clipboard write failed"),
         },
         Action::Posture => window::show(app, Some("posture")),
+        Action::History => window::show(app, Some("history")),
         Action::Open => window::show(app, None),
         Action::ExportDiagnostics => match commands::export(app, &link).await {
             Ok(path) => notify(

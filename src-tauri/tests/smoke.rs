@@ -16,7 +16,8 @@
 //!   window it opens one.
 //! - Quit in the tray menu ends the app.
 //! - A login launch (`--minimized`) starts with no window and no WebKit
-//!   process, its tray answers, and its "Open Sallyport" opens the window.
+//!   process, its tray answers, and its "Open Sallyport" opens the window;
+//!   its "History…" shows the timeline there (`history.png`).
 //! - Start-at-login is registered with `--minimized`.
 //!
 //! Screenshots are kept under `target/ui-smoke/` (CI keeps them as
@@ -371,7 +372,20 @@ fn the_window_comes_and_goes_while_the_tray_app_stays() {
         login.log()
     );
     menu.click("Open Sallyport").unwrap();
-    s.window(&login, "tray menu Open after a login launch");
+    let window = s.window(&login, "tray menu Open after a login launch");
+    let opened = s.screenshot(window, "login-open.png");
+    // The tray's History… shows the agent's timeline in that window (here
+    // the broker it could not reach at start); the screenshot is kept.
+    menu.click("History…").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let history = s.screenshot(window, "history.png");
+    let differing = differing_pixels(&opened, &history);
+    assert!(
+        differing > 980.0 * 720.0 * 0.02,
+        "the History view looks like the page before it: {differing} pixels differ ({} vs {})",
+        opened.display(),
+        history.display()
+    );
     menu.click("Quit").unwrap();
     assert!(
         login.ended(WAIT).is_some_and(|st| st.success()),

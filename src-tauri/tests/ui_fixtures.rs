@@ -67,7 +67,10 @@ fn the_history_fixture_is_the_agents_timeline() {
             .iter()
             .any(|e| e.kind == agent::timeline::Kind::TunnelDown && e.reason.is_some())
     );
-    assert!(entries.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    assert!(
+        entries.windows(2).all(|w| w[0].at <= w[1].at),
+        "oldest first"
+    );
     let status: StatusView = fixture("status.json");
     assert_eq!(status.support_code.as_deref(), Some("BVEN Pka4"));
 }

@@ -172,9 +172,13 @@ impl Runtime {
                 }
             }
             Outcome::Setup(Err(e)) => {
-                self.record(
-                    Entry::new(now(), Kind::Broker, "unreachable, retrying").reason(e.to_string()),
-                );
+                // Once per outage: the retry every 5 s is not news.
+                if self.broker_unreachable.is_none() {
+                    self.record(
+                        Entry::new(now(), Kind::Broker, "unreachable, retrying")
+                            .reason(e.to_string()),
+                    );
+                }
                 self.broker_unreachable =
                     Some(format!("{}: {e}", crate::control::view::BROKER_UNREACHABLE));
                 self.spawn_setup(Duration::from_secs(5));
