@@ -123,6 +123,7 @@ impl Bundle {
         };
         if let Some(dir) = logs_dir {
             self.log("logs/agent.log", dir, crate::logs::AGENT);
+            self.log("logs/app.log", dir, crate::logs::APP);
         }
         let service_dir = crate::logs::service_dir();
         self.log("logs/sallyportd.log", &service_dir, crate::logs::SERVICE);

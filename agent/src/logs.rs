@@ -2,8 +2,9 @@
 //! `tracing` setup that writes them (see the `logfiles` crate: rotated at
 //! 1 MiB, 4 files, every line redacted).
 //!
-//! - The agent (`sallyport run`, the tray app's in-process agent): the
-//!   user's state directory, `…/sallyport/logs/agent.log` (owner-only).
+//! - The agent (`sallyport run`): the user's state directory,
+//!   `…/sallyport/logs/agent.log` (owner-only); the tray app and the agent
+//!   it hosts: `logs/app.log` beside it.
 //! - The device service: `/var/log/sallyport/sallyportd.log` (Linux),
 //!   `/Library/Logs/Sallyport` (macOS), `%ProgramData%\Sallyport\logs`
 //!   (Windows). Helpdesk bundles read it when the user may.
@@ -12,6 +13,8 @@ use std::path::PathBuf;
 
 /// The agent's log set name (`agent.log`, `agent.log.1`, …).
 pub const AGENT: &str = "agent";
+/// The tray app's (and the agent it hosts), beside the agent's.
+pub const APP: &str = "app";
 /// The device service's.
 pub const SERVICE: &str = "sallyportd";
 

@@ -4,13 +4,18 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // stderr, and `logs/app.log` in the user's state directory (rotated,
+    // redacted): the agent it hosts logs there too, and the diagnostics
+    // bundle carries it. Not `agent.log`: a `sallyport run` may own that.
+    logfiles::init(
+        "RUST_LOG",
+        "info",
+        agent::logs::agent_dir().map(|dir| logfiles::LogFile {
+            dir,
+            set: agent::logs::APP,
+            default_filter: "info",
+        }),
+    );
     // Before Tauri starts its threads, so they all find the same tokens in
     // the kernel keyring (see the function's doc).
     if let Err(e) = agent::identity::store::share_session_keyring() {
