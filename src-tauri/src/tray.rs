@@ -233,6 +233,10 @@ pub async fn watch<R: Runtime>(app: AppHandle<R>) {
     let mut apps_asked: Option<Instant> = None;
     let mut woken = true;
     let mut pushed: Option<Update> = None;
+    // The app's own file, to restart into a new version once the device
+    // service has installed one (see `watch::restart_for_update`).
+    let exe = std::env::current_exe().ok();
+    let exe_at_start = exe.as_deref().and_then(watch::ExeStamp::of);
     loop {
         let window = app.get_webview_window(MAIN_WINDOW).is_some();
         let answer: Result<StatusView, CommandError> = link.ask_as(&Request::Status).await;
@@ -288,6 +292,11 @@ pub async fn watch<R: Runtime>(app: AppHandle<R>) {
         if let Ok(status) = answer {
             for notice in notices(last.as_ref(), &status) {
                 notify(&app, &notice);
+            }
+            let now = exe.as_deref().and_then(watch::ExeStamp::of);
+            if watch::restart_for_update(&status, exe_at_start.as_ref(), now.as_ref()) {
+                tracing::info!("Sallyport was updated: restarting the app into the new version");
+                app.restart();
             }
             last = Some(status);
         }

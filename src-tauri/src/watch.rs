@@ -82,6 +82,51 @@ pub struct Update {
 /// The event the window listens to.
 pub const EVENT: &str = "agent";
 
+/// What identifies the app's executable file on disk: a package update
+/// replaces the file (a new inode, a new modification time), while this
+/// process keeps running the old one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExeStamp {
+    /// The file's length.
+    pub len: u64,
+    /// Its modification time.
+    pub modified: Option<std::time::SystemTime>,
+    /// Its inode (Unix; 0 elsewhere).
+    pub inode: u64,
+}
+
+impl ExeStamp {
+    /// The stamp of the file at `path`; `None` when it cannot be read.
+    pub fn of(path: &std::path::Path) -> Option<ExeStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(ExeStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode,
+        })
+    }
+}
+
+/// Whether the app should restart into a new version: the device service
+/// says it updated Sallyport, and the app's own file was replaced since
+/// this process started (so a service-only update, or one whose package
+/// left the app alone, never makes it restart, let alone in a loop).
+pub fn restart_for_update(
+    status: &StatusView,
+    at_start: Option<&ExeStamp>,
+    now: Option<&ExeStamp>,
+) -> bool {
+    let updated = matches!(
+        status.update.as_ref().map(|u| &u.phase),
+        Some(agent::device_service::updater::Phase::Updated { .. })
+    );
+    updated && at_start.is_some() && now.is_some() && at_start != now
+}
+
 #[cfg(test)]
 mod tests {
     use agent::control::view::TunnelState;
@@ -114,6 +159,47 @@ mod tests {
             "enrolment": {"state": "enrolled", "device_id": "oKIy"}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_app_restarts_only_when_updated_and_its_file_was_replaced() {
+        use agent::device_service::updater::{Phase, UpdateStatus};
+        let old = ExeStamp {
+            len: 10,
+            modified: None,
+            inode: 1,
+        };
+        let new = ExeStamp {
+            inode: 2,
+            ..old.clone()
+        };
+        let mut s = status(Some("alice"), None);
+        assert!(!restart_for_update(&s, Some(&old), Some(&new)), "no update");
+        s.update = Some(UpdateStatus {
+            running: "0.2.0".into(),
+            phase: Phase::Updated {
+                from: "0.1.0".into(),
+                to: "0.2.0".into(),
+            },
+            last_check: None,
+        });
+        assert!(restart_for_update(&s, Some(&old), Some(&new)));
+        assert!(
+            !restart_for_update(&s, Some(&old), Some(&old)),
+            "the app's file is the same"
+        );
+        assert!(!restart_for_update(&s, None, Some(&new)));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sallyport-app");
+        std::fs::write(&file, b"old").unwrap();
+        let before = ExeStamp::of(&file).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(&file, b"newer").unwrap();
+        assert_ne!(
+            Some(before),
+            ExeStamp::of(&file),
+            "a replaced file has a new stamp"
+        );
     }
 
     #[test]
