@@ -534,6 +534,10 @@ impl World {
             Op::Compliance(compliant) => {
                 if !compliant {
                     self.model.compliance_revoked = true;
+                    // The broker closes a non-compliant device's grants.
+                    self.model.grants.clear();
+                    self.holds
+                        .retain(|_, h| !matches!(h, Hold::WindowGrant { .. }));
                 }
                 self.send(Event::Broker(BrokerEvent::ComplianceChanged {
                     compliant,

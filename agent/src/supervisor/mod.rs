@@ -1010,6 +1010,16 @@ impl Supervisor {
                 if compliant {
                     self.attest_wanted = true;
                 } else {
+                    // The broker closed every grant of a device that stopped
+                    // complying (and said so per grant, which this must not
+                    // depend on: an event can be missed while the stream
+                    // reconnects). A grant is never reused after this; the
+                    // next one is asked for when compliance is back.
+                    for (id, app) in &mut self.apps {
+                        if app.grant.take().is_some() && app.tunnel.take().is_some() {
+                            stop(out, id, Blocked::ComplianceRevoked(reason.clone()));
+                        }
+                    }
                     self.compliance_revoked = Some(reason);
                 }
             }
