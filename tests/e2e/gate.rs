@@ -285,7 +285,12 @@ async fn tunnel_lives_only_while_identity_posture_and_grant_hold() {
     let token = world.identity.access_token().await.unwrap();
     let names = unzip_texts(&bundle);
     let all: String = names.iter().map(|(_, text)| text.as_str()).collect();
-    for wanted in ["status.json", "posture.json", "timeline.json", "connectivity.json"] {
+    for wanted in [
+        "status.json",
+        "posture.json",
+        "timeline.json",
+        "connectivity.json",
+    ] {
         assert!(names.iter().any(|(n, _)| n == wanted), "{wanted} missing");
     }
     assert!(
