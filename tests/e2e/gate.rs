@@ -16,7 +16,7 @@
 // Test scaffolding: a setup failure must abort loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,24 +88,6 @@ impl World {
     async fn login(&self) {
         login(&self.identity).await;
     }
-}
-
-/// Every file of a zip, as text, read back with Python's zipfile (an
-/// independent reader).
-fn unzip_texts(path: &Path) -> Vec<(String, String)> {
-    let script = "import json,sys,zipfile\n\
-z=zipfile.ZipFile(sys.argv[1])\n\
-print(json.dumps([[n, z.read(n).decode()] for n in z.namelist()]))\n";
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 async fn start_world() -> Option<World> {
@@ -283,7 +265,7 @@ async fn tunnel_lives_only_while_identity_posture_and_grant_hold() {
         })
         .await;
     let token = world.identity.access_token().await.unwrap();
-    let names = unzip_texts(&bundle);
+    let names = support::zip::texts(&bundle);
     let all: String = names.iter().map(|(_, text)| text.as_str()).collect();
     for wanted in [
         "status.json",

@@ -71,24 +71,6 @@ fn assert_story(entries: &[Entry], source: &str) {
     }
 }
 
-/// Every file of a zip, as text, read back with Python's zipfile (an
-/// independent reader).
-fn unzip_texts(path: &Path) -> Vec<(String, String)> {
-    let script = "import json,sys,zipfile\n\
-z=zipfile.ZipFile(sys.argv[1])\n\
-print(json.dumps([[n, z.read(n).decode()] for n in z.namelist()]))\n";
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// `sallyport ARGS` as this user would run it, its state directory being
 /// `state`; stdout, or a panic with stderr.
 fn cli(args: &[&str], socket: &Path, state: &Path) -> String {
@@ -223,7 +205,7 @@ async fn why_was_i_blocked_is_answered_by_history_bundle_and_broker() {
         &socket,
         &xdg_state,
     );
-    let files = unzip_texts(&bundle);
+    let files = support::zip::texts(&bundle);
     let file = |name: &str| {
         files
             .iter()

@@ -103,24 +103,7 @@ async fn as_nobody(addr: SocketAddr, send: &[u8]) -> String {
         "print(r)",
     ]
     .join("\n");
-    let (port, payload) = (addr.port().to_string(), hex(send));
-    let output = tokio::task::spawn_blocking(move || {
-        use std::os::unix::process::CommandExt;
-        std::process::Command::new(python())
-            .args(["-c", &script, &port, &payload])
-            .uid(NOBODY)
-            .gid(NOBODY)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "client as nobody failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    python_as_nobody(script, addr, send).await
 }
 
 /// What a UDP client running as `nobody` got back from `addr` for
@@ -139,6 +122,12 @@ async fn udp_as_nobody(addr: SocketAddr, send: &[u8]) -> String {
         "print(r)",
     ]
     .join("\n");
+    python_as_nobody(script, addr, send).await
+}
+
+/// Runs the Python `script` as `nobody` with the port of `addr` and `send`
+/// (hex) as its arguments; what it printed.
+async fn python_as_nobody(script: String, addr: SocketAddr, send: &[u8]) -> String {
     let (port, payload) = (addr.port().to_string(), hex(send));
     let output = tokio::task::spawn_blocking(move || {
         use std::os::unix::process::CommandExt;
@@ -153,7 +142,7 @@ async fn udp_as_nobody(addr: SocketAddr, send: &[u8]) -> String {
     .unwrap();
     assert!(
         output.status.success(),
-        "UDP client as nobody failed: {}",
+        "client as nobody failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_owned()

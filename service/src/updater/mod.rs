@@ -184,7 +184,7 @@ impl Updater {
 
     fn save(&self, stored: &Stored) {
         let write = || -> std::io::Result<()> {
-            private_dir(&self.config.state_dir)?;
+            logfiles::private_dir(&self.config.state_dir)?;
             let tmp = self.state_path().with_extension("json.tmp");
             write_private(&tmp, &serde_json::to_vec_pretty(stored).unwrap_or_default())?;
             std::fs::rename(tmp, self.state_path())
@@ -416,7 +416,7 @@ impl Updater {
     /// named after the URL's last segment (sanitised).
     fn keep_download(&self, url: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
         let dir = self.config.state_dir.join("updates");
-        private_dir(&dir)?;
+        logfiles::private_dir(&dir)?;
         let name: String = url
             .rsplit('/')
             .next()
@@ -453,22 +453,6 @@ fn refused(refusal: &Refusal) -> Phase {
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-/// Creates `dir` owner-only (0700 on Unix) if it is missing.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir)
-    }
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

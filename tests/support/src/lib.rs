@@ -33,6 +33,7 @@ pub mod prereq;
 #[cfg(unix)]
 pub mod service;
 pub mod tpm;
+pub mod zip;
 
 /// A loopback port free at the time of the call.
 pub fn free_port() -> u16 {
