@@ -314,7 +314,7 @@ fn offline_reply(request: &crate::control::Request, message: &str) -> crate::con
 
 /// The device service's socket: `SALLYPORT_SERVICE_SOCKET`, else the
 /// `device_service_socket` setting; `None` keeps the keyring key.
-fn device_service_socket(settings: &crate::config::Settings) -> Option<String> {
+pub fn device_service_socket(settings: &crate::config::Settings) -> Option<String> {
     std::env::var(service::client::SOCKET_ENV)
         .ok()
         .filter(|v| !v.is_empty())

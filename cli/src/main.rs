@@ -486,10 +486,14 @@ fn history_command(json: bool, since: Option<&str>, socket: Option<PathBuf>) -> 
         Err(e) if e.to_string().contains("no agent is running") => {
             let dir = agent::config::user_state_dir()
                 .context("no state directory (HOME is not set) and no agent running")?;
-            (
-                agent::timeline::read_dir_entries(&dir, since, now),
-                Some(dir),
-            )
+            let mut entries = agent::timeline::read_dir_entries(&dir, since, now);
+            entries.extend(
+                device_service_updates(&entries)
+                    .into_iter()
+                    .filter(|e| since.is_none_or(|s| e.at >= s)),
+            );
+            entries.sort_by_key(|e| e.at);
+            (entries, Some(dir))
         }
         Err(e) => return Err(e),
     };
@@ -510,6 +514,35 @@ fn history_command(json: bool, since: Option<&str>, socket: Option<PathBuf>) -> 
         print_out(&(entry.line(true) + "\n"));
     }
     Ok(0)
+}
+
+/// The device service's update events the stored timeline lacks (what
+/// happened while no agent ran): nothing when no device service is
+/// configured or it does not answer within 5 s.
+fn device_service_updates(stored: &[agent::timeline::Entry]) -> Vec<agent::timeline::Entry> {
+    let Some(socket) = agent::config::load()
+        .ok()
+        .and_then(|effective| agent::host::device_service_socket(&effective.settings))
+    else {
+        return Vec::new();
+    };
+    let link = agent::device_service::client::DeviceService::socket(socket);
+    let asked = runtime().ok().and_then(|rt| {
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), link.update_status()).await
+        })
+        .ok()
+    });
+    match asked {
+        Some(Ok(status)) => {
+            agent::timeline::update_entries(&status, agent::timeline::newest_update(stored))
+        }
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "the device service's update events");
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
 }
 
 /// `sallyport diagnostics`: the running agent writes the bundle (it holds

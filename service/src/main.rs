@@ -176,8 +176,8 @@ fn start(args: &Args, stop: impl std::future::Future<Output = ()>) -> anyhow::Re
 
 /// The updater, trusting the built-in roots and `--update-root`.
 fn start_updater(args: &Args) -> anyhow::Result<service::updater::Updater> {
-    use service::updater::{BUILT_IN_ROOTS, Updater, UpdaterConfig, parse_roots};
-    let mut roots = parse_roots(BUILT_IN_ROOTS.unwrap_or_default())?;
+    use service::updater::{Updater, UpdaterConfig, built_in_roots, parse_roots};
+    let mut roots = built_in_roots()?;
     roots.extend(parse_roots(&args.update_roots.join(","))?);
     let linux_package = if std::path::Path::new("/usr/bin/dpkg").exists() {
         "deb"

@@ -309,5 +309,34 @@ async fn bad_feeds_are_refused_and_a_good_one_is_installed_with_dpkg() {
     // `off`: nothing is fetched.
     write_settings("off");
     assert_eq!(restarted.check(now, noon()).await.phase, Phase::Off);
+
+    // Every step is in the recent events, in order, across the restart:
+    // what the agent's timeline records.
+    let events: Vec<String> = restarted
+        .status()
+        .recent
+        .iter()
+        .map(|e| match &e.phase {
+            Phase::Refused { reason } => format!("refused: {reason}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    let expected = [
+        "bad signature",
+        "not valid now",
+        "revoked",
+        "lower than the running",
+        "SHA-256",
+        "bytes",
+        "Available",
+        "Installing",
+        "Updated",
+        "before the last one accepted",
+        "Off",
+    ];
+    assert_eq!(events.len(), expected.len(), "{events:#?}");
+    for (event, words) in events.iter().zip(expected) {
+        assert!(event.contains(words), "{event} should name {words:?}");
+    }
     purge();
 }

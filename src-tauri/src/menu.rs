@@ -732,6 +732,7 @@ mod tests {
                 running: "0.1.0".into(),
                 phase,
                 last_check: None,
+                recent: Vec::new(),
             });
             assert_eq!(line(&s).as_deref(), want);
         }

@@ -182,6 +182,7 @@ mod tests {
                 to: "0.2.0".into(),
             },
             last_check: None,
+            recent: Vec::new(),
         });
         assert!(restart_for_update(&s, Some(&old), Some(&new)));
         assert!(

@@ -269,6 +269,27 @@ test("the window does not poll: it asks once, then shows what the app pushes", a
   expect(await asked()).toBe(before);
 });
 
+test("a pushed change patches the page in place: what did not change stays, and its buttons act on the latest state", async ({ page }) => {
+  await signIn(page);
+  // Mark elements a push should keep: a replaced element loses the mark.
+  await page.evaluate(() => {
+    for (const sel of ["#sign-out", "main h1", "#nav-posture"]) (document.querySelector(sel) as HTMLElement & { kept?: boolean }).kept = true;
+  });
+  await page.locator("#nav-posture").focus();
+  await page.evaluate(() => window.__mockAgent.failPosture());
+  await expect(page.locator("#summary")).toHaveText("3 posture problems · 0 applications connected");
+  const kept = await page.evaluate(() =>
+    ["#sign-out", "main h1", "#nav-posture"].map((sel) => (document.querySelector(sel) as HTMLElement & { kept?: boolean }).kept === true),
+  );
+  expect(kept).toEqual([true, true, true]);
+  await expect(page.locator("#nav-posture")).toBeFocused();
+  // A kept button runs the latest render's action.
+  await page.locator("#nav-posture").click();
+  await expect(page.getByRole("heading", { level: 1, name: "Posture" })).toBeVisible();
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await expect(page.locator("#summary")).toHaveText("Signed out");
+});
+
 test("the tray's navigate event opens the posture page", async ({ page }) => {
   await open(page);
   await page.evaluate(() => window.__mockAgent.emit("navigate", "posture"));

@@ -364,10 +364,26 @@ impl Runtime {
             }
             Outcome::Event(event) => self.feed(event).await,
             Outcome::Note(entry) => self.record(entry),
-            Outcome::UpdateStatus(status) => {
-                if self.update.as_ref().map(|u| &u.phase) != Some(&status.phase) {
-                    self.record(describe_update(&status));
+            Outcome::UpdateStatus(mut status) => {
+                // The service's own events, with their times, so none
+                // between two polls is lost; an older service sends none,
+                // and then a change of phase is recorded now.
+                let fresh = crate::timeline::update_entries(&status, self.timeline.newest_update());
+                if status.recent.is_empty() {
+                    if self.update.as_ref().map(|u| &u.phase) != Some(&status.phase) {
+                        let event = service::updater::UpdateEvent {
+                            at: now(),
+                            phase: status.phase.clone(),
+                        };
+                        self.record(crate::timeline::update_entry(&event, &status.running));
+                    }
+                } else {
+                    for entry in fresh {
+                        self.record(entry);
+                    }
                 }
+                // The status view carries the current phase only.
+                status.recent.clear();
                 self.update = Some(status);
             }
         }
@@ -485,24 +501,6 @@ fn describe_violations(violations: &[posture::policy::Violation]) -> String {
         .map(|v| format!("{}: {}", v.check, v.message))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// The updater's phase as a timeline entry.
-fn describe_update(status: &service::updater::UpdateStatus) -> Entry {
-    use service::updater::Phase;
-    let entry = |what: String| Entry::new(now(), Kind::Update, what);
-    match &status.phase {
-        Phase::Off => entry("updates off".to_owned()),
-        Phase::UpToDate => entry(format!("up to date ({})", status.running)),
-        Phase::Available { version, required } => entry(format!(
-            "update available: {version}{}",
-            if *required { " (required)" } else { "" }
-        )),
-        Phase::Installing { version } => entry(format!("installing {version}")),
-        Phase::Updated { from, to } => entry(format!("updated from {from} to {to}")),
-        Phase::Refused { reason } => entry("update refused".to_owned()).reason(reason.clone()),
-        Phase::Failed { reason } => entry("update failed".to_owned()).reason(reason.clone()),
-    }
 }
 
 /// A broker event the supervisor acts on, as a timeline entry.

@@ -19,6 +19,7 @@
 //! never the agent.
 
 mod entry;
+mod updates;
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 pub use entry::{Entry, Kind, parse_lines, parse_since, posture_changes, posture_counts};
 use time::OffsetDateTime;
+pub use updates::{newest_update, update_entries, update_entry};
 
 /// How far back the timeline goes.
 pub const RETENTION: time::Duration = time::Duration::days(7);
@@ -103,13 +105,23 @@ impl Timeline {
     }
 
     /// The entries at or after `since` (all kept ones when `None`), oldest
-    /// first.
+    /// first. Sorted, since an entry may carry an earlier time than the
+    /// one before it (the device service's update events keep their own).
     pub fn since(&self, since: Option<OffsetDateTime>) -> Vec<Entry> {
-        self.entries
+        let mut entries: Vec<Entry> = self
+            .entries
             .iter()
             .filter(|e| since.is_none_or(|s| e.at >= s))
             .cloned()
-            .collect()
+            .collect();
+        entries.sort_by_key(|e| e.at);
+        entries
+    }
+
+    /// The newest update entry kept: where the device service's events
+    /// resume after a restart ([`update_entries`]).
+    pub fn newest_update(&self) -> Option<OffsetDateTime> {
+        newest_update(&self.entries)
     }
 
     fn append(&mut self, entry: &Entry) {

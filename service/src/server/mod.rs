@@ -404,6 +404,7 @@ impl Service {
                         running: env!("CARGO_PKG_VERSION").to_owned(),
                         phase: crate::updater::Phase::Off,
                         last_check: None,
+                        recent: Vec::new(),
                     },
                 },
             }),

@@ -26,12 +26,34 @@ use time::OffsetDateTime;
 use update::policy::{InstallWindow, Mode};
 use update::{Decision, Refusal, RootKey};
 
-/// Root keys built into this binary, from `SALLYPORT_UPDATE_ROOTS` at
-/// build time (`id=base64url-public-key,…`): the release pipeline bakes in
-/// its offline roots; a build without them trusts only roots given with
-/// `sallyportd --update-root` (tests, private builds), and refuses every
-/// feed when there are none.
-pub const BUILT_IN_ROOTS: Option<&str> = option_env!("SALLYPORT_UPDATE_ROOTS");
+/// Root keys built into this binary: `roots.txt` beside this file (the
+/// reviewed list, one `id=base64url-public-key` per line), plus
+/// `SALLYPORT_UPDATE_ROOTS` at build time (`id=key,…`, for a private
+/// build's own root). `sallyportd --update-root` adds more (tests);
+/// with none at all every feed is refused.
+pub const BUILT_IN_ROOTS: &str = include_str!("roots.txt");
+
+/// Roots added at build time (`SALLYPORT_UPDATE_ROOTS`).
+const BUILD_TIME_ROOTS: Option<&str> = option_env!("SALLYPORT_UPDATE_ROOTS");
+
+/// The roots this binary trusts without any flag: [`BUILT_IN_ROOTS`]'s
+/// lines (comments and blanks skipped) and the build-time ones.
+pub fn built_in_roots() -> Result<Vec<RootKey>, UpdaterError> {
+    let mut roots = parse_root_lines(BUILT_IN_ROOTS)?;
+    roots.extend(parse_roots(BUILD_TIME_ROOTS.unwrap_or_default())?);
+    Ok(roots)
+}
+
+/// `roots.txt`'s format: one root per line, `#` comments, blank lines.
+fn parse_root_lines(text: &str) -> Result<Vec<RootKey>, UpdaterError> {
+    let listed = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(",");
+    parse_roots(&listed)
+}
 
 /// How long one download may take.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
@@ -85,7 +107,28 @@ pub struct UpdateStatus {
     /// When the feed was last checked (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check: Option<String>,
+    /// What the updater did lately, oldest first: every change of phase,
+    /// each refusal with its reason, at most [`RECENT_EVENTS`]. The agent
+    /// records them in its timeline with their own times, so a refusal
+    /// between two of its polls, or while no agent ran, is not lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<UpdateEvent>,
 }
+
+/// One thing the updater did, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateEvent {
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// What.
+    pub phase: Phase,
+}
+
+/// How many [`UpdateEvent`]s the service keeps: a few weeks of checks
+/// that change something; a feed refused every 6 hours with the same
+/// reason is one event.
+pub const RECENT_EVENTS: usize = 50;
 
 /// What survives a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +142,32 @@ struct Stored {
     /// The last status.
     #[serde(default)]
     status: Option<UpdateStatus>,
+    /// The recent events (`UpdateStatus::recent`).
+    #[serde(default)]
+    events: Vec<UpdateEvent>,
+}
+
+impl Stored {
+    /// Records `phase` at `at` unless it is the phase last recorded.
+    fn note(&mut self, phase: &Phase, at: OffsetDateTime) {
+        if self.events.last().is_some_and(|e| &e.phase == phase) {
+            return;
+        }
+        self.events.push(UpdateEvent {
+            at,
+            phase: phase.clone(),
+        });
+        let excess = self.events.len().saturating_sub(RECENT_EVENTS);
+        self.events.drain(..excess);
+    }
+
+    /// The last status with the recent events.
+    fn status_with_events(&self) -> Option<UpdateStatus> {
+        self.status.clone().map(|mut status| {
+            status.recent = self.events.clone();
+            status
+        })
+    }
 }
 
 /// The updater's fixed parts.
@@ -209,23 +278,23 @@ impl Updater {
                 // Still the old binary: the installer has not restarted
                 // the service (yet), or it failed.
                 return stored
-                    .status
+                    .status_with_events()
                     .unwrap_or(self.with_phase(Phase::Installing { version: to }, None));
             } else {
                 Phase::Failed {
                     reason: format!("installed {to}, but {running} is running"),
                 }
             };
+            stored.note(&phase, OffsetDateTime::now_utc());
             let status = self.with_phase(
                 phase,
                 stored.status.as_ref().and_then(|s| s.last_check.clone()),
             );
-            stored.status = Some(status.clone());
+            stored.status = Some(status);
             self.save(&stored);
-            return status;
         }
         stored
-            .status
+            .status_with_events()
             .unwrap_or_else(|| self.with_phase(Phase::Off, None))
     }
 
@@ -234,6 +303,7 @@ impl Updater {
             running: self.config.running.to_string(),
             phase,
             last_check,
+            recent: Vec::new(),
         }
     }
 
@@ -249,9 +319,11 @@ impl Updater {
             Phase::Failed { reason } => tracing::warn!(%reason, "update check failed"),
             other => tracing::info!(phase = ?other, "update check"),
         }
-        let status = self.with_phase(phase, checked);
+        stored.note(&phase, now);
+        let mut status = self.with_phase(phase, checked);
         stored.status = Some(status.clone());
         self.save(&stored);
+        status.recent = stored.events;
         status
     }
 
@@ -266,6 +338,13 @@ impl Updater {
             Ok(None) => return Phase::Off,
             Err(reason) => return Phase::Failed { reason },
         };
+        if self.config.roots.is_empty() {
+            return Phase::Refused {
+                reason: "this build trusts no update root (roots.txt lists none and no \
+                         --update-root was given), so no feed can be verified"
+                    .to_owned(),
+            };
+        }
         let feed = match self
             .fetch(&policy.feed_url, update::MAX_FEED_BYTES as u64)
             .await
@@ -333,12 +412,11 @@ impl Updater {
         };
         let from = self.config.running.to_string();
         stored.installing = Some((from.clone(), version.to_string()));
-        stored.status = Some(self.with_phase(
-            Phase::Installing {
-                version: version.to_string(),
-            },
-            Some(rfc3339(now)),
-        ));
+        let installing = Phase::Installing {
+            version: version.to_string(),
+        };
+        stored.note(&installing, now);
+        stored.status = Some(self.with_phase(installing, Some(rfc3339(now))));
         self.save(stored);
         tracing::info!(%version, file = %file.display(), "installing the update");
         match install::run(&file).await {
@@ -464,4 +542,35 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         options.mode(0o600);
     }
     std::io::Write::write_all(&mut options.open(path)?, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_root_list_parses() {
+        built_in_roots().expect("service/src/updater/roots.txt must parse");
+    }
+
+    #[test]
+    fn root_lines_skip_comments_and_refuse_garbage() {
+        let key = "A".repeat(43);
+        let roots = parse_root_lines(&format!(
+            "# the release roots\n\n  root-2026={key}  \n# root-old=retired\nroot-2027={key}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            roots.iter().map(|r| r.id).collect::<Vec<_>>(),
+            ["root-2026", "root-2027"]
+        );
+        assert!(matches!(
+            parse_root_lines("root-2026=not base64!"),
+            Err(UpdaterError::BadRoot(_))
+        ));
+        assert!(matches!(
+            parse_root_lines("just-a-word"),
+            Err(UpdaterError::BadRoot(_))
+        ));
+    }
 }

@@ -100,10 +100,9 @@ fn main() -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
             write_private(&out, &B64.encode(seed))?;
             let key = SigningKey::from_bytes(&seed);
-            let public = key.verifying_key().to_bytes();
+            let public = update::public_key_text(&key);
             say(&format!(
-                "public key {}\nas a built-in root: RootKey {{ id: \"…\", public_key: {public:?} }}",
-                update::public_key_text(&key)
+                "public key {public}\nas a built-in root, this line in service/src/updater/roots.txt: ROOT-ID={public}"
             ))?;
         }
         Command::Delegate {
