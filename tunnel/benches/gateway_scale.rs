@@ -1,0 +1,540 @@
+//! How the gateway scales with its peers: one gateway, N client tunnels in
+//! the same process, each with one TCP connection through its tunnel to an
+//! echo target.
+//!
+//! ```text
+//! cargo bench -p tunnel --bench gateway_scale
+//! SCALE_PEERS=10,100,1000,10000 cargo bench -p tunnel --bench gateway_scale   # needs `ulimit -n 70000`
+//! ```
+//!
+//! Printed, for each N (default 10, 100 and 1,000; `SCALE_PEERS` picks
+//! others, 10,000 takes several minutes and about six file descriptors per
+//! tunnel):
+//!
+//! - setup: all N tunnels are started in a row, without waiting (a burst of
+//!   N handshake initiations). A tunnel's setup is the time from its start
+//!   to its handshake completing (`HandshakeState::Established`); a
+//!   handshake that was answered with a cookie shows as about 5 s (the
+//!   WireGuard retry).
+//! - echo round trip: each tunnel in turn writes 1,000 bytes into its local
+//!   forward and reads the echo back (two passes; the mean per round trip).
+//! - RSS per tunnel: the process's resident set after all N connections are
+//!   open, minus before the gateway started, divided by N (client, gateway
+//!   and target sides together).
+//!
+//! Then, without sockets (the sans-IO cores, as `core/tests.rs` drives them):
+//!
+//! - the gateway's cost of one handshake initiation (`handle_datagram`),
+//!   from which the admission rate is derived (see `tunnel/README.md`);
+//! - idle RSS per gateway peer: peers added and handshaken, no connection.
+//!
+//! And the flood case: a loopback socket sends bogus handshake initiations
+//! (random keys, valid MAC1 for the gateway) as fast as it can for a few
+//! seconds while 100 established tunnels echo and 100 new tunnels start.
+//!
+//! The clients use `LocalAccess::Anyone`: the owner lookup reads
+//! `/proc/net/tcp`, whose length grows with the tunnels of this process,
+//! and would measure the benchmark rather than the gateway.
+
+// Setup failures panic by design; the table goes to stdout.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use boringtun::noise::{Tunn, TunnResult};
+use tokio::runtime::Runtime;
+use tunnel::core::{ClientCore, GatewayCore};
+use tunnel::{
+    Gateway, GatewayConfig, GatewayHandle, HandshakeState, LocalAccess, PeerGrant, PrivateKey,
+    StackOptions, Target, Tunnel, TunnelConfig, TunnelHandle,
+};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+const ECHO_BYTES: usize = 1000;
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long all handshakes of one burst may take before the run gives up.
+const SETUP_LIMIT: Duration = Duration::from_secs(60);
+
+fn runtime(workers: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Resident set of this process, in bytes (Linux: /proc/self/statm).
+fn rss() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// The client address of tunnel `i` (100.64.0.0/10 has room for 4M).
+fn client_address(i: usize) -> IpAddr {
+    let n = u32::try_from(i).unwrap() + 2;
+    IpAddr::V4(Ipv4Addr::from(0x6440_0000 | n))
+}
+
+/// An echo target on its own runtime thread (so it does not share the
+/// gateway's workers).
+fn echo_target() -> SocketAddr {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let _ = s.set_nodelay(true);
+                    let mut buf = vec![0u8; 4096];
+                    loop {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if s.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    });
+    addr
+}
+
+fn start_gateway(rt: &Runtime) -> GatewayHandle {
+    rt.block_on(Gateway::start(GatewayConfig {
+        private_key: PrivateKey::generate(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        stack: StackOptions::default(),
+    }))
+    .unwrap()
+}
+
+fn config(
+    gw_addr: SocketAddr,
+    gw_key: tunnel::PublicKey,
+    i: usize,
+    target: Target,
+) -> (TunnelConfig, PeerGrant) {
+    let addr = client_address(i);
+    let expires_at = SystemTime::now() + Duration::from_secs(3600);
+    let mut cfg = TunnelConfig::new(gw_addr, gw_key, addr, vec![target], expires_at);
+    cfg.socks_port = None;
+    cfg.local_access = LocalAccess::Anyone;
+    let grant = PeerGrant {
+        public_key: cfg.private_key.public_key(),
+        client_address: addr,
+        targets: vec![target],
+        expires_at,
+    };
+    (cfg, grant)
+}
+
+struct Client {
+    handle: TunnelHandle,
+    started: Instant,
+    stream: Option<TcpStream>,
+}
+
+/// Start `n` tunnels in a row (their handshakes overlap) and wait until all
+/// are established. Returns the tunnels and their setup times.
+fn burst(
+    rt: &Runtime,
+    gw: &GatewayHandle,
+    target: Target,
+    first: usize,
+    n: usize,
+) -> (Vec<Client>, Vec<Duration>) {
+    let mut configs = Vec::with_capacity(n);
+    for i in first..first + n {
+        let (cfg, grant) = config(gw.local_addr(), gw.public_key(), i, target);
+        rt.block_on(gw.add_peer(grant)).unwrap();
+        configs.push(cfg);
+    }
+    let mut clients: Vec<Client> = configs
+        .into_iter()
+        .map(|cfg| {
+            let started = Instant::now();
+            let handle = rt.block_on(Tunnel::start(cfg)).unwrap();
+            Client {
+                handle,
+                started,
+                stream: None,
+            }
+        })
+        .collect();
+    let mut setup: Vec<Option<Duration>> = vec![None; n];
+    let deadline = Instant::now() + SETUP_LIMIT;
+    while setup.iter().any(Option::is_none) {
+        assert!(
+            Instant::now() < deadline,
+            "handshakes not done within {SETUP_LIMIT:?}"
+        );
+        for (c, s) in clients.iter_mut().zip(setup.iter_mut()) {
+            if s.is_none()
+                && let HandshakeState::Established { at } = c.handle.status().handshake
+            {
+                *s = Some(at.saturating_duration_since(c.started));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (clients, setup.into_iter().flatten().collect())
+}
+
+/// Open each client's connection and do one untimed round trip.
+fn connect_all(clients: &mut [Client], target: Target) {
+    for c in clients.iter_mut() {
+        let s = TcpStream::connect(c.handle.forward_addr(&target).unwrap()).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        c.stream = Some(s);
+        echo_once(c.stream.as_mut().unwrap());
+    }
+}
+
+fn echo_once(s: &mut TcpStream) {
+    let out = [0x5au8; ECHO_BYTES];
+    let mut back = [0u8; ECHO_BYTES];
+    s.write_all(&out).unwrap();
+    s.read_exact(&mut back).unwrap();
+}
+
+/// Mean echo round trip over `passes` passes through all clients in turn.
+fn echo_rtt(clients: &mut [Client], passes: usize) -> Duration {
+    let start = Instant::now();
+    for _ in 0..passes {
+        for c in clients.iter_mut() {
+            echo_once(c.stream.as_mut().unwrap());
+        }
+    }
+    start.elapsed() / u32::try_from(passes * clients.len()).unwrap()
+}
+
+fn mean(d: &[Duration]) -> Duration {
+    d.iter().sum::<Duration>() / u32::try_from(d.len().max(1)).unwrap()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+struct Row {
+    peers: usize,
+    setup_mean: Duration,
+    setup_max: Duration,
+    rtt: Duration,
+    rss_per_tunnel: u64,
+}
+
+fn scale_row(n: usize) -> Row {
+    let before = rss();
+    let rt = runtime(2);
+    let gw = start_gateway(&rt);
+    let target = Target::tcp(echo_target());
+    let (mut clients, setup) = burst(&rt, &gw, target, 0, n);
+    connect_all(&mut clients, target);
+    let rss_per_tunnel = rss().saturating_sub(before) / n as u64;
+    let rtt = echo_rtt(&mut clients, 2);
+    let row = Row {
+        peers: n,
+        setup_mean: mean(&setup),
+        setup_max: setup.iter().copied().max().unwrap_or_default(),
+        rtt,
+        rss_per_tunnel,
+    };
+    for c in clients {
+        drop(c.stream);
+        rt.block_on(c.handle.shutdown());
+    }
+    rt.block_on(gw.shutdown());
+    row
+}
+
+// ---------------------------------------------------------------------------
+// Sans-IO: handshake cost and idle peers.
+
+/// One client core per grant for `gw` (its handshake initiation queued at
+/// creation), and the grants, not yet added to the gateway.
+struct CoreClient {
+    from: SocketAddr,
+    core: ClientCore,
+    init: Vec<u8>,
+}
+
+fn core_clients(gw: &GatewayCore, now: Instant, n: usize) -> (Vec<CoreClient>, Vec<PeerGrant>) {
+    let gw_addr: SocketAddr = "192.0.2.1:51820".parse().unwrap();
+    let target: Target = "10.1.0.1:443/tcp".parse().unwrap();
+    (0..n)
+        .map(|i| {
+            let (cfg, grant) = config(gw_addr, gw.public_key(), i, target);
+            let mut core = ClientCore::new(&cfg, now, now + Duration::from_secs(3600)).unwrap();
+            let init = core.poll_transmit().unwrap();
+            let port = 1024 + u16::try_from(i % 60_000).unwrap();
+            let host = u8::try_from(i / 60_000 + 1).unwrap();
+            let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, host)), port);
+            (CoreClient { from, core, init }, grant)
+        })
+        .unzip()
+}
+
+fn grant_all(gw: &mut GatewayCore, now: Instant, grants: Vec<PeerGrant>) {
+    for grant in grants {
+        gw.add_peer(
+            now,
+            SystemTime::now(),
+            grant,
+            now + Duration::from_secs(3600),
+        )
+        .unwrap();
+    }
+}
+
+/// Feed every initiation to the gateway and the answers back to the
+/// clients; returns (mean time per initiation at the gateway, how many got
+/// a handshake response rather than a cookie).
+fn handshake_all(
+    gw: &mut GatewayCore,
+    now: Instant,
+    clients: &mut [CoreClient],
+) -> (Duration, usize) {
+    let start = Instant::now();
+    for c in clients.iter() {
+        gw.handle_datagram(now, c.from, &c.init);
+    }
+    let spent = start.elapsed();
+    gw.poll(now);
+    let index: std::collections::HashMap<SocketAddr, usize> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.from, i))
+        .collect();
+    let gw_addr: SocketAddr = "192.0.2.1:51820".parse().unwrap();
+    let mut responses = 0;
+    while let Some((to, d)) = gw.poll_transmit() {
+        // Message type 2 is a handshake response, 3 a cookie reply.
+        if d.first() == Some(&2) {
+            responses += 1;
+            if let Some(&i) = index.get(&to) {
+                clients[i].core.handle_datagram(now, gw_addr, &d);
+            }
+        }
+        gw.recycle(d);
+    }
+    (spent / u32::try_from(clients.len()).unwrap(), responses)
+}
+
+/// (cost of one initiation at the gateway, how many of `n` simultaneous
+/// initiations were answered, idle RSS per gateway peer in bytes).
+fn core_figures(n: usize) -> (Duration, usize, u64) {
+    let now = Instant::now();
+    // Cost: a batch small enough for any admission limit.
+    let mut gw = GatewayCore::new(PrivateKey::generate(), StackOptions::default(), now).unwrap();
+    let (mut small, grants) = core_clients(&gw, now, 50);
+    grant_all(&mut gw, now, grants);
+    let (cost, _) = handshake_all(&mut gw, now, &mut small);
+    drop(small);
+    drop(gw);
+    // Idle peers: the clients exist before the measurement starts.
+    let mut gw = GatewayCore::new(PrivateKey::generate(), StackOptions::default(), now).unwrap();
+    let (mut clients, grants) = core_clients(&gw, now, n);
+    let before = rss();
+    grant_all(&mut gw, now, grants);
+    let (_, answered) = handshake_all(&mut gw, now, &mut clients);
+    let per_peer = rss().saturating_sub(before) / n as u64;
+    (cost, answered, per_peer)
+}
+
+// ---------------------------------------------------------------------------
+// Flood: bogus initiations while real tunnels work.
+
+/// Initiations from random keys to the gateway (valid MAC1, unknown key).
+fn bogus_initiations(gw_key: [u8; 32], n: usize) -> Vec<Vec<u8>> {
+    let gw_pub = PublicKey::from(gw_key);
+    (0..n)
+        .map(|i| {
+            let mut t = Tunn::new(
+                StaticSecret::random(),
+                gw_pub,
+                None,
+                None,
+                u32::try_from(i).unwrap(),
+                None,
+            );
+            let mut buf = vec![0u8; 256];
+            match t.format_handshake_initiation(&mut buf, false) {
+                TunnResult::WriteToNetwork(d) => d.to_vec(),
+                _ => panic!("no initiation"),
+            }
+        })
+        .collect()
+}
+
+struct Flood {
+    sent: u64,
+    cookies: u64,
+    secs: f64,
+    rtt_quiet: Duration,
+    rtt_flood: Duration,
+    new_setup_mean: Duration,
+    new_setup_max: Duration,
+}
+
+fn flood_case(established: usize, new: usize, secs: u64) -> Flood {
+    let rt = runtime(2);
+    let gw = start_gateway(&rt);
+    let target = Target::tcp(echo_target());
+    let (mut clients, _) = burst(&rt, &gw, target, 0, established);
+    connect_all(&mut clients, target);
+    let rtt_quiet = echo_rtt(&mut clients, 2);
+
+    let inits = bogus_initiations(*gw.public_key().as_bytes(), 4096);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let cookies = Arc::new(AtomicU64::new(0));
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(gw.local_addr()).unwrap();
+    let reader = socket.try_clone().unwrap();
+    reader
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let flood_started = Instant::now();
+    let sender = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if socket.send(&inits[i % inits.len()]).is_ok() {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        })
+    };
+    let counter = {
+        let (stop, cookies) = (stop.clone(), cookies.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(n) = reader.recv(&mut buf)
+                    && n > 0
+                    && buf[0] == 3
+                {
+                    cookies.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let rtt_flood = echo_rtt(&mut clients, 2);
+    let (new_clients, new_setup) = burst(&rt, &gw, target, established, new);
+    let remaining = Duration::from_secs(secs).saturating_sub(flood_started.elapsed());
+    std::thread::sleep(remaining);
+    stop.store(true, Ordering::Relaxed);
+    let secs = flood_started.elapsed().as_secs_f64();
+    sender.join().unwrap();
+    counter.join().unwrap();
+    for c in clients.into_iter().chain(new_clients) {
+        drop(c.stream);
+        rt.block_on(c.handle.shutdown());
+    }
+    rt.block_on(gw.shutdown());
+    Flood {
+        sent: sent.load(Ordering::Relaxed),
+        cookies: cookies.load(Ordering::Relaxed),
+        secs,
+        rtt_quiet,
+        rtt_flood,
+        new_setup_mean: mean(&new_setup),
+        new_setup_max: new_setup.iter().copied().max().unwrap_or_default(),
+    }
+}
+
+fn peer_counts() -> Vec<usize> {
+    std::env::var("SCALE_PEERS")
+        .ok()
+        .map(|s| {
+            s.split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec![10, 100, 1000])
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is understood.
+    let counts = peer_counts();
+    println!("gateway_scale: one gateway, N client tunnels, one TCP echo connection each");
+    println!();
+    println!(
+        "| tunnels | setup per tunnel | slowest setup | echo round trip per tunnel | vs. first row | RSS per tunnel (client + gateway side) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut reference = None;
+    for n in counts {
+        let row = scale_row(n);
+        let reference = *reference.get_or_insert(row.rtt);
+        println!(
+            "| {} | {:.1} ms | {:.0} ms | {:.3} ms | {:.2}x | {} KB |",
+            row.peers,
+            ms(row.setup_mean),
+            ms(row.setup_max),
+            ms(row.rtt),
+            row.rtt.as_secs_f64() / reference.as_secs_f64(),
+            row.rss_per_tunnel / 1000,
+        );
+    }
+    println!();
+    let idle_n = 10_000;
+    let (cost, answered, idle) = core_figures(idle_n);
+    println!(
+        "gateway core: {:.0} µs per handshake initiation (one core, sans IO); {answered} of {idle_n} simultaneous initiations answered with a handshake response",
+        cost.as_secs_f64() * 1e6
+    );
+    println!(
+        "idle gateway peer (added, handshaken, no connection): {} KB RSS per peer over {idle_n} peers",
+        idle / 1000
+    );
+    println!();
+    let f = flood_case(100, 100, 4);
+    println!(
+        "flood: {:.0} bogus initiations/s for {:.1} s from loopback, {} cookie replies seen by the flooder",
+        f.sent as f64 / f.secs,
+        f.secs,
+        f.cookies
+    );
+    println!(
+        "  100 established tunnels: echo round trip {:.3} ms quiet, {:.3} ms during the flood ({:.2}x)",
+        ms(f.rtt_quiet),
+        ms(f.rtt_flood),
+        f.rtt_flood.as_secs_f64() / f.rtt_quiet.as_secs_f64()
+    );
+    println!(
+        "  100 new tunnels during the flood: setup {:.1} ms mean, {:.0} ms slowest",
+        ms(f.new_setup_mean),
+        ms(f.new_setup_max)
+    );
+}
