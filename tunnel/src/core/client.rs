@@ -77,6 +77,7 @@ impl ClientCore {
                 0,
                 None,
                 config.handshake_timeout,
+                config.stack.mtu,
             ),
             stack: Stack::new(
                 &config.stack,

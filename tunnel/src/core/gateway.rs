@@ -5,6 +5,11 @@
 //! WireGuard header (data, response, cookie) or, for a handshake initiation,
 //! by decrypting the initiator's static key (`parse_handshake_anon`) and
 //! looking it up; nothing is processed for a key that has no grant.
+//!
+//! The work per datagram does not grow with the number of peers: a
+//! datagram marks only its own peer for the next `poll`, and timers, stack
+//! deadlines and grant expiry come from a heap of per-peer deadlines
+//! (`deadlines`), not from a pass over all peers.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +23,8 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpListenEndpoint;
 
+use super::admission::Admission;
+use super::deadlines::Deadlines;
 use super::device::BufferPool;
 use super::packet::{Unparsable, inspect};
 use super::stack::{Stack, endpoint, socket_addr, to_smol};
@@ -26,9 +33,11 @@ use super::{CloseReason, ConnId, DropCounters, TIMER_TICK};
 use crate::config::{ConfigError, PeerGrant, Protocol, StackOptions, Target};
 use crate::key::{PrivateKey, PublicKey};
 
-/// Handshake initiations accepted per second before cookies are demanded.
-/// Each initiation is checked twice (here and inside `Tunn`), hence 2x.
-const HANDSHAKE_RATE_LIMIT: u64 = 2 * 100;
+/// A peer's initiations from its known endpoint use the known peers' bucket
+/// at most this often (WireGuard retries every 5 s, rekeys every 2 min).
+const KNOWN_PEER_PASS: Duration = Duration::from_secs(1);
+/// Buffers a peer's device keeps for reuse once it has no connection left.
+const IDLE_POOL: usize = 8;
 /// Peer indices are 24 bits: boringtun puts a session counter in the low 8.
 const MAX_PEER_INDEX: u32 = (1 << 24) - 1;
 
@@ -128,7 +137,16 @@ struct Peer {
     syns: HashMap<Target, usize>,
     udp: HashMap<Target, SocketHandle>,
     conns: HashMap<ConnId, Target>,
-    next_timer: Instant,
+    /// When boringtun's timers run next; `None` until the peer has an
+    /// endpoint (before that they have nothing to send anywhere).
+    next_timer: Option<Instant>,
+    /// The deadline this peer has in `GatewayCore::deadlines` (entries
+    /// with another time are stale).
+    scheduled: Option<Instant>,
+    /// Queued in `GatewayCore::dirty` for the next `poll`.
+    dirty: bool,
+    /// Last initiation admitted through the known peers' bucket.
+    last_known_pass: Option<Instant>,
     /// Refusals at the per-tunnel limits, for the status (the broker
     /// audits a rise).
     refused: LimitRefusals,
@@ -138,16 +156,31 @@ struct Peer {
 pub struct GatewayCore {
     key: PrivateKey,
     public: PublicKey,
-    rate_limiter: Arc<RateLimiter>,
+    /// Checks MAC1 only (its limit is never reached); shared by every
+    /// peer's `Tunn`.
+    mac1_only: Arc<RateLimiter>,
+    /// Always "under load": accepts an initiation with a valid MAC2
+    /// (cookie) and formats the cookie reply for one without.
+    cookies: Arc<RateLimiter>,
+    admission: Admission,
+    cookies_sent: u64,
     opts: StackOptions,
     peers: HashMap<PeerId, Peer>,
     by_key: HashMap<PublicKey, PeerId>,
+    /// Where each peer's authenticated traffic last came from.
+    by_endpoint: HashMap<SocketAddr, PeerId>,
     next_index: u32,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     pool: BufferPool,
     events: VecDeque<GatewayEvent>,
     dropped: DropCounters,
-    next_rate_reset: Instant,
+    deadlines: Deadlines<PeerId>,
+    /// Peers with input since the last `poll` (each at most once).
+    dirty: Vec<PeerId>,
+    /// Peers whose status may have changed since `take_changed_peers`.
+    changed: HashSet<PeerId>,
+    /// Peers whose in-tunnel UDP sockets may hold datagrams for a target.
+    udp_ready: Vec<PeerId>,
 }
 
 impl std::fmt::Debug for GatewayCore {
@@ -179,18 +212,25 @@ impl GatewayCore {
         opts.validate()?;
         let public = key.public_key();
         Ok(Self {
-            rate_limiter: Arc::new(RateLimiter::new(&public.to_dalek(), HANDSHAKE_RATE_LIMIT)),
+            mac1_only: Arc::new(RateLimiter::new(&public.to_dalek(), u64::MAX)),
+            cookies: Arc::new(RateLimiter::new(&public.to_dalek(), 0)),
+            admission: Admission::new(now),
+            cookies_sent: 0,
             key,
             public,
             opts,
             peers: HashMap::new(),
             by_key: HashMap::new(),
+            by_endpoint: HashMap::new(),
             next_index: 1,
             out: VecDeque::new(),
             pool: BufferPool::default(),
             events: VecDeque::new(),
             dropped: DropCounters::default(),
-            next_rate_reset: now + Duration::from_secs(1),
+            deadlines: Deadlines::default(),
+            dirty: Vec::new(),
+            changed: HashSet::new(),
+            udp_ready: Vec::new(),
         })
     }
 
@@ -233,10 +273,11 @@ impl GatewayCore {
             grant.public_key,
             None,
             index,
-            Some(self.rate_limiter.clone()),
+            Some(self.mac1_only.clone()),
             // The gateway never needs to reach a client on its own; this only
             // affects how its status reads.
             Duration::from_secs(90),
+            self.opts.mtu,
         );
         let stack = Stack::new(&self.opts, None, grant.client_address, now);
         let mut peer = Peer {
@@ -251,12 +292,17 @@ impl GatewayCore {
             refused: LimitRefusals::default(),
             udp: HashMap::new(),
             conns: HashMap::new(),
-            next_timer: now + TIMER_TICK,
+            next_timer: None,
+            scheduled: None,
+            dirty: false,
+            last_known_pass: None,
         };
         apply_targets(&mut peer, &grant.targets, now);
         tracing::info!(peer = %grant.public_key, targets = grant.targets.len(), "peer added");
         self.by_key.insert(grant.public_key, id);
         self.peers.insert(id, peer);
+        self.changed.insert(id);
+        self.reschedule(id, now);
         Ok(id)
     }
 
@@ -292,6 +338,7 @@ impl GatewayCore {
         peer.grant = grant;
         peer.expires_at = expires_at;
         flush_peer(peer, &mut self.out, &mut self.pool, now);
+        self.after_flush(id, now);
         Ok(id)
     }
 
@@ -313,6 +360,12 @@ impl GatewayCore {
         }
         flush_peer(&mut peer, &mut self.out, &mut self.pool, now);
         self.by_key.remove(&peer.grant.public_key);
+        if let Some(ep) = peer.endpoint
+            && self.by_endpoint.get(&ep) == Some(&id)
+        {
+            self.by_endpoint.remove(&ep);
+        }
+        self.changed.insert(id);
         tracing::info!(peer = %peer.grant.public_key, ?reason, "peer removed");
         self.events.push_back(GatewayEvent::PeerRemoved {
             peer: id,
@@ -329,21 +382,8 @@ impl GatewayCore {
         };
         let index = match packet {
             Packet::HandshakeInit(ref init) => {
-                let mut cookie = [0u8; 64];
-                match self
-                    .rate_limiter
-                    .verify_packet(Some(from.ip()), datagram, &mut cookie)
-                {
-                    Ok(_) => {}
-                    Err(TunnResult::WriteToNetwork(reply)) => {
-                        // Under load: answer with a cookie, process nothing.
-                        push_to(&mut self.out, &mut self.pool, Some(from), reply);
-                        return;
-                    }
-                    Err(_) => {
-                        self.dropped.rejected_by_wireguard += 1;
-                        return;
-                    }
+                if !self.admit_initiation(now, from, datagram) {
+                    return;
                 }
                 let public = self.public.to_dalek();
                 match parse_handshake_anon(&self.key.secret(), &public, init) {
@@ -385,7 +425,8 @@ impl GatewayCore {
                 return;
             }
             Ok(Decapsulated::Control) => {
-                peer.endpoint = Some(from);
+                note_endpoint(&mut self.by_endpoint, PeerId(index), peer, from, now);
+                mark_dirty(&mut self.dirty, PeerId(index), peer);
                 peer.stack.device.recycle(packet);
                 return;
             }
@@ -398,7 +439,8 @@ impl GatewayCore {
             }
         }
         // Authenticated: the peer may have roamed.
-        peer.endpoint = Some(from);
+        note_endpoint(&mut self.by_endpoint, PeerId(index), peer, from, now);
+        mark_dirty(&mut self.dirty, PeerId(index), peer);
         let flow = match inspect(&packet) {
             Ok(f) => f,
             Err(Unparsable::Malformed) => {
@@ -440,25 +482,84 @@ impl GatewayCore {
         }
     }
 
-    /// Run stacks, timers and expiry; call after input, after moving data,
-    /// and at `poll_timeout`.
+    /// Whether to process a handshake initiation (MAC1 valid, and admitted
+    /// or carrying a valid cookie). Otherwise it is counted, or answered
+    /// with a cookie reply, here.
+    fn admit_initiation(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) -> bool {
+        let mut reply = [0u8; 64];
+        // MAC1 first: cheap (a keyed hash), and proves the sender knows
+        // the gateway's public key.
+        if self
+            .mac1_only
+            .verify_packet(Some(from.ip()), datagram, &mut reply)
+            .is_err()
+        {
+            self.dropped.rejected_by_wireguard += 1;
+            return false;
+        }
+        let known = self
+            .by_endpoint
+            .get(&from)
+            .and_then(|id| self.peers.get_mut(id))
+            .filter(|p| {
+                p.last_known_pass
+                    .is_none_or(|t| now.saturating_duration_since(t) >= KNOWN_PEER_PASS)
+            });
+        let is_known = known.is_some();
+        if self.admission.admit(now, is_known) {
+            if let Some(p) = known {
+                p.last_known_pass = Some(now);
+            }
+            return true;
+        }
+        match self
+            .cookies
+            .verify_packet(Some(from.ip()), datagram, &mut reply)
+        {
+            // A valid cookie: the sender proved its address.
+            Ok(_) => true,
+            Err(TunnResult::WriteToNetwork(cookie)) => {
+                push_to(&mut self.out, &mut self.pool, Some(from), cookie);
+                self.cookies_sent += 1;
+                false
+            }
+            Err(_) => {
+                self.dropped.rejected_by_wireguard += 1;
+                false
+            }
+        }
+    }
+
+    /// Run what is due: peers that received input since the last call, and
+    /// peers whose deadline (WireGuard timers, stack timers, grant expiry)
+    /// has come. Call after input, after moving data, and at
+    /// `poll_timeout`. Costs O(due peers × log peers), not O(peers).
     pub fn poll(&mut self, now: Instant) {
-        if now >= self.next_rate_reset {
-            self.rate_limiter.reset_count();
-            self.next_rate_reset = now + Duration::from_secs(1);
+        let peers = &mut self.peers;
+        let dirty = &mut self.dirty;
+        loop {
+            let due = self.deadlines.pop_due(now, |id, at| {
+                peers.get(&id).is_some_and(|p| p.scheduled == Some(at))
+            });
+            let Some(id) = due else { break };
+            if let Some(p) = peers.get_mut(&id) {
+                p.scheduled = None;
+                mark_dirty(dirty, id, p);
+            }
         }
-        let expired: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| now >= p.expires_at)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            self.drop_peer(now, id, CloseReason::Expired);
-        }
-        for (id, peer) in &mut self.peers {
-            if now >= peer.next_timer {
-                peer.next_timer = now + TIMER_TICK;
+        for id in std::mem::take(&mut self.dirty) {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            peer.dirty = false;
+            if now >= peer.expires_at {
+                self.drop_peer(now, id, CloseReason::Expired);
+                continue;
+            }
+            if let Some(at) = peer.next_timer
+                && now >= at
+            {
+                peer.next_timer = Some(now + TIMER_TICK);
                 let to = peer.endpoint;
                 let (out, pool) = (&mut self.out, &mut self.pool);
                 peer.wg
@@ -466,8 +567,10 @@ impl GatewayCore {
             }
             peer.syns.clear();
             flush_peer(peer, &mut self.out, &mut self.pool, now);
-            accept_new(*id, peer, &mut self.events);
+            accept_new(id, peer, &mut self.events);
+            self.after_flush(id, now);
         }
+        self.compact_deadlines();
     }
 
     /// Poll one peer's stack only (after moving data on its connections).
@@ -476,19 +579,111 @@ impl GatewayCore {
             p.syns.clear();
             flush_peer(p, &mut self.out, &mut self.pool, now);
             accept_new(peer, p, &mut self.events);
+            self.after_flush(peer, now);
         }
     }
 
-    /// When `poll` must run next at the latest.
+    /// When `poll` must run next at the latest: O(1) amortized (stale heap
+    /// entries on top are dropped on the way).
     pub fn poll_timeout(&mut self, now: Instant) -> Instant {
-        let mut at = self.next_rate_reset;
-        for peer in self.peers.values_mut() {
-            at = at.min(peer.next_timer).min(peer.expires_at);
-            if let Some(s) = peer.stack.poll_at(now) {
-                at = at.min(s);
-            }
+        if !self.dirty.is_empty() {
+            return now;
         }
-        at
+        let peers = &self.peers;
+        self.deadlines
+            .next(|id, at| peers.get(&id).is_some_and(|p| p.scheduled == Some(at)))
+            // No peer, nothing due: only input can make work.
+            .unwrap_or(now + Duration::from_secs(3600))
+    }
+
+    /// After a peer's stack ran: its status may have changed, its UDP
+    /// sockets may hold datagrams for the driver, an idle peer gives back
+    /// its spare buffers, and its deadline moves.
+    fn after_flush(&mut self, id: PeerId, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        self.changed.insert(id);
+        let udp = &peer.udp;
+        let stack = &mut peer.stack;
+        if udp.values().any(|h| stack.udp(*h).can_recv()) {
+            self.udp_ready.push(id);
+        }
+        if peer.conns.is_empty() && peer.listeners.values().all(Vec::is_empty) {
+            peer.stack.device.trim(IDLE_POOL);
+        }
+        self.reschedule(id, now);
+    }
+
+    /// Put the peer's next deadline in the heap if it moved.
+    fn reschedule(&mut self, id: PeerId, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let mut at = peer.expires_at;
+        if let Some(t) = peer.next_timer {
+            at = at.min(t);
+        }
+        if let Some(s) = peer.stack.poll_at(now) {
+            at = at.min(s);
+        }
+        if peer.scheduled != Some(at) {
+            peer.scheduled = Some(at);
+            self.deadlines.push(at, id);
+        }
+    }
+
+    /// Drop stale heap entries once they outnumber the live ones.
+    fn compact_deadlines(&mut self) {
+        if self.deadlines.len() > 2 * self.peers.len() + 1024 {
+            let peers = &self.peers;
+            self.deadlines
+                .compact(|id, at| peers.get(&id).is_some_and(|p| p.scheduled == Some(at)));
+        }
+    }
+
+    /// Peers whose status may have changed (or that are gone) since the
+    /// last call: the driver refreshes only their part of the status.
+    pub fn take_changed_peers(&mut self) -> Vec<PeerId> {
+        self.changed.drain().collect()
+    }
+
+    /// Peers whose in-tunnel UDP sockets received datagrams for a target
+    /// since the last call (read them with `udp_targets` / `udp_recv`).
+    pub fn take_udp_ready(&mut self) -> Vec<PeerId> {
+        let mut v = std::mem::take(&mut self.udp_ready);
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_admission(&mut self, admission: Admission) {
+        self.admission = admission;
+    }
+
+    /// Cookie replies sent instead of processing an initiation.
+    pub fn cookies_sent(&self) -> u64 {
+        self.cookies_sent
+    }
+
+    /// What the status of one peer is made of, to be read at a later time
+    /// (None: no such peer).
+    pub(crate) fn peer_view(&self, peer: PeerId) -> Option<PeerView> {
+        self.peers.get(&peer).map(|p| {
+            let (bytes_out, bytes_in) = p.wg.bytes();
+            PeerView {
+                public_key: p.grant.public_key,
+                client_address: p.grant.client_address,
+                endpoint: p.endpoint,
+                handshake: p.wg.handshake_clock(),
+                bytes_out,
+                bytes_in,
+                open_connections: p.conns.len(),
+                expires_at: p.expires_at,
+                refused: p.refused,
+            }
+        })
     }
 
     /// The next datagram to send, and where.
@@ -522,6 +717,7 @@ impl GatewayCore {
         {
             abort_conn(p, conn);
             flush_peer(p, &mut self.out, &mut self.pool, now);
+            self.after_flush(peer, now);
         }
     }
 
@@ -566,7 +762,9 @@ impl GatewayCore {
             return false;
         }
         let ok = p.stack.udp(h).send_slice(payload, endpoint(client)).is_ok();
-        if !ok {
+        if ok {
+            mark_dirty(&mut self.dirty, peer, p);
+        } else {
             self.dropped.queue_full += 1;
         }
         ok
@@ -578,6 +776,7 @@ impl GatewayCore {
         self.dropped.over_limit += 1;
         if let Some(p) = self.peers.get_mut(&peer) {
             p.refused.udp_flows += 1;
+            self.changed.insert(peer);
         }
     }
 
@@ -613,24 +812,87 @@ impl GatewayCore {
 
     /// Status of every peer.
     pub fn peer_statuses(&self, now: Instant) -> Vec<PeerStatus> {
-        self.peers
-            .values()
-            .map(|p| {
-                let (bytes_out, bytes_in) = p.wg.bytes();
-                PeerStatus {
-                    public_key: p.grant.public_key,
-                    client_address: p.grant.client_address,
-                    endpoint: p.endpoint,
-                    handshake: p.wg.handshake_state(now),
-                    bytes_out,
-                    bytes_in,
-                    open_connections: p.conns.len(),
-                    expires_in: p.expires_at.saturating_duration_since(now),
-                    refused: p.refused,
-                }
-            })
-            .collect()
+        self.peers.values().map(|p| status_of(p, now)).collect()
     }
+}
+
+fn status_of(p: &Peer, now: Instant) -> PeerStatus {
+    let (bytes_out, bytes_in) = p.wg.bytes();
+    PeerStatus {
+        public_key: p.grant.public_key,
+        client_address: p.grant.client_address,
+        endpoint: p.endpoint,
+        handshake: p.wg.handshake_state(now),
+        bytes_out,
+        bytes_in,
+        open_connections: p.conns.len(),
+        expires_in: p.expires_at.saturating_duration_since(now),
+        refused: p.refused,
+    }
+}
+
+/// A peer's status as of its last change, with the parts that depend on
+/// the time of reading (expiry countdown, handshake timeout) kept as
+/// instants: the driver refreshes a view only when its peer changed, and
+/// [`PeerView::at`] gives the exact status whenever it is read.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerView {
+    public_key: PublicKey,
+    client_address: IpAddr,
+    endpoint: Option<SocketAddr>,
+    handshake: super::wg::HandshakeClock,
+    bytes_out: u64,
+    bytes_in: u64,
+    open_connections: usize,
+    expires_at: Instant,
+    refused: LimitRefusals,
+}
+
+impl PeerView {
+    /// The status at `now`.
+    pub(crate) fn at(&self, now: Instant) -> PeerStatus {
+        PeerStatus {
+            public_key: self.public_key,
+            client_address: self.client_address,
+            endpoint: self.endpoint,
+            handshake: self.handshake.state(now),
+            bytes_out: self.bytes_out,
+            bytes_in: self.bytes_in,
+            open_connections: self.open_connections,
+            expires_in: self.expires_at.saturating_duration_since(now),
+            refused: self.refused,
+        }
+    }
+}
+
+/// Queue a peer for the next `poll` (once).
+fn mark_dirty(dirty: &mut Vec<PeerId>, id: PeerId, peer: &mut Peer) {
+    if !peer.dirty {
+        peer.dirty = true;
+        dirty.push(id);
+    }
+}
+
+/// An authenticated datagram came from `from`: remember it as the peer's
+/// endpoint (replies go there; initiations from it count as a known
+/// peer's), and start its WireGuard timers.
+fn note_endpoint(
+    by_endpoint: &mut HashMap<SocketAddr, PeerId>,
+    id: PeerId,
+    peer: &mut Peer,
+    from: SocketAddr,
+    now: Instant,
+) {
+    if peer.endpoint != Some(from) {
+        if let Some(old) = peer.endpoint
+            && by_endpoint.get(&old) == Some(&id)
+        {
+            by_endpoint.remove(&old);
+        }
+        by_endpoint.insert(from, id);
+        peer.endpoint = Some(from);
+    }
+    peer.next_timer.get_or_insert(now + TIMER_TICK);
 }
 
 /// Make the peer's sockets match `targets`: UDP sockets for UDP targets,

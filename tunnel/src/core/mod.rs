@@ -7,7 +7,9 @@
 //! Keeping the core free of I/O makes it testable with random input (see the
 //! proptests) and keeps every enforcement decision in one place.
 
+pub(crate) mod admission;
 pub(crate) mod client;
+pub(crate) mod deadlines;
 pub(crate) mod device;
 pub(crate) mod gateway;
 pub(crate) mod packet;

@@ -319,3 +319,146 @@ mod properties {
         }
     }
 }
+
+mod deadlines_and_admission {
+    use super::*;
+    use crate::core::admission::Admission;
+    use boringtun::noise::{Tunn, TunnResult};
+
+    fn established(net: &Net, c: usize) -> bool {
+        matches!(
+            net.clients[c].1.status(net.now).handshake,
+            HandshakeState::Established { .. }
+        )
+    }
+
+    #[test]
+    fn a_peer_without_traffic_waits_only_for_its_expiry() {
+        let mut net = Net::new();
+        let target = t("10.1.0.1:443/tcp");
+        net.add_client(2, &[target], &[target]);
+        // Nothing was delivered: no endpoint, so no WireGuard timers; the
+        // only deadline is the grant's end (600 s in `add_client`).
+        let at = net.gw.poll_timeout(net.now);
+        assert_eq!(at, net.now + Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_peer_in_session_is_woken_for_its_timers_and_expires_on_time() {
+        let mut net = Net::new();
+        let target = t("10.1.0.1:443/tcp");
+        let c = net.add_client(2, &[target], &[target]);
+        net.run();
+        assert!(established(&net, c));
+        let first = net.gw.poll_timeout(net.now);
+        assert!(first <= net.now + crate::core::TIMER_TICK, "timer tick due");
+        // At the deadline the peer runs and gets its next deadline.
+        net.now = first;
+        net.gw.poll(net.now);
+        let second = net.gw.poll_timeout(net.now);
+        assert!(
+            second > first,
+            "the fired entry is gone, a later one is due"
+        );
+        // Walk the deadlines to the grant's end: the peer is dropped then,
+        // and not before.
+        let end = net.now + Duration::from_secs(600);
+        let mut polls = 0;
+        while net.gw.peer_count() == 1 {
+            net.now = net.gw.poll_timeout(net.now).max(net.now);
+            net.gw.poll(net.now);
+            polls += 1;
+            assert!(polls < 10_000, "the expiry never fired");
+        }
+        assert!(net.now >= end - Duration::from_secs(1), "dropped early");
+        let removed = std::iter::from_fn(|| net.gw.poll_event()).any(|e| {
+            matches!(
+                e,
+                GatewayEvent::PeerRemoved {
+                    reason: CloseReason::Expired,
+                    ..
+                }
+            )
+        });
+        assert!(removed);
+    }
+
+    #[test]
+    fn a_removed_peer_leaves_only_stale_deadlines_behind() {
+        let mut net = Net::new();
+        let target = t("10.1.0.1:443/tcp");
+        let c = net.add_client(2, &[target], &[target]);
+        net.run();
+        assert!(established(&net, c));
+        assert!(net.gw.poll_timeout(net.now) <= net.now + crate::core::TIMER_TICK);
+        let key = net.gw.peer_statuses(net.now)[0].public_key;
+        assert!(net.gw.remove_peer(net.now, &key).is_some());
+        // Its heap entries are stale: nothing is due for an hour.
+        assert_eq!(
+            net.gw.poll_timeout(net.now),
+            net.now + Duration::from_secs(3600)
+        );
+        net.gw.poll(net.now + Duration::from_secs(1));
+        assert_eq!(net.gw.peer_count(), 0);
+    }
+
+    /// An initiation from a random key, with a valid MAC1 for the gateway.
+    fn bogus_initiation(gw: &GatewayCore) -> Vec<u8> {
+        let mut t = Tunn::new(
+            x25519_dalek::StaticSecret::random(),
+            gw.public_key().to_dalek(),
+            None,
+            None,
+            7,
+            None,
+        );
+        let mut buf = vec![0u8; 256];
+        match t.format_handshake_initiation(&mut buf, false) {
+            TunnResult::WriteToNetwork(d) => d.to_vec(),
+            _ => panic!("no initiation"),
+        }
+    }
+
+    #[test]
+    fn an_honest_burst_is_admitted_and_a_flood_gets_cookies_while_sessions_go_on() {
+        let mut net = Net::new();
+        let target = t("10.1.0.1:443/tcp");
+        // 150 tunnels opened at the same instant: more than the fixed
+        // 100/s window that used to answer with cookies.
+        for n in 2..152u8 {
+            net.add_client(n, &[target], &[target]);
+        }
+        net.run();
+        assert!((0..net.clients.len()).all(|c| established(&net, c)));
+        assert_eq!(net.gw.cookies_sent(), 0);
+
+        // A flood beyond the bucket (here 10 at once, 1/s, so the test
+        // needs no thousands of handshakes): cookies, no processing.
+        net.gw
+            .set_admission(Admission::with_limits(10.0, 1.0, net.now));
+        let bogus = bogus_initiation(&net.gw);
+        let flooder: SocketAddr = "203.0.113.9:4444".parse().unwrap();
+        let before = net.gw.dropped();
+        for _ in 0..200 {
+            net.gw.handle_datagram(net.now, flooder, &bogus);
+        }
+        assert_eq!(net.gw.cookies_sent(), 190);
+        assert_eq!(net.gw.dropped().unknown_peer, before.unknown_peer + 10);
+        let mut cookies = 0;
+        while let Some((to, d)) = net.gw.poll_transmit() {
+            assert_eq!(to, flooder);
+            assert_eq!(d.first(), Some(&3), "a cookie reply");
+            cookies += 1;
+        }
+        assert_eq!(cookies, 190);
+
+        // Established sessions are not touched: a connection still opens.
+        let conn = net.clients[0].1.tcp_connect(target);
+        assert!(conn.is_ok());
+        net.run();
+        assert!(matches!(
+            net.gw.poll_event(),
+            Some(GatewayEvent::TcpAccepted { .. })
+        ));
+    }
+}

@@ -10,7 +10,7 @@
 //! commands, and the status. What the task does each turn is in `side`,
 //! on the poll loop shared with the client (`crate::driver`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, GatewayConfig, PeerGrant};
-use crate::core::gateway::{PeerError, PeerStatus};
-use crate::core::{DropCounters, GatewayCore};
+use crate::core::gateway::{PeerError, PeerStatus, PeerView};
+use crate::core::{DropCounters, GatewayCore, PeerId};
 use crate::driver::{Driver, udp};
 use crate::key::PublicKey;
 
@@ -62,6 +62,28 @@ pub struct GatewayStatus {
     pub open_connections: usize,
 }
 
+/// What the driver publishes: each peer's view as of its last change.
+/// [`GatewayHandle::status`] turns it into a [`GatewayStatus`] at the time
+/// of reading, so the driver updates only the peers that changed and the
+/// status is still exact (expiry countdowns and handshake timeouts are
+/// computed when read).
+#[derive(Debug, Default)]
+pub(crate) struct StatusBoard {
+    peers: BTreeMap<PeerId, PeerView>,
+    dropped: DropCounters,
+    open_connections: usize,
+}
+
+impl StatusBoard {
+    fn at(&self, now: Instant) -> GatewayStatus {
+        GatewayStatus {
+            peers: self.peers.values().map(|v| v.at(now)).collect(),
+            dropped: self.dropped,
+            open_connections: self.open_connections,
+        }
+    }
+}
+
 type Reply<T> = oneshot::Sender<Result<T, PeerError>>;
 
 /// What the handle asks of the driver task.
@@ -89,11 +111,7 @@ impl Gateway {
             addr: config.listen,
             source,
         })?;
-        let status = Arc::new(Mutex::new(GatewayStatus {
-            peers: Vec::new(),
-            dropped: DropCounters::default(),
-            open_connections: 0,
-        }));
+        let status = Arc::new(Mutex::new(StatusBoard::default()));
         let (tx, rx) = mpsc::channel(64);
         let public_key = core.public_key();
         tracing::info!(%local_addr, key = %public_key, "gateway listening");
@@ -121,7 +139,7 @@ impl Gateway {
 #[derive(Debug)]
 pub struct GatewayHandle {
     commands: mpsc::Sender<Command>,
-    status: Arc<Mutex<GatewayStatus>>,
+    status: Arc<Mutex<StatusBoard>>,
     task: Option<JoinHandle<()>>,
     local_addr: SocketAddr,
     public_key: PublicKey,
@@ -173,7 +191,7 @@ impl GatewayHandle {
         self.status
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .at(Instant::now())
     }
 
     /// Stop: reset every connection, close every socket, wait for it.

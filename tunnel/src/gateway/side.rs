@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use super::{Command, GatewayStatus};
+use super::{Command, StatusBoard};
 use crate::config::Target;
 use crate::core::{ConnId, GatewayCore, GatewayEvent, PeerId};
 use crate::driver::Side;
@@ -55,7 +55,7 @@ pub(super) struct GatewaySide {
     pub(super) conns: HashMap<(PeerId, ConnId), Conn>,
     /// (peer, target, client's in-tunnel endpoint) -> OS socket.
     pub(super) flows: HashMap<(PeerId, Target, SocketAddr), Flow>,
-    pub(super) status: Arc<Mutex<GatewayStatus>>,
+    pub(super) status: Arc<Mutex<StatusBoard>>,
     /// One UDP datagram, either way between a flow and the core.
     pub(super) buf: Vec<u8>,
     /// Most UDP flows per peer (`StackOptions::max_udp_flows`).
@@ -106,9 +106,17 @@ impl Side for GatewaySide {
         self.core.poll_timeout(now)
     }
 
-    fn publish_status(&self, now: Instant) {
+    /// Refreshes only the peers that changed since the last call, so an
+    /// idle turn costs O(changed peers), not O(peers).
+    fn publish_status(&mut self, _now: Instant) {
+        let changed = self.core.take_changed_peers();
         let mut s = self.status.lock().unwrap_or_else(PoisonError::into_inner);
-        s.peers = self.core.peer_statuses(now);
+        for peer in changed {
+            match self.core.peer_view(peer) {
+                Some(view) => s.peers.insert(peer, view),
+                None => s.peers.remove(&peer),
+            };
+        }
         s.dropped = self.core.dropped();
         s.open_connections = self.conns.len();
     }
@@ -274,8 +282,9 @@ impl GatewaySide {
 
     fn pump_udp(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut progress = false;
-        // Tunnel -> targets.
-        for peer in self.core.peer_ids() {
+        // Tunnel -> targets: only peers whose stack received UDP for a
+        // target since the last turn.
+        for peer in self.core.take_udp_ready() {
             for target in self.core.udp_targets(peer) {
                 while let Some((n, client)) = self.core.udp_recv(peer, target, &mut self.buf) {
                     progress = true;
