@@ -17,7 +17,8 @@
 //!   handshake that was answered with a cookie shows as about 5 s (the
 //!   WireGuard retry).
 //! - echo round trip: each tunnel in turn writes 1,000 bytes into its local
-//!   forward and reads the echo back (two passes; the mean per round trip).
+//!   forward and reads the echo back (passes over all tunnels until at
+//!   least 2,000 round trips, two at least; the mean per round trip).
 //! - RSS per tunnel: the process's resident set after all N connections are
 //!   open, minus before the gateway started, divided by N (client, gateway
 //!   and target sides together).
@@ -29,8 +30,8 @@
 //! - idle RSS per gateway peer: peers added and handshaken, no connection.
 //!
 //! And the flood case: a loopback socket sends bogus handshake initiations
-//! (random keys, valid MAC1 for the gateway) as fast as it can for a few
-//! seconds while 100 established tunnels echo and 100 new tunnels start.
+//! (random keys, valid MAC1 for the gateway) at 30,000/s for a few seconds
+//! while 100 established tunnels echo and 100 new tunnels start.
 //!
 //! The clients use `LocalAccess::Anyone`: the owner lookup reads
 //! `/proc/net/tcp`, whose length grows with the tunnels of this process,
@@ -56,6 +57,8 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 const ECHO_BYTES: usize = 1000;
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bogus handshake initiations per second in the flood case.
+const FLOOD_RATE: usize = 30_000;
 /// How long all handshakes of one burst may take before the run gives up.
 const SETUP_LIMIT: Duration = Duration::from_secs(60);
 
@@ -257,7 +260,9 @@ fn scale_row(n: usize) -> Row {
     let (mut clients, setup) = burst(&rt, &gw, target, 0, n);
     connect_all(&mut clients, target);
     let rss_per_tunnel = rss().saturating_sub(before) / n as u64;
-    let rtt = echo_rtt(&mut clients, 2);
+    // At least 2,000 round trips per row (two passes at 1,000 tunnels and
+    // more), so small rows are not one scheduler hiccup.
+    let rtt = echo_rtt(&mut clients, (2000 / n).max(2));
     let row = Row {
         peers: n,
         setup_mean: mean(&setup),
@@ -424,12 +429,19 @@ fn flood_case(established: usize, new: usize, secs: u64) -> Flood {
     let sender = {
         let (stop, sent) = (stop.clone(), sent.clone());
         std::thread::spawn(move || {
+            // FLOOD_RATE per second, in batches every millisecond.
+            let per_ms = FLOOD_RATE / 1000;
+            let start = Instant::now();
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
-                if socket.send(&inits[i % inits.len()]).is_ok() {
-                    sent.fetch_add(1, Ordering::Relaxed);
+                for _ in 0..per_ms {
+                    if socket.send(&inits[i % inits.len()]).is_ok() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += 1;
                 }
-                i += 1;
+                let next = start + Duration::from_millis(i as u64 / per_ms as u64);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
         })
     };

@@ -145,6 +145,9 @@ struct Peer {
     scheduled: Option<Instant>,
     /// Queued in `GatewayCore::dirty` for the next `poll`.
     dirty: bool,
+    /// Queued in `GatewayCore::flushed` / `GatewayCore::udp_ready`.
+    in_flushed: bool,
+    in_udp_ready: bool,
     /// Last initiation admitted through the known peers' bucket.
     last_known_pass: Option<Instant>,
     /// Refusals at the per-tunnel limits, for the status (the broker
@@ -181,6 +184,9 @@ pub struct GatewayCore {
     changed: HashSet<PeerId>,
     /// Peers whose in-tunnel UDP sockets may hold datagrams for a target.
     udp_ready: Vec<PeerId>,
+    /// Peers whose stack ran since `take_flushed_peers`: their
+    /// connections' sockets may have news for the driver.
+    flushed: Vec<PeerId>,
 }
 
 impl std::fmt::Debug for GatewayCore {
@@ -231,6 +237,7 @@ impl GatewayCore {
             dirty: Vec::new(),
             changed: HashSet::new(),
             udp_ready: Vec::new(),
+            flushed: Vec::new(),
         })
     }
 
@@ -295,6 +302,8 @@ impl GatewayCore {
             next_timer: None,
             scheduled: None,
             dirty: false,
+            in_flushed: false,
+            in_udp_ready: false,
             last_known_pass: None,
         };
         apply_targets(&mut peer, &grant.targets, now);
@@ -604,9 +613,14 @@ impl GatewayCore {
             return;
         };
         self.changed.insert(id);
+        if !peer.in_flushed {
+            peer.in_flushed = true;
+            self.flushed.push(id);
+        }
         let udp = &peer.udp;
         let stack = &mut peer.stack;
-        if udp.values().any(|h| stack.udp(*h).can_recv()) {
+        if !peer.in_udp_ready && udp.values().any(|h| stack.udp(*h).can_recv()) {
+            peer.in_udp_ready = true;
             self.udp_ready.push(id);
         }
         if peer.conns.is_empty() && peer.listeners.values().all(Vec::is_empty) {
@@ -651,10 +665,30 @@ impl GatewayCore {
     /// Peers whose in-tunnel UDP sockets received datagrams for a target
     /// since the last call (read them with `udp_targets` / `udp_recv`).
     pub fn take_udp_ready(&mut self) -> Vec<PeerId> {
-        let mut v = std::mem::take(&mut self.udp_ready);
-        v.sort_unstable();
-        v.dedup();
+        let v = std::mem::take(&mut self.udp_ready);
+        for id in &v {
+            if let Some(p) = self.peers.get_mut(id) {
+                p.in_udp_ready = false;
+            }
+        }
         v
+    }
+
+    /// Peers whose stack ran since the last call (each once): the driver
+    /// pumps their connections, and no others, for news from the tunnel.
+    pub fn take_flushed_peers(&mut self) -> Vec<PeerId> {
+        let v = std::mem::take(&mut self.flushed);
+        for id in &v {
+            if let Some(p) = self.peers.get_mut(id) {
+                p.in_flushed = false;
+            }
+        }
+        v
+    }
+
+    /// Whether peers ran since `take_flushed_peers` was last called.
+    pub fn has_flushed_peers(&self) -> bool {
+        !self.flushed.is_empty()
     }
 
     #[cfg(test)]

@@ -452,6 +452,16 @@ mod deadlines_and_admission {
         }
         assert_eq!(cookies, 190);
 
+        // A new honest tunnel during the flood: it gets a cookie, answers
+        // at once with a valid MAC2 and is in session well before
+        // WireGuard's 5 s retransmit (`run` moves the clock 1 ms a step).
+        let late = net.add_client(200, &[target], &[target]);
+        let started = net.now;
+        net.run();
+        assert!(established(&net, late));
+        assert_eq!(net.gw.cookies_sent(), 191, "it was asked for a cookie");
+        assert!(net.now - started < Duration::from_secs(1));
+
         // Established sessions are not touched: a connection still opens.
         let conn = net.clients[0].1.tcp_connect(target);
         assert!(conn.is_ok());

@@ -23,6 +23,8 @@ pub(crate) const MAX_DATAGRAM: usize = 65535 + 32;
 const HANDSHAKE_INIT: u8 = 1;
 /// WireGuard message type of a handshake response.
 const HANDSHAKE_RESP: u8 = 2;
+/// WireGuard message type of a cookie reply.
+const COOKIE_REPLY: u8 = 3;
 
 /// Where the handshake with this peer stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +171,9 @@ impl WgPeer {
                 if kind == Some(HANDSHAKE_RESP) {
                     self.note_established(now);
                 }
+                if kind == Some(COOKIE_REPLY) {
+                    self.retry_with_cookie(now, out);
+                }
                 (None, None)
             }
             TunnResult::Err(e) => return Err(e),
@@ -189,6 +194,22 @@ impl WgPeer {
                 Ok(Decapsulated::Packet(src))
             }
             _ => Ok(Decapsulated::Control),
+        }
+    }
+
+    /// The responder is under load and sent a cookie (boringtun checked it
+    /// against our last initiation and stored it): initiate again at once,
+    /// now with a valid MAC2, which a loaded responder processes. Without
+    /// this, boringtun waits for its 5 s retransmit. One initiation per
+    /// authenticated cookie reply, so this cannot be used to amplify.
+    fn retry_with_cookie(&mut self, now: Instant, out: &mut impl FnMut(&[u8])) {
+        if let TunnResult::WriteToNetwork(d) = self
+            .tunn
+            .format_handshake_initiation(&mut self.scratch, true)
+        {
+            let first = d.first().copied();
+            out(d);
+            self.note_sent(first, now);
         }
     }
 

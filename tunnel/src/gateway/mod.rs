@@ -119,6 +119,8 @@ impl Gateway {
             core,
             commands: rx,
             conns: HashMap::new(),
+            by_peer: HashMap::new(),
+            ready: Default::default(),
             flows: HashMap::new(),
             status: status.clone(),
             buf: vec![0u8; crate::core::wg::MAX_DATAGRAM],

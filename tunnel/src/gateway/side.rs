@@ -6,15 +6,15 @@
 //! The loop itself (receive, send, budget, sleep) is `crate::driver`'s; this
 //! is the gateway's own part of it.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::{TcpStream, UdpSocket};
@@ -24,8 +24,9 @@ use super::{Command, StatusBoard};
 use crate::config::Target;
 use crate::core::{ConnId, GatewayCore, GatewayEvent, PeerId};
 use crate::driver::Side;
-use crate::driver::bridge::{self, Step, TcpBridge};
+use crate::driver::bridge::{Step, TcpBridge};
 use crate::driver::flow::{FLOW_IDLE, recv_each};
+use crate::driver::ready::ReadySet;
 use crate::driver::udp::{Outbox, UdpIo};
 use crate::key::PublicKey;
 
@@ -41,6 +42,16 @@ pub(super) enum Conn {
     Open(TcpBridge),
 }
 
+/// A connection and the waker its OS side is polled with (which queues it
+/// in `GatewaySide::ready`).
+pub(super) struct Tracked {
+    conn: Conn,
+    waker: Waker,
+}
+
+/// Key of a connection: whose tunnel, and which in-tunnel socket.
+pub(super) type ConnKey = (PeerId, ConnId);
+
 /// One UDP flow's connected OS socket to its target.
 pub(super) struct Flow {
     socket: UdpSocket,
@@ -52,7 +63,11 @@ pub(super) struct Flow {
 pub(super) struct GatewaySide {
     pub(super) core: GatewayCore,
     pub(super) commands: mpsc::Receiver<Command>,
-    pub(super) conns: HashMap<(PeerId, ConnId), Conn>,
+    pub(super) conns: HashMap<ConnKey, Tracked>,
+    /// The connections of each peer, to pump them when its stack ran.
+    pub(super) by_peer: HashMap<PeerId, HashSet<ConnId>>,
+    /// Connections whose OS socket (or connect) became ready.
+    pub(super) ready: ReadySet<ConnKey>,
     /// (peer, target, client's in-tunnel endpoint) -> OS socket.
     pub(super) flows: HashMap<(PeerId, Target, SocketAddr), Flow>,
     pub(super) status: Arc<Mutex<StatusBoard>>,
@@ -103,6 +118,11 @@ impl Side for GatewaySide {
     }
 
     fn deadline(&mut self, now: Instant) -> Instant {
+        // Peers that ran after this turn's pass over connections: their
+        // connections get a pass before the task sleeps.
+        if self.core.has_flushed_peers() {
+            return now;
+        }
         self.core.poll_timeout(now)
     }
 
@@ -135,11 +155,12 @@ impl Side for GatewaySide {
             self.core.remove_peer(now, &k);
         }
         udp.send_now(self);
-        for (_, conn) in self.conns.drain() {
-            if let Conn::Open(b) = conn {
+        for (_, tracked) in self.conns.drain() {
+            if let Conn::Open(b) = tracked.conn {
                 b.reset();
             }
         }
+        self.by_peer.clear();
         self.flows.clear();
         self.publish_status(now);
         tracing::info!("gateway stopped");
@@ -213,18 +234,25 @@ impl GatewaySide {
                             }
                         }
                     };
-                    self.conns
-                        .insert((peer, conn), Conn::Connecting(Box::pin(fut)));
+                    let key = (peer, conn);
+                    self.conns.insert(
+                        key,
+                        Tracked {
+                            conn: Conn::Connecting(Box::pin(fut)),
+                            waker: self.ready.waker(key),
+                        },
+                    );
+                    self.by_peer.entry(peer).or_default().insert(conn);
+                    // Its first pump starts the connect.
+                    self.ready.push(key);
                 }
                 GatewayEvent::PeerRemoved { peer, .. } => {
-                    let keys: Vec<(PeerId, ConnId)> = self
-                        .conns
-                        .keys()
-                        .filter(|(p, _)| *p == peer)
-                        .copied()
-                        .collect();
-                    for k in keys {
-                        if let Some(Conn::Open(b)) = self.conns.remove(&k) {
+                    for conn in self.by_peer.remove(&peer).unwrap_or_default() {
+                        if let Some(Tracked {
+                            conn: Conn::Open(b),
+                            ..
+                        }) = self.conns.remove(&(peer, conn))
+                        {
                             b.reset();
                         }
                     }
@@ -234,44 +262,49 @@ impl GatewaySide {
         }
     }
 
+    /// Pumps the connections that can have news, not all of them: those
+    /// whose OS socket or connect woke their waker, and those of peers
+    /// whose in-tunnel stack ran. Every pump polls the OS side with the
+    /// connection's own waker, so a connection that is not pumped now is
+    /// woken (and queued) when its socket becomes ready.
     fn pump_connections(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        self.ready.set_task(cx.waker());
+        let mut keys = self.ready.drain();
+        for peer in self.core.take_flushed_peers() {
+            if let Some(conns) = self.by_peer.get(&peer) {
+                keys.extend(conns.iter().map(|c| (peer, *c)));
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let mut progress = false;
         let mut touched = Vec::new();
-        let progress = bridge::pump_all(
-            &mut self.conns,
-            &mut self.core,
-            |core, (peer, id), conn| {
-                let mut progress = false;
-                if let Conn::Connecting(fut) = conn {
-                    match fut.as_mut().poll(cx) {
-                        Poll::Pending => return Step::Running(false),
-                        Poll::Ready(Ok(stream)) => {
-                            progress = true;
-                            *conn = Conn::Open(TcpBridge::new(stream));
-                        }
-                        Poll::Ready(Err(e)) => {
-                            tracing::debug!(error = %e, "target connect failed; resetting the tunnel connection");
-                            return Step::Finished { progress: false };
-                        }
+        for key in keys {
+            let Some(tracked) = self.conns.get_mut(&key) else {
+                continue;
+            };
+            let waker = tracked.waker.clone();
+            let mut own = Context::from_waker(&waker);
+            match pump_one(&mut self.core, key, &mut tracked.conn, &mut own) {
+                Step::Running(p) => {
+                    progress |= p;
+                    if p {
+                        touched.push(key.0);
                     }
                 }
-                let Conn::Open(bridge) = conn else {
-                    return Step::Running(progress);
-                };
-                let Some(socket) = core.tcp(peer, id) else {
-                    return Step::Finished { progress };
-                };
-                match Step::from(bridge.pump(socket, cx)) {
-                    Step::Running(p) => {
-                        if p {
-                            touched.push(peer);
+                Step::Finished { progress: p } => {
+                    progress |= p;
+                    self.conns.remove(&key);
+                    if let Some(conns) = self.by_peer.get_mut(&key.0) {
+                        conns.remove(&key.1);
+                        if conns.is_empty() {
+                            self.by_peer.remove(&key.0);
                         }
-                        Step::Running(progress | p)
                     }
-                    finished => finished,
+                    self.core.remove_conn(now, key.0, key.1);
                 }
-            },
-            |core, (peer, id)| core.remove_conn(now, peer, id),
-        );
+            }
+        }
         touched.sort_unstable();
         touched.dedup();
         for peer in touched {
@@ -342,6 +375,40 @@ impl GatewaySide {
             self.flows.remove(&k);
         }
         progress
+    }
+}
+
+/// One connection's pump: finish the connect to the target, then move
+/// bytes between the OS socket and the in-tunnel socket.
+fn pump_one(
+    core: &mut GatewayCore,
+    (peer, id): ConnKey,
+    conn: &mut Conn,
+    cx: &mut Context<'_>,
+) -> Step {
+    let mut progress = false;
+    if let Conn::Connecting(fut) = conn {
+        match fut.as_mut().poll(cx) {
+            Poll::Pending => return Step::Running(false),
+            Poll::Ready(Ok(stream)) => {
+                progress = true;
+                *conn = Conn::Open(TcpBridge::new(stream));
+            }
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "target connect failed; resetting the tunnel connection");
+                return Step::Finished { progress: false };
+            }
+        }
+    }
+    let Conn::Open(bridge) = conn else {
+        return Step::Running(progress);
+    };
+    let Some(socket) = core.tcp(peer, id) else {
+        return Step::Finished { progress };
+    };
+    match Step::from(bridge.pump(socket, cx)) {
+        Step::Running(p) => Step::Running(progress | p),
+        finished => finished,
     }
 }
 
