@@ -36,6 +36,10 @@ use crate::key::{PrivateKey, PublicKey};
 /// A peer's initiations from its known endpoint use the known peers' bucket
 /// at most this often (WireGuard retries every 5 s, rekeys every 2 min).
 const KNOWN_PEER_PASS: Duration = Duration::from_secs(1);
+/// Peers' timer ticks are rounded up to this grid, so one wakeup of the
+/// driver serves every peer whose tick falls into the same slot (10,000
+/// peers in session: 100 wakeups a second instead of 10,000).
+const TIMER_SLOT: Duration = Duration::from_millis(10);
 /// Buffers a peer's device keeps for reuse once it has no connection left.
 const IDLE_POOL: usize = 8;
 /// Peer indices are 24 bits: boringtun puts a session counter in the low 8.
@@ -145,6 +149,8 @@ struct Peer {
     scheduled: Option<Instant>,
     /// Queued in `GatewayCore::dirty` for the next `poll`.
     dirty: bool,
+    /// When the stack needs a poll (smoltcp's timers), as of its last run.
+    stack_at: Option<Instant>,
     /// Queued in `GatewayCore::flushed` / `GatewayCore::udp_ready`.
     in_flushed: bool,
     in_udp_ready: bool,
@@ -178,6 +184,8 @@ pub struct GatewayCore {
     events: VecDeque<GatewayEvent>,
     dropped: DropCounters,
     deadlines: Deadlines<PeerId>,
+    /// Origin of the `TIMER_SLOT` grid.
+    epoch: Instant,
     /// Peers with input since the last `poll` (each at most once).
     dirty: Vec<PeerId>,
     /// Peers whose status may have changed since `take_changed_peers`.
@@ -234,6 +242,7 @@ impl GatewayCore {
             events: VecDeque::new(),
             dropped: DropCounters::default(),
             deadlines: Deadlines::default(),
+            epoch: now,
             dirty: Vec::new(),
             changed: HashSet::new(),
             udp_ready: Vec::new(),
@@ -302,6 +311,7 @@ impl GatewayCore {
             next_timer: None,
             scheduled: None,
             dirty: false,
+            stack_at: None,
             in_flushed: false,
             in_udp_ready: false,
             last_known_pass: None,
@@ -544,18 +554,38 @@ impl GatewayCore {
     /// has come. Call after input, after moving data, and at
     /// `poll_timeout`. Costs O(due peers × log peers), not O(peers).
     pub fn poll(&mut self, now: Instant) {
-        let peers = &mut self.peers;
-        let dirty = &mut self.dirty;
+        // Peers whose deadline came: only what is due runs (a timer tick
+        // alone does not run the stack).
         loop {
+            let peers = &self.peers;
             let due = self.deadlines.pop_due(now, |id, at| {
                 peers.get(&id).is_some_and(|p| p.scheduled == Some(at))
             });
             let Some(id) = due else { break };
-            if let Some(p) = peers.get_mut(&id) {
-                p.scheduled = None;
-                mark_dirty(dirty, id, p);
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            peer.scheduled = None;
+            if peer.dirty {
+                // Runs in full below.
+                continue;
+            }
+            if now >= peer.expires_at {
+                self.drop_peer(now, id, CloseReason::Expired);
+                continue;
+            }
+            self.run_timers(id, now);
+            let stack_due = self
+                .peers
+                .get(&id)
+                .is_some_and(|p| p.stack_at.is_some_and(|at| at <= now));
+            if stack_due {
+                self.run_stack(id, now);
+            } else {
+                self.reschedule(id, now);
             }
         }
+        // Peers with input: timers if due, then the stack.
         for id in std::mem::take(&mut self.dirty) {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
@@ -565,21 +595,45 @@ impl GatewayCore {
                 self.drop_peer(now, id, CloseReason::Expired);
                 continue;
             }
-            if let Some(at) = peer.next_timer
-                && now >= at
-            {
-                peer.next_timer = Some(now + TIMER_TICK);
-                let to = peer.endpoint;
-                let (out, pool) = (&mut self.out, &mut self.pool);
-                peer.wg
-                    .update_timers(now, &mut |d| push_to(out, pool, to, d));
-            }
+            self.run_timers(id, now);
+            self.run_stack(id, now);
+        }
+        self.compact_deadlines();
+    }
+
+    /// boringtun's timers of one peer, if due. The next tick is put on the
+    /// gateway's `TIMER_SLOT` grid, so the ticks of many peers share a
+    /// wakeup of the driver.
+    fn run_timers(&mut self, id: PeerId, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(at) = peer.next_timer else {
+            return;
+        };
+        if now < at {
+            return;
+        }
+        peer.next_timer = Some(on_grid(self.epoch, now + TIMER_TICK));
+        let to = peer.endpoint;
+        let (out, pool) = (&mut self.out, &mut self.pool);
+        if peer
+            .wg
+            .update_timers(now, &mut |d| push_to(out, pool, to, d))
+        {
+            self.changed.insert(id);
+        }
+    }
+
+    /// Run one peer's stack: deliver its input, encrypt its output, accept
+    /// its new connections.
+    fn run_stack(&mut self, id: PeerId, now: Instant) {
+        if let Some(peer) = self.peers.get_mut(&id) {
             peer.syns.clear();
             flush_peer(peer, &mut self.out, &mut self.pool, now);
             accept_new(id, peer, &mut self.events);
             self.after_flush(id, now);
         }
-        self.compact_deadlines();
     }
 
     /// Poll one peer's stack only (after moving data on its connections).
@@ -638,7 +692,8 @@ impl GatewayCore {
         if let Some(t) = peer.next_timer {
             at = at.min(t);
         }
-        if let Some(s) = peer.stack.poll_at(now) {
+        peer.stack_at = peer.stack.poll_at(now);
+        if let Some(s) = peer.stack_at {
             at = at.min(s);
         }
         if peer.scheduled != Some(at) {
@@ -929,6 +984,14 @@ fn note_endpoint(
     peer.next_timer.get_or_insert(now + TIMER_TICK);
 }
 
+/// `at` rounded up to the next `TIMER_SLOT` boundary after `epoch`.
+fn on_grid(epoch: Instant, at: Instant) -> Instant {
+    let slot = TIMER_SLOT.as_nanos();
+    let since = at.saturating_duration_since(epoch).as_nanos();
+    let rounded = since.div_ceil(slot) * slot;
+    epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+}
+
 /// Make the peer's sockets match `targets`: UDP sockets for UDP targets,
 /// and drop listeners, flows and connections of targets no longer granted.
 fn apply_targets(peer: &mut Peer, targets: &[Target], _now: Instant) {
@@ -1066,5 +1129,30 @@ fn accept_new(id: PeerId, peer: &mut Peer, events: &mut VecDeque<GatewayEvent>) 
                 target: *target,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod grid_tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_rounded_up_to_the_slot_grid() {
+        let epoch = Instant::now();
+        let slot = TIMER_SLOT;
+        assert_eq!(on_grid(epoch, epoch), epoch);
+        assert_eq!(on_grid(epoch, epoch + slot), epoch + slot);
+        assert_eq!(
+            on_grid(epoch, epoch + Duration::from_nanos(1)),
+            epoch + slot
+        );
+        assert_eq!(
+            on_grid(epoch, epoch + slot * 7 + Duration::from_micros(1)),
+            epoch + slot * 8
+        );
+        // Two peers whose ticks are a few milliseconds apart share a slot.
+        let a = on_grid(epoch, epoch + Duration::from_millis(1001));
+        let b = on_grid(epoch, epoch + Duration::from_millis(1008));
+        assert_eq!(a, b);
     }
 }

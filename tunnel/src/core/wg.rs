@@ -250,13 +250,15 @@ impl WgPeer {
         true
     }
 
-    /// Run the WireGuard timers (rekey, retransmit, keepalive).
-    pub(crate) fn update_timers(&mut self, now: Instant, out: &mut impl FnMut(&[u8])) {
+    /// Run the WireGuard timers (rekey, retransmit, keepalive). Returns
+    /// whether they sent something.
+    pub(crate) fn update_timers(&mut self, now: Instant, out: &mut impl FnMut(&[u8])) -> bool {
         match self.tunn.update_timers(&mut self.scratch) {
             TunnResult::WriteToNetwork(d) => {
                 let first = d.first().copied();
                 out(d);
                 self.note_sent(first, now);
+                return true;
             }
             TunnResult::Err(WireGuardError::ConnectionExpired) => {
                 // Session keys are gone (REJECT_AFTER_TIME * 3 or
@@ -266,6 +268,7 @@ impl WgPeer {
             TunnResult::Err(e) => tracing::debug!(error = ?e, "wireguard timer error"),
             _ => {}
         }
+        false
     }
 
     pub(crate) fn handshake_state(&self, now: Instant) -> HandshakeState {
