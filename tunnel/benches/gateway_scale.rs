@@ -4,34 +4,42 @@
 //!
 //! ```text
 //! cargo bench -p tunnel --bench gateway_scale
-//! SCALE_PEERS=10,100,1000,10000 cargo bench -p tunnel --bench gateway_scale   # needs `ulimit -n 70000`
+//! SCALE_PEERS=10,100,1000,2500 cargo bench -p tunnel --bench gateway_scale
 //! ```
 //!
 //! Printed, for each N (default 10, 100 and 1,000; `SCALE_PEERS` picks
-//! others, 10,000 takes several minutes and about six file descriptors per
-//! tunnel):
+//! others, `0` none). Each real tunnel takes six file descriptors here
+//! (client UDP socket and forward listener, the application's stream and
+//! its accepted end, the gateway's and the target's ends of the target
+//! connection), so N is bounded by `ulimit -n` / 6 (10,000 tunnels need
+//! 60,000):
 //!
 //! - setup: all N tunnels are started in a row, without waiting (a burst of
 //!   N handshake initiations). A tunnel's setup is the time from its start
 //!   to its handshake completing (`HandshakeState::Established`); a
-//!   handshake that was answered with a cookie shows as about 5 s (the
-//!   WireGuard retry).
+//!   handshake that waited for WireGuard's retry shows as about 5 s.
 //! - echo round trip: each tunnel in turn writes 1,000 bytes into its local
 //!   forward and reads the echo back (passes over all tunnels until at
-//!   least 2,000 round trips, two at least; the mean per round trip).
+//!   least 2,000 round trips, `SCALE_ROUNDS`; two passes at least; the mean
+//!   per round trip). Then as many round trips on 10 of the N tunnels only.
 //! - RSS per tunnel: the process's resident set after all N connections are
 //!   open, minus before the gateway started, divided by N (client, gateway
 //!   and target sides together).
 //!
-//! Then, without sockets (the sans-IO cores, as `core/tests.rs` drives them):
+//! Then, without sockets (the sans-IO cores, as `core/tests.rs` drives
+//! them), so N is not bounded by file descriptors:
 //!
+//! - a UDP echo through the gateway core with 10 to 10,000 peers in session
+//!   (`SCALE_CORE_PEERS`), the time per round trip in the gateway core's
+//!   calls, over all peers in turn and over 10 of them;
 //! - the gateway's cost of one handshake initiation (`handle_datagram`),
-//!   from which the admission rate is derived (see `tunnel/README.md`);
-//! - idle RSS per gateway peer: peers added and handshaken, no connection.
+//!   from which the admission rate is derived (`core/admission.rs`);
+//! - idle RSS per gateway peer: 10,000 peers added and handshaken, no
+//!   connection (measured in a fresh child process of this binary).
 //!
 //! And the flood case: a loopback socket sends bogus handshake initiations
-//! (random keys, valid MAC1 for the gateway) at 30,000/s for a few seconds
-//! while 100 established tunnels echo and 100 new tunnels start.
+//! (random keys, valid MAC1 for the gateway) at 30,000/s for 4 s while 100
+//! established tunnels echo and 100 new tunnels start.
 //!
 //! The clients use `LocalAccess::Anyone`: the owner lookup reads
 //! `/proc/net/tcp`, whose length grows with the tunnels of this process,
@@ -40,6 +48,7 @@
 // Setup failures panic by design; the table goes to stdout.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
@@ -249,6 +258,7 @@ struct Row {
     setup_mean: Duration,
     setup_max: Duration,
     rtt: Duration,
+    rtt_hot: Duration,
     rss_per_tunnel: u64,
 }
 
@@ -262,12 +272,22 @@ fn scale_row(n: usize) -> Row {
     let rss_per_tunnel = rss().saturating_sub(before) / n as u64;
     // At least 2,000 round trips per row (two passes at 1,000 tunnels and
     // more), so small rows are not one scheduler hiccup.
-    let rtt = echo_rtt(&mut clients, (2000 / n).max(2));
+    let rounds = std::env::var("SCALE_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let rtt = echo_rtt(&mut clients, (rounds / n).max(2));
+    // The same number of round trips on the first 10 tunnels only, with all
+    // N open: what a packet costs when the N tunnels' memory is not all
+    // visited in turn (the round-robin above is the cache's worst case).
+    let hot = n.min(10);
+    let rtt_hot = echo_rtt(&mut clients[..hot], (rounds / hot).max(2));
     let row = Row {
         peers: n,
         setup_mean: mean(&setup),
         setup_max: setup.iter().copied().max().unwrap_or_default(),
         rtt,
+        rtt_hot,
         rss_per_tunnel,
     };
     for c in clients {
@@ -331,7 +351,7 @@ fn handshake_all(
     }
     let spent = start.elapsed();
     gw.poll(now);
-    let index: std::collections::HashMap<SocketAddr, usize> = clients
+    let index: HashMap<SocketAddr, usize> = clients
         .iter()
         .enumerate()
         .map(|(i, c)| (c.from, i))
@@ -370,6 +390,151 @@ fn core_figures(n: usize) -> (Duration, usize, u64) {
     let (_, answered) = handshake_all(&mut gw, now, &mut clients);
     let per_peer = rss().saturating_sub(before) / n as u64;
     (cost, answered, per_peer)
+}
+
+// ---------------------------------------------------------------------------
+// Sans-IO echo: the gateway core with N peers, no sockets (so N is not
+// bounded by file descriptors: each real tunnel above takes six).
+
+const CORE_GW: &str = "192.0.2.1:51820";
+
+/// Deliver everything in flight between the clients and the gateway until
+/// quiet (handshakes, cookie retries).
+fn settle(gw: &mut GatewayCore, clients: &mut [CoreClient], index: &HashMap<SocketAddr, usize>) {
+    let gw_addr: SocketAddr = CORE_GW.parse().unwrap();
+    for _ in 0..100 {
+        let mut moved = false;
+        let now = Instant::now();
+        for c in clients.iter_mut() {
+            c.core.poll(now);
+            while let Some(d) = c.core.poll_transmit() {
+                moved = true;
+                gw.handle_datagram(now, c.from, &d);
+                c.core.recycle(d);
+            }
+        }
+        gw.poll(now);
+        while let Some((to, d)) = gw.poll_transmit() {
+            moved = true;
+            if let Some(&i) = index.get(&to) {
+                clients[i].core.handle_datagram(now, gw_addr, &d);
+            }
+            gw.recycle(d);
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+struct CoreEcho {
+    peers: usize,
+    /// Whole round trip (client core, gateway core, echo), per round trip.
+    rtt: Duration,
+    /// The gateway core's calls alone, per round trip.
+    gateway: Duration,
+    /// The same, with the round trips on 10 of the N peers only (their
+    /// memory stays in the CPU caches).
+    gateway_hot: Duration,
+}
+
+/// N peers in session, each with a UDP flow to an echo target; then
+/// `rounds` round trips of 1,000 bytes, the tunnels in turn. `now` is the
+/// real clock, so the peers' timers fire as they would.
+fn core_echo(n: usize, rounds: usize) -> CoreEcho {
+    let now = Instant::now();
+    let mut gw = GatewayCore::new(PrivateKey::generate(), StackOptions::default(), now).unwrap();
+    let target: Target = "10.1.0.1:7/udp".parse().unwrap();
+    let gw_addr: SocketAddr = CORE_GW.parse().unwrap();
+    let (mut clients, grants): (Vec<CoreClient>, Vec<PeerGrant>) = (0..n)
+        .map(|i| {
+            let (cfg, grant) = config(gw_addr, gw.public_key(), i, target);
+            let core = ClientCore::new(&cfg, now, now + Duration::from_secs(3600)).unwrap();
+            let port = 1024 + u16::try_from(i % 60_000).unwrap();
+            let host = u8::try_from(i / 60_000 + 1).unwrap();
+            let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, host)), port);
+            (
+                CoreClient {
+                    from,
+                    core,
+                    init: Vec::new(),
+                },
+                grant,
+            )
+        })
+        .unzip();
+    let peers: Vec<_> = grants.iter().map(|g| g.public_key).collect();
+    grant_all(&mut gw, now, grants);
+    let index: HashMap<SocketAddr, usize> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.from, i))
+        .collect();
+    settle(&mut gw, &mut clients, &index);
+    let peers: Vec<_> = peers.iter().map(|k| gw.peer_id(k).unwrap()).collect();
+    let conns: Vec<_> = clients
+        .iter_mut()
+        .map(|c| c.core.udp_open(target).unwrap())
+        .collect();
+    let payload = [0x5au8; ECHO_BYTES];
+    let mut buf = vec![0u8; 2048];
+    let mut gateway: Duration;
+    let mut result = Vec::new();
+    // An untimed pass over all (first packets, first allocations), then
+    // `rounds` over all tunnels in turn, then `rounds` over the first 10.
+    for (pass, (timed, among)) in [(n, n), (rounds.max(n), n), (rounds, n.min(10))]
+        .into_iter()
+        .enumerate()
+    {
+        let start = Instant::now();
+        gateway = Duration::ZERO;
+        for k in 0..timed {
+            let i = k % among;
+            let c = &mut clients[i];
+            c.core.udp_send(conns[i], &payload);
+            c.core.poll(Instant::now());
+            let g = Instant::now();
+            while let Some(d) = c.core.poll_transmit() {
+                gw.handle_datagram(Instant::now(), c.from, &d);
+                c.core.recycle(d);
+            }
+            gw.poll(Instant::now());
+            for peer in gw.take_udp_ready() {
+                for t in gw.udp_targets(peer) {
+                    while let Some((len, client)) = gw.udp_recv(peer, t, &mut buf) {
+                        // The echo target answers at once.
+                        gw.udp_send(peer, t, client, &buf[..len]);
+                    }
+                }
+            }
+            gw.poll(Instant::now());
+            let mut replies = Vec::new();
+            while let Some((to, d)) = gw.poll_transmit() {
+                replies.push((to, d));
+            }
+            gateway += g.elapsed();
+            let mut got = false;
+            for (to, d) in replies {
+                let j = index[&to];
+                let cj = &mut clients[j];
+                cj.core.handle_datagram(Instant::now(), gw_addr, &d);
+                cj.core.poll(Instant::now());
+                gw.recycle(d);
+                got |= j == i && cj.core.udp_recv(conns[j], &mut buf) == Some(ECHO_BYTES);
+            }
+            assert!(got, "echo {k} of peer {:?} did not come back", peers[i]);
+        }
+        if pass > 0 {
+            let count = u32::try_from(timed).unwrap();
+            result.push((start.elapsed() / count, gateway / count));
+        }
+    }
+    CoreEcho {
+        peers: n,
+        rtt: result[0].0,
+        gateway: result[0].1,
+        gateway_hot: result[1].1,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -484,6 +649,20 @@ fn flood_case(established: usize, new: usize, secs: u64) -> Flood {
     }
 }
 
+/// Peer counts of the sans-IO echo (`SCALE_CORE_PEERS`, default 10, 100,
+/// 1,000 and 10,000).
+fn core_counts() -> Vec<usize> {
+    std::env::var("SCALE_CORE_PEERS")
+        .ok()
+        .map(|s| {
+            s.split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec![10, 100, 1000, 10_000])
+}
+
 fn peer_counts() -> Vec<usize> {
     std::env::var("SCALE_PEERS")
         .ok()
@@ -496,32 +675,89 @@ fn peer_counts() -> Vec<usize> {
         .unwrap_or_else(|| vec![10, 100, 1000])
 }
 
+/// Runs `core_figures` in a fresh process (this binary again), so the
+/// idle RSS is not hidden by memory that earlier parts freed and that the
+/// allocator hands out again.
+fn core_figures_in_child(n: usize) -> (Duration, usize, u64) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, n.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    (
+        Duration::from_nanos(v[0]),
+        usize::try_from(v[1]).unwrap(),
+        v[2],
+    )
+}
+
+/// Set (to the peer count) in the child that measures `core_figures`.
+const CHILD_ENV: &str = "GATEWAY_SCALE_CORE_FIGURES";
+
 fn main() {
+    if let Some(n) = std::env::var(CHILD_ENV).ok().and_then(|n| n.parse().ok()) {
+        let (cost, answered, idle) = core_figures(n);
+        println!("{} {answered} {idle}", cost.as_nanos());
+        return;
+    }
     // `cargo bench` passes `--bench`; nothing else is understood.
-    let counts = peer_counts();
+    let counts: Vec<usize> = peer_counts().into_iter().filter(|n| *n > 0).collect();
     println!("gateway_scale: one gateway, N client tunnels, one TCP echo connection each");
     println!();
     println!(
-        "| tunnels | setup per tunnel | slowest setup | echo round trip per tunnel | vs. first row | RSS per tunnel (client + gateway side) |"
+        "| tunnels | setup per tunnel | slowest setup | echo round trip per tunnel | vs. first row | round trip, 10 of the tunnels | RSS per tunnel (client + gateway side) |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let mut reference = None;
     for n in counts {
         let row = scale_row(n);
         let reference = *reference.get_or_insert(row.rtt);
         println!(
-            "| {} | {:.1} ms | {:.0} ms | {:.3} ms | {:.2}x | {} KB |",
+            "| {} | {:.1} ms | {:.0} ms | {:.3} ms | {:.2}x | {:.3} ms | {} KB |",
             row.peers,
             ms(row.setup_mean),
             ms(row.setup_max),
             ms(row.rtt),
             row.rtt.as_secs_f64() / reference.as_secs_f64(),
+            ms(row.rtt_hot),
             row.rss_per_tunnel / 1000,
         );
     }
     println!();
+    println!(
+        "gateway core alone (sans IO, no sockets): N peers in session, one UDP echo of {ECHO_BYTES} bytes per tunnel in turn"
+    );
+    println!();
+    println!(
+        "| peers | round trip (client + gateway core) | gateway core per round trip | vs. first row | gateway core, 10 of the peers | vs. first row |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut reference = None;
+    for n in core_counts() {
+        let e = core_echo(n, 20_000);
+        let (all, hot) = *reference.get_or_insert((e.gateway, e.gateway_hot));
+        println!(
+            "| {} | {:.1} µs | {:.1} µs | {:.2}x | {:.1} µs | {:.2}x |",
+            e.peers,
+            e.rtt.as_secs_f64() * 1e6,
+            e.gateway.as_secs_f64() * 1e6,
+            e.gateway.as_secs_f64() / all.as_secs_f64(),
+            e.gateway_hot.as_secs_f64() * 1e6,
+            e.gateway_hot.as_secs_f64() / hot.as_secs_f64(),
+        );
+    }
+    println!();
     let idle_n = 10_000;
-    let (cost, answered, idle) = core_figures(idle_n);
+    let (cost, answered, idle) = core_figures_in_child(idle_n);
     println!(
         "gateway core: {:.0} µs per handshake initiation (one core, sans IO); {answered} of {idle_n} simultaneous initiations answered with a handshake response",
         cost.as_secs_f64() * 1e6
