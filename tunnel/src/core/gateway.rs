@@ -480,6 +480,9 @@ impl GatewayCore {
             self.dropped.not_granted += 1;
             return;
         }
+        if target.proto == Protocol::Udp {
+            ensure_udp_socket(peer, target);
+        }
         let in_use = peer.conns.len()
             + peer.listeners.values().map(Vec::len).sum::<usize>()
             + peer.udp.len();
@@ -992,8 +995,9 @@ fn on_grid(epoch: Instant, at: Instant) -> Instant {
     epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
 }
 
-/// Make the peer's sockets match `targets`: UDP sockets for UDP targets,
-/// and drop listeners, flows and connections of targets no longer granted.
+/// Make the peer's sockets match `targets`: drop listeners, UDP sockets
+/// and connections of targets no longer granted (UDP sockets are made on
+/// first use, `ensure_udp_socket`).
 fn apply_targets(peer: &mut Peer, targets: &[Target], _now: Instant) {
     let new: HashSet<Target> = targets.iter().copied().collect();
     let gone: Vec<Target> = peer.targets.difference(&new).copied().collect();
@@ -1016,20 +1020,25 @@ fn apply_targets(peer: &mut Peer, targets: &[Target], _now: Instant) {
             abort_conn(peer, c);
         }
     }
-    for t in new.iter().filter(|t| t.proto == Protocol::Udp) {
-        if !peer.udp.contains_key(t) {
-            let mut s = peer.stack.new_udp_socket();
-            let ep = IpListenEndpoint {
-                addr: Some(to_smol(t.addr.ip())),
-                port: t.addr.port(),
-            };
-            if s.bind(ep).is_ok() {
-                let h = peer.stack.add(s);
-                peer.udp.insert(*t, h);
-            }
-        }
-    }
     peer.targets = new;
+}
+
+/// The in-tunnel UDP socket of a granted UDP target, made when the peer
+/// first sends to it: its buffers (2 x 256 KiB, and 256 packet slots each
+/// way) are not held by peers that never use the target.
+fn ensure_udp_socket(peer: &mut Peer, target: Target) {
+    if peer.udp.contains_key(&target) {
+        return;
+    }
+    let mut s = peer.stack.new_udp_socket();
+    let ep = IpListenEndpoint {
+        addr: Some(to_smol(target.addr.ip())),
+        port: target.addr.port(),
+    };
+    if s.bind(ep).is_ok() {
+        let h = peer.stack.add(s);
+        peer.udp.insert(target, h);
+    }
 }
 
 /// Reset a connection: the RST goes out on the next flush; the socket is

@@ -472,3 +472,23 @@ mod deadlines_and_admission {
         ));
     }
 }
+
+#[test]
+fn a_udp_target_gets_its_gateway_socket_on_first_use() {
+    let mut net = Net::new();
+    let target = t("10.1.0.9:53/udp");
+    let c = net.add_client(2, &[target], &[target]);
+    net.run();
+    let peer = net.gw.peer_ids()[0];
+    assert!(
+        net.gw.udp_targets(peer).is_empty(),
+        "an idle peer holds no UDP buffers"
+    );
+    let flow = net.clients[c].1.udp_open(target).unwrap();
+    assert!(net.clients[c].1.udp_send(flow, b"query"));
+    net.run();
+    assert_eq!(net.gw.udp_targets(peer), vec![target]);
+    let mut buf = [0u8; 64];
+    let (n, _) = net.gw.udp_recv(peer, target, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"query");
+}

@@ -122,6 +122,8 @@ impl Gateway {
             by_peer: HashMap::new(),
             ready: Default::default(),
             flows: HashMap::new(),
+            flow_ready: Default::default(),
+            next_flow_sweep: now,
             status: status.clone(),
             buf: vec![0u8; crate::core::wg::MAX_DATAGRAM],
             max_flows: config.stack.max_udp_flows,

@@ -56,7 +56,16 @@ pub(super) type ConnKey = (PeerId, ConnId);
 pub(super) struct Flow {
     socket: UdpSocket,
     last: Instant,
+    /// Queues the flow in `GatewaySide::flow_ready` when its socket has
+    /// datagrams.
+    waker: Waker,
 }
+
+/// Key of a UDP flow: (peer, target, the client's in-tunnel endpoint).
+pub(super) type FlowKey = (PeerId, Target, SocketAddr);
+
+/// How often idle UDP flows are looked for (a pass over all flows).
+const FLOW_SWEEP: Duration = Duration::from_secs(1);
 
 /// Everything of the gateway except the WireGuard socket and the timer,
 /// which the shared loop owns.
@@ -69,7 +78,11 @@ pub(super) struct GatewaySide {
     /// Connections whose OS socket (or connect) became ready.
     pub(super) ready: ReadySet<ConnKey>,
     /// (peer, target, client's in-tunnel endpoint) -> OS socket.
-    pub(super) flows: HashMap<(PeerId, Target, SocketAddr), Flow>,
+    pub(super) flows: HashMap<FlowKey, Flow>,
+    /// Flows whose OS socket became readable.
+    pub(super) flow_ready: ReadySet<FlowKey>,
+    /// When idle flows are looked for next.
+    pub(super) next_flow_sweep: Instant,
     pub(super) status: Arc<Mutex<StatusBoard>>,
     /// One UDP datagram, either way between a flow and the core.
     pub(super) buf: Vec<u8>,
@@ -123,7 +136,12 @@ impl Side for GatewaySide {
         if self.core.has_flushed_peers() {
             return now;
         }
-        self.core.poll_timeout(now)
+        let at = self.core.poll_timeout(now);
+        if self.flows.is_empty() {
+            at
+        } else {
+            at.min(self.next_flow_sweep)
+        }
     }
 
     /// Refreshes only the peers that changed since the last call, so an
@@ -339,7 +357,15 @@ impl GatewaySide {
                     let flow = match self.flows.entry(key) {
                         Entry::Occupied(entry) => entry.into_mut(),
                         Entry::Vacant(entry) => match open_flow(target) {
-                            Ok(socket) => entry.insert(Flow { socket, last: now }),
+                            Ok(socket) => {
+                                // Its first read registers the waker.
+                                self.flow_ready.push(key);
+                                entry.insert(Flow {
+                                    socket,
+                                    last: now,
+                                    waker: self.flow_ready.waker(key),
+                                })
+                            }
                             Err(e) => {
                                 tracing::debug!(error = %e, %target, "cannot open UDP flow");
                                 continue;
@@ -351,28 +377,40 @@ impl GatewaySide {
                 }
             }
         }
-        // Targets -> tunnel. Each flow is read until it runs dry (no
-        // per-flow cap, unlike the client's forwards).
-        let mut idle = Vec::new();
-        for ((peer, target, client), flow) in &mut self.flows {
+        // Targets -> tunnel: only flows whose socket woke its waker. Each
+        // is read until it runs dry (no per-flow cap, unlike the client's
+        // forwards), which registers the waker again.
+        self.flow_ready.set_task(cx.waker());
+        let mut ready = self.flow_ready.drain();
+        ready.sort_unstable();
+        ready.dedup();
+        for key in ready {
+            let (peer, target, client) = key;
+            let Some(flow) = self.flows.get_mut(&key) else {
+                continue;
+            };
+            let waker = flow.waker.clone();
+            let mut own = Context::from_waker(&waker);
             let (core, last) = (&mut self.core, &mut flow.last);
             progress |= recv_each(
                 &flow.socket,
                 &mut self.buf,
-                cx,
+                &mut own,
                 usize::MAX,
                 |socket, buf| socket.try_recv(buf).map(|n| (n, ())),
                 |(), datagram| {
                     *last = now;
-                    core.udp_send(*peer, *target, *client, datagram);
+                    core.udp_send(peer, target, client, datagram);
                 },
             );
-            if now.saturating_duration_since(flow.last) > FLOW_IDLE || !self.core.has_peer(*peer) {
-                idle.push((*peer, *target, *client));
-            }
         }
-        for k in idle {
-            self.flows.remove(&k);
+        // Idle flows: a pass over all of them once a second, not per turn.
+        if now >= self.next_flow_sweep {
+            self.next_flow_sweep = now + FLOW_SWEEP;
+            let core = &self.core;
+            self.flows.retain(|(peer, _, _), flow| {
+                now.saturating_duration_since(flow.last) <= FLOW_IDLE && core.has_peer(*peer)
+            });
         }
         progress
     }
