@@ -45,6 +45,49 @@ const IDLE_POOL: usize = 8;
 /// Peer indices are 24 bits: boringtun puts a session counter in the low 8.
 const MAX_PEER_INDEX: u32 = (1 << 24) - 1;
 
+/// Which of the gateway's workers a core is, when several share the UDP
+/// port (one socket each, `SO_REUSEPORT`). Each peer lives in exactly one
+/// worker, the one `Shard::of_key` names, so its limits, counters and
+/// status are kept in one place; a datagram that the kernel hands to
+/// another worker is forwarded to the owner (`GatewayCore::poll_forward`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This worker, `0..count`.
+    pub index: u32,
+    /// How many workers there are.
+    pub count: u32,
+}
+
+impl Shard {
+    /// The only worker.
+    pub const SINGLE: Shard = Shard { index: 0, count: 1 };
+
+    /// The worker that owns the peer with this key (keys are uniformly
+    /// random, so peers spread evenly).
+    pub fn of_key(key: &PublicKey, count: u32) -> u32 {
+        let b = key.as_bytes();
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]) % count.max(1)
+    }
+
+    /// The worker that owns a peer index (indices are allocated so that
+    /// `index % count` is the owner).
+    fn of_index(index: u32, count: u32) -> u32 {
+        index % count.max(1)
+    }
+}
+
+/// A datagram that arrived at this worker for a peer of another worker.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// The worker to hand it to (`GatewayCore::handle_forwarded`).
+    pub shard: u32,
+    from: SocketAddr,
+    datagram: Vec<u8>,
+    /// For a handshake initiation: the initiator's key, already decrypted
+    /// (and admitted) by the receiving worker.
+    key: Option<PublicKey>,
+}
+
 /// Identifies a peer for as long as it is configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub(crate) u32);
@@ -91,6 +134,9 @@ pub enum PeerError {
     /// No free peer index.
     #[error("too many peers on this gateway")]
     Full,
+    /// The key belongs to another worker of this gateway (`Shard::of_key`).
+    #[error("the peer belongs to another worker of this gateway")]
+    OtherShard,
 }
 
 /// Status of one peer.
@@ -184,6 +230,10 @@ pub struct GatewayCore {
     events: VecDeque<GatewayEvent>,
     dropped: DropCounters,
     deadlines: Deadlines<PeerId>,
+    /// Which worker this is.
+    shard: Shard,
+    /// Datagrams for peers of other workers.
+    forwards: VecDeque<Forwarded>,
     /// Origin of the `TIMER_SLOT` grid.
     epoch: Instant,
     /// Peers with input since the last `poll` (each at most once).
@@ -223,6 +273,17 @@ fn push_to(
 impl GatewayCore {
     /// A gateway with no peers.
     pub fn new(key: PrivateKey, opts: StackOptions, now: Instant) -> Result<Self, ConfigError> {
+        Self::new_shard(key, opts, now, Shard::SINGLE)
+    }
+
+    /// One worker of a gateway with several (see [`Shard`]): it accepts
+    /// only peers whose key it owns and forwards datagrams of the others.
+    pub fn new_shard(
+        key: PrivateKey,
+        opts: StackOptions,
+        now: Instant,
+        shard: Shard,
+    ) -> Result<Self, ConfigError> {
         opts.validate()?;
         let public = key.public_key();
         Ok(Self {
@@ -237,6 +298,8 @@ impl GatewayCore {
             by_key: HashMap::new(),
             by_endpoint: HashMap::new(),
             next_index: 1,
+            shard,
+            forwards: VecDeque::new(),
             out: VecDeque::new(),
             pool: BufferPool::default(),
             events: VecDeque::new(),
@@ -259,7 +322,9 @@ impl GatewayCore {
         for _ in 0..MAX_PEER_INDEX {
             let idx = self.next_index;
             self.next_index = if idx >= MAX_PEER_INDEX { 1 } else { idx + 1 };
-            if !self.peers.contains_key(&PeerId(idx)) {
+            if Shard::of_index(idx, self.shard.count) == self.shard.index
+                && !self.peers.contains_key(&PeerId(idx))
+            {
                 return Ok(idx);
             }
         }
@@ -278,6 +343,9 @@ impl GatewayCore {
         grant.validate(wall_now)?;
         if grant.public_key == self.public {
             return Err(PeerError::OwnKey);
+        }
+        if Shard::of_key(&grant.public_key, self.shard.count) != self.shard.index {
+            return Err(PeerError::OtherShard);
         }
         if self.by_key.contains_key(&grant.public_key) {
             return Err(PeerError::Duplicate(grant.public_key));
@@ -406,13 +474,21 @@ impl GatewayCore {
                 }
                 let public = self.public.to_dalek();
                 match parse_handshake_anon(&self.key.secret(), &public, init) {
-                    Ok(half) => match self.by_key.get(&PublicKey::from(half.peer_static_public)) {
-                        Some(id) => id.0,
-                        None => {
-                            self.dropped.unknown_peer += 1;
+                    Ok(half) => {
+                        let key = PublicKey::from(half.peer_static_public);
+                        let owner = Shard::of_key(&key, self.shard.count);
+                        if owner != self.shard.index {
+                            self.forward(owner, from, datagram, Some(key));
                             return;
                         }
-                    },
+                        match self.by_key.get(&key) {
+                            Some(id) => id.0,
+                            None => {
+                                self.dropped.unknown_peer += 1;
+                                return;
+                            }
+                        }
+                    }
                     Err(_) => {
                         self.dropped.rejected_by_wireguard += 1;
                         return;
@@ -423,6 +499,68 @@ impl GatewayCore {
             Packet::PacketCookieReply(ref p) => p.receiver_idx >> 8,
             Packet::PacketData(ref p) => p.receiver_idx >> 8,
         };
+        let owner = Shard::of_index(index, self.shard.count);
+        if owner != self.shard.index {
+            self.forward(owner, from, datagram, None);
+            return;
+        }
+        self.deliver(now, from, datagram, index);
+    }
+
+    fn forward(&mut self, shard: u32, from: SocketAddr, datagram: &[u8], key: Option<PublicKey>) {
+        let mut buf = self.pool.take();
+        buf.extend_from_slice(datagram);
+        self.forwards.push_back(Forwarded {
+            shard,
+            from,
+            datagram: buf,
+            key,
+        });
+    }
+
+    /// The next datagram for another worker (see [`Shard`]).
+    pub fn poll_forward(&mut self) -> Option<Forwarded> {
+        self.forwards.pop_front()
+    }
+
+    /// A datagram another worker received for one of this worker's peers.
+    /// An initiation was admitted there already.
+    pub fn handle_forwarded(&mut self, now: Instant, fwd: Forwarded) {
+        let index = match fwd.key {
+            Some(key) => match self.by_key.get(&key) {
+                Some(id) => Some(id.0),
+                None => {
+                    self.dropped.unknown_peer += 1;
+                    None
+                }
+            },
+            None => match Tunn::parse_incoming_packet(&fwd.datagram) {
+                Ok(Packet::HandshakeResponse(p)) => Some(p.receiver_idx >> 8),
+                Ok(Packet::PacketCookieReply(p)) => Some(p.receiver_idx >> 8),
+                Ok(Packet::PacketData(p)) => Some(p.receiver_idx >> 8),
+                // Initiations come with their key; anything else was
+                // checked by the sender.
+                _ => {
+                    self.dropped.malformed += 1;
+                    None
+                }
+            },
+        };
+        if let Some(index) = index
+            && Shard::of_index(index, self.shard.count) == self.shard.index
+        {
+            self.deliver(now, fwd.from, &fwd.datagram, index);
+        }
+        self.pool.give(fwd.datagram);
+    }
+
+    /// A forward that could not be handed to its worker (queue full).
+    pub fn forward_dropped(&mut self) {
+        self.dropped.queue_full += 1;
+    }
+
+    /// Decrypt a datagram for peer `index` and apply the policy.
+    fn deliver(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], index: u32) {
         let Some(peer) = self.peers.get_mut(&PeerId(index)) else {
             self.dropped.unknown_peer += 1;
             return;

@@ -21,7 +21,7 @@ use std::time::Duration;
 use smoltcp::iface::SocketHandle;
 
 pub use client::ClientCore;
-pub use gateway::{GatewayCore, GatewayEvent, PeerId};
+pub use gateway::{Forwarded, GatewayCore, GatewayEvent, PeerId, Shard};
 pub use wg::HandshakeState;
 
 /// How often boringtun's `update_timers` runs. boringtun's own device uses
@@ -60,6 +60,20 @@ pub struct DropCounters {
 }
 
 impl DropCounters {
+    /// Both counts added, reason by reason (a gateway's workers).
+    pub fn plus(&self, o: &DropCounters) -> DropCounters {
+        DropCounters {
+            malformed: self.malformed + o.malformed,
+            rejected_by_wireguard: self.rejected_by_wireguard + o.rejected_by_wireguard,
+            unknown_peer: self.unknown_peer + o.unknown_peer,
+            bad_source: self.bad_source + o.bad_source,
+            not_granted: self.not_granted + o.not_granted,
+            unsupported: self.unsupported + o.unsupported,
+            queue_full: self.queue_full + o.queue_full,
+            over_limit: self.over_limit + o.over_limit,
+        }
+    }
+
     /// Sum over all reasons.
     pub fn total(&self) -> u64 {
         self.malformed

@@ -492,3 +492,98 @@ fn a_udp_target_gets_its_gateway_socket_on_first_use() {
     let (n, _) = net.gw.udp_recv(peer, target, &mut buf).unwrap();
     assert_eq!(&buf[..n], b"query");
 }
+
+mod shards {
+    use super::*;
+    use crate::core::gateway::{PeerError, Shard};
+
+    /// Two workers of one gateway; the kernel hands all of the client's
+    /// datagrams to worker 0, but its peer lives in worker 1.
+    #[test]
+    fn a_peer_of_another_worker_is_served_through_forwarding_with_its_grant() {
+        let now = Instant::now();
+        let key = PrivateKey::generate();
+        let opts = StackOptions::default();
+        let two = |index| Shard { index, count: 2 };
+        let mut w0 = GatewayCore::new_shard(key.clone(), opts.clone(), now, two(0)).unwrap();
+        let mut w1 = GatewayCore::new_shard(key, opts, now, two(1)).unwrap();
+        let granted = t("10.1.0.1:443/tcp");
+        let other = t("10.1.0.2:22/tcp");
+        let addr: IpAddr = "100.64.0.2".parse().unwrap();
+        let expires = SystemTime::now() + Duration::from_secs(600);
+        let cfg = loop {
+            let mut cfg = TunnelConfig::new(
+                GW_ADDR.parse().unwrap(),
+                w0.public_key(),
+                addr,
+                vec![granted, other],
+                expires,
+            );
+            cfg.stack.tcp_buffer = 64 * 1024;
+            if Shard::of_key(&cfg.private_key.public_key(), 2) == 1 {
+                break cfg;
+            }
+        };
+        let grant = PeerGrant {
+            public_key: cfg.private_key.public_key(),
+            client_address: addr,
+            targets: vec![granted],
+            expires_at: expires,
+        };
+        let ttl = now + Duration::from_secs(600);
+        assert_eq!(
+            w0.add_peer(now, SystemTime::now(), grant.clone(), ttl),
+            Err(PeerError::OtherShard)
+        );
+        w1.add_peer(now, SystemTime::now(), grant, ttl).unwrap();
+        let mut client = ClientCore::new(&cfg, now, ttl).unwrap();
+        let from: SocketAddr = "198.51.100.2:40000".parse().unwrap();
+        let gw: SocketAddr = GW_ADDR.parse().unwrap();
+        let run = |client: &mut ClientCore, w0: &mut GatewayCore, w1: &mut GatewayCore| {
+            for _ in 0..100 {
+                let mut moved = false;
+                client.poll(now);
+                while let Some(d) = client.poll_transmit() {
+                    moved = true;
+                    w0.handle_datagram(now, from, &d);
+                }
+                while let Some(f) = w0.poll_forward() {
+                    moved = true;
+                    assert_eq!(f.shard, 1);
+                    w1.handle_forwarded(now, f);
+                }
+                w0.poll(now);
+                w1.poll(now);
+                for w in [&mut *w0, &mut *w1] {
+                    while let Some((to, d)) = w.poll_transmit() {
+                        moved = true;
+                        assert_eq!(to, from);
+                        client.handle_datagram(now, gw, &d);
+                    }
+                }
+                if !moved {
+                    return;
+                }
+            }
+        };
+        run(&mut client, &mut w0, &mut w1);
+        assert!(matches!(
+            client.status(now).handshake,
+            HandshakeState::Established { .. }
+        ));
+        client.tcp_connect(granted).unwrap();
+        client.tcp_connect(other).unwrap();
+        run(&mut client, &mut w0, &mut w1);
+        // The owner accepted the granted connection and dropped the other;
+        // worker 0 holds nothing of this peer.
+        assert!(matches!(
+            w1.poll_event(),
+            Some(GatewayEvent::TcpAccepted { target, .. }) if target == granted
+        ));
+        assert_eq!(w1.poll_event(), None);
+        assert!(w1.dropped().not_granted >= 1);
+        assert_eq!(w0.peer_count(), 0);
+        assert_eq!(w0.poll_event(), None);
+        assert_eq!(w1.peer_statuses(now)[0].open_connections, 1);
+    }
+}

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use super::{Command, StatusBoard};
 use crate::config::Target;
+use crate::core::gateway::Forwarded;
 use crate::core::{ConnId, GatewayCore, GatewayEvent, PeerId};
 use crate::driver::Side;
 use crate::driver::bridge::{Step, TcpBridge};
@@ -67,6 +68,18 @@ pub(super) type FlowKey = (PeerId, Target, SocketAddr);
 /// How often idle UDP flows are looked for (a pass over all flows).
 const FLOW_SWEEP: Duration = Duration::from_secs(1);
 
+/// Most forwarded datagrams taken from the inbox per turn.
+const FORWARDS_PER_TURN: usize = 256;
+
+/// How the workers of one gateway hand each other datagrams that the
+/// kernel delivered to the wrong one (see `core::gateway::Shard`).
+pub(super) struct ShardLinks {
+    /// Datagrams for this worker's peers.
+    pub(super) inbox: mpsc::Receiver<Forwarded>,
+    /// Every worker's inbox, by shard index.
+    pub(super) workers: Vec<mpsc::Sender<Forwarded>>,
+}
+
 /// Everything of the gateway except the WireGuard socket and the timer,
 /// which the shared loop owns.
 pub(super) struct GatewaySide {
@@ -88,6 +101,8 @@ pub(super) struct GatewaySide {
     pub(super) buf: Vec<u8>,
     /// Most UDP flows per peer (`StackOptions::max_udp_flows`).
     pub(super) max_flows: usize,
+    /// The other workers, if there are any.
+    pub(super) links: Option<ShardLinks>,
 }
 
 /// The monotonic deadline of a grant that ends at wall-clock `wall`.
@@ -111,9 +126,21 @@ impl Side for GatewaySide {
                     progress = true;
                     self.handle_command(cmd, now);
                 }
-                Poll::Pending => return ControlFlow::Continue(progress),
+                Poll::Pending => break,
             }
         }
+        if let Some(links) = &mut self.links {
+            for _ in 0..FORWARDS_PER_TURN {
+                match links.inbox.poll_recv(cx) {
+                    Poll::Ready(Some(fwd)) => {
+                        progress = true;
+                        self.core.handle_forwarded(now, fwd);
+                    }
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+        }
+        ControlFlow::Continue(progress)
     }
 
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
@@ -127,6 +154,7 @@ impl Side for GatewaySide {
         progress |= self.pump_udp(cx, now);
         self.core.poll(now);
         self.handle_events();
+        progress |= self.send_forwards();
         ControlFlow::Continue(progress)
     }
 
@@ -197,6 +225,23 @@ impl Outbox for GatewaySide {
 }
 
 impl GatewaySide {
+    /// Hands datagrams for other workers' peers to their inboxes.
+    fn send_forwards(&mut self) -> bool {
+        let mut progress = false;
+        while let Some(fwd) = self.core.poll_forward() {
+            progress = true;
+            let sent = self
+                .links
+                .as_ref()
+                .and_then(|l| l.workers.get(fwd.shard as usize))
+                .is_some_and(|w| w.try_send(fwd).is_ok());
+            if !sent {
+                self.core.forward_dropped();
+            }
+        }
+        progress
+    }
+
     /// Applies one command. The status snapshot is published before the
     /// caller hears back, so `status()` after an awaited add/update/remove
     /// already shows it (it used to lag until the loop went idle, which made
