@@ -37,6 +37,10 @@
 //! - idle RSS per gateway peer: 10,000 peers added and handshaken, no
 //!   connection (measured in a fresh child process of this binary).
 //!
+//! Aggregate throughput: 16 tunnels upload 16 MiB each at once through a
+//! gateway with 1, then 2 workers (`Gateway::start_with_workers`); the
+//! gateway has a runtime with two threads of its own.
+//!
 //! And the flood case: a loopback socket sends bogus handshake initiations
 //! (random keys, valid MAC1 for the gateway) at 30,000/s for 4 s while 100
 //! established tunnels echo and 100 new tunnels start.
@@ -538,6 +542,124 @@ fn core_echo(n: usize, rounds: usize) -> CoreEcho {
 }
 
 // ---------------------------------------------------------------------------
+// Aggregate throughput over many peers, with 1 and 2 gateway workers.
+
+/// Tunnels uploading at once in the throughput case.
+const UPLOADERS: usize = 16;
+/// Bytes each uploads.
+const UPLOAD_BYTES: usize = 16 * 1024 * 1024;
+
+/// A target that reads a u64 LE length, then that many bytes, and answers
+/// with one byte.
+fn sink_target() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut header = [0u8; 8];
+                while s.read_exact(&mut header).is_ok() {
+                    let mut left = usize::try_from(u64::from_le_bytes(header)).unwrap();
+                    while left > 0 {
+                        let want = left.min(buf.len());
+                        match s.read(&mut buf[..want]) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => left -= n,
+                        }
+                    }
+                    if s.write_all(&[1]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Gbit/s of `UPLOADERS` tunnels uploading `UPLOAD_BYTES` each at once
+/// through a gateway with `workers` workers (the gateway on a runtime of
+/// its own with two threads), and the UDP datagrams the kernel dropped
+/// meanwhile for a full receive buffer.
+fn aggregate_throughput(workers: usize) -> (f64, u64) {
+    let gw_rt = runtime(2);
+    let client_rt = runtime(2);
+    let gw = gw_rt
+        .block_on(Gateway::start_with_workers(
+            GatewayConfig {
+                private_key: PrivateKey::generate(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                stack: StackOptions::default(),
+            },
+            workers,
+        ))
+        .unwrap();
+    let target = Target::tcp(sink_target());
+    let mut tunnels = Vec::new();
+    let mut streams = Vec::new();
+    for i in 0..UPLOADERS {
+        let (cfg, grant) = config(gw.local_addr(), gw.public_key(), i, target);
+        gw_rt.block_on(gw.add_peer(grant)).unwrap();
+        let t = client_rt.block_on(Tunnel::start(cfg)).unwrap();
+        let mut s = TcpStream::connect(t.forward_addr(&target).unwrap()).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        // One small message proves the path before timing starts.
+        upload(&mut s, 1024);
+        streams.push(s);
+        tunnels.push(t);
+    }
+    let start = Instant::now();
+    let drops = udp_rcvbuf_errors();
+    let threads: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| std::thread::spawn(move || upload(&mut s, UPLOAD_BYTES)))
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let drops = udp_rcvbuf_errors().saturating_sub(drops);
+    for t in tunnels {
+        client_rt.block_on(t.shutdown());
+    }
+    gw_rt.block_on(gw.shutdown());
+    ((UPLOADERS * UPLOAD_BYTES) as f64 * 8.0 / secs / 1e9, drops)
+}
+
+/// The kernel's count of UDP datagrams dropped for a full receive buffer
+/// (all sockets of the machine; Linux `/proc/net/snmp`).
+fn udp_rcvbuf_errors() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One message of `len` bytes and the target's acknowledgement.
+fn upload(s: &mut TcpStream, len: usize) {
+    let chunk = vec![0x5au8; 256 * 1024];
+    s.write_all(&(len as u64).to_le_bytes()).unwrap();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+    let mut ack = [0u8; 1];
+    s.read_exact(&mut ack).unwrap();
+}
+
+// ---------------------------------------------------------------------------
 // Flood: bogus initiations while real tunnels work.
 
 /// Initiations from random keys to the gateway (valid MAC1, unknown key).
@@ -765,6 +887,29 @@ fn main() {
     println!(
         "idle gateway peer (added, handshaken, no connection): {} KB RSS per peer over {idle_n} peers",
         idle / 1000
+    );
+    println!();
+    // Alternating, three times each, so a change in the machine's load
+    // shows; then the medians.
+    let (mut ones, mut twos) = (Vec::new(), Vec::new());
+    for round in 1..=3 {
+        let (one, one_drops) = aggregate_throughput(1);
+        let (two, two_drops) = aggregate_throughput(2);
+        println!(
+            "aggregate throughput (round {round}), {UPLOADERS} tunnels uploading {} MiB each at once: 1 worker {one:.2} Gbit/s ({one_drops} datagrams dropped by the kernel, receive buffer full), 2 workers {two:.2} Gbit/s ({two_drops} dropped) ({:.2}x)",
+            UPLOAD_BYTES / (1024 * 1024),
+            two / one
+        );
+        ones.push(one);
+        twos.push(two);
+    }
+    ones.sort_by(f64::total_cmp);
+    twos.sort_by(f64::total_cmp);
+    println!(
+        "aggregate throughput, medians: 1 worker {:.2} Gbit/s, 2 workers {:.2} Gbit/s ({:.2}x)",
+        ones[1],
+        twos[1],
+        twos[1] / ones[1]
     );
     println!();
     let f = flood_case(100, 100, 4);
