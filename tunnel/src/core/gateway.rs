@@ -824,7 +824,7 @@ impl GatewayCore {
         self.reschedule(id, now);
     }
 
-    /// Put the peer's next deadline in the heap if it moved.
+    /// Put the peer's next deadline in the heap if it moved earlier.
     fn reschedule(&mut self, id: PeerId, now: Instant) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
@@ -837,7 +837,11 @@ impl GatewayCore {
         if let Some(s) = peer.stack_at {
             at = at.min(s);
         }
-        if peer.scheduled != Some(at) {
+        // A deadline that moved later keeps its earlier entry: it fires
+        // early once, finds nothing due and is put at the new time then.
+        // That saves a push per flush of a busy peer (smoltcp's timers move
+        // later with every segment), which would pile up stale entries.
+        if peer.scheduled.is_none_or(|cur| at < cur) {
             peer.scheduled = Some(at);
             self.deadlines.push(at, id);
         }
