@@ -1,5 +1,6 @@
-//! Gateway side, sans IO: many peers on one UDP socket, each with its own
-//! WireGuard session, its own smoltcp stack and its own grant.
+//! Gateway side, sans IO: many peers on one UDP port, each with its own
+//! WireGuard session, its own smoltcp stack and its own grant (one core per
+//! worker when several share the port, see [`Shard`]).
 //!
 //! Incoming datagrams are routed to a peer by the receiver index in the
 //! WireGuard header (data, response, cookie) or, for a handshake initiation,
