@@ -1,5 +1,7 @@
 //! The gateway: a [`GatewayCore`] driven by one tokio task that owns the UDP
-//! socket and the real OS sockets to the targets.
+//! socket and the real OS sockets to the targets; or, with
+//! [`Gateway::start_with_workers`], several such tasks on one UDP port, each
+//! with the core of its share of the peers (`core::gateway::Shard`).
 //!
 //! For each connection a peer opens inside its tunnel (to a target in its
 //! grant — anything else never reaches the stack), the driver connects a real
