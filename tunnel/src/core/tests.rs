@@ -587,3 +587,69 @@ mod shards {
         assert_eq!(w1.peer_statuses(now)[0].open_connections, 1);
     }
 }
+
+mod per_peer_work {
+    use super::*;
+
+    /// The id of the peer with this client address.
+    fn peer_with_address(gw: &GatewayCore, now: Instant, addr: &str) -> PeerId {
+        let addr: IpAddr = addr.parse().unwrap();
+        let key = gw
+            .peer_statuses(now)
+            .into_iter()
+            .find(|p| p.client_address == addr)
+            .unwrap()
+            .public_key;
+        gw.peer_id(&key).unwrap()
+    }
+
+    #[test]
+    fn a_datagram_runs_and_reports_only_its_own_peer() {
+        let mut net = Net::new();
+        let target = t("10.1.0.1:443/tcp");
+        let a = net.add_client(2, &[target], &[target]);
+        net.add_client(3, &[target], &[target]);
+        net.run();
+        let a_id = peer_with_address(&net.gw, net.now, "100.64.0.2");
+        let _ = net.gw.take_changed_peers();
+        let _ = net.gw.take_flushed_peers();
+        // Only client `a` sends (a connection attempt).
+        net.clients[a].1.tcp_connect(target).unwrap();
+        net.clients[a].1.poll(net.now);
+        let from = net.clients[a].0;
+        while let Some(d) = net.clients[a].1.poll_transmit() {
+            net.gw.handle_datagram(net.now, from, &d);
+        }
+        net.gw.poll(net.now);
+        assert_eq!(net.gw.take_changed_peers(), vec![a_id]);
+        assert_eq!(net.gw.take_flushed_peers(), vec![a_id]);
+        // Nothing happened since: nothing to report.
+        net.gw.poll(net.now);
+        assert!(net.gw.take_changed_peers().is_empty());
+        assert!(net.gw.take_flushed_peers().is_empty());
+    }
+
+    #[test]
+    fn a_published_view_tells_the_exact_status_at_any_later_time() {
+        let mut net = Net::new();
+        let target = t("10.1.0.1:443/tcp");
+        net.add_client(2, &[target], &[target]);
+        net.run();
+        let id = peer_with_address(&net.gw, net.now, "100.64.0.2");
+        let view = net.gw.peer_view(id).unwrap();
+        for later in [
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_secs(700),
+        ] {
+            let at = net.now + later;
+            // Nothing changed in between, so the view read later equals
+            // the core's own status at that time.
+            assert_eq!(view.at(at), net.gw.peer_statuses(at)[0]);
+        }
+        assert_eq!(
+            view.at(net.now + Duration::from_secs(700)).expires_in,
+            Duration::ZERO
+        );
+    }
+}
