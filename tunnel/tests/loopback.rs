@@ -505,3 +505,78 @@ async fn per_tunnel_limits_refuse_and_are_counted_per_peer() {
         r.connections + r.udp_flows
     });
 }
+
+/// A gateway with two workers (two sockets on one port, `SO_REUSEPORT`):
+/// peers of both workers reach their own targets and only those, whichever
+/// worker the kernel hands their datagrams to, and the status lists them
+/// all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_serve_every_peer_with_its_own_grant() {
+    use tunnel::core::Shard;
+    let gw = Gateway::start_with_workers(
+        GatewayConfig {
+            private_key: PrivateKey::generate(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            stack: StackOptions::default(),
+        },
+        2,
+    )
+    .await
+    .unwrap();
+    let ttl = Duration::from_secs(600);
+    let forbidden = Target::tcp(tcp_echo("127.0.0.1:0").await);
+    // Three peers of each worker, each granted its own echo target; each
+    // also asks for `forbidden`, which no grant has.
+    let mut apps = Vec::new();
+    let mut per_shard = [0usize; 2];
+    let mut n = 2u8;
+    while per_shard != [3, 3] {
+        let own = Target::tcp(tcp_echo("127.0.0.1:0").await);
+        let cfg = client_config(&gw, n, vec![own, forbidden], ttl);
+        let shard = Shard::of_key(&cfg.private_key.public_key(), 2) as usize;
+        if per_shard[shard] == 3 {
+            continue;
+        }
+        per_shard[shard] += 1;
+        n += 1;
+        gw.add_peer(grant_for(&cfg, vec![own], ttl)).await.unwrap();
+        apps.push((Tunnel::start(cfg).await.unwrap(), own));
+    }
+    let payload: Vec<u8> = (0..100_000u32).map(|i| (i * 13) as u8).collect();
+    for (t, own) in &apps {
+        let got = echo_via(t.forward_addr(own).unwrap(), &payload).await;
+        assert!(got == payload, "echo corrupted");
+    }
+    // The owners drop the SYNs to `forbidden`: nothing ever comes back.
+    let mut tries = Vec::new();
+    for (t, _) in &apps {
+        let s = TcpStream::connect(t.forward_addr(&forbidden).unwrap())
+            .await
+            .unwrap();
+        tries.push(s);
+    }
+    eventually("every owner to count its peer's ungranted SYN", || {
+        gw.status().dropped.not_granted >= 6
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for s in &tries {
+        let mut buf = [0u8; 8];
+        let r = s.try_read(&mut buf);
+        assert!(
+            r.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+            "got an answer from an ungranted target: {r:?}"
+        );
+    }
+    let gs = gw.status();
+    assert_eq!(gs.peers.len(), 6);
+    assert!(gs.dropped.not_granted >= 6, "{:?}", gs.dropped);
+    for p in &gs.peers {
+        assert!(p.bytes_in >= payload.len() as u64, "{p:?}");
+    }
+    for (t, _) in apps {
+        t.shutdown().await;
+    }
+    gw.shutdown().await;
+}

@@ -108,7 +108,7 @@ impl Side for ClientSide {
             .unwrap_or(now + Duration::from_secs(1))
     }
 
-    fn publish_status(&self, now: Instant) {
+    fn publish_status(&mut self, now: Instant) {
         let CoreStatus {
             handshake,
             bytes_out,

@@ -57,6 +57,9 @@ pub struct ClientCore {
     expires_at: Instant,
     next_timer: Instant,
     next_port: u16,
+    /// Local ports of the open connections (so finding a free one does
+    /// not walk every connection).
+    ports_in_use: HashSet<u16>,
     closed: Option<CloseReason>,
 }
 
@@ -77,6 +80,7 @@ impl ClientCore {
                 0,
                 None,
                 config.handshake_timeout,
+                config.stack.mtu,
             ),
             stack: Stack::new(
                 &config.stack,
@@ -95,6 +99,7 @@ impl ClientCore {
             expires_at,
             next_timer: now + TIMER_TICK,
             next_port: EPHEMERAL_START,
+            ports_in_use: HashSet::new(),
             closed: None,
         };
         let (out, pool) = (&mut core.out, &mut core.pool);
@@ -243,7 +248,6 @@ impl ClientCore {
     }
 
     fn free_port(&mut self) -> Result<u16, ConnectError> {
-        let used: HashSet<u16> = self.conns.values().map(|c| c.local_port).collect();
         for _ in 0..=(u16::MAX - EPHEMERAL_START) {
             let port = self.next_port;
             self.next_port = if port == u16::MAX {
@@ -251,7 +255,7 @@ impl ClientCore {
             } else {
                 port + 1
             };
-            if !used.contains(&port) {
+            if !self.ports_in_use.contains(&port) {
                 return Ok(port);
             }
         }
@@ -276,6 +280,7 @@ impl ClientCore {
             return Err(ConnectError::NoPort);
         }
         let id = ConnId(self.stack.add(socket));
+        self.ports_in_use.insert(port);
         self.conns.insert(
             id,
             Conn {
@@ -301,6 +306,7 @@ impl ClientCore {
             return Err(ConnectError::NoPort);
         }
         let id = ConnId(self.stack.add(socket));
+        self.ports_in_use.insert(port);
         self.conns.insert(
             id,
             Conn {
@@ -361,6 +367,7 @@ impl ClientCore {
     /// still open is reset first, and the RST is sent before the socket goes.
     pub fn remove(&mut self, now: Instant, id: ConnId) {
         if let Some(conn) = self.conns.remove(&id) {
+            self.ports_in_use.remove(&conn.local_port);
             if conn.target.proto == Protocol::Tcp {
                 let socket = self.stack.tcp(id.0);
                 if socket.state() != tcp::State::Closed && socket.state() != tcp::State::TimeWait {
@@ -391,6 +398,7 @@ impl ClientCore {
             self.conns.remove(&id);
             self.stack.sockets.remove(id.0);
         }
+        self.ports_in_use.clear();
         self.stack.device.clear();
         self.closed = Some(reason);
     }

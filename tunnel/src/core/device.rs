@@ -87,6 +87,14 @@ impl QueueDevice {
         self.pool.borrow_mut().give(buf);
     }
 
+    /// Keep at most `keep` spare buffers (a peer that went idle gives back
+    /// what a burst left in its pool).
+    pub(crate) fn trim(&mut self, keep: usize) {
+        let mut pool = self.pool.borrow_mut();
+        pool.free.truncate(keep);
+        pool.free.shrink_to(keep);
+    }
+
     /// Forget queued packets (used when the tunnel is torn down).
     pub(crate) fn clear(&mut self) {
         self.rx.clear();

@@ -319,3 +319,337 @@ mod properties {
         }
     }
 }
+
+mod deadlines_and_admission {
+    use super::*;
+    use crate::core::admission::Admission;
+    use boringtun::noise::{Tunn, TunnResult};
+
+    fn established(net: &Net, c: usize) -> bool {
+        matches!(
+            net.clients[c].1.status(net.now).handshake,
+            HandshakeState::Established { .. }
+        )
+    }
+
+    #[test]
+    fn a_peer_without_traffic_waits_only_for_its_expiry() {
+        let mut net = Net::new();
+        let target = t("10.1.0.1:443/tcp");
+        net.add_client(2, &[target], &[target]);
+        // Nothing was delivered: no endpoint, so no WireGuard timers; the
+        // only deadline is the grant's end (600 s in `add_client`).
+        let at = net.gw.poll_timeout(net.now);
+        assert_eq!(at, net.now + Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_peer_in_session_is_woken_for_its_timers_and_expires_on_time() {
+        let mut net = Net::new();
+        let target = t("10.1.0.1:443/tcp");
+        let c = net.add_client(2, &[target], &[target]);
+        net.run();
+        assert!(established(&net, c));
+        let first = net.gw.poll_timeout(net.now);
+        assert!(first <= net.now + crate::core::TIMER_TICK, "timer tick due");
+        // At the deadline the peer runs and gets its next deadline.
+        net.now = first;
+        net.gw.poll(net.now);
+        let second = net.gw.poll_timeout(net.now);
+        assert!(
+            second > first,
+            "the fired entry is gone, a later one is due"
+        );
+        // Walk the deadlines to the grant's end: the peer is dropped then,
+        // and not before.
+        let end = net.now + Duration::from_secs(600);
+        let mut polls = 0;
+        while net.gw.peer_count() == 1 {
+            net.now = net.gw.poll_timeout(net.now).max(net.now);
+            net.gw.poll(net.now);
+            polls += 1;
+            assert!(polls < 10_000, "the expiry never fired");
+        }
+        assert!(net.now >= end - Duration::from_secs(1), "dropped early");
+        let removed = std::iter::from_fn(|| net.gw.poll_event()).any(|e| {
+            matches!(
+                e,
+                GatewayEvent::PeerRemoved {
+                    reason: CloseReason::Expired,
+                    ..
+                }
+            )
+        });
+        assert!(removed);
+    }
+
+    #[test]
+    fn a_removed_peer_leaves_only_stale_deadlines_behind() {
+        let mut net = Net::new();
+        let target = t("10.1.0.1:443/tcp");
+        let c = net.add_client(2, &[target], &[target]);
+        net.run();
+        assert!(established(&net, c));
+        assert!(net.gw.poll_timeout(net.now) <= net.now + crate::core::TIMER_TICK);
+        let key = net.gw.peer_statuses(net.now)[0].public_key;
+        assert!(net.gw.remove_peer(net.now, &key).is_some());
+        // Its heap entries are stale: nothing is due for an hour.
+        assert_eq!(
+            net.gw.poll_timeout(net.now),
+            net.now + Duration::from_secs(3600)
+        );
+        net.gw.poll(net.now + Duration::from_secs(1));
+        assert_eq!(net.gw.peer_count(), 0);
+    }
+
+    /// An initiation from a random key, with a valid MAC1 for the gateway.
+    fn bogus_initiation(gw: &GatewayCore) -> Vec<u8> {
+        let mut t = Tunn::new(
+            x25519_dalek::StaticSecret::random(),
+            gw.public_key().to_dalek(),
+            None,
+            None,
+            7,
+            None,
+        );
+        let mut buf = vec![0u8; 256];
+        match t.format_handshake_initiation(&mut buf, false) {
+            TunnResult::WriteToNetwork(d) => d.to_vec(),
+            _ => panic!("no initiation"),
+        }
+    }
+
+    #[test]
+    fn an_honest_burst_is_admitted_and_a_flood_gets_cookies_while_sessions_go_on() {
+        let mut net = Net::new();
+        let target = t("10.1.0.1:443/tcp");
+        // 150 tunnels opened at the same instant: more than the fixed
+        // 100/s window that used to answer with cookies.
+        for n in 2..152u8 {
+            net.add_client(n, &[target], &[target]);
+        }
+        net.run();
+        assert!((0..net.clients.len()).all(|c| established(&net, c)));
+        assert_eq!(net.gw.cookies_sent(), 0);
+
+        // A flood beyond the bucket (here 10 at once, 1/s, so the test
+        // needs no thousands of handshakes): cookies, no processing.
+        net.gw
+            .set_admission(Admission::with_limits(10.0, 1.0, net.now));
+        let bogus = bogus_initiation(&net.gw);
+        let flooder: SocketAddr = "203.0.113.9:4444".parse().unwrap();
+        let before = net.gw.dropped();
+        for _ in 0..200 {
+            net.gw.handle_datagram(net.now, flooder, &bogus);
+        }
+        assert_eq!(net.gw.cookies_sent(), 190);
+        assert_eq!(net.gw.dropped().unknown_peer, before.unknown_peer + 10);
+        let mut cookies = 0;
+        while let Some((to, d)) = net.gw.poll_transmit() {
+            assert_eq!(to, flooder);
+            assert_eq!(d.first(), Some(&3), "a cookie reply");
+            cookies += 1;
+        }
+        assert_eq!(cookies, 190);
+
+        // A new honest tunnel during the flood: it gets a cookie, answers
+        // at once with a valid MAC2 and is in session well before
+        // WireGuard's 5 s retransmit (`run` moves the clock 1 ms a step).
+        let late = net.add_client(200, &[target], &[target]);
+        let started = net.now;
+        net.run();
+        assert!(established(&net, late));
+        assert_eq!(net.gw.cookies_sent(), 191, "it was asked for a cookie");
+        assert!(net.now - started < Duration::from_secs(1));
+
+        // Established sessions are not touched: a connection still opens.
+        let conn = net.clients[0].1.tcp_connect(target);
+        assert!(conn.is_ok());
+        net.run();
+        assert!(matches!(
+            net.gw.poll_event(),
+            Some(GatewayEvent::TcpAccepted { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_udp_target_gets_its_gateway_socket_on_first_use() {
+    let mut net = Net::new();
+    let target = t("10.1.0.9:53/udp");
+    let c = net.add_client(2, &[target], &[target]);
+    net.run();
+    let peer = net.gw.peer_ids()[0];
+    assert!(
+        net.gw.udp_targets(peer).is_empty(),
+        "an idle peer holds no UDP buffers"
+    );
+    let flow = net.clients[c].1.udp_open(target).unwrap();
+    assert!(net.clients[c].1.udp_send(flow, b"query"));
+    net.run();
+    assert_eq!(net.gw.udp_targets(peer), vec![target]);
+    let mut buf = [0u8; 64];
+    let (n, _) = net.gw.udp_recv(peer, target, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"query");
+}
+
+mod shards {
+    use super::*;
+    use crate::core::gateway::{PeerError, Shard};
+
+    /// Two workers of one gateway; the kernel hands all of the client's
+    /// datagrams to worker 0, but its peer lives in worker 1.
+    #[test]
+    fn a_peer_of_another_worker_is_served_through_forwarding_with_its_grant() {
+        let now = Instant::now();
+        let key = PrivateKey::generate();
+        let opts = StackOptions::default();
+        let two = |index| Shard { index, count: 2 };
+        let mut w0 = GatewayCore::new_shard(key.clone(), opts.clone(), now, two(0)).unwrap();
+        let mut w1 = GatewayCore::new_shard(key, opts, now, two(1)).unwrap();
+        let granted = t("10.1.0.1:443/tcp");
+        let other = t("10.1.0.2:22/tcp");
+        let addr: IpAddr = "100.64.0.2".parse().unwrap();
+        let expires = SystemTime::now() + Duration::from_secs(600);
+        let cfg = loop {
+            let mut cfg = TunnelConfig::new(
+                GW_ADDR.parse().unwrap(),
+                w0.public_key(),
+                addr,
+                vec![granted, other],
+                expires,
+            );
+            cfg.stack.tcp_buffer = 64 * 1024;
+            if Shard::of_key(&cfg.private_key.public_key(), 2) == 1 {
+                break cfg;
+            }
+        };
+        let grant = PeerGrant {
+            public_key: cfg.private_key.public_key(),
+            client_address: addr,
+            targets: vec![granted],
+            expires_at: expires,
+        };
+        let ttl = now + Duration::from_secs(600);
+        assert_eq!(
+            w0.add_peer(now, SystemTime::now(), grant.clone(), ttl),
+            Err(PeerError::OtherShard)
+        );
+        w1.add_peer(now, SystemTime::now(), grant, ttl).unwrap();
+        let mut client = ClientCore::new(&cfg, now, ttl).unwrap();
+        let from: SocketAddr = "198.51.100.2:40000".parse().unwrap();
+        let gw: SocketAddr = GW_ADDR.parse().unwrap();
+        let run = |client: &mut ClientCore, w0: &mut GatewayCore, w1: &mut GatewayCore| {
+            for _ in 0..100 {
+                let mut moved = false;
+                client.poll(now);
+                while let Some(d) = client.poll_transmit() {
+                    moved = true;
+                    w0.handle_datagram(now, from, &d);
+                }
+                while let Some(f) = w0.poll_forward() {
+                    moved = true;
+                    assert_eq!(f.shard, 1);
+                    w1.handle_forwarded(now, f);
+                }
+                w0.poll(now);
+                w1.poll(now);
+                for w in [&mut *w0, &mut *w1] {
+                    while let Some((to, d)) = w.poll_transmit() {
+                        moved = true;
+                        assert_eq!(to, from);
+                        client.handle_datagram(now, gw, &d);
+                    }
+                }
+                if !moved {
+                    return;
+                }
+            }
+        };
+        run(&mut client, &mut w0, &mut w1);
+        assert!(matches!(
+            client.status(now).handshake,
+            HandshakeState::Established { .. }
+        ));
+        client.tcp_connect(granted).unwrap();
+        client.tcp_connect(other).unwrap();
+        run(&mut client, &mut w0, &mut w1);
+        // The owner accepted the granted connection and dropped the other;
+        // worker 0 holds nothing of this peer.
+        assert!(matches!(
+            w1.poll_event(),
+            Some(GatewayEvent::TcpAccepted { target, .. }) if target == granted
+        ));
+        assert_eq!(w1.poll_event(), None);
+        assert!(w1.dropped().not_granted >= 1);
+        assert_eq!(w0.peer_count(), 0);
+        assert_eq!(w0.poll_event(), None);
+        assert_eq!(w1.peer_statuses(now)[0].open_connections, 1);
+    }
+}
+
+mod per_peer_work {
+    use super::*;
+
+    /// The id of the peer with this client address.
+    fn peer_with_address(gw: &GatewayCore, now: Instant, addr: &str) -> PeerId {
+        let addr: IpAddr = addr.parse().unwrap();
+        let key = gw
+            .peer_statuses(now)
+            .into_iter()
+            .find(|p| p.client_address == addr)
+            .unwrap()
+            .public_key;
+        gw.peer_id(&key).unwrap()
+    }
+
+    #[test]
+    fn a_datagram_runs_and_reports_only_its_own_peer() {
+        let mut net = Net::new();
+        let target = t("10.1.0.1:443/tcp");
+        let a = net.add_client(2, &[target], &[target]);
+        net.add_client(3, &[target], &[target]);
+        net.run();
+        let a_id = peer_with_address(&net.gw, net.now, "100.64.0.2");
+        let _ = net.gw.take_changed_peers();
+        let _ = net.gw.take_flushed_peers();
+        // Only client `a` sends (a connection attempt).
+        net.clients[a].1.tcp_connect(target).unwrap();
+        net.clients[a].1.poll(net.now);
+        let from = net.clients[a].0;
+        while let Some(d) = net.clients[a].1.poll_transmit() {
+            net.gw.handle_datagram(net.now, from, &d);
+        }
+        net.gw.poll(net.now);
+        assert_eq!(net.gw.take_changed_peers(), vec![a_id]);
+        assert_eq!(net.gw.take_flushed_peers(), vec![a_id]);
+        // Nothing happened since: nothing to report.
+        net.gw.poll(net.now);
+        assert!(net.gw.take_changed_peers().is_empty());
+        assert!(net.gw.take_flushed_peers().is_empty());
+    }
+
+    #[test]
+    fn a_published_view_tells_the_exact_status_at_any_later_time() {
+        let mut net = Net::new();
+        let target = t("10.1.0.1:443/tcp");
+        net.add_client(2, &[target], &[target]);
+        net.run();
+        let id = peer_with_address(&net.gw, net.now, "100.64.0.2");
+        let view = net.gw.peer_view(id).unwrap();
+        for later in [
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_secs(700),
+        ] {
+            let at = net.now + later;
+            // Nothing changed in between, so the view read later equals
+            // the core's own status at that time.
+            assert_eq!(view.at(at), net.gw.peer_statuses(at)[0]);
+        }
+        assert_eq!(
+            view.at(net.now + Duration::from_secs(700)).expires_in,
+            Duration::ZERO
+        );
+    }
+}

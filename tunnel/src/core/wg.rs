@@ -23,6 +23,8 @@ pub(crate) const MAX_DATAGRAM: usize = 65535 + 32;
 const HANDSHAKE_INIT: u8 = 1;
 /// WireGuard message type of a handshake response.
 const HANDSHAKE_RESP: u8 = 2;
+/// WireGuard message type of a cookie reply.
+const COOKIE_REPLY: u8 = 3;
 
 /// Where the handshake with this peer stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,20 +56,41 @@ pub(crate) enum Decapsulated {
     Control,
 }
 
-pub(crate) struct WgPeer {
-    tunn: Tunn,
-    /// Scratch space for boringtun output, reused for every call.
-    scratch: Vec<u8>,
-    handshake_started: Option<Instant>,
+/// What the handshake state is derived from, apart from `now`: a copy can
+/// tell the state at a later time (the gateway's status is read that way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HandshakeClock {
+    started: Option<Instant>,
     established_at: Option<Instant>,
     timeout: Duration,
+}
+
+impl HandshakeClock {
+    pub(crate) fn state(&self, now: Instant) -> HandshakeState {
+        if let Some(since) = self.started
+            && now.saturating_duration_since(since) >= self.timeout
+        {
+            return HandshakeState::TimedOut { since };
+        }
+        match self.established_at {
+            Some(at) => HandshakeState::Established { at },
+            None => HandshakeState::Pending,
+        }
+    }
+}
+
+pub(crate) struct WgPeer {
+    tunn: Tunn,
+    /// Scratch space for boringtun's own output (handshakes, keepalives,
+    /// queued packets), reused for every call.
+    scratch: Vec<u8>,
+    clock: HandshakeClock,
 }
 
 impl std::fmt::Debug for WgPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WgPeer")
-            .field("handshake_started", &self.handshake_started)
-            .field("established_at", &self.established_at)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +103,7 @@ impl WgPeer {
         index: u32,
         rate_limiter: Option<Arc<RateLimiter>>,
         timeout: Duration,
+        mtu: usize,
     ) -> Self {
         Self {
             tunn: Tunn::new(
@@ -90,22 +114,28 @@ impl WgPeer {
                 index,
                 rate_limiter,
             ),
-            scratch: vec![0u8; MAX_DATAGRAM],
-            handshake_started: None,
-            established_at: None,
-            timeout,
+            // Room for what boringtun writes here: handshake messages,
+            // keepalives and queued inner packets (at most one MTU). Sized
+            // to that rather than to MAX_DATAGRAM, so an idle gateway peer
+            // does not hold 64 KiB for it.
+            scratch: vec![0u8; (mtu + 32).max(MIN_DST)],
+            clock: HandshakeClock {
+                started: None,
+                established_at: None,
+                timeout,
+            },
         }
     }
 
     fn note_sent(&mut self, datagram_first_byte: Option<u8>, now: Instant) {
-        if datagram_first_byte == Some(HANDSHAKE_INIT) && self.handshake_started.is_none() {
-            self.handshake_started = Some(now);
+        if datagram_first_byte == Some(HANDSHAKE_INIT) && self.clock.started.is_none() {
+            self.clock.started = Some(now);
         }
     }
 
     fn note_established(&mut self, now: Instant) {
-        self.handshake_started = None;
-        self.established_at = Some(now);
+        self.clock.started = None;
+        self.clock.established_at = Some(now);
     }
 
     /// Start a handshake now instead of waiting for the first packet, so
@@ -141,6 +171,9 @@ impl WgPeer {
                 if kind == Some(HANDSHAKE_RESP) {
                     self.note_established(now);
                 }
+                if kind == Some(COOKIE_REPLY) {
+                    self.retry_with_cookie(now, out);
+                }
                 (None, None)
             }
             TunnResult::Err(e) => return Err(e),
@@ -161,6 +194,22 @@ impl WgPeer {
                 Ok(Decapsulated::Packet(src))
             }
             _ => Ok(Decapsulated::Control),
+        }
+    }
+
+    /// The responder is under load and sent a cookie (boringtun checked it
+    /// against our last initiation and stored it): initiate again at once,
+    /// now with a valid MAC2, which a loaded responder processes. Without
+    /// this, boringtun waits for its 5 s retransmit. One initiation per
+    /// authenticated cookie reply, so this cannot be used to amplify.
+    fn retry_with_cookie(&mut self, now: Instant, out: &mut impl FnMut(&[u8])) {
+        if let TunnResult::WriteToNetwork(d) = self
+            .tunn
+            .format_handshake_initiation(&mut self.scratch, true)
+        {
+            let first = d.first().copied();
+            out(d);
+            self.note_sent(first, now);
         }
     }
 
@@ -201,13 +250,15 @@ impl WgPeer {
         true
     }
 
-    /// Run the WireGuard timers (rekey, retransmit, keepalive).
-    pub(crate) fn update_timers(&mut self, now: Instant, out: &mut impl FnMut(&[u8])) {
+    /// Run the WireGuard timers (rekey, retransmit, keepalive). Returns
+    /// whether they sent something.
+    pub(crate) fn update_timers(&mut self, now: Instant, out: &mut impl FnMut(&[u8])) -> bool {
         match self.tunn.update_timers(&mut self.scratch) {
             TunnResult::WriteToNetwork(d) => {
                 let first = d.first().copied();
                 out(d);
                 self.note_sent(first, now);
+                return true;
             }
             TunnResult::Err(WireGuardError::ConnectionExpired) => {
                 // Session keys are gone (REJECT_AFTER_TIME * 3 or
@@ -217,18 +268,15 @@ impl WgPeer {
             TunnResult::Err(e) => tracing::debug!(error = ?e, "wireguard timer error"),
             _ => {}
         }
+        false
     }
 
     pub(crate) fn handshake_state(&self, now: Instant) -> HandshakeState {
-        if let Some(since) = self.handshake_started
-            && now.saturating_duration_since(since) >= self.timeout
-        {
-            return HandshakeState::TimedOut { since };
-        }
-        match self.established_at {
-            Some(at) => HandshakeState::Established { at },
-            None => HandshakeState::Pending,
-        }
+        self.clock.state(now)
+    }
+
+    pub(crate) fn handshake_clock(&self) -> HandshakeClock {
+        self.clock
     }
 
     /// (inner bytes sent, inner bytes received) as counted by boringtun.

@@ -9,6 +9,7 @@
 pub(crate) mod bridge;
 pub(crate) mod flow;
 pub(crate) mod poll_loop;
+pub(crate) mod ready;
 pub(crate) mod udp;
 
 pub(crate) use poll_loop::{Driver, Side};

@@ -45,7 +45,7 @@ pub(crate) trait Side: Outbox {
     fn deadline(&mut self, now: Instant) -> Instant;
 
     /// Copy the state into the handle's status snapshot.
-    fn publish_status(&self, now: Instant);
+    fn publish_status(&mut self, now: Instant);
 
     /// Fail closed once the loop has ended. `udp` is still open, for the
     /// last datagrams (RSTs into the tunnel): see [`UdpIo::send_now`].

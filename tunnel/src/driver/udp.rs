@@ -69,7 +69,35 @@ pub(crate) struct UdpIo {
 
 /// Bind a non-blocking UDP socket with large buffers (and offloads on Linux).
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpIo> {
+    bind_with(addr, false)
+}
+
+/// `count` sockets on one address with `SO_REUSEPORT` (Linux), one per
+/// gateway worker: the kernel hashes each 4-tuple to one of them, so a
+/// client's datagrams keep arriving at the same worker. Elsewhere (no load
+/// balancing of UDP by `SO_REUSEPORT`) only one socket is bound.
+pub(crate) fn bind_workers(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpIo>> {
+    if count <= 1 || !cfg!(target_os = "linux") {
+        return Ok(vec![bind(addr)?]);
+    }
+    let first = bind_with(addr, true)?;
+    // A port of 0 was chosen by the first bind; the others join it.
+    let addr = first.socket.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..count {
+        all.push(bind_with(addr, true)?);
+    }
+    Ok(all)
+}
+
+fn bind_with(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpIo> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    #[cfg(target_os = "linux")]
+    if reuse_port {
+        linux::set_reuse_port(&socket)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = reuse_port;
     // Best effort: a smaller buffer only costs throughput.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);

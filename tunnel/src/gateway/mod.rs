@@ -1,5 +1,7 @@
 //! The gateway: a [`GatewayCore`] driven by one tokio task that owns the UDP
-//! socket and the real OS sockets to the targets.
+//! socket and the real OS sockets to the targets; or, with
+//! [`Gateway::start_with_workers`], several such tasks on one UDP port, each
+//! with the core of its share of the peers (`core::gateway::Shard`).
 //!
 //! For each connection a peer opens inside its tunnel (to a target in its
 //! grant — anything else never reaches the stack), the driver connects a real
@@ -10,7 +12,7 @@
 //! commands, and the status. What the task does each turn is in `side`,
 //! on the poll loop shared with the client (`crate::driver`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,14 +22,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, GatewayConfig, PeerGrant};
-use crate::core::gateway::{PeerError, PeerStatus};
-use crate::core::{DropCounters, GatewayCore};
+use crate::core::gateway::{PeerError, PeerStatus, PeerView, Shard};
+use crate::core::{DropCounters, GatewayCore, PeerId};
 use crate::driver::{Driver, udp};
 use crate::key::PublicKey;
 
 mod side;
 
-use side::GatewaySide;
+use side::{GatewaySide, ShardLinks};
 
 /// Why the gateway or a peer change failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,28 @@ pub struct GatewayStatus {
     pub open_connections: usize,
 }
 
+/// What the driver publishes: each peer's view as of its last change.
+/// [`GatewayHandle::status`] turns it into a [`GatewayStatus`] at the time
+/// of reading, so the driver updates only the peers that changed and the
+/// status is still exact (expiry countdowns and handshake timeouts are
+/// computed when read).
+#[derive(Debug, Default)]
+pub(crate) struct StatusBoard {
+    peers: BTreeMap<PeerId, PeerView>,
+    dropped: DropCounters,
+    open_connections: usize,
+}
+
+impl StatusBoard {
+    fn at(&self, now: Instant) -> GatewayStatus {
+        GatewayStatus {
+            peers: self.peers.values().map(|v| v.at(now)).collect(),
+            dropped: self.dropped,
+            open_connections: self.open_connections,
+        }
+    }
+}
+
 type Reply<T> = oneshot::Sender<Result<T, PeerError>>;
 
 /// What the handle asks of the driver task.
@@ -77,52 +101,99 @@ enum Command {
 pub struct Gateway;
 
 impl Gateway {
-    /// Bind the UDP socket and start terminating tunnels (no peers yet).
+    /// Bind the UDP socket and start terminating tunnels (no peers yet),
+    /// with one worker.
     pub async fn start(config: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
+        Self::start_with_workers(config, 1).await
+    }
+
+    /// Like [`Gateway::start`], with `workers` tasks that share the UDP port
+    /// (one socket each, `SO_REUSEPORT`; Linux only, elsewhere one worker),
+    /// so a multi-threaded runtime spreads the peers over its cores. Each
+    /// peer belongs to one worker (`core::gateway::Shard`), which enforces
+    /// its grant and limits and reports its status; a datagram the kernel
+    /// hands to another worker is forwarded to the owner.
+    pub async fn start_with_workers(
+        config: GatewayConfig,
+        workers: usize,
+    ) -> Result<GatewayHandle, GatewayError> {
         let now = Instant::now();
-        let core = GatewayCore::new(config.private_key.clone(), config.stack.clone(), now)?;
-        let socket = udp::bind(config.listen).map_err(|source| GatewayError::Bind {
+        config.stack.validate()?;
+        let bind_error = |source| GatewayError::Bind {
             addr: config.listen,
             source,
-        })?;
-        let local_addr = socket.local_addr().map_err(|source| GatewayError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        let status = Arc::new(Mutex::new(GatewayStatus {
-            peers: Vec::new(),
-            dropped: DropCounters::default(),
-            open_connections: 0,
-        }));
-        let (tx, rx) = mpsc::channel(64);
-        let public_key = core.public_key();
-        tracing::info!(%local_addr, key = %public_key, "gateway listening");
-        let side = GatewaySide {
-            core,
-            commands: rx,
-            conns: HashMap::new(),
-            flows: HashMap::new(),
-            status: status.clone(),
-            buf: vec![0u8; crate::core::wg::MAX_DATAGRAM],
-            max_flows: config.stack.max_udp_flows,
         };
-        let task = tokio::spawn(Driver::new(side, socket).run());
-        Ok(GatewayHandle {
-            commands: tx,
-            status,
-            task: Some(task),
+        let sockets = udp::bind_workers(config.listen, workers.max(1)).map_err(bind_error)?;
+        let local_addr = sockets
+            .first()
+            .ok_or_else(|| bind_error(io::Error::from(io::ErrorKind::AddrNotAvailable)))?
+            .local_addr()
+            .map_err(bind_error)?;
+        let count = u32::try_from(sockets.len()).unwrap_or(1);
+        let public_key = config.private_key.public_key();
+        let (inboxes, senders): (Vec<_>, Vec<_>) = (0..count)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
+                (rx, tx)
+            })
+            .unzip();
+        let mut handle = GatewayHandle {
+            commands: Vec::new(),
+            status: Vec::new(),
+            tasks: Vec::new(),
             local_addr,
             public_key,
-        })
+        };
+        for ((index, socket), inbox) in (0..count).zip(sockets).zip(inboxes) {
+            let shard = Shard { index, count };
+            let core = GatewayCore::new_shard(
+                config.private_key.clone(),
+                config.stack.clone(),
+                now,
+                shard,
+            )?;
+            let status = Arc::new(Mutex::new(StatusBoard::default()));
+            let (tx, rx) = mpsc::channel(64);
+            let links = (count > 1).then(|| ShardLinks {
+                inbox,
+                workers: senders.clone(),
+            });
+            let side = GatewaySide {
+                core,
+                commands: rx,
+                conns: HashMap::new(),
+                by_peer: HashMap::new(),
+                ready: Default::default(),
+                flows: HashMap::new(),
+                flow_ready: Default::default(),
+                next_flow_sweep: now,
+                status: status.clone(),
+                buf: vec![0u8; crate::core::wg::MAX_DATAGRAM],
+                max_flows: config.stack.max_udp_flows,
+                links,
+            };
+            handle.commands.push(tx);
+            handle.status.push(status);
+            handle
+                .tasks
+                .push(tokio::spawn(Driver::new(side, socket).run()));
+        }
+        tracing::info!(%local_addr, key = %public_key, workers = count, "gateway listening");
+        Ok(handle)
     }
 }
+
+/// Datagrams one worker may queue for another before they are dropped
+/// (and counted as `queue_full`).
+const FORWARD_QUEUE: usize = 4096;
 
 /// Control of a running gateway. Dropping it stops the gateway.
 #[derive(Debug)]
 pub struct GatewayHandle {
-    commands: mpsc::Sender<Command>,
-    status: Arc<Mutex<GatewayStatus>>,
-    task: Option<JoinHandle<()>>,
+    /// One per worker, by shard index.
+    commands: Vec<mpsc::Sender<Command>>,
+    status: Vec<Arc<Mutex<StatusBoard>>>,
+    tasks: Vec<JoinHandle<()>>,
     local_addr: SocketAddr,
     public_key: PublicKey,
 }
@@ -138,9 +209,20 @@ impl GatewayHandle {
         self.public_key
     }
 
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, GatewayError> {
+    /// The command channel of the worker that owns `key`.
+    fn owner(&self, key: &PublicKey) -> Result<&mpsc::Sender<Command>, GatewayError> {
+        let count = u32::try_from(self.commands.len()).unwrap_or(1);
+        let index = usize::try_from(Shard::of_key(key, count)).unwrap_or(0);
+        self.commands.get(index).ok_or(GatewayError::Stopped)
+    }
+
+    async fn call<T>(
+        &self,
+        key: &PublicKey,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, GatewayError> {
         let (tx, rx) = oneshot::channel();
-        self.commands
+        self.owner(key)?
             .send(make(tx))
             .await
             .map_err(|_| GatewayError::Stopped)?;
@@ -149,37 +231,50 @@ impl GatewayHandle {
 
     /// Start accepting a client tunnel.
     pub async fn add_peer(&self, grant: PeerGrant) -> Result<(), GatewayError> {
-        self.call(|r| Command::Add(grant, r)).await
+        let key = grant.public_key;
+        self.call(&key, |r| Command::Add(grant, r)).await
     }
 
     /// Replace a peer's grant; connections to targets it loses are reset.
     pub async fn update_peer(&self, grant: PeerGrant) -> Result<(), GatewayError> {
-        self.call(|r| Command::Update(grant, r)).await
+        let key = grant.public_key;
+        self.call(&key, |r| Command::Update(grant, r)).await
     }
 
     /// Remove a peer at once: its connections are reset and its keys
     /// forgotten. Returns whether it existed.
     pub async fn remove_peer(&self, key: PublicKey) -> Result<bool, GatewayError> {
         let (tx, rx) = oneshot::channel();
-        self.commands
+        self.owner(&key)?
             .send(Command::Remove(key, tx))
             .await
             .map_err(|_| GatewayError::Stopped)?;
         rx.await.map_err(|_| GatewayError::Stopped)
     }
 
-    /// Current status.
+    /// Current status (every worker's peers; counters summed).
     pub fn status(&self) -> GatewayStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        let now = Instant::now();
+        let mut all = GatewayStatus {
+            peers: Vec::new(),
+            dropped: DropCounters::default(),
+            open_connections: 0,
+        };
+        for board in &self.status {
+            let s = board.lock().unwrap_or_else(PoisonError::into_inner).at(now);
+            all.peers.extend(s.peers);
+            all.dropped = all.dropped.plus(&s.dropped);
+            all.open_connections += s.open_connections;
+        }
+        all
     }
 
     /// Stop: reset every connection, close every socket, wait for it.
     pub async fn shutdown(mut self) {
-        let _ = self.commands.send(Command::Shutdown).await;
-        if let Some(t) = self.task.take() {
+        for c in &self.commands {
+            let _ = c.send(Command::Shutdown).await;
+        }
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
     }
@@ -187,6 +282,8 @@ impl GatewayHandle {
 
 impl Drop for GatewayHandle {
     fn drop(&mut self) {
-        let _ = self.commands.try_send(Command::Shutdown);
+        for c in &self.commands {
+            let _ = c.try_send(Command::Shutdown);
+        }
     }
 }

@@ -6,26 +6,28 @@
 //! The loop itself (receive, send, budget, sleep) is `crate::driver`'s; this
 //! is the gateway's own part of it.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use super::{Command, GatewayStatus};
+use super::{Command, StatusBoard};
 use crate::config::Target;
+use crate::core::gateway::Forwarded;
 use crate::core::{ConnId, GatewayCore, GatewayEvent, PeerId};
 use crate::driver::Side;
-use crate::driver::bridge::{self, Step, TcpBridge};
+use crate::driver::bridge::{Step, TcpBridge};
 use crate::driver::flow::{FLOW_IDLE, recv_each};
+use crate::driver::ready::ReadySet;
 use crate::driver::udp::{Outbox, UdpIo};
 use crate::key::PublicKey;
 
@@ -41,10 +43,41 @@ pub(super) enum Conn {
     Open(TcpBridge),
 }
 
+/// A connection and the waker its OS side is polled with (which queues it
+/// in `GatewaySide::ready`).
+pub(super) struct Tracked {
+    conn: Conn,
+    waker: Waker,
+}
+
+/// Key of a connection: whose tunnel, and which in-tunnel socket.
+pub(super) type ConnKey = (PeerId, ConnId);
+
 /// One UDP flow's connected OS socket to its target.
 pub(super) struct Flow {
     socket: UdpSocket,
     last: Instant,
+    /// Queues the flow in `GatewaySide::flow_ready` when its socket has
+    /// datagrams.
+    waker: Waker,
+}
+
+/// Key of a UDP flow: (peer, target, the client's in-tunnel endpoint).
+pub(super) type FlowKey = (PeerId, Target, SocketAddr);
+
+/// How often idle UDP flows are looked for (a pass over all flows).
+const FLOW_SWEEP: Duration = Duration::from_secs(1);
+
+/// Most forwarded datagrams taken from the inbox per turn.
+const FORWARDS_PER_TURN: usize = 256;
+
+/// How the workers of one gateway hand each other datagrams that the
+/// kernel delivered to the wrong one (see `core::gateway::Shard`).
+pub(super) struct ShardLinks {
+    /// Datagrams for this worker's peers.
+    pub(super) inbox: mpsc::Receiver<Forwarded>,
+    /// Every worker's inbox, by shard index.
+    pub(super) workers: Vec<mpsc::Sender<Forwarded>>,
 }
 
 /// Everything of the gateway except the WireGuard socket and the timer,
@@ -52,14 +85,24 @@ pub(super) struct Flow {
 pub(super) struct GatewaySide {
     pub(super) core: GatewayCore,
     pub(super) commands: mpsc::Receiver<Command>,
-    pub(super) conns: HashMap<(PeerId, ConnId), Conn>,
+    pub(super) conns: HashMap<ConnKey, Tracked>,
+    /// The connections of each peer, to pump them when its stack ran.
+    pub(super) by_peer: HashMap<PeerId, HashSet<ConnId>>,
+    /// Connections whose OS socket (or connect) became ready.
+    pub(super) ready: ReadySet<ConnKey>,
     /// (peer, target, client's in-tunnel endpoint) -> OS socket.
-    pub(super) flows: HashMap<(PeerId, Target, SocketAddr), Flow>,
-    pub(super) status: Arc<Mutex<GatewayStatus>>,
+    pub(super) flows: HashMap<FlowKey, Flow>,
+    /// Flows whose OS socket became readable.
+    pub(super) flow_ready: ReadySet<FlowKey>,
+    /// When idle flows are looked for next.
+    pub(super) next_flow_sweep: Instant,
+    pub(super) status: Arc<Mutex<StatusBoard>>,
     /// One UDP datagram, either way between a flow and the core.
     pub(super) buf: Vec<u8>,
     /// Most UDP flows per peer (`StackOptions::max_udp_flows`).
     pub(super) max_flows: usize,
+    /// The other workers, if there are any.
+    pub(super) links: Option<ShardLinks>,
 }
 
 /// The monotonic deadline of a grant that ends at wall-clock `wall`.
@@ -83,9 +126,21 @@ impl Side for GatewaySide {
                     progress = true;
                     self.handle_command(cmd, now);
                 }
-                Poll::Pending => return ControlFlow::Continue(progress),
+                Poll::Pending => break,
             }
         }
+        if let Some(links) = &mut self.links {
+            for _ in 0..FORWARDS_PER_TURN {
+                match links.inbox.poll_recv(cx) {
+                    Poll::Ready(Some(fwd)) => {
+                        progress = true;
+                        self.core.handle_forwarded(now, fwd);
+                    }
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+        }
+        ControlFlow::Continue(progress)
     }
 
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
@@ -99,16 +154,35 @@ impl Side for GatewaySide {
         progress |= self.pump_udp(cx, now);
         self.core.poll(now);
         self.handle_events();
+        progress |= self.send_forwards();
         ControlFlow::Continue(progress)
     }
 
     fn deadline(&mut self, now: Instant) -> Instant {
-        self.core.poll_timeout(now)
+        // Peers that ran after this turn's pass over connections: their
+        // connections get a pass before the task sleeps.
+        if self.core.has_flushed_peers() {
+            return now;
+        }
+        let at = self.core.poll_timeout(now);
+        if self.flows.is_empty() {
+            at
+        } else {
+            at.min(self.next_flow_sweep)
+        }
     }
 
-    fn publish_status(&self, now: Instant) {
+    /// Refreshes only the peers that changed since the last call, so an
+    /// idle turn costs O(changed peers), not O(peers).
+    fn publish_status(&mut self, _now: Instant) {
+        let changed = self.core.take_changed_peers();
         let mut s = self.status.lock().unwrap_or_else(PoisonError::into_inner);
-        s.peers = self.core.peer_statuses(now);
+        for peer in changed {
+            match self.core.peer_view(peer) {
+                Some(view) => s.peers.insert(peer, view),
+                None => s.peers.remove(&peer),
+            };
+        }
         s.dropped = self.core.dropped();
         s.open_connections = self.conns.len();
     }
@@ -127,11 +201,12 @@ impl Side for GatewaySide {
             self.core.remove_peer(now, &k);
         }
         udp.send_now(self);
-        for (_, conn) in self.conns.drain() {
-            if let Conn::Open(b) = conn {
+        for (_, tracked) in self.conns.drain() {
+            if let Conn::Open(b) = tracked.conn {
                 b.reset();
             }
         }
+        self.by_peer.clear();
         self.flows.clear();
         self.publish_status(now);
         tracing::info!("gateway stopped");
@@ -150,6 +225,23 @@ impl Outbox for GatewaySide {
 }
 
 impl GatewaySide {
+    /// Hands datagrams for other workers' peers to their inboxes.
+    fn send_forwards(&mut self) -> bool {
+        let mut progress = false;
+        while let Some(fwd) = self.core.poll_forward() {
+            progress = true;
+            let sent = self
+                .links
+                .as_ref()
+                .and_then(|l| l.workers.get(fwd.shard as usize))
+                .is_some_and(|w| w.try_send(fwd).is_ok());
+            if !sent {
+                self.core.forward_dropped();
+            }
+        }
+        progress
+    }
+
     /// Applies one command. The status snapshot is published before the
     /// caller hears back, so `status()` after an awaited add/update/remove
     /// already shows it (it used to lag until the loop went idle, which made
@@ -205,18 +297,25 @@ impl GatewaySide {
                             }
                         }
                     };
-                    self.conns
-                        .insert((peer, conn), Conn::Connecting(Box::pin(fut)));
+                    let key = (peer, conn);
+                    self.conns.insert(
+                        key,
+                        Tracked {
+                            conn: Conn::Connecting(Box::pin(fut)),
+                            waker: self.ready.waker(key),
+                        },
+                    );
+                    self.by_peer.entry(peer).or_default().insert(conn);
+                    // Its first pump starts the connect.
+                    self.ready.push(key);
                 }
                 GatewayEvent::PeerRemoved { peer, .. } => {
-                    let keys: Vec<(PeerId, ConnId)> = self
-                        .conns
-                        .keys()
-                        .filter(|(p, _)| *p == peer)
-                        .copied()
-                        .collect();
-                    for k in keys {
-                        if let Some(Conn::Open(b)) = self.conns.remove(&k) {
+                    for conn in self.by_peer.remove(&peer).unwrap_or_default() {
+                        if let Some(Tracked {
+                            conn: Conn::Open(b),
+                            ..
+                        }) = self.conns.remove(&(peer, conn))
+                        {
                             b.reset();
                         }
                     }
@@ -226,44 +325,49 @@ impl GatewaySide {
         }
     }
 
+    /// Pumps the connections that can have news, not all of them: those
+    /// whose OS socket or connect woke their waker, and those of peers
+    /// whose in-tunnel stack ran. Every pump polls the OS side with the
+    /// connection's own waker, so a connection that is not pumped now is
+    /// woken (and queued) when its socket becomes ready.
     fn pump_connections(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        self.ready.set_task(cx.waker());
+        let mut keys = self.ready.drain();
+        for peer in self.core.take_flushed_peers() {
+            if let Some(conns) = self.by_peer.get(&peer) {
+                keys.extend(conns.iter().map(|c| (peer, *c)));
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let mut progress = false;
         let mut touched = Vec::new();
-        let progress = bridge::pump_all(
-            &mut self.conns,
-            &mut self.core,
-            |core, (peer, id), conn| {
-                let mut progress = false;
-                if let Conn::Connecting(fut) = conn {
-                    match fut.as_mut().poll(cx) {
-                        Poll::Pending => return Step::Running(false),
-                        Poll::Ready(Ok(stream)) => {
-                            progress = true;
-                            *conn = Conn::Open(TcpBridge::new(stream));
-                        }
-                        Poll::Ready(Err(e)) => {
-                            tracing::debug!(error = %e, "target connect failed; resetting the tunnel connection");
-                            return Step::Finished { progress: false };
-                        }
+        for key in keys {
+            let Some(tracked) = self.conns.get_mut(&key) else {
+                continue;
+            };
+            let waker = tracked.waker.clone();
+            let mut own = Context::from_waker(&waker);
+            match pump_one(&mut self.core, key, &mut tracked.conn, &mut own) {
+                Step::Running(p) => {
+                    progress |= p;
+                    if p {
+                        touched.push(key.0);
                     }
                 }
-                let Conn::Open(bridge) = conn else {
-                    return Step::Running(progress);
-                };
-                let Some(socket) = core.tcp(peer, id) else {
-                    return Step::Finished { progress };
-                };
-                match Step::from(bridge.pump(socket, cx)) {
-                    Step::Running(p) => {
-                        if p {
-                            touched.push(peer);
+                Step::Finished { progress: p } => {
+                    progress |= p;
+                    self.conns.remove(&key);
+                    if let Some(conns) = self.by_peer.get_mut(&key.0) {
+                        conns.remove(&key.1);
+                        if conns.is_empty() {
+                            self.by_peer.remove(&key.0);
                         }
-                        Step::Running(progress | p)
                     }
-                    finished => finished,
+                    self.core.remove_conn(now, key.0, key.1);
                 }
-            },
-            |core, (peer, id)| core.remove_conn(now, peer, id),
-        );
+            }
+        }
         touched.sort_unstable();
         touched.dedup();
         for peer in touched {
@@ -274,8 +378,9 @@ impl GatewaySide {
 
     fn pump_udp(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut progress = false;
-        // Tunnel -> targets.
-        for peer in self.core.peer_ids() {
+        // Tunnel -> targets: only peers whose stack received UDP for a
+        // target since the last turn.
+        for peer in self.core.take_udp_ready() {
             for target in self.core.udp_targets(peer) {
                 while let Some((n, client)) = self.core.udp_recv(peer, target, &mut self.buf) {
                     progress = true;
@@ -297,7 +402,15 @@ impl GatewaySide {
                     let flow = match self.flows.entry(key) {
                         Entry::Occupied(entry) => entry.into_mut(),
                         Entry::Vacant(entry) => match open_flow(target) {
-                            Ok(socket) => entry.insert(Flow { socket, last: now }),
+                            Ok(socket) => {
+                                // Its first read registers the waker.
+                                self.flow_ready.push(key);
+                                entry.insert(Flow {
+                                    socket,
+                                    last: now,
+                                    waker: self.flow_ready.waker(key),
+                                })
+                            }
                             Err(e) => {
                                 tracing::debug!(error = %e, %target, "cannot open UDP flow");
                                 continue;
@@ -309,30 +422,76 @@ impl GatewaySide {
                 }
             }
         }
-        // Targets -> tunnel. Each flow is read until it runs dry (no
-        // per-flow cap, unlike the client's forwards).
-        let mut idle = Vec::new();
-        for ((peer, target, client), flow) in &mut self.flows {
+        // Targets -> tunnel: only flows whose socket woke its waker. Each
+        // is read until it runs dry (no per-flow cap, unlike the client's
+        // forwards), which registers the waker again.
+        self.flow_ready.set_task(cx.waker());
+        let mut ready = self.flow_ready.drain();
+        ready.sort_unstable();
+        ready.dedup();
+        for key in ready {
+            let (peer, target, client) = key;
+            let Some(flow) = self.flows.get_mut(&key) else {
+                continue;
+            };
+            let waker = flow.waker.clone();
+            let mut own = Context::from_waker(&waker);
             let (core, last) = (&mut self.core, &mut flow.last);
             progress |= recv_each(
                 &flow.socket,
                 &mut self.buf,
-                cx,
+                &mut own,
                 usize::MAX,
                 |socket, buf| socket.try_recv(buf).map(|n| (n, ())),
                 |(), datagram| {
                     *last = now;
-                    core.udp_send(*peer, *target, *client, datagram);
+                    core.udp_send(peer, target, client, datagram);
                 },
             );
-            if now.saturating_duration_since(flow.last) > FLOW_IDLE || !self.core.has_peer(*peer) {
-                idle.push((*peer, *target, *client));
-            }
         }
-        for k in idle {
-            self.flows.remove(&k);
+        // Idle flows: a pass over all of them once a second, not per turn.
+        if now >= self.next_flow_sweep {
+            self.next_flow_sweep = now + FLOW_SWEEP;
+            let core = &self.core;
+            self.flows.retain(|(peer, _, _), flow| {
+                now.saturating_duration_since(flow.last) <= FLOW_IDLE && core.has_peer(*peer)
+            });
         }
         progress
+    }
+}
+
+/// One connection's pump: finish the connect to the target, then move
+/// bytes between the OS socket and the in-tunnel socket.
+fn pump_one(
+    core: &mut GatewayCore,
+    (peer, id): ConnKey,
+    conn: &mut Conn,
+    cx: &mut Context<'_>,
+) -> Step {
+    let mut progress = false;
+    if let Conn::Connecting(fut) = conn {
+        match fut.as_mut().poll(cx) {
+            Poll::Pending => return Step::Running(false),
+            Poll::Ready(Ok(stream)) => {
+                progress = true;
+                *conn = Conn::Open(TcpBridge::new(stream));
+            }
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "target connect failed; resetting the tunnel connection");
+                return Step::Finished { progress: false };
+            }
+        }
+    }
+    let Conn::Open(bridge) = conn else {
+        return Step::Running(progress);
+    };
+    let Some(socket) = core.tcp(peer, id) else {
+        return Step::Finished { progress };
+    };
+    match Step::from(bridge.pump(socket, cx)) {
+        Step::Running(p) => Step::Running(progress | p),
+        finished => finished,
     }
 }
 

@@ -17,6 +17,12 @@ pub(super) fn enable_offloads(socket: &socket2::Socket) -> (bool, bool) {
     (gso, gro)
 }
 
+/// Let several sockets bind the same address; the kernel spreads incoming
+/// datagrams over them by 4-tuple.
+pub(super) fn set_reuse_port(socket: &socket2::Socket) -> io::Result<()> {
+    setsockopt(socket, sockopt::ReusePort, &true).map_err(io::Error::from)
+}
+
 /// Space for the GRO control message.
 pub(super) fn cmsg_buffer() -> Vec<u8> {
     nix::cmsg_space!(i32)

@@ -1,0 +1,933 @@
+//! How the gateway scales with its peers: one gateway, N client tunnels in
+//! the same process, each with one TCP connection through its tunnel to an
+//! echo target.
+//!
+//! ```text
+//! cargo bench -p tunnel --bench gateway_scale
+//! SCALE_PEERS=10,100,1000,2500 cargo bench -p tunnel --bench gateway_scale
+//! ```
+//!
+//! Printed, for each N (default 10, 100 and 1,000; `SCALE_PEERS` picks
+//! others, `0` none). Each real tunnel takes six file descriptors here
+//! (client UDP socket and forward listener, the application's stream and
+//! its accepted end, the gateway's and the target's ends of the target
+//! connection), so N is bounded by `ulimit -n` / 6 (10,000 tunnels need
+//! 60,000):
+//!
+//! - setup: all N tunnels are started in a row, without waiting (a burst of
+//!   N handshake initiations). A tunnel's setup is the time from its start
+//!   to its handshake completing (`HandshakeState::Established`); a
+//!   handshake that waited for WireGuard's retry shows as about 5 s.
+//! - echo round trip: each tunnel in turn writes 1,000 bytes into its local
+//!   forward and reads the echo back (passes over all tunnels until at
+//!   least 2,000 round trips, `SCALE_ROUNDS`; two passes at least; the mean
+//!   per round trip). Then as many round trips on 10 of the N tunnels only.
+//! - RSS per tunnel: the process's resident set after all N connections are
+//!   open, minus before the gateway started, divided by N (client, gateway
+//!   and target sides together).
+//!
+//! Then, without sockets (the sans-IO cores, as `core/tests.rs` drives
+//! them), so N is not bounded by file descriptors:
+//!
+//! - a UDP echo through the gateway core with 10 to 10,000 peers in session
+//!   (`SCALE_CORE_PEERS`), the time per round trip in the gateway core's
+//!   calls, over all peers in turn and over 10 of them;
+//! - the gateway's cost of one handshake initiation (`handle_datagram`),
+//!   from which the admission rate is derived (`core/admission.rs`);
+//! - idle RSS per gateway peer: 10,000 peers added and handshaken, no
+//!   connection (measured in a fresh child process of this binary).
+//!
+//! Aggregate throughput: 16 tunnels upload 16 MiB each at once through a
+//! gateway with 1, then 2 workers (`Gateway::start_with_workers`); the
+//! gateway has a runtime with two threads of its own.
+//!
+//! And the flood case: a loopback socket sends bogus handshake initiations
+//! (random keys, valid MAC1 for the gateway) at 30,000/s for 4 s while 100
+//! established tunnels echo and 100 new tunnels start.
+//!
+//! The clients use `LocalAccess::Anyone`: the owner lookup reads
+//! `/proc/net/tcp`, whose length grows with the tunnels of this process,
+//! and would measure the benchmark rather than the gateway.
+
+// Setup failures panic by design; the table goes to stdout.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use boringtun::noise::{Tunn, TunnResult};
+use tokio::runtime::Runtime;
+use tunnel::core::{ClientCore, GatewayCore};
+use tunnel::{
+    Gateway, GatewayConfig, GatewayHandle, HandshakeState, LocalAccess, PeerGrant, PrivateKey,
+    StackOptions, Target, Tunnel, TunnelConfig, TunnelHandle,
+};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+const ECHO_BYTES: usize = 1000;
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bogus handshake initiations per second in the flood case.
+const FLOOD_RATE: usize = 30_000;
+/// How long all handshakes of one burst may take before the run gives up.
+const SETUP_LIMIT: Duration = Duration::from_secs(60);
+
+fn runtime(workers: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Resident set of this process, in bytes (Linux: /proc/self/statm).
+fn rss() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// The client address of tunnel `i` (100.64.0.0/10 has room for 4M).
+fn client_address(i: usize) -> IpAddr {
+    let n = u32::try_from(i).unwrap() + 2;
+    IpAddr::V4(Ipv4Addr::from(0x6440_0000 | n))
+}
+
+/// An echo target on its own runtime thread (so it does not share the
+/// gateway's workers).
+fn echo_target() -> SocketAddr {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let _ = s.set_nodelay(true);
+                    let mut buf = vec![0u8; 4096];
+                    loop {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if s.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    });
+    addr
+}
+
+fn start_gateway(rt: &Runtime) -> GatewayHandle {
+    rt.block_on(Gateway::start(GatewayConfig {
+        private_key: PrivateKey::generate(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        stack: StackOptions::default(),
+    }))
+    .unwrap()
+}
+
+fn config(
+    gw_addr: SocketAddr,
+    gw_key: tunnel::PublicKey,
+    i: usize,
+    target: Target,
+) -> (TunnelConfig, PeerGrant) {
+    let addr = client_address(i);
+    let expires_at = SystemTime::now() + Duration::from_secs(3600);
+    let mut cfg = TunnelConfig::new(gw_addr, gw_key, addr, vec![target], expires_at);
+    cfg.socks_port = None;
+    cfg.local_access = LocalAccess::Anyone;
+    let grant = PeerGrant {
+        public_key: cfg.private_key.public_key(),
+        client_address: addr,
+        targets: vec![target],
+        expires_at,
+    };
+    (cfg, grant)
+}
+
+struct Client {
+    handle: TunnelHandle,
+    started: Instant,
+    stream: Option<TcpStream>,
+}
+
+/// Start `n` tunnels in a row (their handshakes overlap) and wait until all
+/// are established. Returns the tunnels and their setup times.
+fn burst(
+    rt: &Runtime,
+    gw: &GatewayHandle,
+    target: Target,
+    first: usize,
+    n: usize,
+) -> (Vec<Client>, Vec<Duration>) {
+    let mut configs = Vec::with_capacity(n);
+    for i in first..first + n {
+        let (cfg, grant) = config(gw.local_addr(), gw.public_key(), i, target);
+        rt.block_on(gw.add_peer(grant)).unwrap();
+        configs.push(cfg);
+    }
+    let mut clients: Vec<Client> = configs
+        .into_iter()
+        .map(|cfg| {
+            let started = Instant::now();
+            let handle = rt.block_on(Tunnel::start(cfg)).unwrap();
+            Client {
+                handle,
+                started,
+                stream: None,
+            }
+        })
+        .collect();
+    let mut setup: Vec<Option<Duration>> = vec![None; n];
+    let deadline = Instant::now() + SETUP_LIMIT;
+    while setup.iter().any(Option::is_none) {
+        assert!(
+            Instant::now() < deadline,
+            "handshakes not done within {SETUP_LIMIT:?}"
+        );
+        for (c, s) in clients.iter_mut().zip(setup.iter_mut()) {
+            if s.is_none()
+                && let HandshakeState::Established { at } = c.handle.status().handshake
+            {
+                *s = Some(at.saturating_duration_since(c.started));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (clients, setup.into_iter().flatten().collect())
+}
+
+/// Open each client's connection and do one untimed round trip.
+fn connect_all(clients: &mut [Client], target: Target) {
+    for c in clients.iter_mut() {
+        let s = TcpStream::connect(c.handle.forward_addr(&target).unwrap()).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        c.stream = Some(s);
+        echo_once(c.stream.as_mut().unwrap());
+    }
+}
+
+fn echo_once(s: &mut TcpStream) {
+    let out = [0x5au8; ECHO_BYTES];
+    let mut back = [0u8; ECHO_BYTES];
+    s.write_all(&out).unwrap();
+    s.read_exact(&mut back).unwrap();
+}
+
+/// Mean echo round trip over `passes` passes through all clients in turn.
+fn echo_rtt(clients: &mut [Client], passes: usize) -> Duration {
+    let start = Instant::now();
+    for _ in 0..passes {
+        for c in clients.iter_mut() {
+            echo_once(c.stream.as_mut().unwrap());
+        }
+    }
+    start.elapsed() / u32::try_from(passes * clients.len()).unwrap()
+}
+
+fn mean(d: &[Duration]) -> Duration {
+    d.iter().sum::<Duration>() / u32::try_from(d.len().max(1)).unwrap()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+struct Row {
+    peers: usize,
+    setup_mean: Duration,
+    setup_max: Duration,
+    rtt: Duration,
+    rtt_hot: Duration,
+    rss_per_tunnel: u64,
+}
+
+fn scale_row(n: usize) -> Row {
+    let before = rss();
+    let rt = runtime(2);
+    let gw = start_gateway(&rt);
+    let target = Target::tcp(echo_target());
+    let (mut clients, setup) = burst(&rt, &gw, target, 0, n);
+    connect_all(&mut clients, target);
+    let rss_per_tunnel = rss().saturating_sub(before) / n as u64;
+    // At least 2,000 round trips per row (two passes at 1,000 tunnels and
+    // more), so small rows are not one scheduler hiccup.
+    let rounds = std::env::var("SCALE_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let rtt = echo_rtt(&mut clients, (rounds / n).max(2));
+    // The same number of round trips on the first 10 tunnels only, with all
+    // N open: what a packet costs when the N tunnels' memory is not all
+    // visited in turn (the round-robin above is the cache's worst case).
+    let hot = n.min(10);
+    let rtt_hot = echo_rtt(&mut clients[..hot], (rounds / hot).max(2));
+    let row = Row {
+        peers: n,
+        setup_mean: mean(&setup),
+        setup_max: setup.iter().copied().max().unwrap_or_default(),
+        rtt,
+        rtt_hot,
+        rss_per_tunnel,
+    };
+    for c in clients {
+        drop(c.stream);
+        rt.block_on(c.handle.shutdown());
+    }
+    rt.block_on(gw.shutdown());
+    row
+}
+
+// ---------------------------------------------------------------------------
+// Sans-IO: handshake cost and idle peers.
+
+/// One client core per grant for `gw` (its handshake initiation queued at
+/// creation), and the grants, not yet added to the gateway.
+struct CoreClient {
+    from: SocketAddr,
+    core: ClientCore,
+    init: Vec<u8>,
+}
+
+fn core_clients(gw: &GatewayCore, now: Instant, n: usize) -> (Vec<CoreClient>, Vec<PeerGrant>) {
+    let gw_addr: SocketAddr = "192.0.2.1:51820".parse().unwrap();
+    let target: Target = "10.1.0.1:443/tcp".parse().unwrap();
+    (0..n)
+        .map(|i| {
+            let (cfg, grant) = config(gw_addr, gw.public_key(), i, target);
+            let mut core = ClientCore::new(&cfg, now, now + Duration::from_secs(3600)).unwrap();
+            let init = core.poll_transmit().unwrap();
+            let port = 1024 + u16::try_from(i % 60_000).unwrap();
+            let host = u8::try_from(i / 60_000 + 1).unwrap();
+            let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, host)), port);
+            (CoreClient { from, core, init }, grant)
+        })
+        .unzip()
+}
+
+fn grant_all(gw: &mut GatewayCore, now: Instant, grants: Vec<PeerGrant>) {
+    for grant in grants {
+        gw.add_peer(
+            now,
+            SystemTime::now(),
+            grant,
+            now + Duration::from_secs(3600),
+        )
+        .unwrap();
+    }
+}
+
+/// Feed every initiation to the gateway and the answers back to the
+/// clients; returns (mean time per initiation at the gateway, how many got
+/// a handshake response rather than a cookie).
+fn handshake_all(
+    gw: &mut GatewayCore,
+    now: Instant,
+    clients: &mut [CoreClient],
+) -> (Duration, usize) {
+    let start = Instant::now();
+    for c in clients.iter() {
+        gw.handle_datagram(now, c.from, &c.init);
+    }
+    let spent = start.elapsed();
+    gw.poll(now);
+    let index: HashMap<SocketAddr, usize> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.from, i))
+        .collect();
+    let gw_addr: SocketAddr = "192.0.2.1:51820".parse().unwrap();
+    let mut responses = 0;
+    while let Some((to, d)) = gw.poll_transmit() {
+        // Message type 2 is a handshake response, 3 a cookie reply.
+        if d.first() == Some(&2) {
+            responses += 1;
+            if let Some(&i) = index.get(&to) {
+                clients[i].core.handle_datagram(now, gw_addr, &d);
+            }
+        }
+        gw.recycle(d);
+    }
+    (spent / u32::try_from(clients.len()).unwrap(), responses)
+}
+
+/// (cost of one initiation at the gateway, how many of `n` simultaneous
+/// initiations were answered, idle RSS per gateway peer in bytes).
+fn core_figures(n: usize) -> (Duration, usize, u64) {
+    let now = Instant::now();
+    // Cost: a batch small enough for any admission limit.
+    let mut gw = GatewayCore::new(PrivateKey::generate(), StackOptions::default(), now).unwrap();
+    let (mut small, grants) = core_clients(&gw, now, 50);
+    grant_all(&mut gw, now, grants);
+    let (cost, _) = handshake_all(&mut gw, now, &mut small);
+    drop(small);
+    drop(gw);
+    // Idle peers: the clients exist before the measurement starts.
+    let mut gw = GatewayCore::new(PrivateKey::generate(), StackOptions::default(), now).unwrap();
+    let (mut clients, grants) = core_clients(&gw, now, n);
+    let before = rss();
+    grant_all(&mut gw, now, grants);
+    let (_, answered) = handshake_all(&mut gw, now, &mut clients);
+    let per_peer = rss().saturating_sub(before) / n as u64;
+    (cost, answered, per_peer)
+}
+
+// ---------------------------------------------------------------------------
+// Sans-IO echo: the gateway core with N peers, no sockets (so N is not
+// bounded by file descriptors: each real tunnel above takes six).
+
+const CORE_GW: &str = "192.0.2.1:51820";
+
+/// Deliver everything in flight between the clients and the gateway until
+/// quiet (handshakes, cookie retries).
+fn settle(gw: &mut GatewayCore, clients: &mut [CoreClient], index: &HashMap<SocketAddr, usize>) {
+    let gw_addr: SocketAddr = CORE_GW.parse().unwrap();
+    for _ in 0..100 {
+        let mut moved = false;
+        let now = Instant::now();
+        for c in clients.iter_mut() {
+            c.core.poll(now);
+            while let Some(d) = c.core.poll_transmit() {
+                moved = true;
+                gw.handle_datagram(now, c.from, &d);
+                c.core.recycle(d);
+            }
+        }
+        gw.poll(now);
+        while let Some((to, d)) = gw.poll_transmit() {
+            moved = true;
+            if let Some(&i) = index.get(&to) {
+                clients[i].core.handle_datagram(now, gw_addr, &d);
+            }
+            gw.recycle(d);
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+struct CoreEcho {
+    peers: usize,
+    /// Whole round trip (client core, gateway core, echo), per round trip.
+    rtt: Duration,
+    /// The gateway core's calls alone, per round trip.
+    gateway: Duration,
+    /// The same, with the round trips on 10 of the N peers only (their
+    /// memory stays in the CPU caches).
+    gateway_hot: Duration,
+}
+
+/// N peers in session, each with a UDP flow to an echo target; then
+/// `rounds` round trips of 1,000 bytes, the tunnels in turn. `now` is the
+/// real clock, so the peers' timers fire as they would.
+fn core_echo(n: usize, rounds: usize) -> CoreEcho {
+    let now = Instant::now();
+    let mut gw = GatewayCore::new(PrivateKey::generate(), StackOptions::default(), now).unwrap();
+    let target: Target = "10.1.0.1:7/udp".parse().unwrap();
+    let gw_addr: SocketAddr = CORE_GW.parse().unwrap();
+    let (mut clients, grants): (Vec<CoreClient>, Vec<PeerGrant>) = (0..n)
+        .map(|i| {
+            let (cfg, grant) = config(gw_addr, gw.public_key(), i, target);
+            let core = ClientCore::new(&cfg, now, now + Duration::from_secs(3600)).unwrap();
+            let port = 1024 + u16::try_from(i % 60_000).unwrap();
+            let host = u8::try_from(i / 60_000 + 1).unwrap();
+            let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, host)), port);
+            (
+                CoreClient {
+                    from,
+                    core,
+                    init: Vec::new(),
+                },
+                grant,
+            )
+        })
+        .unzip();
+    let peers: Vec<_> = grants.iter().map(|g| g.public_key).collect();
+    grant_all(&mut gw, now, grants);
+    let index: HashMap<SocketAddr, usize> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.from, i))
+        .collect();
+    settle(&mut gw, &mut clients, &index);
+    let peers: Vec<_> = peers.iter().map(|k| gw.peer_id(k).unwrap()).collect();
+    let conns: Vec<_> = clients
+        .iter_mut()
+        .map(|c| c.core.udp_open(target).unwrap())
+        .collect();
+    let payload = [0x5au8; ECHO_BYTES];
+    let mut buf = vec![0u8; 2048];
+    let mut gateway: Duration;
+    let mut result = Vec::new();
+    // An untimed pass over all (first packets, first allocations), then
+    // `rounds` over all tunnels in turn, then `rounds` over the first 10.
+    for (pass, (timed, among)) in [(n, n), (rounds.max(n), n), (rounds, n.min(10))]
+        .into_iter()
+        .enumerate()
+    {
+        let start = Instant::now();
+        gateway = Duration::ZERO;
+        for k in 0..timed {
+            let i = k % among;
+            let c = &mut clients[i];
+            c.core.udp_send(conns[i], &payload);
+            c.core.poll(Instant::now());
+            let g = Instant::now();
+            while let Some(d) = c.core.poll_transmit() {
+                gw.handle_datagram(Instant::now(), c.from, &d);
+                c.core.recycle(d);
+            }
+            gw.poll(Instant::now());
+            for peer in gw.take_udp_ready() {
+                for t in gw.udp_targets(peer) {
+                    while let Some((len, client)) = gw.udp_recv(peer, t, &mut buf) {
+                        // The echo target answers at once.
+                        gw.udp_send(peer, t, client, &buf[..len]);
+                    }
+                }
+            }
+            gw.poll(Instant::now());
+            let mut replies = Vec::new();
+            while let Some((to, d)) = gw.poll_transmit() {
+                replies.push((to, d));
+            }
+            gateway += g.elapsed();
+            let mut got = false;
+            for (to, d) in replies {
+                let j = index[&to];
+                let cj = &mut clients[j];
+                cj.core.handle_datagram(Instant::now(), gw_addr, &d);
+                cj.core.poll(Instant::now());
+                gw.recycle(d);
+                got |= j == i && cj.core.udp_recv(conns[j], &mut buf) == Some(ECHO_BYTES);
+            }
+            assert!(got, "echo {k} of peer {:?} did not come back", peers[i]);
+        }
+        if pass > 0 {
+            let count = u32::try_from(timed).unwrap();
+            result.push((start.elapsed() / count, gateway / count));
+        }
+    }
+    CoreEcho {
+        peers: n,
+        rtt: result[0].0,
+        gateway: result[0].1,
+        gateway_hot: result[1].1,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Aggregate throughput over many peers, with 1 and 2 gateway workers.
+
+/// Tunnels uploading at once in the throughput case.
+const UPLOADERS: usize = 16;
+/// Bytes each uploads.
+const UPLOAD_BYTES: usize = 16 * 1024 * 1024;
+
+/// A target that reads a u64 LE length, then that many bytes, and answers
+/// with one byte.
+fn sink_target() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut header = [0u8; 8];
+                while s.read_exact(&mut header).is_ok() {
+                    let mut left = usize::try_from(u64::from_le_bytes(header)).unwrap();
+                    while left > 0 {
+                        let want = left.min(buf.len());
+                        match s.read(&mut buf[..want]) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => left -= n,
+                        }
+                    }
+                    if s.write_all(&[1]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Gbit/s of `UPLOADERS` tunnels uploading `UPLOAD_BYTES` each at once
+/// through a gateway with `workers` workers (the gateway on a runtime of
+/// its own with two threads), and the UDP datagrams the kernel dropped
+/// meanwhile for a full receive buffer.
+fn aggregate_throughput(workers: usize) -> (f64, u64) {
+    let gw_rt = runtime(2);
+    let client_rt = runtime(2);
+    let gw = gw_rt
+        .block_on(Gateway::start_with_workers(
+            GatewayConfig {
+                private_key: PrivateKey::generate(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                stack: StackOptions::default(),
+            },
+            workers,
+        ))
+        .unwrap();
+    let target = Target::tcp(sink_target());
+    let mut tunnels = Vec::new();
+    let mut streams = Vec::new();
+    for i in 0..UPLOADERS {
+        let (cfg, grant) = config(gw.local_addr(), gw.public_key(), i, target);
+        gw_rt.block_on(gw.add_peer(grant)).unwrap();
+        let t = client_rt.block_on(Tunnel::start(cfg)).unwrap();
+        let mut s = TcpStream::connect(t.forward_addr(&target).unwrap()).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        // One small message proves the path before timing starts.
+        upload(&mut s, 1024);
+        streams.push(s);
+        tunnels.push(t);
+    }
+    let start = Instant::now();
+    let drops = udp_rcvbuf_errors();
+    let threads: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| std::thread::spawn(move || upload(&mut s, UPLOAD_BYTES)))
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let drops = udp_rcvbuf_errors().saturating_sub(drops);
+    for t in tunnels {
+        client_rt.block_on(t.shutdown());
+    }
+    gw_rt.block_on(gw.shutdown());
+    ((UPLOADERS * UPLOAD_BYTES) as f64 * 8.0 / secs / 1e9, drops)
+}
+
+/// The kernel's count of UDP datagrams dropped for a full receive buffer
+/// (all sockets of the machine; Linux `/proc/net/snmp`).
+fn udp_rcvbuf_errors() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One message of `len` bytes and the target's acknowledgement.
+fn upload(s: &mut TcpStream, len: usize) {
+    let chunk = vec![0x5au8; 256 * 1024];
+    s.write_all(&(len as u64).to_le_bytes()).unwrap();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+    let mut ack = [0u8; 1];
+    s.read_exact(&mut ack).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Flood: bogus initiations while real tunnels work.
+
+/// Initiations from random keys to the gateway (valid MAC1, unknown key).
+fn bogus_initiations(gw_key: [u8; 32], n: usize) -> Vec<Vec<u8>> {
+    let gw_pub = PublicKey::from(gw_key);
+    (0..n)
+        .map(|i| {
+            let mut t = Tunn::new(
+                StaticSecret::random(),
+                gw_pub,
+                None,
+                None,
+                u32::try_from(i).unwrap(),
+                None,
+            );
+            let mut buf = vec![0u8; 256];
+            match t.format_handshake_initiation(&mut buf, false) {
+                TunnResult::WriteToNetwork(d) => d.to_vec(),
+                _ => panic!("no initiation"),
+            }
+        })
+        .collect()
+}
+
+struct Flood {
+    sent: u64,
+    cookies: u64,
+    secs: f64,
+    rtt_quiet: Duration,
+    rtt_flood: Duration,
+    new_setup_mean: Duration,
+    new_setup_max: Duration,
+}
+
+fn flood_case(established: usize, new: usize, secs: u64) -> Flood {
+    let rt = runtime(2);
+    let gw = start_gateway(&rt);
+    let target = Target::tcp(echo_target());
+    let (mut clients, _) = burst(&rt, &gw, target, 0, established);
+    connect_all(&mut clients, target);
+    let rtt_quiet = echo_rtt(&mut clients, 2);
+
+    let inits = bogus_initiations(*gw.public_key().as_bytes(), 4096);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let cookies = Arc::new(AtomicU64::new(0));
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(gw.local_addr()).unwrap();
+    let reader = socket.try_clone().unwrap();
+    reader
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let flood_started = Instant::now();
+    let sender = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || {
+            // FLOOD_RATE per second, in batches every millisecond.
+            let per_ms = FLOOD_RATE / 1000;
+            let start = Instant::now();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..per_ms {
+                    if socket.send(&inits[i % inits.len()]).is_ok() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += 1;
+                }
+                let next = start + Duration::from_millis(i as u64 / per_ms as u64);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+        })
+    };
+    let counter = {
+        let (stop, cookies) = (stop.clone(), cookies.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(n) = reader.recv(&mut buf)
+                    && n > 0
+                    && buf[0] == 3
+                {
+                    cookies.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let rtt_flood = echo_rtt(&mut clients, 2);
+    let (new_clients, new_setup) = burst(&rt, &gw, target, established, new);
+    let remaining = Duration::from_secs(secs).saturating_sub(flood_started.elapsed());
+    std::thread::sleep(remaining);
+    stop.store(true, Ordering::Relaxed);
+    let secs = flood_started.elapsed().as_secs_f64();
+    sender.join().unwrap();
+    counter.join().unwrap();
+    for c in clients.into_iter().chain(new_clients) {
+        drop(c.stream);
+        rt.block_on(c.handle.shutdown());
+    }
+    rt.block_on(gw.shutdown());
+    Flood {
+        sent: sent.load(Ordering::Relaxed),
+        cookies: cookies.load(Ordering::Relaxed),
+        secs,
+        rtt_quiet,
+        rtt_flood,
+        new_setup_mean: mean(&new_setup),
+        new_setup_max: new_setup.iter().copied().max().unwrap_or_default(),
+    }
+}
+
+/// Peer counts of the sans-IO echo (`SCALE_CORE_PEERS`, default 10, 100,
+/// 1,000 and 10,000).
+fn core_counts() -> Vec<usize> {
+    std::env::var("SCALE_CORE_PEERS")
+        .ok()
+        .map(|s| {
+            s.split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec![10, 100, 1000, 10_000])
+}
+
+fn peer_counts() -> Vec<usize> {
+    std::env::var("SCALE_PEERS")
+        .ok()
+        .map(|s| {
+            s.split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec![10, 100, 1000])
+}
+
+/// Runs `core_figures` in a fresh process (this binary again), so the
+/// idle RSS is not hidden by memory that earlier parts freed and that the
+/// allocator hands out again.
+fn core_figures_in_child(n: usize) -> (Duration, usize, u64) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, n.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    (
+        Duration::from_nanos(v[0]),
+        usize::try_from(v[1]).unwrap(),
+        v[2],
+    )
+}
+
+/// Set (to the peer count) in the child that measures `core_figures`.
+const CHILD_ENV: &str = "GATEWAY_SCALE_CORE_FIGURES";
+
+fn main() {
+    if let Some(n) = std::env::var(CHILD_ENV).ok().and_then(|n| n.parse().ok()) {
+        let (cost, answered, idle) = core_figures(n);
+        println!("{} {answered} {idle}", cost.as_nanos());
+        return;
+    }
+    // `cargo bench` passes `--bench`; nothing else is understood.
+    let counts: Vec<usize> = peer_counts().into_iter().filter(|n| *n > 0).collect();
+    println!("gateway_scale: one gateway, N client tunnels, one TCP echo connection each");
+    println!();
+    println!(
+        "| tunnels | setup per tunnel | slowest setup | echo round trip per tunnel | vs. first row | round trip, 10 of the tunnels | RSS per tunnel (client + gateway side) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut reference = None;
+    for n in counts {
+        let row = scale_row(n);
+        let reference = *reference.get_or_insert(row.rtt);
+        println!(
+            "| {} | {:.1} ms | {:.0} ms | {:.3} ms | {:.2}x | {:.3} ms | {} KB |",
+            row.peers,
+            ms(row.setup_mean),
+            ms(row.setup_max),
+            ms(row.rtt),
+            row.rtt.as_secs_f64() / reference.as_secs_f64(),
+            ms(row.rtt_hot),
+            row.rss_per_tunnel / 1000,
+        );
+    }
+    println!();
+    println!(
+        "gateway core alone (sans IO, no sockets): N peers in session, one UDP echo of {ECHO_BYTES} bytes per tunnel in turn"
+    );
+    println!();
+    println!(
+        "| peers | round trip (client + gateway core) | gateway core per round trip | vs. first row | gateway core, 10 of the peers | vs. first row |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut reference = None;
+    for n in core_counts() {
+        let e = core_echo(n, 20_000);
+        let (all, hot) = *reference.get_or_insert((e.gateway, e.gateway_hot));
+        println!(
+            "| {} | {:.1} µs | {:.1} µs | {:.2}x | {:.1} µs | {:.2}x |",
+            e.peers,
+            e.rtt.as_secs_f64() * 1e6,
+            e.gateway.as_secs_f64() * 1e6,
+            e.gateway.as_secs_f64() / all.as_secs_f64(),
+            e.gateway_hot.as_secs_f64() * 1e6,
+            e.gateway_hot.as_secs_f64() / hot.as_secs_f64(),
+        );
+    }
+    println!();
+    let idle_n = 10_000;
+    let (cost, answered, idle) = core_figures_in_child(idle_n);
+    println!(
+        "gateway core: {:.0} µs per handshake initiation (one core, sans IO); {answered} of {idle_n} simultaneous initiations answered with a handshake response",
+        cost.as_secs_f64() * 1e6
+    );
+    println!(
+        "idle gateway peer (added, handshaken, no connection): {} KB RSS per peer over {idle_n} peers",
+        idle / 1000
+    );
+    println!();
+    // Alternating, three times each, so a change in the machine's load
+    // shows; then the medians.
+    let (mut ones, mut twos) = (Vec::new(), Vec::new());
+    for round in 1..=3 {
+        let (one, one_drops) = aggregate_throughput(1);
+        let (two, two_drops) = aggregate_throughput(2);
+        println!(
+            "aggregate throughput (round {round}), {UPLOADERS} tunnels uploading {} MiB each at once: 1 worker {one:.2} Gbit/s ({one_drops} datagrams dropped by the kernel, receive buffer full), 2 workers {two:.2} Gbit/s ({two_drops} dropped) ({:.2}x)",
+            UPLOAD_BYTES / (1024 * 1024),
+            two / one
+        );
+        ones.push(one);
+        twos.push(two);
+    }
+    ones.sort_by(f64::total_cmp);
+    twos.sort_by(f64::total_cmp);
+    println!(
+        "aggregate throughput, medians: 1 worker {:.2} Gbit/s, 2 workers {:.2} Gbit/s ({:.2}x)",
+        ones[1],
+        twos[1],
+        twos[1] / ones[1]
+    );
+    println!();
+    let f = flood_case(100, 100, 4);
+    println!(
+        "flood: {:.0} bogus initiations/s for {:.1} s from loopback, {} cookie replies seen by the flooder",
+        f.sent as f64 / f.secs,
+        f.secs,
+        f.cookies
+    );
+    println!(
+        "  100 established tunnels: echo round trip {:.3} ms quiet, {:.3} ms during the flood ({:.2}x)",
+        ms(f.rtt_quiet),
+        ms(f.rtt_flood),
+        f.rtt_flood.as_secs_f64() / f.rtt_quiet.as_secs_f64()
+    );
+    println!(
+        "  100 new tunnels during the flood: setup {:.1} ms mean, {:.0} ms slowest",
+        ms(f.new_setup_mean),
+        ms(f.new_setup_max)
+    );
+}
