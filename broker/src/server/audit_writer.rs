@@ -36,7 +36,7 @@ pub struct AuditWriter {
 
 impl AuditWriter {
     /// Starts the writer thread over `store`.
-    pub fn start(store: Arc<Store>) -> Result<Self, StoreError> {
+    pub fn start(store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<(Job, Reply)>();
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -98,7 +98,7 @@ mod tests {
     fn rows_are_written_by_the_writer_thread_in_order_and_chained() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("b.db");
-        let main = Arc::new(Store::open(&db).unwrap());
+        let main: Arc<dyn Store> = Arc::new(super::super::store::SqliteStore::open(&db).unwrap());
         let writer = AuditWriter::start(main.clone()).unwrap();
         for i in 0..5 {
             let e = writer

@@ -82,7 +82,7 @@ pub fn prepare_database(path: &Path) -> Result<(), StartError> {
 /// The gateway's private key from its 0600 file; made on first start. A key
 /// an older broker kept in the database moves to the file (the database row
 /// is then deleted), so agents' grants naming the gateway stay valid.
-pub fn gateway_key(store: &Store, path: &Path) -> Result<PrivateKey, StartError> {
+pub fn gateway_key(store: &dyn Store, path: &Path) -> Result<PrivateKey, StartError> {
     let err = |what: String| StartError::Listen(format!("gateway key {}: {what}", path.display()));
     match std::fs::read_to_string(path) {
         Ok(text) => {
@@ -163,11 +163,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let db = root.path().join("broker.db");
         prepare_database(&db).unwrap();
-        let store = Store::open(&db).unwrap();
+        let store = super::super::store::SqliteStore::open(&db).unwrap();
         let old = PrivateKey::generate();
         let old_text = old.to_base64().to_string();
         store
-            .meta_or_init("gateway_private_key", || old_text.clone())
+            .meta_or_insert("gateway_private_key", &old_text)
             .unwrap();
         let path = gateway_key_path(&db);
         let key = gateway_key(&store, &path).unwrap();

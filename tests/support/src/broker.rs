@@ -63,6 +63,7 @@ impl BrokerConfig {
                     tls_cert: None,
                     tls_key: None,
                     database: database.to_owned(),
+                    database_url: None,
                     admin_token_sha256: Some(hex),
                     admins: Vec::new(),
                     public_url: None,
