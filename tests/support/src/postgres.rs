@@ -18,16 +18,83 @@
 //! package's own user is what an operator would run. As any other user the
 //! cluster runs as that user.
 //!
+//! Suites that start many brokers share one cluster per test process
+//! ([`shared`], a fresh database per broker state: [`database_for`]);
+//! `SALLYPORT_TEST_DATABASE=postgres` makes every broker the suites start
+//! keep its state there ([`selected`], read by `support::broker`). A shared
+//! cluster lives in a static, which is never dropped: a watchdog process
+//! stops it (SIGQUIT, PostgreSQL's immediate shutdown) and deletes its
+//! directory once the test process has exited.
+//!
 //! The cluster's superuser is `sallyport` (`initdb -U`), with `trust`
 //! authentication: only the socket's owner can reach the socket directory.
 //! `fsync=off`: a throwaway cluster need not survive a power cut, and tests
 //! run faster without the flushes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
 
 /// The superuser the cluster is made with.
 const SUPERUSER: &str = "sallyport";
+
+/// The environment variable that runs the broker suites on PostgreSQL.
+pub const SELECT_VAR: &str = "SALLYPORT_TEST_DATABASE";
+
+/// Whether brokers started by the suites keep their state in PostgreSQL
+/// (`SALLYPORT_TEST_DATABASE=postgres`) rather than SQLite (unset, empty or
+/// `sqlite`). Any other value panics: a typo must not fall back silently.
+pub fn selected() -> bool {
+    match std::env::var(SELECT_VAR).unwrap_or_default().as_str() {
+        "" | "sqlite" => false,
+        "postgres" => true,
+        other => panic!("{SELECT_VAR}={other:?}: expected postgres or sqlite"),
+    }
+}
+
+/// The cluster this test process shares, started on first use and stopped
+/// by its watchdog when the process exits.
+pub fn shared() -> &'static Cluster {
+    static SHARED: OnceLock<Cluster> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let cluster = Cluster::start();
+        cluster.watch(std::process::id());
+        cluster
+    })
+}
+
+/// The connection string of the shared cluster's database for the broker
+/// state `key` names (the SQLite path the test would have used): created
+/// on first use, the same database again for the same key (a restarted
+/// broker finds its state).
+pub fn database_for(key: &Path) -> String {
+    shared().url_of(&database_name(key))
+}
+
+/// Runs `sql` with `psql` in the shared cluster's database for `key`
+/// ([`database_for`]): for tests that change the database next to a
+/// running broker (a fault put in by trigger).
+pub fn psql_for(key: &Path, sql: &str) -> Result<String, String> {
+    shared().psql(&database_name(key), sql)
+}
+
+/// The shared cluster's database for `key`, created on first use.
+fn database_name(key: &Path) -> String {
+    static NAMES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    let cluster = shared();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(name) = names.get(key) {
+        return name.clone();
+    }
+    let name = format!("broker_{}", names.len() + 1);
+    cluster.create_database(&name);
+    names.insert(key.to_owned(), name.clone());
+    name
+}
 
 /// A running throwaway cluster; stopped (`pg_ctl stop -m immediate`) and its
 /// directory deleted on drop.
@@ -139,6 +206,34 @@ impl Cluster {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
+    }
+
+    /// Starts a process that, once process `pid` is gone, stops the server
+    /// (SIGQUIT: immediate shutdown) and deletes the cluster's directory:
+    /// for a cluster held where no drop runs (a static).
+    // Never waited for: the watchdog is meant to outlive this process (it
+    // is then init's to reap); the one in the watchdog's own test is reaped
+    // when that test process ends.
+    #[allow(clippy::zombie_processes)]
+    fn watch(&self, pid: u32) {
+        let postmaster = self.postmaster_pid().expect("the server's pid file");
+        Command::new("sh")
+            .args([
+                "-c",
+                "while kill -0 \"$1\" 2>/dev/null; do sleep 0.2; done; \
+                 kill -QUIT \"$2\" 2>/dev/null; \
+                 for _ in $(seq 100); do kill -0 \"$2\" 2>/dev/null || break; sleep 0.1; done; \
+                 rm -rf \"$3\"",
+                "sallyport-pg-watchdog",
+                &pid.to_string(),
+                &postmaster.to_string(),
+            ])
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
     }
 
     fn data(&self) -> PathBuf {
@@ -312,5 +407,38 @@ mod tests {
         drop(cluster);
         assert!(!dir.exists(), "the cluster's directory is deleted");
         assert!(!running(pid), "the postmaster is stopped");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_watchdog_stops_a_cluster_whose_process_is_gone() {
+        let cluster = Cluster::start();
+        let mut owner = Command::new("sleep").arg("0.3").spawn().unwrap();
+        cluster.watch(owner.id());
+        let dir = cluster.dir.path().to_owned();
+        let pid = cluster.postmaster_pid().unwrap();
+        owner.wait().unwrap();
+        // Bounded: the watchdog polls every 0.2 s.
+        for _ in 0..300 {
+            if !dir.exists() && !running(pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(!running(pid), "the postmaster is stopped");
+        assert!(!dir.exists(), "the cluster's directory is deleted");
+    }
+
+    #[test]
+    fn one_database_per_key_in_the_shared_cluster() {
+        let a = database_for(Path::new("/nonexistent/a/broker.db"));
+        let b = database_for(Path::new("/nonexistent/b/broker.db"));
+        assert_ne!(a, b);
+        assert_eq!(a, database_for(Path::new("/nonexistent/a/broker.db")));
+        let name = a.rsplit_once("dbname=").unwrap().1;
+        assert_eq!(
+            shared().psql(name, "SELECT current_database()").unwrap(),
+            name
+        );
     }
 }
