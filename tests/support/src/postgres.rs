@@ -79,6 +79,21 @@ pub fn psql_for(key: &Path, sql: &str) -> Result<String, String> {
     shared().psql(&database_name(key), sql)
 }
 
+/// A new database `name` in the shared cluster, a copy of the one for
+/// `key` (`CREATE DATABASE … TEMPLATE`: no one may be connected to that
+/// one meanwhile); returns the copy's name.
+pub fn copy_database(key: &Path, name: &str) -> String {
+    let source = database_name(key);
+    let copy = format!("{source}_{name}");
+    shared()
+        .psql(
+            "postgres",
+            &format!("CREATE DATABASE \"{copy}\" TEMPLATE \"{source}\""),
+        )
+        .unwrap();
+    copy
+}
+
 /// The shared cluster's database for `key`, created on first use.
 fn database_name(key: &Path) -> String {
     static NAMES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
