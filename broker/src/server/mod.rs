@@ -164,8 +164,11 @@ pub async fn start_with_clock(
 ) -> Result<BrokerHandle, StartError> {
     let database = &settings.raw.server.database;
     let location = settings.database();
-    if let store::Database::Sqlite(path) = &location {
-        state_files::prepare_database(path)?;
+    // The directory holds gateway.key on either backend; the file is
+    // SQLite's.
+    match &location {
+        store::Database::Sqlite(path) => state_files::prepare_database(path)?,
+        store::Database::Postgres(_) => state_files::prepare_directory(database)?,
     }
     let store = store::open(&location)?;
     let audit_writer = audit_writer::AuditWriter::start(store.clone())?;

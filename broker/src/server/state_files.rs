@@ -20,33 +20,12 @@ pub fn gateway_key_path(database: &Path) -> PathBuf {
 /// may write to, and creates the database file 0600 (tightening an older,
 /// broader one). SQLite gives its `-wal` and `-shm` files the database's mode.
 pub fn prepare_database(path: &Path) -> Result<(), StartError> {
-    let err = |what: String| StartError::Listen(what);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    prepare_directory(path)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
-        match std::fs::metadata(&dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir)
-                    .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
-            }
-            Err(e) => return Err(err(format!("{}: {e}", dir.display()))),
-            Ok(meta) if meta.mode() & 0o022 != 0 => {
-                return Err(err(format!(
-                    "{} may be written by other accounts (mode {:o}): keep the broker's database in a directory only its account writes to (0700)",
-                    dir.display(),
-                    meta.mode() & 0o7777
-                )));
-            }
-            Ok(_) => {}
-        }
+        use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+        let err = |what: String| StartError::Listen(what);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -70,6 +49,41 @@ pub fn prepare_database(path: &Path) -> Result<(), StartError> {
                 std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))
                     .map_err(|e| err(format!("{}: {e}", side.display())))?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the directory of the broker's state files (the SQLite database,
+/// `gateway.key`), named by the database path: 0700 when missing, and
+/// refused when others may write to it. On PostgreSQL only the key lives
+/// there.
+pub fn prepare_directory(database: &Path) -> Result<(), StartError> {
+    let err = |what: String| StartError::Listen(what);
+    let dir = match database.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+        match std::fs::metadata(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            Err(e) => return Err(err(format!("{}: {e}", dir.display()))),
+            Ok(meta) if meta.mode() & 0o022 != 0 => {
+                return Err(err(format!(
+                    "{} may be written by other accounts (mode {:o}): keep the broker's database in a directory only its account writes to (0700)",
+                    dir.display(),
+                    meta.mode() & 0o7777
+                )));
+            }
+            Ok(_) => {}
         }
     }
     #[cfg(not(unix))]
@@ -156,6 +170,22 @@ mod tests {
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = prepare_database(&shared.join("broker.db")).unwrap_err();
         assert!(e.to_string().contains("only its account writes to"), "{e}");
+    }
+
+    #[test]
+    fn the_state_directory_alone_is_made_private_for_a_postgres_broker() {
+        let root = tempfile::tempdir().unwrap();
+        let db = root.path().join("state/broker.db");
+        prepare_directory(&db).unwrap();
+        let mode = std::fs::metadata(db.parent().unwrap()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(!db.exists(), "no SQLite file is made");
+        std::fs::set_permissions(db.parent().unwrap(), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        assert!(
+            prepare_directory(&db).is_err(),
+            "a shared directory is refused"
+        );
     }
 
     #[test]
