@@ -1,5 +1,5 @@
 //! The reference access broker (feature `server`): the v1 HTTP API over
-//! SQLite state, with the WireGuard gateway of crate `tunnel` in the same
+//! SQLite or PostgreSQL state ([`store`]), with the WireGuard gateway of crate `tunnel` in the same
 //! process. Enforcement happens at the gateway: a grant is a peer there, and
 //! closing, expiring or revoking a grant removes the peer before the API
 //! answers.

@@ -193,7 +193,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let db = root.path().join("broker.db");
         prepare_database(&db).unwrap();
-        let store = super::super::store::SqliteStore::open(&db).unwrap();
+        let store = crate::server::store::SqliteStore::open(&db).unwrap();
         let old = PrivateKey::generate();
         let old_text = old.to_base64().to_string();
         store

@@ -11,7 +11,7 @@
 //! are synchronous functions called from its request handlers (see
 //! [`super`]). The pool and its connections live on a small runtime of the
 //! store's own (one worker thread), and each call waits for its query there
-//! ([`PostgresStore::run`]):
+//! (`PostgresStore::run`):
 //! - on a worker of the broker's multi-threaded runtime, inside
 //!   `block_in_place`, which hands that worker's other tasks to another
 //!   worker and leaves the runtime's context, so the nested `block_on` is
