@@ -157,24 +157,38 @@ impl Cluster {
                 "--locale=C".as_ref(),
             ],
         );
+        cluster.pg_ctl("start");
+        cluster
+    }
+
+    /// Stops the server (fast: sessions are cut) and starts it again, as a
+    /// database restart or failover does to the broker's connections.
+    pub fn restart(&self) {
+        self.pg_ctl("restart");
+    }
+
+    /// `pg_ctl start` or `restart`, waiting until the server accepts
+    /// connections: TCP off, the socket in the cluster's directory.
+    fn pg_ctl(&self, action: &str) {
         let options = format!(
             "-c listen_addresses='' -k {} -c fsync=off -c max_connections=200",
-            cluster.socket_dir().display()
+            self.socket_dir().display()
         );
-        cluster.run(
+        self.run(
             "pg_ctl",
             &[
-                "start".as_ref(),
+                action.as_ref(),
                 "-w".as_ref(),
+                "-m".as_ref(),
+                "fast".as_ref(),
                 "-D".as_ref(),
-                cluster.data().as_os_str(),
+                self.data().as_os_str(),
                 "-l".as_ref(),
-                cluster.log().as_os_str(),
+                self.log().as_os_str(),
                 "-o".as_ref(),
                 options.as_ref(),
             ],
         );
-        cluster
     }
 
     /// The connection string of the `postgres` database (key=value form,

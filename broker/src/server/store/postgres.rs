@@ -214,7 +214,10 @@ impl PostgresStore {
             config,
             NoTls,
             ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+                // A pooled connection is checked (a round trip) before each
+                // use, so one that a database restart or failover cut is
+                // replaced instead of failing the call that drew it.
+                recycling_method: RecyclingMethod::Verified,
             },
         );
         let pool = Pool::builder(manager)
@@ -961,6 +964,16 @@ mod tests {
         let store = PostgresStore::connect(&cluster.url()).unwrap();
         assert_eq!(appended(&store).seq, 1);
         drop(store);
+    }
+
+    #[test]
+    fn after_a_database_restart_the_next_call_is_answered() {
+        let cluster = Cluster::start();
+        let store = PostgresStore::connect(&cluster.url()).unwrap();
+        assert_eq!(appended(&store).seq, 1);
+        cluster.restart();
+        assert_eq!(appended(&store).seq, 2);
+        assert_eq!(store.audit_chain().unwrap().len(), 2);
     }
 
     #[test]
