@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use broker::server::store::Database;
 use clap::Parser;
 
 /// Policy evaluation (regorus) allocates heavily; mimalloc makes each one
@@ -83,13 +84,13 @@ async fn main() -> anyhow::Result<()> {
         what: AuditCommand::Verify,
     }) = args.command
     {
-        return verify_audit(&settings.raw.server.database);
+        return verify_audit(&settings.database());
     }
     if let Some(Command::Admin {
         what: AdminCommand::Device { code, json },
     }) = args.command
     {
-        return device_support(&settings.raw.server.database, &code.join(" "), json);
+        return device_support(&settings.database(), &code.join(" "), json);
     }
     if args.check {
         tracing::info!("configuration is valid");
@@ -105,13 +106,35 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verify_audit(database: &std::path::Path) -> anyhow::Result<()> {
-    let store = broker::server::store::Store::open_read_only(database)
-        .with_context(|| format!("cannot open {}", database.display()))?;
+/// The store as the inspection commands read it: a SQLite file as it is
+/// (read-only, no schema change), or the PostgreSQL database; with the
+/// name to quote in messages.
+fn open_for_reading(
+    database: &Database,
+) -> anyhow::Result<(Box<dyn broker::server::store::Store>, String)> {
+    Ok(match database {
+        Database::Sqlite(path) => (
+            Box::new(
+                broker::server::store::SqliteStore::open_read_only(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            ),
+            path.display().to_string(),
+        ),
+        Database::Postgres(url) => (
+            Box::new(
+                broker::server::store::PostgresStore::connect(url)
+                    .context("cannot connect to server.database_url")?,
+            ),
+            "server.database_url".to_owned(),
+        ),
+    })
+}
+
+fn verify_audit(database: &Database) -> anyhow::Result<()> {
+    let (store, name) = open_for_reading(database)?;
     let rows = store.audit_chain().with_context(|| {
         format!(
-            "cannot read the audit log of {} (a database from before the audit chain: start this broker once)",
-            database.display()
+            "cannot read the audit log of {name} (a database from before the audit chain: start this broker once)"
         )
     })?;
     use std::io::Write as _;
@@ -141,15 +164,14 @@ fn verify_audit(database: &std::path::Path) -> anyhow::Result<()> {
     }
 }
 
-fn device_support(database: &std::path::Path, code: &str, json: bool) -> anyhow::Result<()> {
+fn device_support(database: &Database, code: &str, json: bool) -> anyhow::Result<()> {
     let prefix = broker::api::support_code_prefix(code).with_context(|| {
         format!("{code:?}: a support code is 4 to 64 letters, digits, - or _ (spaces and case are ignored)")
     })?;
-    let store = broker::server::store::Store::open_read_only(database)
-        .with_context(|| format!("cannot open {}", database.display()))?;
+    let (store, name) = open_for_reading(database)?;
     let found = store
         .device_support(&prefix)
-        .with_context(|| format!("cannot read {}", database.display()))?;
+        .with_context(|| format!("cannot read {name}"))?;
     use std::io::Write as _;
     let mut out = std::io::stdout();
     if json {

@@ -87,7 +87,9 @@ async fn the_support_code_shows_the_brokers_side_of_the_device() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sallyport-broker"))
         .arg("--config")
         .arg(env.config_path())
-        .args(["admin", "device"])
+        // `--`: a support code may start with `-` (base64url), which clap
+        // would otherwise take for an option.
+        .args(["admin", "device", "--"])
         .args(spoken.split(' '))
         .output()
         .unwrap();

@@ -205,20 +205,17 @@ async fn a_flood_of_forged_tokens_is_aggregated_in_the_audit_log() {
 /// When the allow row of a grant cannot be written, no tunnel opens: the
 /// grant is closed and its peer removed before the answer. The fault is a
 /// real one in the database (a trigger refusing exactly those rows, put in
-/// with sqlite3 next to the running broker).
+/// next to the running broker: `refuse_audit_rows`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_whose_audit_row_cannot_be_written_does_not_open() {
     let env = Env::start().await;
     let device = TestDevice::new(env.client(&env.issuer.token("alice")), "alice");
     assert_eq!(device.enrol().await.status(), 201);
     device.attest(healthy_report()).await;
-    let script = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.executescript(\"CREATE TRIGGER audit_refuses_grants BEFORE INSERT ON audit WHEN NEW.action = 'grant' AND NEW.outcome = 'allow' BEGIN SELECT RAISE(ABORT, 'audit write failed'); END;\")\nc.commit()\n";
-    let ok = std::process::Command::new("python3")
-        .args(["-c", script, db_path(env.dir.path()).to_str().unwrap()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    refuse_audit_rows(
+        env.dir.path(),
+        "NEW.action = 'grant' AND NEW.outcome = 'allow'",
+    );
     let r = device
         .request_grant("echo", &tunnel::PrivateKey::generate().public_key())
         .await;
@@ -241,14 +238,7 @@ async fn an_action_whose_audit_row_cannot_be_written_is_refused() {
     let env = Env::start().await;
     let device = TestDevice::new(env.client(&env.issuer.token("alice")), "alice");
     assert_eq!(device.enrol().await.status(), 201);
-    let script = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.executescript(\"CREATE TRIGGER audit_refuses_attest BEFORE INSERT ON audit WHEN NEW.action = 'attest' BEGIN SELECT RAISE(ABORT, 'audit write failed'); END;\")\nc.commit()\n";
-    assert!(
-        std::process::Command::new("python3")
-            .args(["-c", script, db_path(env.dir.path()).to_str().unwrap()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    refuse_audit_rows(env.dir.path(), "NEW.action = 'attest'");
     let claims = device.claims(healthy_report()).await;
     let r = device.submit(device.key.sign_eat(&claims).unwrap()).await;
     let p = expect_problem(r, ProblemType::Internal).await;

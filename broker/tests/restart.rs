@@ -84,10 +84,12 @@ async fn state_survives_a_restart_and_expired_grants_stay_gone() {
     // A second device, revoked; and bob, whose sessions are revoked.
     let revoked = TestDevice::new(alice.clone(), "alice");
     assert_eq!(revoked.enrol().await.status(), 201);
-    // Issued on the broker's clock: the revocation below, stamped on it
-    // too, covers tokens issued at or before it, and the stopped clock may
-    // lag the real second the issuer would otherwise stamp.
-    let bob_token = issuer.token_with("bob", json!({"iat": clock.now()}));
+    // Issued (and signed in) on the broker's clock: the revocation below,
+    // stamped on it too, covers sign-ins at or before it (`auth_time`), and
+    // the stopped clock lags the real seconds the issuer would otherwise
+    // stamp once the steps above took more than a second (they do on
+    // PostgreSQL).
+    let bob_token = issuer.token_with("bob", json!({"iat": clock.now(), "auth_time": clock.now()}));
     let bob = TestDevice::new(api_for(&base, bob_token), "bob");
     assert_eq!(bob.enrol().await.status(), 201);
     bob.attest(healthy_report()).await;

@@ -1,8 +1,8 @@
 //! The audit log's one writer: a thread of its own, so appending (a
 //! transaction synced to disk, chained to the row before it) never runs on
 //! the async workers that serve requests and the embedded gateway. It
-//! shares the store's connection (one SQLite writer, no lock contention
-//! between two connections). Callers wait for the outcome (under
+//! shares the store (on SQLite its one connection: one writer, no lock
+//! contention between two connections; on PostgreSQL its pool). Callers wait for the outcome (under
 //! `block_in_place` on the multi-threaded runtime, which moves the worker's
 //! other tasks away meanwhile): an action that must not happen unrecorded
 //! learns that its row was not written and fails closed.
@@ -36,7 +36,7 @@ pub struct AuditWriter {
 
 impl AuditWriter {
     /// Starts the writer thread over `store`.
-    pub fn start(store: Arc<Store>) -> Result<Self, StoreError> {
+    pub fn start(store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<(Job, Reply)>();
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -98,7 +98,7 @@ mod tests {
     fn rows_are_written_by_the_writer_thread_in_order_and_chained() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("b.db");
-        let main = Arc::new(Store::open(&db).unwrap());
+        let main: Arc<dyn Store> = Arc::new(crate::server::store::SqliteStore::open(&db).unwrap());
         let writer = AuditWriter::start(main.clone()).unwrap();
         for i in 0..5 {
             let e = writer

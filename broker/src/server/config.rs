@@ -7,6 +7,7 @@
 //! tls_cert = "/etc/sallyport/broker.crt"   # PEM chain; required unless listen is loopback
 //! tls_key = "/etc/sallyport/broker.key"    # PEM PKCS#8 / RSA / SEC1 key
 //! database = "/var/lib/sallyport/broker.db"
+//! # database_url = "host=/run/postgresql dbname=sallyport"  # PostgreSQL instead of the SQLite file
 //! admins = [{ name = "alice@example.com", token_sha256 = "<hex of SHA-256 of her token>" }]
 //! # admin_token_sha256 = "<hex>"      # one shared token, logged as "admin": prefer `admins`
 //! public_url = "https://broker.example.com"  # optional; what agents call (DPoP htu)
@@ -160,8 +161,16 @@ pub struct ServerSection {
     /// PEM private key.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
-    /// SQLite database file (created if missing).
+    /// SQLite database file (created if missing). With `database_url` the
+    /// file is not used, and this path only places the gateway's key
+    /// (`gateway.key` beside it).
     pub database: PathBuf,
+    /// PostgreSQL connection string (`host=/run/postgresql dbname=sallyport
+    /// user=sallyport`, or `postgresql://user@host/db`): keep the state
+    /// there instead of the SQLite file, so several broker replicas can
+    /// share it. Unset (the default): SQLite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
     /// SHA-256 (hex) of a shared admin bearer token, named `admin` in the
     /// audit log. Prefer `admins`: one credential per administrator, so the
     /// log says who acted.
@@ -600,6 +609,17 @@ pub struct Settings {
     pub syslog: Option<SyslogTarget>,
 }
 
+impl Settings {
+    /// Where the state is kept: PostgreSQL when `server.database_url` is
+    /// set, else the SQLite file `server.database`.
+    pub fn database(&self) -> super::store::Database {
+        match &self.raw.server.database_url {
+            Some(url) => super::store::Database::Postgres(url.clone()),
+            None => super::store::Database::Sqlite(self.raw.server.database.clone()),
+        }
+    }
+}
+
 /// An IPv4 network `a.b.c.d/len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv4Net {
@@ -655,6 +675,13 @@ impl Config {
                 return invalid("set both server.tls_cert and server.tls_key, or neither".into());
             }
             _ => {}
+        }
+        if let Some(url) = &self.server.database_url
+            && let Err(e) = url.parse::<tokio_postgres::Config>()
+        {
+            return invalid(format!(
+                "server.database_url is not a PostgreSQL connection string: {e}"
+            ));
         }
         if let Some(public) = &self.server.public_url {
             let ok = url::Url::parse(public).is_ok_and(|u| {
@@ -955,6 +982,32 @@ id = "wiki"
 name = "Wiki"
 targets = ["10.0.0.5:443/tcp", "10.0.0.6:53/udp"]
 "#;
+
+    #[test]
+    fn the_database_is_sqlite_unless_a_postgres_url_is_set() {
+        let s = Config::parse(GOOD).unwrap();
+        assert_eq!(
+            s.database(),
+            crate::server::store::Database::Sqlite("/tmp/x.db".into())
+        );
+        let with_url = |url: &str| {
+            GOOD.replace(
+                "database = \"/tmp/x.db\"",
+                &format!("database = \"/tmp/x.db\"\ndatabase_url = {url:?}"),
+            )
+        };
+        for url in [
+            "host=/run/postgresql dbname=sallyport",
+            "postgresql://sallyport@db.example.com/sallyport",
+        ] {
+            assert_eq!(
+                Config::parse(&with_url(url)).unwrap().database(),
+                crate::server::store::Database::Postgres(url.to_owned())
+            );
+        }
+        let e = Config::parse(&with_url("host=/run/postgresql dbname")).unwrap_err();
+        assert!(e.to_string().contains("database_url"), "{e}");
+    }
 
     #[test]
     fn parses_with_defaults() {

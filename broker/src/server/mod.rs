@@ -1,5 +1,5 @@
 //! The reference access broker (feature `server`): the v1 HTTP API over
-//! SQLite state, with the WireGuard gateway of crate `tunnel` in the same
+//! SQLite or PostgreSQL state ([`store`]), with the WireGuard gateway of crate `tunnel` in the same
 //! process. Enforcement happens at the gateway: a grant is a peer there, and
 //! closing, expiring or revoking a grant removes the peer before the API
 //! answers.
@@ -49,7 +49,6 @@ pub use config::{Config, ConfigError, Settings};
 pub use service::{Broker, StartError};
 
 use service::LoadedPolicy;
-use store::Store;
 
 /// How often expired grants are swept from the store (the gateway drops
 /// their peers itself at the exact expiry). The tick is real (tokio) time;
@@ -164,13 +163,19 @@ pub async fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<BrokerHandle, StartError> {
     let database = &settings.raw.server.database;
-    state_files::prepare_database(database)?;
-    let store = Arc::new(Store::open(database)?);
+    let location = settings.database();
+    // The directory holds gateway.key on either backend; the file is
+    // SQLite's.
+    match &location {
+        store::Database::Sqlite(path) => state_files::prepare_database(path)?,
+        store::Database::Postgres(_) => state_files::prepare_directory(database)?,
+    }
+    let store = store::open(&location)?;
     let audit_writer = audit_writer::AuditWriter::start(store.clone())?;
     let policy = LoadedPolicy::load(&settings)?;
     // The gateway key persists (agents hold grants naming it, and they must
     // stay valid across a restart) in its own 0600 file, not the database.
-    let private_key = state_files::gateway_key(&store, &state_files::gateway_key_path(database))?;
+    let private_key = state_files::gateway_key(&*store, &state_files::gateway_key_path(database))?;
     let gateway = Gateway::start(GatewayConfig {
         private_key,
         listen: settings.raw.gateway.listen,

@@ -20,33 +20,12 @@ pub fn gateway_key_path(database: &Path) -> PathBuf {
 /// may write to, and creates the database file 0600 (tightening an older,
 /// broader one). SQLite gives its `-wal` and `-shm` files the database's mode.
 pub fn prepare_database(path: &Path) -> Result<(), StartError> {
-    let err = |what: String| StartError::Listen(what);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    prepare_directory(path)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
-        match std::fs::metadata(&dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir)
-                    .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
-            }
-            Err(e) => return Err(err(format!("{}: {e}", dir.display()))),
-            Ok(meta) if meta.mode() & 0o022 != 0 => {
-                return Err(err(format!(
-                    "{} may be written by other accounts (mode {:o}): keep the broker's database in a directory only its account writes to (0700)",
-                    dir.display(),
-                    meta.mode() & 0o7777
-                )));
-            }
-            Ok(_) => {}
-        }
+        use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+        let err = |what: String| StartError::Listen(what);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -72,6 +51,41 @@ pub fn prepare_database(path: &Path) -> Result<(), StartError> {
             }
         }
     }
+    Ok(())
+}
+
+/// Makes the directory of the broker's state files (the SQLite database,
+/// `gateway.key`), named by the database path: 0700 when missing, and
+/// refused when others may write to it. On PostgreSQL only the key lives
+/// there.
+pub fn prepare_directory(database: &Path) -> Result<(), StartError> {
+    let err = |what: String| StartError::Listen(what);
+    let dir = match database.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+        match std::fs::metadata(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            Err(e) => return Err(err(format!("{}: {e}", dir.display()))),
+            Ok(meta) if meta.mode() & 0o022 != 0 => {
+                return Err(err(format!(
+                    "{} may be written by other accounts (mode {:o}): keep the broker's database in a directory only its account writes to (0700)",
+                    dir.display(),
+                    meta.mode() & 0o7777
+                )));
+            }
+            Ok(_) => {}
+        }
+    }
     #[cfg(not(unix))]
     {
         std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
@@ -82,7 +96,7 @@ pub fn prepare_database(path: &Path) -> Result<(), StartError> {
 /// The gateway's private key from its 0600 file; made on first start. A key
 /// an older broker kept in the database moves to the file (the database row
 /// is then deleted), so agents' grants naming the gateway stay valid.
-pub fn gateway_key(store: &Store, path: &Path) -> Result<PrivateKey, StartError> {
+pub fn gateway_key(store: &dyn Store, path: &Path) -> Result<PrivateKey, StartError> {
     let err = |what: String| StartError::Listen(format!("gateway key {}: {what}", path.display()));
     match std::fs::read_to_string(path) {
         Ok(text) => {
@@ -159,15 +173,31 @@ mod tests {
     }
 
     #[test]
+    fn the_state_directory_alone_is_made_private_for_a_postgres_broker() {
+        let root = tempfile::tempdir().unwrap();
+        let db = root.path().join("state/broker.db");
+        prepare_directory(&db).unwrap();
+        let mode = std::fs::metadata(db.parent().unwrap()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(!db.exists(), "no SQLite file is made");
+        std::fs::set_permissions(db.parent().unwrap(), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        assert!(
+            prepare_directory(&db).is_err(),
+            "a shared directory is refused"
+        );
+    }
+
+    #[test]
     fn the_gateway_key_moves_out_of_the_database_into_a_private_file() {
         let root = tempfile::tempdir().unwrap();
         let db = root.path().join("broker.db");
         prepare_database(&db).unwrap();
-        let store = Store::open(&db).unwrap();
+        let store = crate::server::store::SqliteStore::open(&db).unwrap();
         let old = PrivateKey::generate();
         let old_text = old.to_base64().to_string();
         store
-            .meta_or_init("gateway_private_key", || old_text.clone())
+            .meta_or_insert("gateway_private_key", &old_text)
             .unwrap();
         let path = gateway_key_path(&db);
         let key = gateway_key(&store, &path).unwrap();

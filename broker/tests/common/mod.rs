@@ -285,9 +285,13 @@ impl Env {
     /// `sallyport-broker` subcommands that read it directly.
     pub fn config_path(&self) -> PathBuf {
         let path = self.dir.path().join("cli.toml");
+        let db = db_path(self.dir.path());
+        let url = support::broker::database_url_for(&db)
+            .map(|url| format!("database_url = {url:?}\n"))
+            .unwrap_or_default();
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = {:?}\n[oidc]\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\nclient_id = \"sallyport-desktop\"\n[gateway]\nlisten = \"127.0.0.1:0\"\n",
-            db_path(self.dir.path()).display().to_string(),
+            "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = {:?}\n{url}[oidc]\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\nclient_id = \"sallyport-desktop\"\n[gateway]\nlisten = \"127.0.0.1:0\"\n",
+            db.display().to_string(),
             self.issuer.url
         );
         std::fs::write(&path, text).unwrap();
@@ -339,6 +343,36 @@ impl Env {
 
 pub fn db_path(dir: &Path) -> PathBuf {
     dir.join("broker.db")
+}
+
+/// Makes the database of the broker whose state is in `dir` refuse new
+/// audit rows matching `when` (a condition on `NEW`, the same in both SQL
+/// dialects), next to the running broker: a real write failure. SQLite
+/// through Python's sqlite3 module; PostgreSQL (when the suite runs on it)
+/// through psql.
+pub fn refuse_audit_rows(dir: &Path, when: &str) {
+    let db = db_path(dir);
+    if support::postgres::selected() {
+        support::postgres::psql_for(
+            &db,
+            &format!(
+                "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit write failed'; END $$; \
+                 CREATE TRIGGER audit_refuses BEFORE INSERT ON audit FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION refuse_audit();"
+            ),
+        )
+        .unwrap();
+        return;
+    }
+    let script = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.executescript(sys.argv[2])\nc.commit()\n";
+    let sql = format!(
+        "CREATE TRIGGER audit_refuses BEFORE INSERT ON audit WHEN {when} BEGIN SELECT RAISE(ABORT, 'audit write failed'); END;"
+    );
+    let ok = std::process::Command::new("python3")
+        .args(["-c", script, db.to_str().unwrap(), &sql])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "sqlite3 could not add the trigger");
 }
 
 /// An API client. Without a device key it sends `Authorization: Bearer`

@@ -40,6 +40,19 @@ violations contains v if {
 }
 "#;
 
+/// The `server.database_url` a test broker whose state would be the SQLite
+/// file `database` gets: `None` on SQLite (the default), the shared
+/// cluster's database for that path when the suites run on PostgreSQL
+/// (`SALLYPORT_TEST_DATABASE=postgres`, see [`crate::postgres`]).
+pub fn database_url_for(database: &Path) -> Option<String> {
+    #[cfg(unix)]
+    if crate::postgres::selected() {
+        return Some(crate::postgres::database_for(database));
+    }
+    let _ = database;
+    None
+}
+
 /// A broker configuration for tests, built field by field. Starts from
 /// what every test wants: HTTP and the gateway on loopback ephemeral ports,
 /// the test IdP's audience and client id, the [`ADMIN_TOKEN`], a /24 client
@@ -51,7 +64,9 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
-    /// Trusting `issuer`, keeping state in the SQLite file `database`.
+    /// Trusting `issuer`, keeping state in the SQLite file `database`, or
+    /// (with `SALLYPORT_TEST_DATABASE=postgres`) in the shared PostgreSQL
+    /// cluster's database for that path ([`database_url_for`]).
     pub fn new(issuer: &str, database: &Path) -> Self {
         let digest = ring::digest::digest(&ring::digest::SHA256, ADMIN_TOKEN.as_bytes());
         let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
@@ -63,6 +78,7 @@ impl BrokerConfig {
                     tls_cert: None,
                     tls_key: None,
                     database: database.to_owned(),
+                    database_url: database_url_for(database),
                     admin_token_sha256: Some(hex),
                     admins: Vec::new(),
                     public_url: None,

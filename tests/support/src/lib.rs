@@ -10,6 +10,8 @@
 //! - [`binary`]: workspace binaries (`sallyport`, `sallyportd`) built for tests that run them;
 //! - [`broker`]: a typed builder for the reference broker's configuration,
 //!   its admin calls, and the policies the tests switch between;
+//! - `postgres` (Unix): a throwaway PostgreSQL cluster per test (`initdb`,
+//!   `pg_ctl`, a Unix socket in a temporary directory);
 //! - [`prereq`]: the rule that no test passes by skipping in CI;
 //! - [`tpm`]: a software TPM 2.0 (swtpm) with its own EK CA, and a front
 //!   several clients may share (as `/dev/tpmrm0` allows);
@@ -29,6 +31,8 @@ pub mod desktop;
 pub mod echo;
 pub mod idp;
 pub mod keyring;
+#[cfg(unix)]
+pub mod postgres;
 pub mod prereq;
 #[cfg(unix)]
 pub mod service;

@@ -12,7 +12,10 @@ use tunnel::PeerGrant;
 use super::{ApiError, Broker, datetime};
 use crate::api::{Event, GatewayInfo, Grant, GrantRequest, Problem, ProblemType};
 use crate::server::grants::allocate;
-use crate::server::store::{AuditDecision, GrantRow, NewAudit};
+use crate::server::store::{AuditDecision, GrantRow, NewAudit, StoreError, Taken};
+
+/// How often a grant picks another address when replicas race for one.
+const ADDRESS_ATTEMPTS: usize = 8;
 
 use super::DeviceCaller;
 
@@ -174,20 +177,13 @@ impl Broker {
                 "this WireGuard key already has an open grant; use a fresh key per tunnel",
             ));
         }
-        let used: HashSet<_> = self.store.used_addresses()?;
-        let address = allocate(&self.settings.network, &used).ok_or_else(|| {
-            ApiError::new(
-                ProblemType::AddressPoolExhausted,
-                "every tunnel address is in use",
-            )
-        })?;
-        let row = GrantRow {
+        let mut row = GrantRow {
             id: self.random_b64(16)?,
             device_id: req.device_id.clone(),
             user: user.sub.clone(),
             app: app.id.clone(),
             wg_public_key: key_text,
-            client_address: address,
+            client_address: std::net::Ipv4Addr::UNSPECIFIED,
             targets: targets.iter().map(ToString::to_string).collect(),
             created_at: now,
             expires_at,
@@ -200,7 +196,8 @@ impl Broker {
                 .map(time::OffsetDateTime::unix_timestamp),
             access_input: Some(assessment.input.to_string()),
         };
-        self.store.insert_grant(&row)?;
+        self.insert_with_address(&mut row)?;
+        let address = row.client_address;
         let peer = PeerGrant {
             public_key: wg_key,
             client_address: IpAddr::V4(address),
@@ -235,6 +232,37 @@ impl Broker {
         }
         let reason = format!("grant {} for {} until {}", row.id, row.app, expires_at);
         Ok((grant, reason))
+    }
+
+    /// Picks a free tunnel address for `row` and stores it. The database's
+    /// unique index on open grants' addresses decides between replicas: when
+    /// another broker took the address between the read and the insert,
+    /// the next free one is tried (a bounded number of times).
+    fn insert_with_address(&self, row: &mut GrantRow) -> Result<(), ApiError> {
+        for _ in 0..ADDRESS_ATTEMPTS {
+            let used: HashSet<_> = self.store.used_addresses()?;
+            row.client_address = allocate(&self.settings.network, &used).ok_or_else(|| {
+                ApiError::new(
+                    ProblemType::AddressPoolExhausted,
+                    "every tunnel address is in use",
+                )
+            })?;
+            match self.store.insert_grant(row) {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Taken(Taken::Address)) => continue,
+                Err(StoreError::Taken(Taken::Key)) => {
+                    return Err(ApiError::new(
+                        ProblemType::WireguardKeyInUse,
+                        "this WireGuard key already has an open grant; use a fresh key per tunnel",
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::new(
+            ProblemType::Internal,
+            "tunnel addresses were taken by other broker replicas as fast as they were picked; try again",
+        ))
     }
 
     /// `DELETE /v1/grants/{id}`.

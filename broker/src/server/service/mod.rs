@@ -51,7 +51,7 @@ use crate::server::keyattest::{self, TrustAnchors};
 #[derive(Debug)]
 pub struct Broker {
     settings: Settings,
-    store: Arc<Store>,
+    store: Arc<dyn Store>,
     policy: RwLock<Arc<LoadedPolicy>>,
     jwks: JwksCache,
     rules: Rules,
@@ -125,7 +125,7 @@ impl Broker {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: Settings,
-        store: Arc<Store>,
+        store: Arc<dyn Store>,
         policy: LoadedPolicy,
         gateway: GatewayHandle,
         http: reqwest::Client,
@@ -189,7 +189,7 @@ impl Broker {
     }
 
     /// Takes the broker apart for shutdown.
-    pub fn into_parts(self) -> (GatewayHandle, Arc<Store>) {
+    pub fn into_parts(self) -> (GatewayHandle, Arc<dyn Store>) {
         (self.gateway, self.store)
     }
 

@@ -1,9 +1,9 @@
-//! Durable state in SQLite (rusqlite, bundled): devices, nonces, verdicts,
-//! grants, user revocations, the gateway key, and an append-only audit log.
+//! The default store: one SQLite file (rusqlite, bundled), for a broker
+//! that runs as one process.
 //!
 //! Columns added after the first release (device status and approval, the
 //! policy digest a grant was decided under, cleared user revocations) are
-//! added to an older database at open by [`Store::open`], with defaults that
+//! added to an older database at open by [`SqliteStore::open`], with defaults that
 //! keep its meaning: devices enrolled before enrolment modes existed are
 //! active, and grants of unknown policy are treated as made under an old one.
 //!
@@ -19,24 +19,21 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::eat::{EnrolledKey, NonceAnswer};
-use super::grants::StoredVerdict;
-use crate::api::{
-    AdminDevice, AuditEntry, DeviceStatus, DeviceSupport, GrantRecord, VerdictRecord, Violation,
+use super::{
+    AuditDecision, AuditRows, DeviceRow, Enrolment, GrantRow, NewAudit, NewDeviceRules, OpenGrants,
+    Store, StoreError, Taken, UserRevocation, VerdictRow, WithDecision as _, address, chain_row,
+    json, parse_json, stored_entry, timestamp,
 };
+use crate::api::{AuditEntry, DeviceStatus, GrantRecord, VerdictRecord, Violation};
+use crate::server::audit_chain::ChainRow;
+use crate::server::eat::{EnrolledKey, NonceAnswer};
+use crate::server::grants::StoredVerdict;
 
-/// A storage failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// SQLite said no.
-    #[error("database error: {0}")]
-    Sql(#[from] rusqlite::Error),
-    /// A stored JSON column could not be read back.
-    #[error("corrupt stored value: {0}")]
-    Corrupt(String),
-    /// The audit writer thread could not be started or has stopped.
-    #[error("audit writer: {0}")]
-    Io(String),
+/// The database. Cheap operations under one mutex: the broker's write rate
+/// is a few per device per minute.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
 }
 
 const SCHEMA: &str = r#"
@@ -141,213 +138,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("audit", "hash", "TEXT"),
 ];
 
-/// An enrolled device row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceRow {
-    /// Key material and binding.
-    pub key: EnrolledKey,
-    /// When enrolled.
-    pub enrolled_at: i64,
-    /// Waiting for an administrator's approval (and not revoked).
-    pub pending: bool,
-    /// When an administrator approved it.
-    pub approved_at: Option<i64>,
-    /// The agent's label (host name).
-    pub name: Option<String>,
-}
-
-impl DeviceRow {
-    /// Revoked, pending or active, in that order of precedence.
-    pub fn status(&self) -> DeviceStatus {
-        if self.key.revoked {
-            DeviceStatus::Revoked
-        } else if self.pending {
-            DeviceStatus::Pending
-        } else {
-            DeviceStatus::Active
-        }
-    }
-
-    /// The device as the admin API lists it.
-    pub fn admin_view(&self) -> AdminDevice {
-        AdminDevice {
-            device_id: self.key.device_id.clone(),
-            user: self.key.user.clone(),
-            name: self.name.clone(),
-            status: self.status(),
-            enrolled_at: time::OffsetDateTime::from_unix_timestamp(self.enrolled_at)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-            approved_at: self
-                .approved_at
-                .and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok()),
-        }
-    }
-}
-
-/// The rules a new key is enrolled under (existing keys are not re-judged).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NewDeviceRules {
-    /// Starts pending (approval mode) rather than active.
-    pub pending: bool,
-    /// Most devices, pending or active, one user may have.
-    pub max_devices_per_user: u32,
-}
-
-/// What enrolling a key did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Enrolment {
-    /// A new device.
-    Created(DeviceRow),
-    /// The same key for the same user again (idempotent).
-    Existing(DeviceRow),
-    /// The key belongs to another user.
-    Conflict,
-    /// The user is revoked and no administrator has cleared it.
-    UserRevoked,
-    /// The user already has this many devices (pending or active).
-    QuotaExceeded(u32),
-}
-
-/// A grant row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrantRow {
-    /// Id.
-    pub id: String,
-    /// Device.
-    pub device_id: String,
-    /// User.
-    pub user: String,
-    /// App id.
-    pub app: String,
-    /// WireGuard public key (base64).
-    pub wg_public_key: String,
-    /// Tunnel address.
-    pub client_address: Ipv4Addr,
-    /// `ip:port/proto` strings.
-    pub targets: Vec<String>,
-    /// Created.
-    pub created_at: i64,
-    /// Expiry.
-    pub expires_at: i64,
-    /// SHA-256 (hex) of the policy its verdict was made under.
-    pub policy_digest: String,
-    /// Set when a time window of the access policy ends the grant: the
-    /// user's reason, given when it is closed at expiry.
-    pub ends_reason: Option<String>,
-    /// When that window opens again (Unix seconds).
-    pub reopens_at: Option<i64>,
-    /// The access policy's input the grant was allowed on (JSON), so a
-    /// reloaded access policy can judge the open grants again.
-    pub access_input: Option<String>,
-}
-
-/// The latest verdict with its owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerdictRow {
-    /// For whom it was made.
-    pub user: String,
-    /// The decision.
-    pub verdict: StoredVerdict,
-    /// What the attestation said about the device (JSON object:
-    /// `platform`, `key_assurance`, `checks`), for the access policy.
-    pub facts: String,
-}
-
-/// A user's session revocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UserRevocation {
-    /// Sign-ins at or before this (Unix seconds) are refused.
-    pub revoked_at: i64,
-    /// Every sign-in is refused until an administrator clears it.
-    pub until_cleared: bool,
-}
-
-/// A new audit entry.
-#[derive(Debug, Clone, Default)]
-pub struct NewAudit<'a> {
-    /// Action.
-    pub action: &'a str,
-    /// `allow` / `deny`.
-    pub outcome: &'a str,
-    /// User.
-    pub user: Option<&'a str>,
-    /// Device.
-    pub device_id: Option<&'a str>,
-    /// Problem type slug for denials.
-    pub problem: Option<&'a str>,
-    /// Reason.
-    pub reason: &'a str,
-    /// What decided a grant (app, source, reasons, digests).
-    pub decision: Option<&'a AuditDecision>,
-}
-
-/// An audit entry completed with the decision details stored beside it.
-trait WithDecision {
-    fn with_decision(self, d: AuditDecision) -> Self;
-}
-
-impl WithDecision for AuditEntry {
-    fn with_decision(self, d: AuditDecision) -> Self {
-        AuditEntry {
-            app: d.app,
-            source_ip: d.source_ip,
-            reasons: d.reasons,
-            input_digest: d.input_digest,
-            policy_digest: d.policy_digest,
-            access_policy_digest: d.access_policy_digest,
-            admin: d.admin,
-            ..self
-        }
-    }
-}
-
-/// What an access decision was made on, kept with its audit row.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AuditDecision {
-    /// The application.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app: Option<String>,
-    /// The caller's address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_ip: Option<String>,
-    /// The policy's reasons.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reasons: Vec<String>,
-    /// SHA-256 of the access policy's input.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_digest: Option<String>,
-    /// SHA-256 of the posture policy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_digest: Option<String>,
-    /// SHA-256 of the access policy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_policy_digest: Option<String>,
-    /// The administrator who acted (admin calls).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub admin: Option<String>,
-}
-
-/// The database. Cheap operations under one mutex: the broker's write rate
-/// is a few per device per minute.
-#[derive(Debug)]
-pub struct Store {
-    conn: Mutex<Connection>,
-}
-
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
-}
-
-/// A stored Unix time as a date.
-fn timestamp(at: i64) -> Result<time::OffsetDateTime, StoreError> {
-    time::OffsetDateTime::from_unix_timestamp(at).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
@@ -376,31 +167,21 @@ impl Store {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    /// A value from `meta`, or `init()` stored under `key` on first use.
-    pub fn meta_or_init(
-        &self,
-        key: &str,
-        init: impl FnOnce() -> String,
-    ) -> Result<String, StoreError> {
+impl Store for SqliteStore {
+    fn meta_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
         let conn = self.conn();
-        if let Some(v) = conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?
-        {
-            return Ok(v);
-        }
-        let value = init();
         conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
             params![key, value],
         )?;
-        Ok(value)
+        Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
     }
 
     /// Removes and returns a value from `meta` (a secret moving out of the
     /// database).
-    pub fn take_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+    fn take_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         let conn = self.conn();
         let value: Option<String> = conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -416,7 +197,7 @@ impl Store {
     /// revocation stands uncleared or the user is at the quota. One
     /// transaction, so two enrolments at once cannot both take the last
     /// place of a quota.
-    pub fn enrol(
+    fn enrol(
         &self,
         key: &EnrolledKey,
         jwk_json: &str,
@@ -473,11 +254,7 @@ impl Store {
 
     /// Approves a pending, unrevoked device; its row afterwards (`None`:
     /// unknown). Approving an active device changes nothing.
-    pub fn approve_device(
-        &self,
-        device_id: &str,
-        now: i64,
-    ) -> Result<Option<DeviceRow>, StoreError> {
+    fn approve_device(&self, device_id: &str, now: i64) -> Result<Option<DeviceRow>, StoreError> {
         let conn = self.conn();
         conn.execute(
             "UPDATE devices SET status = 'active', approved_at = ?2 WHERE device_id = ?1 AND status = 'pending' AND revoked_at IS NULL",
@@ -487,7 +264,7 @@ impl Store {
     }
 
     /// Every device, oldest enrolment first; only those in `status` when given.
-    pub fn devices(&self, status: Option<DeviceStatus>) -> Result<Vec<DeviceRow>, StoreError> {
+    fn devices(&self, status: Option<DeviceStatus>) -> Result<Vec<DeviceRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {DEVICE_COLUMNS} FROM devices ORDER BY enrolled_at, device_id"
@@ -506,7 +283,7 @@ impl Store {
     /// Forgets a revoked device and its verdicts, so that its key can be
     /// enrolled afresh (through the enrolment mode, with no old verdict to
     /// lean on). False when the device is not revoked; `None` when unknown.
-    pub fn forget_revoked_device(&self, device_id: &str) -> Result<Option<bool>, StoreError> {
+    fn forget_revoked_device(&self, device_id: &str) -> Result<Option<bool>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let Some(row) = device_in(&tx, device_id)? else {
@@ -522,12 +299,12 @@ impl Store {
     }
 
     /// The device with `device_id`.
-    pub fn device(&self, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
+    fn device(&self, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
         device_in(&self.conn(), device_id)
     }
 
     /// Records a fresh nonce for `user`.
-    pub fn issue_nonce(
+    fn issue_nonce(
         &self,
         nonce: &str,
         user: &str,
@@ -546,7 +323,7 @@ impl Store {
     }
 
     /// Unused, unexpired nonces `user` holds.
-    pub fn outstanding_nonces(&self, user: &str, now: i64) -> Result<u32, StoreError> {
+    fn outstanding_nonces(&self, user: &str, now: i64) -> Result<u32, StoreError> {
         let n: i64 = self.conn().query_row(
             "SELECT COUNT(*) FROM nonces WHERE user = ?1 AND used_at IS NULL AND expires_at > ?2",
             params![user, now],
@@ -557,12 +334,7 @@ impl Store {
 
     /// Consumes `nonce` for `user` atomically: exactly one caller ever gets
     /// [`NonceAnswer::Consumed`] (no TOCTOU between check and use).
-    pub fn consume_nonce(
-        &self,
-        nonce: &str,
-        user: &str,
-        now: i64,
-    ) -> Result<NonceAnswer, StoreError> {
+    fn consume_nonce(&self, nonce: &str, user: &str, now: i64) -> Result<NonceAnswer, StoreError> {
         let conn = self.conn();
         let n = conn.execute(
             "UPDATE nonces SET used_at = ?3 WHERE nonce = ?1 AND user = ?2 AND used_at IS NULL AND expires_at > ?3",
@@ -587,7 +359,7 @@ impl Store {
 
     /// Stores a verdict.
     #[allow(clippy::too_many_arguments)]
-    pub fn insert_verdict(
+    fn insert_verdict(
         &self,
         device_id: &str,
         user: &str,
@@ -606,7 +378,7 @@ impl Store {
     }
 
     /// The device's latest verdict.
-    pub fn latest_verdict(&self, device_id: &str) -> Result<Option<VerdictRow>, StoreError> {
+    fn latest_verdict(&self, device_id: &str) -> Result<Option<VerdictRow>, StoreError> {
         let row: Option<(String, bool, String, i64, String, String)> = self
             .conn()
             .query_row(
@@ -633,7 +405,7 @@ impl Store {
     }
 
     /// Addresses of open grants.
-    pub fn used_addresses(&self) -> Result<HashSet<Ipv4Addr>, StoreError> {
+    fn used_addresses(&self) -> Result<HashSet<Ipv4Addr>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT client_address FROM grants WHERE closed_at IS NULL")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
@@ -647,7 +419,7 @@ impl Store {
     }
 
     /// Whether a WireGuard key has an open grant.
-    pub fn key_in_use(&self, wg_public_key: &str) -> Result<bool, StoreError> {
+    fn key_in_use(&self, wg_public_key: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn()
             .query_row(
@@ -659,20 +431,24 @@ impl Store {
             .is_some())
     }
 
-    /// Stores an open grant.
-    pub fn insert_grant(&self, g: &GrantRow) -> Result<(), StoreError> {
+    fn insert_grant(&self, g: &GrantRow) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO grants (id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest, ends_reason, reopens_at, access_input) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![g.id, g.device_id, g.user, g.app, g.wg_public_key, g.client_address.to_string(), json(&g.targets), g.created_at, g.expires_at, g.policy_digest, g.ends_reason, g.reopens_at, g.access_input],
-        )?;
+        ).map_err(taken)?;
         Ok(())
     }
 
-    fn grants_where(
-        &self,
-        clause: &str,
-        arg: &dyn rusqlite::ToSql,
-    ) -> Result<Vec<GrantRow>, StoreError> {
+    fn open_grants_where(&self, which: OpenGrants<'_>) -> Result<Vec<GrantRow>, StoreError> {
+        let (clause, arg): (&str, &dyn rusqlite::ToSql) = match &which {
+            OpenGrants::All => ("1 = ?1", &1),
+            OpenGrants::Id(id) => ("id = ?1", id),
+            OpenGrants::Device(device_id) => ("device_id = ?1", device_id),
+            OpenGrants::User(user) => ("user = ?1", user),
+            OpenGrants::Key(key) => ("wg_public_key = ?1", key),
+            OpenGrants::NotUnder(digest) => ("policy_digest <> ?1", digest),
+            OpenGrants::DueBy(now) => ("expires_at <= ?1", now),
+        };
         let conn = self.conn();
         let sql = format!(
             "SELECT id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest, ends_reason, reopens_at, access_input FROM grants WHERE closed_at IS NULL AND {clause} ORDER BY created_at"
@@ -718,9 +494,7 @@ impl Store {
                 user,
                 app,
                 wg_public_key,
-                client_address: addr
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("address {addr:?}")))?,
+                client_address: address(&addr)?,
                 targets: parse_json(&targets)?,
                 created_at,
                 expires_at,
@@ -733,65 +507,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Every open grant.
-    pub fn open_grants(&self) -> Result<Vec<GrantRow>, StoreError> {
-        self.grants_where("1 = ?1", &1)
-    }
-
-    /// Open grants of a device.
-    pub fn open_grants_of_device(&self, device_id: &str) -> Result<Vec<GrantRow>, StoreError> {
-        self.grants_where("device_id = ?1", &device_id)
-    }
-
-    /// Open grants whose verdict was made under another policy than `digest`.
-    pub fn open_grants_not_under(&self, digest: &str) -> Result<Vec<GrantRow>, StoreError> {
-        self.grants_where("policy_digest <> ?1", &digest)
-    }
-
-    /// The open grant holding this WireGuard key (at most one: the
-    /// `grants_open_key` index), to name whose tunnel a gateway peer is.
-    pub fn open_grant_by_key(&self, wg_public_key: &str) -> Result<Option<GrantRow>, StoreError> {
-        Ok(self
-            .grants_where("wg_public_key = ?1", &wg_public_key)?
-            .into_iter()
-            .next())
-    }
-
-    /// Open grants of a user.
-    pub fn open_grants_of_user(&self, user: &str) -> Result<Vec<GrantRow>, StoreError> {
-        self.grants_where("user = ?1", &user)
-    }
-
-    /// An open grant.
-    pub fn open_grant(&self, id: &str) -> Result<Option<GrantRow>, StoreError> {
-        Ok(self.grants_where("id = ?1", &id)?.into_iter().next())
-    }
-
     /// Closes a grant; false if it was not open.
-    pub fn close_grant(&self, id: &str, now: i64, reason: &str) -> Result<bool, StoreError> {
+    fn close_grant(&self, id: &str, now: i64, reason: &str) -> Result<bool, StoreError> {
         Ok(self.conn().execute(
             "UPDATE grants SET closed_at = ?2, close_reason = ?3 WHERE id = ?1 AND closed_at IS NULL",
             params![id, now, reason],
         )? == 1)
     }
 
-    /// Closes and returns every open grant whose expiry has passed (with
-    /// its window's reason when a time window ended it).
-    pub fn expire_grants(&self, now: i64) -> Result<Vec<GrantRow>, StoreError> {
-        let due = self.grants_where("expires_at <= ?1", &now)?;
-        for g in &due {
-            self.close_grant(&g.id, now, g.ends_reason.as_deref().unwrap_or("expired"))?;
-        }
-        Ok(due)
-    }
-
     /// Whether `network` was seen for `user` before; records it when not.
-    pub fn remember_network(
-        &self,
-        user: &str,
-        network: &str,
-        now: i64,
-    ) -> Result<bool, StoreError> {
+    fn remember_network(&self, user: &str, network: &str, now: i64) -> Result<bool, StoreError> {
         let inserted = self.conn().execute(
             "INSERT OR IGNORE INTO user_networks (user, network, first_seen) VALUES (?1, ?2, ?3)",
             params![user, network, now],
@@ -800,7 +525,7 @@ impl Store {
     }
 
     /// Whether `network` was seen for `user` (read only).
-    pub fn knows_network(&self, user: &str, network: &str) -> Result<bool, StoreError> {
+    fn knows_network(&self, user: &str, network: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn()
             .query_row(
@@ -813,7 +538,7 @@ impl Store {
     }
 
     /// Grants denied to `user` since `since` (Unix seconds), from the audit log.
-    pub fn denied_grants_since(&self, user: &str, since: i64) -> Result<u32, StoreError> {
+    fn denied_grants_since(&self, user: &str, since: i64) -> Result<u32, StoreError> {
         let n: i64 = self.conn().query_row(
             "SELECT COUNT(*) FROM audit WHERE user = ?1 AND at >= ?2 AND action = 'grant' AND outcome = 'deny'",
             params![user, since],
@@ -823,12 +548,7 @@ impl Store {
     }
 
     /// Marks a device revoked; false if unknown.
-    pub fn revoke_device(
-        &self,
-        device_id: &str,
-        now: i64,
-        reason: &str,
-    ) -> Result<bool, StoreError> {
+    fn revoke_device(&self, device_id: &str, now: i64, reason: &str) -> Result<bool, StoreError> {
         let changed = self.conn().execute(
             "UPDATE devices SET revoked_at = ?2, revoke_reason = ?3 WHERE device_id = ?1 AND revoked_at IS NULL",
             params![device_id, now, reason],
@@ -839,7 +559,7 @@ impl Store {
     /// Revokes a user's sessions as of `now`; with `until_cleared`, also
     /// every later sign-in until [`Store::clear_user_revocation`]. A plain
     /// revocation never lifts an until-cleared one.
-    pub fn revoke_user(
+    fn revoke_user(
         &self,
         user: &str,
         now: i64,
@@ -856,7 +576,7 @@ impl Store {
     }
 
     /// The user's revocation, if any.
-    pub fn user_revocation(&self, user: &str) -> Result<Option<UserRevocation>, StoreError> {
+    fn user_revocation(&self, user: &str) -> Result<Option<UserRevocation>, StoreError> {
         Ok(self
             .conn()
             .query_row(
@@ -879,7 +599,7 @@ impl Store {
     /// was blocked, perhaps by whoever caused the block), so `revoked_at`
     /// moves to `now` for an until-cleared block and keeps its time
     /// otherwise.
-    pub fn clear_user_revocation(&self, user: &str, now: i64) -> Result<bool, StoreError> {
+    fn clear_user_revocation(&self, user: &str, now: i64) -> Result<bool, StoreError> {
         let changed = self.conn().execute(
             "UPDATE user_revocations
              SET revoked_at = CASE WHEN until_cleared = 1 THEN MAX(revoked_at, ?2) ELSE revoked_at END,
@@ -890,11 +610,9 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Appends to the audit log, chained to the row before it (see
-    /// [`super::audit_chain`]); returns the entry as stored (with its `seq`
-    /// and `hash`). One transaction, under the connection's lock, so two
-    /// rows can never chain to the same predecessor.
-    pub fn audit(&self, e: &NewAudit<'_>, now: i64) -> Result<AuditEntry, StoreError> {
+    fn audit(&self, e: &NewAudit<'_>, now: i64) -> Result<AuditEntry, StoreError> {
+        // One transaction under the connection's lock: two rows can never
+        // chain to the same predecessor.
         let mut conn = self.conn();
         // IMMEDIATE: take the write lock first (waiting up to the busy
         // timeout). The audit writer has a connection of its own, and a
@@ -910,52 +628,25 @@ impl Store {
             .optional()?
             .unwrap_or((0, String::new()));
         let seq = last_seq + 1;
-        let decision = e.decision.map(json);
-        let row = super::audit_chain::ChainRow {
-            seq,
-            at: now,
-            action: e.action.to_owned(),
-            outcome: e.outcome.to_owned(),
-            user: e.user.map(str::to_owned),
-            device_id: e.device_id.map(str::to_owned),
-            problem: e.problem.map(str::to_owned),
-            reason: e.reason.to_owned(),
-            decision: decision.clone(),
-            prev_hash: Some(prev.clone()),
-            hash: None,
-        };
-        let hash = super::audit_chain::row_hash(&prev, &row);
+        let row = chain_row(e, seq, now, &prev);
+        let hash = crate::server::audit_chain::row_hash(&prev, &row);
         tx.execute(
             "INSERT INTO audit (seq, at, action, outcome, user, device_id, problem, reason, decision, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![seq, now, e.action, e.outcome, e.user, e.device_id, e.problem, e.reason, decision, prev, hash],
+            params![seq, now, e.action, e.outcome, e.user, e.device_id, e.problem, e.reason, row.decision, prev, hash],
         )?;
         tx.commit()?;
-        let d = e.decision.cloned().unwrap_or_default();
-        Ok(AuditEntry {
-            seq,
-            at: time::OffsetDateTime::from_unix_timestamp(now)
-                .map_err(|err| StoreError::Corrupt(err.to_string()))?,
-            action: e.action.to_owned(),
-            outcome: e.outcome.to_owned(),
-            user: e.user.map(str::to_owned),
-            device_id: e.device_id.map(str::to_owned),
-            problem: e.problem.map(str::to_owned),
-            reason: e.reason.to_owned(),
-            hash: Some(hash),
-            ..AuditEntry::default()
-        }
-        .with_decision(d))
+        stored_entry(e, seq, now, hash)
     }
 
     /// Every audit row as the chain sees it, in `seq` order, for
     /// `sallyport-broker audit verify`.
-    pub fn audit_chain(&self) -> Result<Vec<super::audit_chain::ChainRow>, StoreError> {
+    fn audit_chain(&self) -> Result<Vec<ChainRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT seq, at, action, outcome, user, device_id, problem, reason, decision, prev_hash, hash FROM audit ORDER BY seq ASC",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok(super::audit_chain::ChainRow {
+            Ok(ChainRow {
                 seq: r.get(0)?,
                 at: r.get(1)?,
                 action: r.get(2)?,
@@ -972,33 +663,9 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The latest `limit` audit entries, oldest first.
-    pub fn audit_recent(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut out = self.audit_query("1 = ?1 ORDER BY seq DESC", &1, limit)?;
-        out.reverse();
-        Ok(out)
-    }
-
-    /// Up to `limit` entries with `seq > after`, oldest first: a cursor a
-    /// SIEM can resume from.
-    pub fn audit_since(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        self.audit_query("seq > ?1 ORDER BY seq ASC", &after, limit)
-    }
-
-    /// The latest `limit` audit entries naming `device_id`, oldest first.
-    pub fn audit_of_device(
-        &self,
-        device_id: &str,
-        limit: u32,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut out = self.audit_query("device_id = ?1 ORDER BY seq DESC", &device_id, limit)?;
-        out.reverse();
-        Ok(out)
-    }
-
     /// Devices whose id starts with `prefix`, ignoring ASCII case (a
     /// support code read out over the phone loses its case).
-    pub fn devices_by_prefix(&self, prefix: &str) -> Result<Vec<DeviceRow>, StoreError> {
+    fn devices_by_prefix(&self, prefix: &str) -> Result<Vec<DeviceRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {DEVICE_COLUMNS} FROM devices WHERE lower(substr(device_id, 1, length(?1))) = lower(?1) ORDER BY enrolled_at, device_id LIMIT 20"
@@ -1007,37 +674,8 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The broker's side of every device whose id starts with `prefix`
-    /// (case ignored), for helpdesk: enrolment, the latest 50 verdicts, 100
-    /// grants and 200 audit rows naming it.
-    pub fn device_support(&self, prefix: &str) -> Result<Vec<DeviceSupport>, StoreError> {
-        self.devices_by_prefix(prefix)?
-            .iter()
-            .map(|row| {
-                let id = &row.key.device_id;
-                Ok(DeviceSupport {
-                    device: row.admin_view(),
-                    support_code: crate::api::support_code(id),
-                    revoked: self.device_revocation(id)?.map(|(at, reason)| {
-                        let at = timestamp(at)
-                            .ok()
-                            .and_then(|t| {
-                                t.format(&time::format_description::well_known::Rfc3339)
-                                    .ok()
-                            })
-                            .unwrap_or_default();
-                        format!("{at}: {reason}")
-                    }),
-                    verdicts: self.verdict_history(id, 50)?,
-                    grants: self.grant_history(id, 100)?,
-                    audit: self.audit_of_device(id, 200)?,
-                })
-            })
-            .collect()
-    }
-
     /// When and why `device_id` was revoked, if it was.
-    pub fn device_revocation(&self, device_id: &str) -> Result<Option<(i64, String)>, StoreError> {
+    fn device_revocation(&self, device_id: &str) -> Result<Option<(i64, String)>, StoreError> {
         Ok(self
             .conn()
             .query_row(
@@ -1049,7 +687,7 @@ impl Store {
     }
 
     /// The latest `limit` verdicts of `device_id`, oldest first.
-    pub fn verdict_history(
+    fn verdict_history(
         &self,
         device_id: &str,
         limit: u32,
@@ -1084,11 +722,7 @@ impl Store {
 
     /// The latest `limit` grants of `device_id`, open or closed, oldest
     /// first.
-    pub fn grant_history(
-        &self,
-        device_id: &str,
-        limit: u32,
-    ) -> Result<Vec<GrantRecord>, StoreError> {
+    fn grant_history(&self, device_id: &str, limit: u32) -> Result<Vec<GrantRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT id, app, created_at, expires_at, closed_at, close_reason FROM grants WHERE device_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2",
@@ -1119,12 +753,13 @@ impl Store {
         Ok(out)
     }
 
-    fn audit_query(
-        &self,
-        clause: &str,
-        arg: &dyn rusqlite::ToSql,
-        limit: u32,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
+    fn audit_rows(&self, which: AuditRows<'_>, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        // Newest first for "the latest n", turned around below.
+        let (clause, arg, newest_first): (&str, &dyn rusqlite::ToSql, bool) = match &which {
+            AuditRows::Recent => ("1 = ?1 ORDER BY seq DESC", &1, true),
+            AuditRows::After(after) => ("seq > ?1 ORDER BY seq ASC", after, false),
+            AuditRows::Device(device_id) => ("device_id = ?1 ORDER BY seq DESC", device_id, true),
+        };
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT seq, at, action, outcome, user, device_id, problem, reason, decision, hash FROM audit WHERE {clause} LIMIT ?2"
@@ -1155,8 +790,7 @@ impl Store {
             out.push(
                 AuditEntry {
                     seq,
-                    at: time::OffsetDateTime::from_unix_timestamp(at)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    at: timestamp(at)?,
                     action,
                     outcome,
                     user,
@@ -1169,8 +803,28 @@ impl Store {
                 .with_decision(d),
             );
         }
+        if newest_first {
+            out.reverse();
+        }
         Ok(out)
     }
+}
+
+/// A unique index's refusal as [`StoreError::Taken`]: which open grant
+/// column it guards is in SQLite's message ("UNIQUE constraint failed:
+/// grants.client_address").
+fn taken(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, Some(message)) = &e
+        && f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    {
+        if message.contains("grants.client_address") {
+            return StoreError::Taken(Taken::Address);
+        }
+        if message.contains("grants.wg_public_key") {
+            return StoreError::Taken(Taken::Key);
+        }
+    }
+    StoreError::Sql(e)
 }
 
 const DEVICE_COLUMNS: &str =
@@ -1227,90 +881,6 @@ fn add_column_if_missing(
 mod tests {
     use super::*;
 
-    const OPEN: NewDeviceRules = NewDeviceRules {
-        pending: false,
-        max_devices_per_user: 5,
-    };
-
-    fn key(user: &str) -> EnrolledKey {
-        EnrolledKey {
-            device_id: "dev1".into(),
-            user: user.into(),
-            sec1: vec![4; 65],
-            ueid: "u".into(),
-            revoked: false,
-        }
-    }
-
-    #[test]
-    fn nonce_is_single_use_and_bound_to_its_user() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("b.db")).unwrap();
-        s.issue_nonce("n1", "alice", 100, 160).unwrap();
-        assert_eq!(
-            s.consume_nonce("n1", "bob", 110).unwrap(),
-            NonceAnswer::Unknown
-        );
-        assert_eq!(
-            s.consume_nonce("n1", "alice", 110).unwrap(),
-            NonceAnswer::Consumed
-        );
-        assert_eq!(
-            s.consume_nonce("n1", "alice", 111).unwrap(),
-            NonceAnswer::AlreadyUsed
-        );
-        s.issue_nonce("n2", "alice", 100, 160).unwrap();
-        assert_eq!(
-            s.consume_nonce("n2", "alice", 160).unwrap(),
-            NonceAnswer::Expired
-        );
-        assert_eq!(
-            s.consume_nonce("zz", "alice", 110).unwrap(),
-            NonceAnswer::Unknown
-        );
-    }
-
-    #[test]
-    fn enrolment_binds_a_key_to_one_user() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("b.db")).unwrap();
-        assert!(matches!(
-            s.enrol(&key("alice"), "{}", None, 1, OPEN).unwrap(),
-            Enrolment::Created(_)
-        ));
-        assert!(matches!(
-            s.enrol(&key("alice"), "{}", None, 2, OPEN).unwrap(),
-            Enrolment::Existing(_)
-        ));
-        assert_eq!(
-            s.enrol(&key("bob"), "{}", None, 3, OPEN).unwrap(),
-            Enrolment::Conflict
-        );
-        assert!(s.revoke_device("dev1", 4, "lost").unwrap());
-        assert!(s.device("dev1").unwrap().unwrap().key.revoked);
-    }
-
-    #[test]
-    fn user_revocations_hold_until_cleared() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("b.db")).unwrap();
-        assert_eq!(s.user_revocation("alice").unwrap(), None);
-        assert!(!s.clear_user_revocation("alice", 1).unwrap());
-        s.revoke_user("alice", 10, "r", true).unwrap();
-        // A later plain revocation moves the cut-off but keeps the block.
-        s.revoke_user("alice", 20, "r", false).unwrap();
-        let r = s.user_revocation("alice").unwrap().unwrap();
-        assert_eq!((r.revoked_at, r.until_cleared), (20, true));
-        assert!(s.clear_user_revocation("alice", 30).unwrap());
-        let r = s.user_revocation("alice").unwrap().unwrap();
-        assert_eq!((r.revoked_at, r.until_cleared), (30, false));
-        assert!(
-            !s.clear_user_revocation("alice", 40).unwrap(),
-            "a cleared revocation is not cleared again (and its cut-off does not move)"
-        );
-        assert_eq!(s.user_revocation("alice").unwrap().unwrap().revoked_at, 30);
-    }
-
     #[test]
     fn an_old_revocations_table_gains_until_cleared() {
         let dir = tempfile::tempdir().unwrap();
@@ -1323,17 +893,20 @@ mod tests {
             )
             .unwrap();
         }
-        let s = Store::open(&path).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
         let r = s.user_revocation("bob").unwrap().unwrap();
         assert_eq!((r.revoked_at, r.until_cleared), (5, false));
         drop(s);
-        assert!(Store::open(&path).is_ok(), "migrating twice is a no-op");
+        assert!(
+            SqliteStore::open(&path).is_ok(),
+            "migrating twice is a no-op"
+        );
     }
 
     #[test]
     fn audit_is_append_only() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("b.db")).unwrap();
+        let s = SqliteStore::open(&dir.path().join("b.db")).unwrap();
         s.audit(
             &NewAudit {
                 action: "attest",
@@ -1352,131 +925,6 @@ mod tests {
     }
 
     #[test]
-    fn grants_expire_and_free_their_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("b.db")).unwrap();
-        let g = GrantRow {
-            id: "g1".into(),
-            device_id: "d".into(),
-            user: "alice".into(),
-            app: "wiki".into(),
-            wg_public_key: "k".into(),
-            client_address: Ipv4Addr::new(100, 64, 0, 2),
-            targets: vec!["10.0.0.1:80/tcp".into()],
-            created_at: 10,
-            expires_at: 20,
-            policy_digest: "p1".into(),
-            ends_reason: None,
-            reopens_at: None,
-            access_input: None,
-        };
-        s.insert_grant(&g).unwrap();
-        assert!(s.key_in_use("k").unwrap());
-        assert_eq!(s.open_grants_of_user("alice").unwrap(), vec![g.clone()]);
-        assert!(s.expire_grants(19).unwrap().is_empty());
-        assert_eq!(s.expire_grants(20).unwrap(), vec![g]);
-        assert!(s.used_addresses().unwrap().is_empty());
-        assert!(!s.close_grant("g1", 21, "x").unwrap());
-    }
-
-    #[test]
-    fn networks_denials_and_the_audit_cursor() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("b.db")).unwrap();
-        assert!(!s.knows_network("alice", "192.0.2.0/24").unwrap());
-        assert!(!s.remember_network("alice", "192.0.2.0/24", 5).unwrap());
-        assert!(s.remember_network("alice", "192.0.2.0/24", 6).unwrap());
-        assert!(s.knows_network("alice", "192.0.2.0/24").unwrap());
-        assert!(!s.knows_network("bob", "192.0.2.0/24").unwrap());
-        let decision = AuditDecision {
-            app: Some("wiki".into()),
-            reasons: vec!["closed".into()],
-            input_digest: Some("ab".into()),
-            ..AuditDecision::default()
-        };
-        for (at, outcome) in [(10, "deny"), (20, "deny"), (30, "allow")] {
-            s.audit(
-                &NewAudit {
-                    action: "grant",
-                    outcome,
-                    user: Some("alice"),
-                    reason: "r",
-                    decision: Some(&decision),
-                    ..NewAudit::default()
-                },
-                at,
-            )
-            .unwrap();
-        }
-        assert_eq!(s.denied_grants_since("alice", 0).unwrap(), 2);
-        assert_eq!(s.denied_grants_since("alice", 15).unwrap(), 1);
-        assert_eq!(s.denied_grants_since("bob", 0).unwrap(), 0);
-        let after_first = s.audit_since(1, 10).unwrap();
-        assert_eq!(
-            after_first.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![2, 3]
-        );
-        assert_eq!(after_first[0].app.as_deref(), Some("wiki"));
-        assert_eq!(after_first[0].reasons, vec!["closed".to_owned()]);
-        assert_eq!(s.audit_since(3, 10).unwrap(), vec![]);
-        assert_eq!(s.audit_recent(2).unwrap()[1].seq, 3);
-    }
-
-    #[test]
-    fn new_keys_respect_the_quota_and_an_uncleared_user_revocation() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("b.db")).unwrap();
-        let rules = NewDeviceRules {
-            pending: true,
-            max_devices_per_user: 1,
-        };
-        let with_id = |id: &str| EnrolledKey {
-            device_id: id.into(),
-            ..key("alice")
-        };
-        let Enrolment::Created(row) = s.enrol(&with_id("d1"), "{}", None, 1, rules).unwrap() else {
-            panic!("first device refused");
-        };
-        assert_eq!(row.status(), DeviceStatus::Pending);
-        assert_eq!(
-            s.enrol(&with_id("d2"), "{}", None, 2, rules).unwrap(),
-            Enrolment::QuotaExceeded(1)
-        );
-        // The existing key is not a new device.
-        assert!(matches!(
-            s.enrol(&with_id("d1"), "{}", None, 3, rules).unwrap(),
-            Enrolment::Existing(_)
-        ));
-        // A revoked device frees its place.
-        s.revoke_device("d1", 4, "lost").unwrap();
-        s.revoke_user("alice", 4, "left", false).unwrap();
-        assert_eq!(
-            s.enrol(&with_id("d2"), "{}", None, 5, rules).unwrap(),
-            Enrolment::UserRevoked
-        );
-        assert!(s.clear_user_revocation("alice", 6).unwrap());
-        assert!(!s.clear_user_revocation("alice", 6).unwrap());
-        assert_eq!(
-            s.user_revocation("alice").unwrap().map(|r| r.revoked_at),
-            Some(4),
-            "old tokens stay refused"
-        );
-        assert!(matches!(
-            s.enrol(&with_id("d2"), "{}", None, 7, rules).unwrap(),
-            Enrolment::Created(_)
-        ));
-        let approved = s.approve_device("d2", 8).unwrap().unwrap();
-        assert_eq!(
-            (approved.status(), approved.approved_at),
-            (DeviceStatus::Active, Some(8))
-        );
-        assert_eq!(s.devices(Some(DeviceStatus::Pending)).unwrap(), vec![]);
-        assert_eq!(s.forget_revoked_device("d2").unwrap(), Some(false));
-        assert_eq!(s.forget_revoked_device("d1").unwrap(), Some(true));
-        assert_eq!(s.device("d1").unwrap(), None);
-    }
-
-    #[test]
     fn an_older_database_gains_the_new_columns_with_their_old_meaning() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.db");
@@ -1488,7 +936,7 @@ mod tests {
             )
             .unwrap();
         }
-        let s = Store::open(&path).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
         assert_eq!(
             s.device("old").unwrap().unwrap().status(),
             DeviceStatus::Active
