@@ -47,7 +47,8 @@ enum AdminCommand {
     /// violations, grants, and the audit rows naming it, in time order.
     Device {
         /// The support code (`Xy3k 9QpA`), or any longer prefix of the
-        /// device id.
+        /// device id. A code may start with `-`: put it after `--`
+        /// (`admin device -- -x3k 9QpA`).
         code: Vec<String>,
         /// Print JSON (a list: more than one device may share a code).
         #[arg(long)]

@@ -16,6 +16,8 @@ pub mod commands;
 pub mod in_process;
 #[cfg(target_os = "linux")]
 pub mod linux_memory;
+#[cfg(target_os = "linux")]
+pub mod linux_webview;
 pub mod menu;
 pub mod notify;
 mod tray;

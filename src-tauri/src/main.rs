@@ -4,6 +4,10 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: WebKit's drawing without GL
+    // (see the module for why and what it saves).
+    #[cfg(target_os = "linux")]
+    sallyport_app::linux_webview::draw_without_gl();
     // stderr, and `logs/app.log` in the user's state directory (rotated,
     // redacted): the agent it hosts logs there too, and the diagnostics
     // bundle carries it. Not `agent.log`: a `sallyport run` may own that.
