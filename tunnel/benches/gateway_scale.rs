@@ -52,6 +52,8 @@
 // Setup failures panic by design; the table goes to stdout.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
@@ -549,36 +551,6 @@ const UPLOADERS: usize = 16;
 /// Bytes each uploads.
 const UPLOAD_BYTES: usize = 16 * 1024 * 1024;
 
-/// A target that reads a u64 LE length, then that many bytes, and answers
-/// with one byte.
-fn sink_target() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 256 * 1024];
-                let mut header = [0u8; 8];
-                while s.read_exact(&mut header).is_ok() {
-                    let mut left = usize::try_from(u64::from_le_bytes(header)).unwrap();
-                    while left > 0 {
-                        let want = left.min(buf.len());
-                        match s.read(&mut buf[..want]) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => left -= n,
-                        }
-                    }
-                    if s.write_all(&[1]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// Gbit/s of `UPLOADERS` tunnels uploading `UPLOAD_BYTES` each at once
 /// through a gateway with `workers` workers (the gateway on a runtime of
 /// its own with two threads), and the UDP datagrams the kernel dropped
@@ -596,7 +568,7 @@ fn aggregate_throughput(workers: usize) -> (f64, u64) {
             workers,
         ))
         .unwrap();
-    let target = Target::tcp(sink_target());
+    let target = Target::tcp(common::sink_target());
     let mut tunnels = Vec::new();
     let mut streams = Vec::new();
     for i in 0..UPLOADERS {

@@ -15,15 +15,16 @@
 //! - `setup`: from a `TunnelConfig` (gateway running, peer granted) to the
 //!   target reading the first byte an application wrote into the forward:
 //!   UDP socket + listener bind, WireGuard handshake, in-tunnel TCP handshake
-//!   and the gateway's connect to the target. Setups are paced below the
-//!   gateway's handshake rate limit (100/s), above which WireGuard answers
-//!   with cookies and the client retries only after 5 s.
+//!   and the gateway's connect to the target. One setup at a time, well
+//!   inside the gateway's handshake admission (`core/admission.rs`).
 //!
 //! After the run a summary table (Gbit/s, ratio to the ceiling) is printed
 //! from criterion's own estimates (median of the samples).
 
 // Setup failures panic by design; the summary table goes to stdout.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -141,37 +142,6 @@ fn bench_ceiling(c: &mut Criterion, mtu: usize) {
 // ---------------------------------------------------------------------------
 // The real path: app -> client tunnel -> gateway -> target.
 
-/// Target that reads messages (u64 LE length, then that many bytes) and
-/// answers each with one byte once it has read all of it.
-fn sink_target() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            std::thread::spawn(move || {
-                let _ = s.set_nodelay(true);
-                let mut buf = vec![0u8; 256 * KIB];
-                let mut header = [0u8; 8];
-                while s.read_exact(&mut header).is_ok() {
-                    let mut left = usize::try_from(u64::from_le_bytes(header)).unwrap();
-                    while left > 0 {
-                        let want = left.min(buf.len());
-                        match s.read(&mut buf[..want]) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => left -= n,
-                        }
-                    }
-                    if s.write_all(&[1]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// Target that reports when the first byte of each connection arrived.
 fn first_byte_target() -> (SocketAddr, mpsc::Receiver<Instant>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -236,7 +206,7 @@ struct Path {
 fn open_path(stack: StackOptions) -> Path {
     let rt = runtime();
     let gw = start_gateway(&rt, stack.clone());
-    let target = Target::tcp(sink_target());
+    let target = Target::tcp(common::sink_target());
     let (cfg, grant) = config(&gw, target, stack);
     rt.block_on(gw.add_peer(grant)).unwrap();
     let tunnel = rt.block_on(Tunnel::start(cfg)).unwrap();
