@@ -60,6 +60,10 @@ pub mod paths {
     /// device for helpdesk, by support code (the device id's first
     /// characters, case and spaces ignored; admin token).
     pub const ADMIN_SUPPORT: &str = "/v1/admin/support/{code}";
+    /// `GET` → `application/x-ndjson` of [`super::GatewaySync`], one per
+    /// line: a separate gateway's peers (its bearer credential, one per
+    /// `[[gateways]]` entry). First the full set, then each change.
+    pub const GATEWAY_SYNC: &str = "/v1/gateway/sync";
 
     /// [`ADMIN_SUPPORT`] for one code.
     pub fn admin_support(code: &str) -> String {
@@ -477,6 +481,47 @@ pub struct GatewayInfo {
     pub endpoint: String,
     /// The gateway's WireGuard public key (base64).
     pub public_key: String,
+    /// Which separate gateway (`[[gateways]] id`); absent for the broker's
+    /// own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// A peer as a separate gateway installs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPeer {
+    /// The client tunnel's WireGuard public key (base64).
+    pub public_key: String,
+    /// Its tunnel address.
+    pub client_address: String,
+    /// `ip:port/tcp|udp` it may reach.
+    pub targets: Vec<String>,
+    /// When the gateway drops it on its own (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// One line of [`paths::GATEWAY_SYNC`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum GatewaySync {
+    /// Every peer the gateway must hold now; it drops any other.
+    Snapshot {
+        /// The peers.
+        peers: Vec<SyncPeer>,
+    },
+    /// A grant opened.
+    Add {
+        /// Its peer.
+        peer: SyncPeer,
+    },
+    /// A grant ended (a key the gateway does not hold is no error).
+    Remove {
+        /// The peer's WireGuard public key (base64).
+        public_key: String,
+    },
+    /// Sent when nothing else was for a while, so a gateway can tell a
+    /// quiet broker from a dead connection.
+    Ping,
 }
 
 /// An open grant: everything the agent needs to bring the tunnel up.
@@ -953,6 +998,8 @@ problem_types! {
     DpopCacheFull = ("dpop-cache-full", 503, "Too many DPoP proofs in flight; retry shortly"),
     /// Missing or wrong admin token.
     AdminUnauthorized = ("admin-unauthorized", 401, "An admin token is required"),
+    /// `GET /v1/gateway/sync` without the credential of a configured gateway.
+    GatewayUnauthorized = ("gateway-unauthorized", 401, "A gateway credential is required"),
     /// An admin request that names nothing or too much.
     InvalidRevocation = ("invalid-revocation", 400, "Name exactly one of device_id, user, grant_id"),
     /// The policy could not be loaded or evaluated.
@@ -1106,6 +1153,7 @@ mod tests {
             gateway: GatewayInfo {
                 endpoint: "192.0.2.1:51820".into(),
                 public_key: "k".into(),
+                id: None,
             },
             client_address: "100.64.0.2".into(),
             targets: vec!["10.0.0.5:443/tcp".into()],

@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("the broker could not start")?;
     tracing::info!(url = %handle.base_url(), "serving; stop with Ctrl-C or SIGTERM");
-    shutdown_signal().await;
+    broker::server::shutdown_signal().await;
     tracing::info!("stopping");
     handle.shutdown().await;
     Ok(())
@@ -190,19 +190,4 @@ fn device_support(database: &Database, code: &str, json: bool) -> anyhow::Result
         }
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -20,37 +20,6 @@ use serde_json::json;
 const ROUNDS: usize = 20;
 const REQUESTS: usize = 24;
 
-/// Fires `REQUESTS` grant requests for `device`, each on its own task,
-/// while `end` runs; returns the ids of the grants the broker said it
-/// opened, and checks that every refusal is one the race explains.
-async fn race<F>(device: &Arc<TestDevice>, end: F, allowed: &[ProblemType]) -> Vec<String>
-where
-    F: std::future::Future<Output = ()>,
-{
-    let tasks: Vec<_> = (0..REQUESTS)
-        .map(|_| {
-            let device = device.clone();
-            let wg = tunnel::PrivateKey::generate().public_key();
-            tokio::spawn(async move { device.request_grant("echo", &wg).await })
-        })
-        .collect();
-    end.await;
-    let mut opened = Vec::new();
-    for task in tasks {
-        let r = task.await.unwrap();
-        if r.status() == 201 {
-            opened.push(r.json::<api::Grant>().await.unwrap().id);
-        } else {
-            let p = problem(r).await;
-            assert!(
-                p.kind().is_some_and(|k| allowed.contains(&k)),
-                "unexpected refusal {p:#?}"
-            );
-        }
-    }
-    opened
-}
-
 /// Nothing survived: no peer at the gateway (as its status and the admin
 /// API see it), and every grant the broker opened is closed in its store
 /// (closing it again, with a token issued after everything, finds nothing).
@@ -116,8 +85,9 @@ async fn grants_racing_a_user_revocation_never_outlive_it() {
                 .await;
             assert_eq!(r.status(), 200);
         };
-        let opened = race(
+        let opened = race_grants(
             &device,
+            REQUESTS,
             revoke,
             &[ProblemType::SessionRevoked, ProblemType::WireguardKeyInUse],
         )
@@ -173,8 +143,9 @@ async fn grants_racing_a_stricter_policy_reload_never_outlive_it() {
                 .await;
             assert_eq!(r.status(), 200);
         };
-        let opened = race(
+        let opened = race_grants(
             &device,
+            REQUESTS,
             reload,
             &[
                 ProblemType::VerdictStalePolicy,

@@ -147,6 +147,9 @@ pub struct Config {
     /// The application catalogue.
     #[serde(default)]
     pub apps: Vec<AppSection>,
+    /// Separate gateways (`sallyport-gateway`) apps may be served by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<super::remote_gateways::GatewayEntry>,
 }
 
 /// `[server]`.
@@ -573,6 +576,11 @@ pub struct AppSection {
     /// (`input.app.owners`) and for the people reading a denial.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owners: Vec<String>,
+    /// The separate gateways (`[[gateways]] id`) that serve it; a grant
+    /// goes to the one with the fewest open grants. Empty (the default):
+    /// the broker's embedded gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
 }
 
 /// The configuration after validation: everything parsed into its real type.
@@ -607,6 +615,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where RFC 5424 copies go, if anywhere.
     pub syslog: Option<SyslogTarget>,
+    /// The separate gateways, validated.
+    pub remote_gateways: Vec<super::remote_gateways::RemoteGateway>,
 }
 
 impl Settings {
@@ -913,6 +923,13 @@ impl Config {
             }
             admins.push((admin.name.clone(), digest));
         }
+        let remote_gateways = super::remote_gateways::validate(
+            &self.gateways,
+            self.apps
+                .iter()
+                .map(|a| (a.id.as_str(), a.gateways.as_slice())),
+        )
+        .map_err(ConfigError::Invalid)?;
         let auth = AuthRequirement {
             require_mfa: self.oidc.require_mfa,
             acr: self.oidc.required_acr.clone(),
@@ -936,6 +953,7 @@ impl Config {
             networks,
             trusted_proxies,
             syslog,
+            remote_gateways,
             raw: self,
         })
     }

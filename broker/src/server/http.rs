@@ -241,6 +241,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/grants/{id}", delete(close_grant))
         .route(paths::EVENTS, get(events))
         .route(paths::APPS, get(apps))
+        .route(paths::GATEWAY_SYNC, get(super::gateway_sync::sync))
         .route(paths::ADMIN_REVOCATIONS, post(revoke))
         .route(paths::ADMIN_AUDIT, get(audit))
         .route(paths::ADMIN_POLICY_RELOAD, post(reload_policy))

@@ -21,11 +21,14 @@ pub mod config;
 pub mod dpop;
 pub mod eat;
 pub mod events;
+pub mod gateway_sync;
 pub mod grants;
 pub mod http;
 pub mod jose;
 pub mod keyattest;
 pub mod mfa;
+pub mod relay;
+pub mod remote_gateways;
 pub mod service;
 pub mod state_files;
 pub mod store;
@@ -65,6 +68,8 @@ pub struct BrokerHandle {
     http: Handle<SocketAddr>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     sweeper: JoinHandle<()>,
+    /// Follows the other replicas' messages (PostgreSQL only).
+    follower: Option<JoinHandle<()>>,
 }
 
 impl BrokerHandle {
@@ -103,6 +108,10 @@ impl BrokerHandle {
     pub async fn shutdown(mut self) {
         self.http.graceful_shutdown(Some(Duration::from_secs(2)));
         self.sweeper.abort();
+        if let Some(follower) = self.follower.take() {
+            follower.abort();
+            let _ = follower.await;
+        }
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
@@ -145,6 +154,23 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<RustlsConfi
         .map_err(|e| StartError::Listen(format!("TLS certificate and key do not fit: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(RustlsConfig::from_config(Arc::new(config)))
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM (how systemd stops a service):
+/// when the broker and the separate gateway shut down gracefully.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Starts the broker on the system clock: opens the store, loads the
@@ -217,6 +243,15 @@ pub async fn start_with_clock(
         sink,
         audit_writer,
     ));
+    // Follow the other replicas from the newest message on: what came
+    // before is in the store, read below and on every later call.
+    let follower = match broker.store().follow_relayed() {
+        Some(wake) => {
+            let last = broker.store().last_relayed()?;
+            Some(tokio::spawn(relay::follow(broker.clone(), wake, last)))
+        }
+        None => None,
+    };
     let restored = broker
         .restore()
         .await
@@ -273,5 +308,6 @@ pub async fn start_with_clock(
         http: handle,
         server: Some(server),
         sweeper,
+        follower,
     })
 }

@@ -128,8 +128,9 @@ pub fn gateway_key(store: &dyn Store, path: &Path) -> Result<PrivateKey, StartEr
     }
 }
 
-/// Writes `text` to a new file only the owner may read, atomically.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes `text` to a new file only the owner may read, atomically (also
+/// for `sallyport-gateway keygen`).
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("key.tmp");
     let mut options = std::fs::OpenOptions::new();

@@ -631,6 +631,42 @@ impl TestDevice {
     }
 }
 
+/// Fires `requests` grant requests for `device`, each on its own task,
+/// while `end` runs; returns the ids of the grants the broker said it
+/// opened, and checks that every refusal is one the race explains.
+pub async fn race_grants<F>(
+    device: &Arc<TestDevice>,
+    requests: usize,
+    end: F,
+    allowed: &[ProblemType],
+) -> Vec<String>
+where
+    F: std::future::Future<Output = ()>,
+{
+    let tasks: Vec<_> = (0..requests)
+        .map(|_| {
+            let device = device.clone();
+            let wg = tunnel::PrivateKey::generate().public_key();
+            tokio::spawn(async move { device.request_grant("echo", &wg).await })
+        })
+        .collect();
+    end.await;
+    let mut opened = Vec::new();
+    for task in tasks {
+        let r = task.await.unwrap();
+        if r.status() == 201 {
+            opened.push(r.json::<api::Grant>().await.unwrap().id);
+        } else {
+            let p = problem(r).await;
+            assert!(
+                p.kind().is_some_and(|k| allowed.contains(&k)),
+                "unexpected refusal {p:#?}"
+            );
+        }
+    }
+    opened
+}
+
 /// The tunnel config an agent would build from a grant.
 pub fn tunnel_config(grant: &api::Grant, key: tunnel::PrivateKey) -> tunnel::TunnelConfig {
     let expires: SystemTime =

@@ -111,6 +111,7 @@ impl BrokerConfig {
                 audit: Default::default(),
                 limits: Default::default(),
                 apps: Vec::new(),
+                gateways: Vec::new(),
             },
         }
     }
@@ -183,6 +184,7 @@ impl BrokerConfig {
             targets: vec![format!("{target}/tcp")],
             labels: Default::default(),
             owners: Vec::new(),
+            gateways: Vec::new(),
         });
         self
     }

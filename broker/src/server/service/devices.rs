@@ -213,7 +213,11 @@ impl Broker {
         result
     }
 
-    fn stream_standing_inner(&self, user: &AccessClaims, device_id: &str) -> Result<(), ApiError> {
+    pub(super) fn stream_standing_inner(
+        &self,
+        user: &AccessClaims,
+        device_id: &str,
+    ) -> Result<(), ApiError> {
         if self.now() >= self.stream_deadline(user) {
             return Err(ApiError::new(
                 ProblemType::TokenExpired,

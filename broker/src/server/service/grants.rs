@@ -18,6 +18,7 @@ use crate::server::store::{AuditDecision, GrantRow, NewAudit, StoreError, Taken}
 const ADDRESS_ATTEMPTS: usize = 8;
 
 use super::DeviceCaller;
+use super::remote_gateways::sync_peer;
 
 impl Broker {
     /// `POST /v1/grants`.
@@ -170,6 +171,7 @@ impl Broker {
                 "the access decision allowed the grant without an expiry",
             ));
         };
+        let remote = self.pick_gateway(app)?;
         let key_text = wg_key.to_string();
         if self.store.key_in_use(&key_text)? {
             return Err(ApiError::new(
@@ -195,30 +197,54 @@ impl Broker {
                 .and_then(|e| e.reopens_at)
                 .map(time::OffsetDateTime::unix_timestamp),
             access_input: Some(assessment.input.to_string()),
+            gateway: remote.as_ref().map(|g| g.id.clone()),
         };
         self.insert_with_address(&mut row)?;
         let address = row.client_address;
-        let peer = PeerGrant {
-            public_key: wg_key,
-            client_address: IpAddr::V4(address),
-            targets: targets.clone(),
-            expires_at: self.gateway_expiry(expires_at),
+        let gateway = match &remote {
+            // A separate gateway gets the peer through its sync stream. The
+            // answer does not wait for it: on a working link the peer is
+            // there before the agent's first handshake, and a handshake
+            // that comes first is retried by WireGuard.
+            Some(remote) => {
+                self.hub.peer_added(&remote.id, sync_peer(&row));
+                GatewayInfo {
+                    endpoint: remote.endpoint.clone(),
+                    public_key: remote.public_key.to_string(),
+                    id: Some(remote.id.clone()),
+                }
+            }
+            None => {
+                let peer = PeerGrant {
+                    public_key: wg_key,
+                    client_address: IpAddr::V4(address),
+                    targets: targets.clone(),
+                    expires_at: self.gateway_expiry(expires_at),
+                };
+                if let Err(e) = self.gateway.add_peer(peer).await {
+                    self.store
+                        .close_grant(&row.id, now, "the gateway refused the peer")?;
+                    return Err(ApiError::new(
+                        ProblemType::Internal,
+                        format!("the gateway refused the peer: {e}"),
+                    ));
+                }
+                GatewayInfo {
+                    endpoint: self.gateway_endpoint.clone(),
+                    public_key: self.gateway.public_key().to_string(),
+                    id: None,
+                }
+            }
         };
-        if let Err(e) = self.gateway.add_peer(peer).await {
-            self.store
-                .close_grant(&row.id, now, "the gateway refused the peer")?;
-            return Err(ApiError::new(
-                ProblemType::Internal,
-                format!("the gateway refused the peer: {e}"),
-            ));
+        if let Err(refusal) = self.still_stands(caller, &row) {
+            self.remove(&row, "what it was granted on changed meanwhile", now)
+                .await?;
+            return Err(refusal);
         }
         let grant = Grant {
             id: row.id.clone(),
             app: row.app.clone(),
-            gateway: GatewayInfo {
-                endpoint: self.gateway_endpoint.clone(),
-                public_key: self.gateway.public_key().to_string(),
-            },
+            gateway,
             client_address: address.to_string(),
             targets: row.targets.clone(),
             expires_at: datetime(expires_at),
@@ -232,6 +258,32 @@ impl Broker {
         }
         let reason = format!("grant {} for {} until {}", row.id, row.app, expires_at);
         Ok((grant, reason))
+    }
+
+    /// Reads again, once `row` is stored, what another replica's closing
+    /// operation writes before it lists the grants to close: a session or
+    /// device revocation, a verdict. The enforcement lock orders a grant
+    /// against closings in this process only; across replicas, a closing
+    /// that listed the open grants before this one was inserted wrote its
+    /// fact before that listing, so this read sees it, and the grant is
+    /// closed here instead of outliving the revocation.
+    fn still_stands(&self, caller: &DeviceCaller, row: &GrantRow) -> Result<(), ApiError> {
+        self.stream_standing_inner(&caller.user, &row.device_id)?;
+        let verdict = self
+            .store
+            .latest_verdict(&row.device_id)?
+            .filter(|v| v.user == caller.user.sub);
+        match verdict {
+            Some(v) if !v.verdict.compliant => Err(ApiError::new(
+                ProblemType::DeviceNotCompliant,
+                "the device stopped meeting the policy while the grant was being opened",
+            )),
+            Some(v) if v.verdict.policy_digest == row.policy_digest => Ok(()),
+            _ => Err(ApiError::new(
+                ProblemType::VerdictStalePolicy,
+                "the policy changed while the grant was being opened: attest again",
+            )),
+        }
     }
 
     /// Picks a free tunnel address for `row` and stores it. The database's
@@ -295,6 +347,8 @@ impl Broker {
     ) -> Result<bool, ApiError> {
         // Store first: once the reply says "closed", a restart cannot bring it back.
         let closed = self.store.close_grant(&row.id, now, reason)?;
+        // The peer may be at another replica's gateway.
+        self.hub.peer_gone(&row.wg_public_key);
         if let Ok(key) = tunnel::PublicKey::from_base64(&row.wg_public_key) {
             self.gateway
                 .remove_peer(key)
@@ -346,6 +400,7 @@ impl Broker {
         let now = self.now();
         let due = self.store.expire_grants(now)?;
         for row in &due {
+            self.hub.peer_gone(&row.wg_public_key);
             if let Ok(key) = tunnel::PublicKey::from_base64(&row.wg_public_key) {
                 let _ = self.gateway.remove_peer(key).await;
             }
@@ -391,7 +446,9 @@ impl Broker {
         }
         let open = self.store.open_grants()?;
         let mut restored = 0;
-        for row in open {
+        // Grants at separate gateways are theirs to hold: each gateway's
+        // sync stream sends them its full set when it (re)connects.
+        for row in open.into_iter().filter(|row| row.gateway.is_none()) {
             let targets: Vec<tunnel::Target> =
                 row.targets.iter().filter_map(|t| t.parse().ok()).collect();
             let peer = tunnel::PublicKey::from_base64(&row.wg_public_key).map(|key| PeerGrant {

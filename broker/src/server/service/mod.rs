@@ -20,6 +20,8 @@ mod grants;
 mod identity;
 mod policy;
 mod quotas;
+mod relay;
+mod remote_gateways;
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
@@ -144,6 +146,12 @@ impl Broker {
         {
             let _ = origin.set(url);
         }
+        // A name for this replica's relayed messages: random per start, so
+        // two replicas never share one and a restarted replica does not
+        // mistake its predecessor's messages for its own.
+        let mut replica = [0u8; 9];
+        let _ = SystemRandom::new().fill(&mut replica);
+        let hub = Hub::new().relay_through(B64URL.encode(replica), store.clone());
         Self {
             origin,
             jti_cache: Mutex::new(JtiCache::default()),
@@ -165,7 +173,7 @@ impl Broker {
             policy: RwLock::new(Arc::new(policy)),
             gateway,
             gateway_endpoint,
-            hub: Hub::new(),
+            hub,
             enforcement: tokio::sync::Mutex::new(()),
             rng: SystemRandom::new(),
             clock,
@@ -191,6 +199,11 @@ impl Broker {
     /// Takes the broker apart for shutdown.
     pub fn into_parts(self) -> (GatewayHandle, Arc<dyn Store>) {
         (self.gateway, self.store)
+    }
+
+    /// The store (for the relay follower).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// The gateway (for status and shutdown).

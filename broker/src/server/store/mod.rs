@@ -187,6 +187,9 @@ pub struct GrantRow {
     /// The access policy's input the grant was allowed on (JSON), so a
     /// reloaded access policy can judge the open grants again.
     pub access_input: Option<String>,
+    /// The separate gateway (`[[gateways]] id`) holding its peer; `None`:
+    /// the broker's embedded gateway.
+    pub gateway: Option<String>,
 }
 
 /// The latest verdict with its owner.
@@ -292,6 +295,8 @@ pub enum OpenGrants<'a> {
     NotUnder(&'a str),
     /// Expiring at or before this time.
     DueBy(i64),
+    /// Held by this separate gateway.
+    Gateway(&'a str),
 }
 
 /// Which audit rows a query lists.
@@ -463,6 +468,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The latest `limit` grants of `device_id`, open or closed, oldest
     /// first.
     fn grant_history(&self, device_id: &str, limit: u32) -> Result<Vec<GrantRecord>, StoreError>;
+
+    /// Hands `payload` (a [`crate::server::relay`] message) to the other
+    /// replicas sharing this database and wakes their followers. A single
+    /// node has no one to tell: by default nothing happens.
+    fn relay(&self, _payload: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Relayed messages after `after`, oldest first, at most `limit`.
+    fn relayed_after(&self, _after: i64, _limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// The newest relayed message's id (0 when none): a replica that
+    /// starts now follows from there.
+    fn last_relayed(&self) -> Result<i64, StoreError> {
+        Ok(0)
+    }
+
+    /// A wake-up whenever a replica relays a message, and one after every
+    /// (re)connection of the listener (what was sent while it was away is
+    /// read back by id, not lost). `None` when there is nothing to follow.
+    fn follow_relayed(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        None
+    }
 
     /// Every open grant.
     fn open_grants(&self) -> Result<Vec<GrantRow>, StoreError> {

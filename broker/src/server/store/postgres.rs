@@ -52,6 +52,8 @@ use crate::server::audit_chain::{ChainRow, row_hash};
 use crate::server::eat::{EnrolledKey, NonceAnswer};
 use crate::server::grants::StoredVerdict;
 
+mod relay;
+
 /// The schema, created when missing. `"user"` is quoted: a reserved word
 /// in PostgreSQL. `grants.n` orders grants made in the same second as
 /// SQLite's rowid does.
@@ -112,6 +114,8 @@ CREATE TABLE IF NOT EXISTS grants (
     reopens_at BIGINT,
     access_input TEXT
 );
+ALTER TABLE grants ADD COLUMN IF NOT EXISTS gateway TEXT;
+CREATE INDEX IF NOT EXISTS grants_open_gateway ON grants(gateway) WHERE closed_at IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS grants_open_key ON grants(wg_public_key) WHERE closed_at IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS grants_open_addr ON grants(client_address) WHERE closed_at IS NULL;
 CREATE INDEX IF NOT EXISTS grants_device ON grants(device_id, created_at);
@@ -143,6 +147,10 @@ CREATE TABLE IF NOT EXISTS user_networks (
     first_seen BIGINT NOT NULL,
     PRIMARY KEY ("user", network)
 );
+CREATE TABLE IF NOT EXISTS relayed (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    payload TEXT NOT NULL
+);
 CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
 DROP TRIGGER IF EXISTS audit_no_change ON audit;
@@ -159,6 +167,9 @@ CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
 const SCHEMA_LOCK: i64 = 0x5341_4c4c_5950_0001;
 const AUDIT_LOCK: i64 = 0x5341_4c4c_5950_0002;
 const ENROL_LOCK_SPACE: i32 = 0x5350_0003;
+/// Held while a relayed message is appended, so ids commit in order and a
+/// follower reading "after the last id I saw" skips none.
+const RELAY_LOCK: i64 = 0x5341_4c4c_5950_0004;
 
 /// Most connections one replica holds.
 const POOL_SIZE: usize = 16;
@@ -170,6 +181,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: Pool,
+    /// For the relay listener's own connection (`LISTEN` needs one that
+    /// stays out of the pool). Its `Debug` redacts the password.
+    config: tokio_postgres::Config,
     /// The store's own runtime; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -211,7 +225,7 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::Io(format!("the PostgreSQL store's runtime: {e}")))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 // A pooled connection is checked (a round trip) before each
@@ -229,6 +243,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Postgres(format!("connection pool: {e}")))?;
         let store = Self {
             pool,
+            config,
             runtime: Some(runtime),
         };
         store.run(async {
@@ -304,7 +319,7 @@ impl Drop for PostgresStore {
 const DEVICE_COLUMNS: &str =
     r#"device_id, "user", sec1, ueid, enrolled_at, revoked_at, status, approved_at, name"#;
 
-const GRANT_COLUMNS: &str = r#"id, device_id, "user", app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest, ends_reason, reopens_at, access_input"#;
+const GRANT_COLUMNS: &str = r#"id, device_id, "user", app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest, ends_reason, reopens_at, access_input, gateway"#;
 
 fn device_row(r: &Row) -> Result<DeviceRow, StoreError> {
     Ok(DeviceRow {
@@ -338,6 +353,7 @@ fn grant_row(r: &Row) -> Result<GrantRow, StoreError> {
         ends_reason: r.try_get(10)?,
         reopens_at: r.try_get(11)?,
         access_input: r.try_get(12)?,
+        gateway: r.try_get(13)?,
     })
 }
 
@@ -495,6 +511,35 @@ impl Store for PostgresStore {
         })
     }
 
+    fn relay(&self, payload: &str) -> Result<(), StoreError> {
+        self.run(relay::append(&self.pool, payload))
+    }
+
+    fn relayed_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
+        self.query(
+            "SELECT id, payload FROM relayed WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&after, &i64::from(limit)],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+    }
+
+    fn last_relayed(&self) -> Result<i64, StoreError> {
+        let row = self.query_opt("SELECT COALESCE(MAX(id), 0) FROM relayed", &[])?;
+        Ok(match row {
+            Some(r) => r.try_get(0)?,
+            None => 0,
+        })
+    }
+
+    fn follow_relayed(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        let runtime = self.runtime.as_ref()?;
+        let (wake, woken) = tokio::sync::mpsc::channel(1);
+        runtime.spawn(relay::listen(self.config.clone(), wake));
+        Some(woken)
+    }
+
     fn device(&self, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
         self.run(async {
             let client = self.pool.get().await?;
@@ -621,8 +666,8 @@ impl Store for PostgresStore {
             let client = self.pool.get().await?;
             client
                 .execute(
-                    r#"INSERT INTO grants (id, device_id, "user", app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest, ends_reason, reopens_at, access_input) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"#,
-                    &[&g.id, &g.device_id, &g.user, &g.app, &g.wg_public_key, &address, &targets, &g.created_at, &g.expires_at, &g.policy_digest, &g.ends_reason, &g.reopens_at, &g.access_input],
+                    r#"INSERT INTO grants (id, device_id, "user", app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest, ends_reason, reopens_at, access_input, gateway) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"#,
+                    &[&g.id, &g.device_id, &g.user, &g.app, &g.wg_public_key, &address, &targets, &g.created_at, &g.expires_at, &g.policy_digest, &g.ends_reason, &g.reopens_at, &g.access_input, &g.gateway],
                 )
                 .await
                 .map_err(taken)?;
@@ -639,6 +684,7 @@ impl Store for PostgresStore {
             OpenGrants::Key(key) => ("wg_public_key = $1", Some(key)),
             OpenGrants::NotUnder(digest) => ("policy_digest <> $1", Some(digest)),
             OpenGrants::DueBy(now) => ("expires_at <= $1", Some(now)),
+            OpenGrants::Gateway(id) => ("gateway = $1", Some(id)),
         };
         let sql = format!(
             "SELECT {GRANT_COLUMNS} FROM grants WHERE closed_at IS NULL AND {clause} ORDER BY created_at, n"
@@ -974,6 +1020,46 @@ mod tests {
         cluster.restart();
         assert_eq!(appended(&store).seq, 2);
         assert_eq!(store.audit_chain().unwrap().len(), 2);
+    }
+
+    /// The next wake-up, or a panic after 10 s.
+    async fn woken(wake: &mut tokio::sync::mpsc::Receiver<()>) {
+        tokio::time::timeout(Duration::from_secs(10), wake.recv())
+            .await
+            .expect("no wake-up within 10 s")
+            .expect("the listener stopped");
+    }
+
+    // One replica relays, another follows: woken once connected and again
+    // per message, and after a database restart cut the listener, woken
+    // again once it is back, with the message sent meanwhile readable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relayed_messages_wake_the_follower_and_survive_a_reconnection() {
+        let cluster = Cluster::start();
+        let url = cluster.url();
+        let sender = PostgresStore::connect(&url).unwrap();
+        let follower = PostgresStore::connect(&url).unwrap();
+        let mut wake = follower.follow_relayed().unwrap();
+        woken(&mut wake).await;
+        let start = follower.last_relayed().unwrap();
+        sender.relay("one").unwrap();
+        woken(&mut wake).await;
+        let read = follower.relayed_after(start, 10).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].1, "one");
+
+        tokio::task::block_in_place(|| cluster.restart());
+        sender.relay("two").unwrap();
+        // Woken by the reconnection (or by the notification itself when
+        // the listener was back in time): either way, "two" is there.
+        woken(&mut wake).await;
+        let after = follower.relayed_after(read[0].0, 10).unwrap();
+        assert_eq!(
+            after.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>(),
+            ["two"]
+        );
+        assert!(after[0].0 > read[0].0);
+        drop(wake);
     }
 
     #[test]

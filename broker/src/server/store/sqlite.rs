@@ -133,6 +133,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("grants", "ends_reason", "TEXT"),
     ("grants", "reopens_at", "INTEGER"),
     ("grants", "access_input", "TEXT"),
+    ("grants", "gateway", "TEXT"),
     ("audit", "decision", "TEXT"),
     ("audit", "prev_hash", "TEXT"),
     ("audit", "hash", "TEXT"),
@@ -433,8 +434,8 @@ impl Store for SqliteStore {
 
     fn insert_grant(&self, g: &GrantRow) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO grants (id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest, ends_reason, reopens_at, access_input) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![g.id, g.device_id, g.user, g.app, g.wg_public_key, g.client_address.to_string(), json(&g.targets), g.created_at, g.expires_at, g.policy_digest, g.ends_reason, g.reopens_at, g.access_input],
+            "INSERT INTO grants (id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest, ends_reason, reopens_at, access_input, gateway) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![g.id, g.device_id, g.user, g.app, g.wg_public_key, g.client_address.to_string(), json(&g.targets), g.created_at, g.expires_at, g.policy_digest, g.ends_reason, g.reopens_at, g.access_input, g.gateway],
         ).map_err(taken)?;
         Ok(())
     }
@@ -448,10 +449,11 @@ impl Store for SqliteStore {
             OpenGrants::Key(key) => ("wg_public_key = ?1", key),
             OpenGrants::NotUnder(digest) => ("policy_digest <> ?1", digest),
             OpenGrants::DueBy(now) => ("expires_at <= ?1", now),
+            OpenGrants::Gateway(id) => ("gateway = ?1", id),
         };
         let conn = self.conn();
         let sql = format!(
-            "SELECT id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest, ends_reason, reopens_at, access_input FROM grants WHERE closed_at IS NULL AND {clause} ORDER BY created_at"
+            "SELECT id, device_id, user, app, wg_public_key, client_address, targets, created_at, expires_at, policy_digest, ends_reason, reopens_at, access_input, gateway FROM grants WHERE closed_at IS NULL AND {clause} ORDER BY created_at"
         );
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map([arg], |r| {
@@ -470,6 +472,7 @@ impl Store for SqliteStore {
                     r.get::<_, Option<String>>(10)?,
                     r.get::<_, Option<i64>>(11)?,
                     r.get::<_, Option<String>>(12)?,
+                    r.get::<_, Option<String>>(13)?,
                 ),
             ))
         })?;
@@ -486,7 +489,7 @@ impl Store for SqliteStore {
                 created_at,
                 expires_at,
                 policy_digest,
-                (ends_reason, reopens_at, access_input),
+                (ends_reason, reopens_at, access_input, gateway),
             ) = row?;
             out.push(GrantRow {
                 id,
@@ -502,6 +505,7 @@ impl Store for SqliteStore {
                 ends_reason,
                 reopens_at,
                 access_input,
+                gateway,
             });
         }
         Ok(out)

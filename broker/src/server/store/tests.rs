@@ -129,6 +129,7 @@ fn grant(id: &str, key: &str, address: Ipv4Addr, created_at: i64) -> GrantRow {
         ends_reason: None,
         reopens_at: None,
         access_input: None,
+        gateway: None,
     }
 }
 
@@ -146,6 +147,7 @@ fn open_grants_are_found_by_each_filter(s: &dyn Store) {
     b.user = "bob".into();
     b.policy_digest = "p2".into();
     b.expires_at = 30;
+    b.gateway = Some("berlin".into());
     s.insert_grant(&a).unwrap();
     s.insert_grant(&b).unwrap();
     // Made in the same second: insertion order.
@@ -155,6 +157,15 @@ fn open_grants_are_found_by_each_filter(s: &dyn Store) {
     assert_eq!(s.open_grants_of_user("bob").unwrap(), vec![b.clone()]);
     assert_eq!(s.open_grant_by_key("ka").unwrap(), Some(a.clone()));
     assert_eq!(s.open_grants_not_under("p1").unwrap(), vec![b.clone()]);
+    assert_eq!(
+        s.open_grants_where(OpenGrants::Gateway("berlin")).unwrap(),
+        vec![b.clone()]
+    );
+    assert!(
+        s.open_grants_where(OpenGrants::Gateway("paris"))
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         s.insert_grant(&grant("gc", "kc", a.client_address, 11))
             .unwrap_err()
@@ -397,6 +408,7 @@ fn grants_expire_and_free_their_address(s: &dyn Store) {
         ends_reason: None,
         reopens_at: None,
         access_input: None,
+        gateway: None,
     };
     s.insert_grant(&g).unwrap();
     assert!(s.key_in_use("k").unwrap());
