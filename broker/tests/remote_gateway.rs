@@ -368,3 +368,65 @@ async fn a_gateway_cut_off_from_its_broker_fails_closed_and_recovers() {
     drop(gateway);
     broker.shutdown().await;
 }
+
+// Replicas: the gateway follows replica A; a grant made at replica B
+// reaches it through the relay, and so does B's revocation of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_made_at_another_replica_reaches_the_gateway() {
+    let cluster = support::postgres::Cluster::start();
+    let url = cluster.create_database("edge");
+    let issuer = TestIssuer::start().await;
+    let echo = tcp_echo().await;
+    let (dir_a, dir_b, gw_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let api_port = free_tcp_port();
+    let gw_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (gw_config, gw_public) = gateway_files(
+        gw_dir.path(),
+        gw_addr,
+        &format!("http://127.0.0.1:{api_port}"),
+        30,
+    );
+    let replica = |dir: &Path, listen: Option<u16>| {
+        let url = url.clone();
+        with_edge(
+            config(&issuer.url, &db_path(dir), echo).with(move |c| {
+                c.server.database_url = Some(url);
+                if let Some(port) = listen {
+                    c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+                }
+            }),
+            gw_addr,
+            &gw_public,
+        )
+    };
+    let a = start_broker(&replica(dir_a.path(), Some(api_port))).await;
+    let b = start_broker(&replica(dir_b.path(), None)).await;
+    let at = |base: String, token: String| Client {
+        http: reqwest::Client::new(),
+        base,
+        token,
+        key: None,
+        clock: None,
+    };
+    let _gateway = GatewayProcess::start(&gw_config, &gw_dir.path().join("gateway.log"));
+    nth_sync(&at(a.base_url(), ADMIN_TOKEN.to_owned()), 1).await;
+
+    let device = TestDevice::new(at(b.base_url(), issuer.token("alice")), "alice");
+    assert_eq!(device.enrol().await.status(), 201);
+    assert!(device.attest(healthy_report()).await.compliant);
+    let (g1, wg1) = grant(&device).await;
+    assert_eq!(g1.gateway.id.as_deref(), Some("edge"));
+    let t1 = tunnel::Tunnel::start(tunnel_config(&g1, wg1))
+        .await
+        .unwrap();
+    carries(&t1, &g1).await;
+    revoke_grant(&at(b.base_url(), ADMIN_TOKEN.to_owned()), &g1.id).await;
+    stops(&t1, &g1).await;
+    t1.shutdown().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
