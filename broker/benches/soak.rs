@@ -37,6 +37,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod load;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -47,9 +48,8 @@ use std::time::{Duration, Instant};
 
 use broker::api::{self, ProblemType};
 use common::*;
+use load::{Latencies, percentile, timed};
 use serde_json::json;
-
-type Latencies = Arc<Mutex<BTreeMap<&'static str, Vec<f64>>>>;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -129,26 +129,6 @@ fn client(base: &str, token: &str) -> Client {
         key: None,
         clock: None,
     }
-}
-
-async fn timed<T>(
-    lat: &Latencies,
-    what: &'static str,
-    f: impl std::future::Future<Output = T>,
-) -> T {
-    let start = Instant::now();
-    let out = f.await;
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
-    lat.lock().unwrap().entry(what).or_default().push(ms);
-    out
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// One simulated device until `stop`; returns its last open grant.

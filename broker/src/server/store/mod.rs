@@ -442,7 +442,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// [`super::audit_chain`]); returns the entry as stored (with its `seq`
     /// and `hash`). One transaction that holds the log's tail, so two rows
     /// (from any replica) can never chain to the same predecessor.
-    fn audit(&self, e: &NewAudit<'_>, now: i64) -> Result<AuditEntry, StoreError>;
+    fn audit(&self, e: &NewAudit<'_>, now: i64) -> Result<AuditEntry, StoreError> {
+        self.audit_many(&[(e.clone(), now)])?
+            .pop()
+            .ok_or_else(|| StoreError::Io("the audit append returned no row".into()))
+    }
+
+    /// Appends `entries` in order (each with its time) in one transaction,
+    /// each chained to the one before: one commit, and one wait for the
+    /// disk, for all of them (the audit writer's group commit). All or
+    /// none are written.
+    fn audit_many(&self, entries: &[(NewAudit<'_>, i64)]) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Every audit row as the chain sees it, in `seq` order, for
     /// `sallyport-broker audit verify`.

@@ -781,14 +781,14 @@ impl Store for PostgresStore {
         Ok(changed == 1)
     }
 
-    fn audit(&self, e: &NewAudit<'_>, now: i64) -> Result<AuditEntry, StoreError> {
-        let (seq, hash) = self.run(async {
+    fn audit_many(&self, entries: &[(NewAudit<'_>, i64)]) -> Result<Vec<AuditEntry>, StoreError> {
+        let chained = self.run(async {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
             // Holds the log's tail until commit, on every replica.
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
                 .await?;
-            let (last_seq, prev): (i64, String) = match tx
+            let (mut seq, mut prev): (i64, String) = match tx
                 .query_opt(
                     "SELECT seq, COALESCE(hash, '') FROM audit ORDER BY seq DESC LIMIT 1",
                     &[],
@@ -798,18 +798,30 @@ impl Store for PostgresStore {
                 Some(r) => (r.try_get(0)?, r.try_get(1)?),
                 None => (0, String::new()),
             };
-            let seq = last_seq + 1;
-            let row = chain_row(e, seq, now, &prev);
-            let hash = row_hash(&prev, &row);
-            tx.execute(
-                r#"INSERT INTO audit (seq, at, action, outcome, "user", device_id, problem, reason, decision, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,
-                &[&seq, &now, &e.action, &e.outcome, &e.user, &e.device_id, &e.problem, &e.reason, &row.decision, &prev, &hash],
-            )
-            .await?;
+            let insert = tx
+                .prepare(r#"INSERT INTO audit (seq, at, action, outcome, "user", device_id, problem, reason, decision, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#)
+                .await?;
+            let mut chained = Vec::with_capacity(entries.len());
+            for (e, now) in entries {
+                seq += 1;
+                let row = chain_row(e, seq, *now, &prev);
+                let hash = row_hash(&prev, &row);
+                tx.execute(
+                    &insert,
+                    &[&seq, now, &e.action, &e.outcome, &e.user, &e.device_id, &e.problem, &e.reason, &row.decision, &prev, &hash],
+                )
+                .await?;
+                chained.push((seq, hash.clone()));
+                prev = hash;
+            }
             tx.commit().await?;
-            Ok((seq, hash))
+            Ok(chained)
         })?;
-        stored_entry(e, seq, now, hash)
+        entries
+            .iter()
+            .zip(chained)
+            .map(|((e, now), (seq, hash))| stored_entry(e, seq, *now, hash))
+            .collect()
     }
 
     fn audit_chain(&self) -> Result<Vec<ChainRow>, StoreError> {

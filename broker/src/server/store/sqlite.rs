@@ -614,7 +614,7 @@ impl Store for SqliteStore {
         Ok(changed == 1)
     }
 
-    fn audit(&self, e: &NewAudit<'_>, now: i64) -> Result<AuditEntry, StoreError> {
+    fn audit_many(&self, entries: &[(NewAudit<'_>, i64)]) -> Result<Vec<AuditEntry>, StoreError> {
         // One transaction under the connection's lock: two rows can never
         // chain to the same predecessor.
         let mut conn = self.conn();
@@ -623,7 +623,7 @@ impl Store for SqliteStore {
         // deferred transaction that reads and then writes could not wait
         // for another connection's write to finish (SQLITE_BUSY at once).
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let (last_seq, prev): (i64, String) = tx
+        let (mut seq, mut prev): (i64, String) = tx
             .query_row(
                 "SELECT seq, COALESCE(hash, '') FROM audit ORDER BY seq DESC LIMIT 1",
                 [],
@@ -631,15 +631,20 @@ impl Store for SqliteStore {
             )
             .optional()?
             .unwrap_or((0, String::new()));
-        let seq = last_seq + 1;
-        let row = chain_row(e, seq, now, &prev);
-        let hash = crate::server::audit_chain::row_hash(&prev, &row);
-        tx.execute(
-            "INSERT INTO audit (seq, at, action, outcome, user, device_id, problem, reason, decision, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![seq, now, e.action, e.outcome, e.user, e.device_id, e.problem, e.reason, row.decision, prev, hash],
-        )?;
+        let mut stored = Vec::with_capacity(entries.len());
+        for (e, now) in entries {
+            seq += 1;
+            let row = chain_row(e, seq, *now, &prev);
+            let hash = crate::server::audit_chain::row_hash(&prev, &row);
+            tx.execute(
+                "INSERT INTO audit (seq, at, action, outcome, user, device_id, problem, reason, decision, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![seq, now, e.action, e.outcome, e.user, e.device_id, e.problem, e.reason, row.decision, prev, hash],
+            )?;
+            stored.push(stored_entry(e, seq, *now, hash.clone())?);
+            prev = hash;
+        }
         tx.commit()?;
-        stored_entry(e, seq, now, hash)
+        Ok(stored)
     }
 
     /// Every audit row as the chain sees it, in `seq` order, for
