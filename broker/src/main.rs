@@ -85,13 +85,21 @@ async fn main() -> anyhow::Result<()> {
         what: AuditCommand::Verify,
     }) = args.command
     {
-        return verify_audit(&settings.database());
+        return verify_audit(
+            &settings.database(),
+            settings.raw.server.database_ca.as_deref(),
+        );
     }
     if let Some(Command::Admin {
         what: AdminCommand::Device { code, json },
     }) = args.command
     {
-        return device_support(&settings.database(), &code.join(" "), json);
+        return device_support(
+            &settings.database(),
+            settings.raw.server.database_ca.as_deref(),
+            &code.join(" "),
+            json,
+        );
     }
     if args.check {
         tracing::info!("configuration is valid");
@@ -112,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
 /// name to quote in messages.
 fn open_for_reading(
     database: &Database,
+    postgres_ca: Option<&std::path::Path>,
 ) -> anyhow::Result<(Box<dyn broker::server::store::Store>, String)> {
     Ok(match database {
         Database::Sqlite(path) => (
@@ -123,7 +132,7 @@ fn open_for_reading(
         ),
         Database::Postgres(url) => (
             Box::new(
-                broker::server::store::PostgresStore::connect(url)
+                broker::server::store::PostgresStore::connect_with(url, postgres_ca)
                     .context("cannot connect to server.database_url")?,
             ),
             "server.database_url".to_owned(),
@@ -131,8 +140,8 @@ fn open_for_reading(
     })
 }
 
-fn verify_audit(database: &Database) -> anyhow::Result<()> {
-    let (store, name) = open_for_reading(database)?;
+fn verify_audit(database: &Database, ca: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let (store, name) = open_for_reading(database, ca)?;
     let rows = store.audit_chain().with_context(|| {
         format!(
             "cannot read the audit log of {name} (a database from before the audit chain: start this broker once)"
@@ -165,11 +174,16 @@ fn verify_audit(database: &Database) -> anyhow::Result<()> {
     }
 }
 
-fn device_support(database: &Database, code: &str, json: bool) -> anyhow::Result<()> {
+fn device_support(
+    database: &Database,
+    ca: Option<&std::path::Path>,
+    code: &str,
+    json: bool,
+) -> anyhow::Result<()> {
     let prefix = broker::api::support_code_prefix(code).with_context(|| {
         format!("{code:?}: a support code is 4 to 64 letters, digits, - or _ (spaces and case are ignored)")
     })?;
-    let (store, name) = open_for_reading(database)?;
+    let (store, name) = open_for_reading(database, ca)?;
     let found = store
         .device_support(&prefix)
         .with_context(|| format!("cannot read {name}"))?;

@@ -174,6 +174,11 @@ pub struct ServerSection {
     /// share it. Unset (the default): SQLite.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// PEM CA certificate(s) to trust, besides the webpki roots, for a
+    /// PostgreSQL server that is not on this host (always reached over
+    /// TLS; a Unix socket or loopback address may go in the clear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_ca: Option<PathBuf>,
     /// SHA-256 (hex) of a shared admin bearer token, named `admin` in the
     /// audit log. Prefer `admins`: one credential per administrator, so the
     /// log says who acted.
@@ -686,12 +691,19 @@ impl Config {
             }
             _ => {}
         }
-        if let Some(url) = &self.server.database_url
-            && let Err(e) = url.parse::<tokio_postgres::Config>()
-        {
-            return invalid(format!(
-                "server.database_url is not a PostgreSQL connection string: {e}"
-            ));
+        if let Some(url) = &self.server.database_url {
+            match url.parse::<tokio_postgres::Config>() {
+                Err(e) => {
+                    return invalid(format!(
+                        "server.database_url is not a PostgreSQL connection string: {e}"
+                    ));
+                }
+                Ok(parsed) => {
+                    if let Err(e) = super::store::postgres::tls::check(&parsed) {
+                        return invalid(format!("server.database_url: {e}"));
+                    }
+                }
+            }
         }
         if let Some(public) = &self.server.public_url {
             let ok = url::Url::parse(public).is_ok_and(|u| {

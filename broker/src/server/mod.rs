@@ -196,7 +196,7 @@ pub async fn start_with_clock(
         store::Database::Sqlite(path) => state_files::prepare_database(path)?,
         store::Database::Postgres(_) => state_files::prepare_directory(database)?,
     }
-    let store = store::open(&location)?;
+    let store = store::open_with(&location, settings.raw.server.database_ca.as_deref())?;
     let audit_writer = audit_writer::AuditWriter::start(store.clone())?;
     let policy = LoadedPolicy::load(&settings)?;
     // The gateway key persists (agents hold grants naming it, and they must

@@ -79,6 +79,7 @@ impl BrokerConfig {
                     tls_key: None,
                     database: database.to_owned(),
                     database_url: database_url_for(database),
+                    database_ca: None,
                     admin_token_sha256: Some(hex),
                     admins: Vec::new(),
                     public_url: None,

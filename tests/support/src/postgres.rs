@@ -118,6 +118,9 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     owner: Option<Owner>,
+    /// The loopback TCP port it also listens on, with TLS
+    /// ([`Cluster::start_with_tls`]).
+    tls_port: Option<u16>,
 }
 
 /// Who the cluster's processes run as when the test runs as root.
@@ -137,7 +140,12 @@ impl Cluster {
             .prefix("sallyport-pg-")
             .tempdir()
             .unwrap();
-        let cluster = Cluster { dir, bin, owner };
+        let cluster = Cluster {
+            dir,
+            bin,
+            owner,
+            tls_port: None,
+        };
         for sub in ["data", "socket"] {
             std::fs::create_dir(cluster.dir.path().join(sub)).unwrap();
         }
@@ -161,6 +169,28 @@ impl Cluster {
         cluster
     }
 
+    /// [`Cluster::start`], also listening on a loopback TCP port with TLS
+    /// on (`ssl=on`, the server certificate and key given as PEM files),
+    /// for the tests of the store's TLS. Returns the cluster and its port.
+    pub fn start_with_tls(cert: &Path, key: &Path) -> (Cluster, u16) {
+        let mut cluster = Cluster::start();
+        for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = cluster.data().join(name);
+            std::fs::copy(from, &to).unwrap();
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            cluster.hand_over(&to);
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        cluster.tls_port = Some(port);
+        cluster.pg_ctl("restart");
+        (cluster, port)
+    }
+
     /// Stops the server (fast: sessions are cut) and starts it again, as a
     /// database restart or failover does to the broker's connections.
     pub fn restart(&self) {
@@ -170,8 +200,14 @@ impl Cluster {
     /// `pg_ctl start` or `restart`, waiting until the server accepts
     /// connections: TCP off, the socket in the cluster's directory.
     fn pg_ctl(&self, action: &str) {
+        let tcp = match self.tls_port {
+            Some(port) => format!(
+                "-c listen_addresses='127.0.0.1' -p {port} -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+            ),
+            None => "-c listen_addresses=''".to_owned(),
+        };
         let options = format!(
-            "-c listen_addresses='' -k {} -c fsync=off -c max_connections=200",
+            "{tcp} -k {} -c fsync=off -c max_connections=200",
             self.socket_dir().display()
         );
         self.run(
@@ -199,8 +235,12 @@ impl Cluster {
 
     /// The connection string of database `name`.
     pub fn url_of(&self, name: &str) -> String {
+        let port = self
+            .tls_port
+            .map(|p| format!(" port={p}"))
+            .unwrap_or_default();
         format!(
-            "host={} user={SUPERUSER} dbname={name}",
+            "host={}{port} user={SUPERUSER} dbname={name}",
             self.socket_dir().display()
         )
     }
@@ -300,6 +340,11 @@ impl Cluster {
         // initdb and pg_ctl look for their siblings next to themselves, and
         // a locale from the test's environment must not leak in.
         command.env("LC_ALL", "C").env_remove("PGDATA");
+        // The socket's name carries the port (createdb and psql read it here).
+        match self.tls_port {
+            Some(port) => command.env("PGPORT", port.to_string()),
+            None => command.env_remove("PGPORT"),
+        };
         if let Some(owner) = self.owner {
             use std::os::unix::process::CommandExt as _;
             command.uid(owner.uid).gid(owner.gid);

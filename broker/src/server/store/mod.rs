@@ -83,9 +83,18 @@ pub enum Database {
 
 /// Opens (creating the schema if needed) the store `database` names.
 pub fn open(database: &Database) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(database, None)
+}
+
+/// [`open`], trusting the CA certificates in `postgres_ca` (PEM) for a
+/// PostgreSQL server reached over TLS (`[server] database_ca`).
+pub fn open_with(
+    database: &Database,
+    postgres_ca: Option<&std::path::Path>,
+) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match database {
         Database::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-        Database::Postgres(url) => Arc::new(PostgresStore::connect(url)?),
+        Database::Postgres(url) => Arc::new(PostgresStore::connect_with(url, postgres_ca)?),
     })
 }
 

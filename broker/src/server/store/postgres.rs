@@ -4,8 +4,8 @@
 //! Driver: `tokio-postgres` (the maintained async driver; TCP or a Unix
 //! socket) with a `deadpool-postgres` pool, which replaces a connection
 //! that broke (a database restart, a failover) instead of failing every
-//! later call. No TLS yet: reach the database over its Unix socket or a
-//! network you trust.
+//! later call. A server that is not on this host is reached over TLS,
+//! required and verified ([`tls`]).
 //!
 //! Why a synchronous [`Store`] over an async driver: the broker's callers
 //! are synchronous functions called from its request handlers (see
@@ -38,9 +38,10 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     AuditDecision, AuditRows, DeviceRow, Enrolment, GrantRow, NewAudit, NewDeviceRules, OpenGrants,
@@ -53,6 +54,7 @@ use crate::server::eat::{EnrolledKey, NonceAnswer};
 use crate::server::grants::StoredVerdict;
 
 mod relay;
+pub mod tls;
 
 /// The schema, created when missing. `"user"` is quoted: a reserved word
 /// in PostgreSQL. `grants.n` orders grants made in the same second as
@@ -178,14 +180,25 @@ const POOL_SIZE: usize = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The store in PostgreSQL. See the module documentation.
-#[derive(Debug)]
 pub struct PostgresStore {
     pool: Pool,
     /// For the relay listener's own connection (`LISTEN` needs one that
     /// stays out of the pool). Its `Debug` redacts the password.
     config: tokio_postgres::Config,
+    /// TLS for connections that leave this host (see [`tls`]).
+    tls: MakeRustlsConnect,
     /// The store's own runtime; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pool and TLS settings say nothing a reader needs; the
+        // configuration's `Debug` redacts the password.
+        f.debug_struct("PostgresStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -193,7 +206,12 @@ impl From<tokio_postgres::Error> for StoreError {
         // The server's message (with its detail) rather than "db error".
         match e.as_db_error() {
             Some(db) => StoreError::Postgres(db.to_string()),
-            None => StoreError::Postgres(e.to_string()),
+            // With its cause ("error performing TLS handshake" alone does
+            // not say the certificate was not trusted).
+            None => match std::error::Error::source(&e) {
+                Some(cause) => StoreError::Postgres(format!("{e}: {cause}")),
+                None => StoreError::Postgres(e.to_string()),
+            },
         }
     }
 }
@@ -211,9 +229,17 @@ impl PostgresStore {
     /// Connects to `url` (`host=/run/postgresql dbname=sallyport` or
     /// `postgresql://user@host/db`) and creates the schema when missing.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url
+        Self::connect_with(url, None)
+    }
+
+    /// [`PostgresStore::connect`], trusting the CA certificates in `ca`
+    /// (PEM) besides the webpki roots for a server reached over TLS.
+    pub fn connect_with(url: &str, ca: Option<&std::path::Path>) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Postgres(format!("database_url: {e}")))?;
+        let mut config = tls::enforce(config)?;
+        let tls = tls::connector(ca)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -226,7 +252,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Io(format!("the PostgreSQL store's runtime: {e}")))?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 // A pooled connection is checked (a round trip) before each
                 // use, so one that a database restart or failover cut is
@@ -244,6 +270,7 @@ impl PostgresStore {
         let store = Self {
             pool,
             config,
+            tls,
             runtime: Some(runtime),
         };
         store.run(async {
@@ -536,7 +563,7 @@ impl Store for PostgresStore {
     fn follow_relayed(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
         let runtime = self.runtime.as_ref()?;
         let (wake, woken) = tokio::sync::mpsc::channel(1);
-        runtime.spawn(relay::listen(self.config.clone(), wake));
+        runtime.spawn(relay::listen(self.config.clone(), self.tls.clone(), wake));
         Some(woken)
     }
 

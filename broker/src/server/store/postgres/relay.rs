@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{RELAY_LOCK, StoreError};
 
@@ -42,9 +43,13 @@ pub(super) async fn append(pool: &Pool, payload: &str) -> Result<(), StoreError>
 /// Keeps a `LISTEN` connection open until `wake`'s receiver is dropped,
 /// reconnecting after a failure, and wakes the follower on each
 /// notification and after each (re)connection.
-pub(super) async fn listen(config: tokio_postgres::Config, wake: mpsc::Sender<()>) {
+pub(super) async fn listen(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    wake: mpsc::Sender<()>,
+) {
     while !wake.is_closed() {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 // The connection delivers notifications only while it is
                 // polled, and the `LISTEN` below needs it polled too.
