@@ -7,34 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
-
 use broker::server::store::{PostgresStore, Store as _, StoreError};
 
 #[test]
 fn the_store_reaches_postgresql_over_verified_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost"])
-        // A server certificate, not a CA (webpki refuses a CA as end entity).
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("the openssl CLI (Debian package `openssl`)");
-    assert!(out.status.success(), "{out:?}");
+    let (cert, key) = support::certs::self_signed_server(dir.path(), "DNS:localhost");
     let (cluster, port) = support::postgres::Cluster::start_with_tls(&cert, &key);
     let url = format!("host=localhost port={port} user=sallyport dbname=postgres sslmode=require");
 

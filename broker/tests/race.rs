@@ -70,21 +70,8 @@ async fn grants_racing_a_user_revocation_never_outlive_it() {
         assert!(device.attest(healthy_report()).await.compliant);
 
         let admin = env.admin();
-        let revoke = async {
-            // Let the first requests get going.
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            let r = admin
-                .post(
-                    api::paths::ADMIN_REVOCATIONS,
-                    &api::RevocationRequest {
-                        user: Some(user.clone()),
-                        reason: "race".into(),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            assert_eq!(r.status(), 200);
-        };
+        // Let the first requests get going.
+        let revoke = revoke_user_after(&admin, &user, std::time::Duration::from_millis(2));
         let opened = race_grants(
             &device,
             REQUESTS,

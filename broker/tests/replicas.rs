@@ -293,23 +293,14 @@ async fn grants_at_one_replica_never_outlive_a_revocation_at_another() {
         assert_eq!(device.enrol().await.status(), 201);
         assert!(device.attest(healthy_report()).await.compliant);
         let admin_at_b = client(b.base_url(), ADMIN_TOKEN.to_owned());
-        let revoke = async {
-            // Later each round: grants at A (a PostgreSQL round trip per
-            // read) take longer than a revocation at B, so a fixed short
-            // delay could let the revocation win every race.
-            tokio::time::sleep(Duration::from_millis(2 + 5 * round as u64)).await;
-            let r = admin_at_b
-                .post(
-                    api::paths::ADMIN_REVOCATIONS,
-                    &api::RevocationRequest {
-                        user: Some(user.clone()),
-                        reason: "race".into(),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            assert_eq!(r.status(), 200);
-        };
+        // Later each round: grants at A (a PostgreSQL round trip per read)
+        // take longer than a revocation at B, so a fixed short delay could
+        // let the revocation win every race.
+        let revoke = revoke_user_after(
+            &admin_at_b,
+            &user,
+            Duration::from_millis(2 + 5 * round as u64),
+        );
         let opened = race_grants(
             &device,
             RACE_REQUESTS,

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use broker::api;
 use common::*;
 
@@ -16,27 +14,7 @@ async fn serves_https_with_the_configured_certificate() {
     let issuer = TestIssuer::start().await;
     let echo = tcp_echo().await;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        // A server certificate, not a CA (webpki refuses a CA as end entity).
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("the openssl CLI (Debian package `openssl`)");
-    assert!(status.status.success(), "{status:?}");
+    let (cert, key) = support::certs::self_signed_server(dir.path(), "IP:127.0.0.1");
     let text = config(&issuer.url, &db_path(dir.path()), echo).with(|c| {
         c.server.tls_cert = Some(cert.clone());
         c.server.tls_key = Some(key.clone());

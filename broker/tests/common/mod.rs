@@ -667,6 +667,23 @@ where
     opened
 }
 
+/// After `delay`, revokes `user`'s sessions through `admin` (the ending
+/// side of a grant race).
+pub async fn revoke_user_after(admin: &Client, user: &str, delay: Duration) {
+    tokio::time::sleep(delay).await;
+    let r = admin
+        .post(
+            api::paths::ADMIN_REVOCATIONS,
+            &api::RevocationRequest {
+                user: Some(user.to_owned()),
+                reason: "race".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
 /// The tunnel config an agent would build from a grant.
 pub fn tunnel_config(grant: &api::Grant, key: tunnel::PrivateKey) -> tunnel::TunnelConfig {
     let expires: SystemTime =

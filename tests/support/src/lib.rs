@@ -26,6 +26,7 @@
 pub mod agent;
 pub mod binary;
 pub mod broker;
+pub mod certs;
 #[cfg(target_os = "linux")]
 pub mod desktop;
 pub mod echo;

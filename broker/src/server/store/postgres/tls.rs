@@ -18,6 +18,8 @@ use super::StoreError;
 /// or a loopback address.
 fn is_local(host: &Host) -> bool {
     match host {
+        // Unix sockets exist only there (so does the variant).
+        #[cfg(unix)]
         Host::Unix(_) => true,
         Host::Tcp(name) => {
             name.eq_ignore_ascii_case("localhost")
