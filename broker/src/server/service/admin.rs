@@ -33,21 +33,14 @@ impl Broker {
             let token = authorization
                 .and_then(|h| h.strip_prefix("Bearer "))
                 .ok_or_else(denied)?;
-            let got = ring::digest::digest(&ring::digest::SHA256, token.trim().as_bytes());
-            // Every credential is compared, in constant time each, so the
-            // time taken does not say which one nearly matched.
-            let mut found = None;
-            for (name, expected) in &self.settings.admins {
-                let diff = got
-                    .as_ref()
+            crate::server::config::find_credential(
+                token,
+                self.settings
+                    .admins
                     .iter()
-                    .zip(expected.iter())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-                if diff == 0 {
-                    found = Some(name.clone());
-                }
-            }
-            found.ok_or_else(denied)
+                    .map(|(name, d)| (d, name.clone())),
+            )
+            .ok_or_else(denied)
         })();
         if let Err(err) = &result {
             self.deny("admin", None, None, err);
