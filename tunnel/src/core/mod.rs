@@ -8,6 +8,7 @@
 //! proptests) and keeps every enforcement decision in one place.
 
 pub(crate) mod admission;
+pub(crate) mod buffers;
 pub(crate) mod client;
 pub(crate) mod deadlines;
 pub(crate) mod device;

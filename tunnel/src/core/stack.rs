@@ -12,6 +12,7 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint};
 
+use super::buffers;
 use super::device::QueueDevice;
 use crate::config::StackOptions;
 
@@ -129,8 +130,10 @@ impl Stack {
     }
 
     pub(crate) fn new_tcp_socket(&self) -> tcp::Socket<'static> {
-        let rx = tcp::SocketBuffer::new(vec![0u8; self.opts.tcp_buffer]);
-        let tx = tcp::SocketBuffer::new(vec![0u8; self.opts.tcp_buffer]);
+        // Lazily committed: resident as far as used, unmapped when the
+        // socket is freed (`core/buffers.rs`).
+        let rx = tcp::SocketBuffer::new(buffers::zeroed(self.opts.tcp_buffer));
+        let tx = tcp::SocketBuffer::new(buffers::zeroed(self.opts.tcp_buffer));
         let mut s = tcp::Socket::new(rx, tx);
         // Forwarded streams are already coalesced by the OS socket on the
         // other side; Nagle would only add latency.
@@ -142,11 +145,11 @@ impl Stack {
     pub(crate) fn new_udp_socket(&self) -> udp::Socket<'static> {
         let rx = udp::PacketBuffer::new(
             vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
-            vec![0u8; UDP_BYTES],
+            buffers::zeroed(UDP_BYTES),
         );
         let tx = udp::PacketBuffer::new(
             vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
-            vec![0u8; UDP_BYTES],
+            buffers::zeroed(UDP_BYTES),
         );
         udp::Socket::new(rx, tx)
     }

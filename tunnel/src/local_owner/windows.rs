@@ -5,7 +5,8 @@
 //! forward, the UDP table (`GetExtendedUdpTable`, `UDP_TABLE_OWNER_PID`)
 //! names the process whose socket is bound to the sender's address.
 //!
-//! Every `unsafe` call of the tunnel crate lives here, each with its
+//! Every `unsafe` call of the tunnel crate lives here (and in
+//! `core/buffers/glibc.rs`, one `mallopt`), each with its
 //! `SAFETY` note. Opening another user's process usually fails for an
 //! unprivileged agent: that too is a refusal (unknown is not pass).
 #![allow(unsafe_code)]
