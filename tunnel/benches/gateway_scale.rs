@@ -1,33 +1,43 @@
-//! How the gateway scales with its peers: one gateway, N client tunnels in
-//! the same process, each with one TCP connection through its tunnel to an
-//! echo target.
+//! How the gateway scales with its peers: one gateway, N client tunnels,
+//! each with one TCP connection through its tunnel to an echo target.
 //!
 //! ```text
 //! cargo bench -p tunnel --bench gateway_scale
-//! SCALE_PEERS=10,100,1000,2500 cargo bench -p tunnel --bench gateway_scale
+//! SCALE_PEERS=10,100,1000,10000 cargo bench -p tunnel --bench gateway_scale
+//! SCALE_SOCKETS_ONLY=1 cargo bench -p tunnel --bench gateway_scale   # first table only
 //! ```
 //!
-//! Printed, for each N (default 10, 100 and 1,000; `SCALE_PEERS` picks
-//! others, `0` none). Each real tunnel takes six file descriptors here
-//! (client UDP socket and forward listener, the application's stream and
-//! its accepted end, the gateway's and the target's ends of the target
-//! connection), so N is bounded by `ulimit -n` / 6 (10,000 tunnels need
-//! 60,000):
+//! Printed, for each N (default 10, 100, 1,000 and 10,000; `SCALE_PEERS`
+//! picks others, `0` none), with real sockets on loopback. The gateway, the
+//! echo target and the client tunnels run in separate processes (this
+//! binary again, `ROLE_ENV`; the clients at most `TUNNELS_PER_CLIENT` per
+//! process), driven by this one over their stdin and stdout. Each tunnel
+//! takes four file descriptors in its client process (UDP socket, forward
+//! listener, the application's stream and its accepted end) and one each in
+//! the gateway's and the target's, so 10,000 tunnels fit a limit of 20,000
+//! per process (each raises its soft limit to the hard one):
 //!
 //! - setup: all N tunnels are started in a row, without waiting (a burst of
-//!   N handshake initiations). A tunnel's setup is the time from its start
+//!   N handshake initiations; each client process starts its share at the
+//!   same moment). A tunnel's setup is the time from its start
 //!   to its handshake completing (`HandshakeState::Established`); a
 //!   handshake that waited for WireGuard's retry shows as about 5 s.
 //! - echo round trip: each tunnel in turn writes 1,000 bytes into its local
 //!   forward and reads the echo back (passes over all tunnels until at
 //!   least 2,000 round trips, `SCALE_ROUNDS`; two passes at least; the mean
-//!   per round trip). Then as many round trips on 10 of the N tunnels only.
-//! - RSS per tunnel: the process's resident set after all N connections are
-//!   open, minus before the gateway started, divided by N (client, gateway
-//!   and target sides together).
+//!   per round trip). A pass goes through the client processes one after
+//!   the other, each through its tunnels in turn, so one round trip is in
+//!   flight at a time; the parent's messages between them are not timed.
+//!   Then as many round trips on 10 of the N tunnels only.
+//! - RSS per tunnel: the resident sets of the gateway, target and client
+//!   processes after all N connections are open, minus each one's at its
+//!   start, summed and divided by N.
+//! - CPU with all N open and no traffic, over 2 s, per role (printed below
+//!   the table): what timers and keepalives cost. The client processes'
+//!   share is spent here on the same two cores as the round trips.
 //!
 //! Then, without sockets (the sans-IO cores, as `core/tests.rs` drives
-//! them), so N is not bounded by file descriptors:
+//! them), in this process:
 //!
 //! - a UDP echo through the gateway core with 10 to 10,000 peers in session
 //!   (`SCALE_CORE_PEERS`), the time per round trip in the gateway core's
@@ -46,7 +56,7 @@
 //! established tunnels echo and 100 new tunnels start.
 //!
 //! The clients use `LocalAccess::Anyone`: the owner lookup reads
-//! `/proc/net/tcp`, whose length grows with the tunnels of this process,
+//! `/proc/net/tcp`, whose length grows with the tunnels on the machine,
 //! and would measure the benchmark rather than the gateway.
 
 // Setup failures panic by design; the table goes to stdout.
@@ -175,8 +185,9 @@ struct Client {
     stream: Option<TcpStream>,
 }
 
-/// Start `n` tunnels in a row (their handshakes overlap) and wait until all
-/// are established. Returns the tunnels and their setup times.
+/// Grant `n` tunnels at `gw`, start them in a row (their handshakes
+/// overlap) and wait until all are established. Returns the tunnels and
+/// their setup times.
 fn burst(
     rt: &Runtime,
     gw: &GatewayHandle,
@@ -190,6 +201,13 @@ fn burst(
         rt.block_on(gw.add_peer(grant)).unwrap();
         configs.push(cfg);
     }
+    start_all(rt, configs)
+}
+
+/// Start the (already granted) tunnels in a row, without waiting, and wait
+/// until all are established. Returns the tunnels and their setup times.
+fn start_all(rt: &Runtime, configs: Vec<TunnelConfig>) -> (Vec<Client>, Vec<Duration>) {
+    let n = configs.len();
     let mut clients: Vec<Client> = configs
         .into_iter()
         .map(|cfg| {
@@ -242,13 +260,18 @@ fn echo_once(s: &mut TcpStream) {
 
 /// Mean echo round trip over `passes` passes through all clients in turn.
 fn echo_rtt(clients: &mut [Client], passes: usize) -> Duration {
+    echo_total(clients, passes) / u32::try_from(passes * clients.len()).unwrap()
+}
+
+/// Time of `passes` passes of one echo through all clients in turn.
+fn echo_total(clients: &mut [Client], passes: usize) -> Duration {
     let start = Instant::now();
     for _ in 0..passes {
         for c in clients.iter_mut() {
             echo_once(c.stream.as_mut().unwrap());
         }
     }
-    start.elapsed() / u32::try_from(passes * clients.len()).unwrap()
+    start.elapsed()
 }
 
 fn mean(d: &[Duration]) -> Duration {
@@ -266,42 +289,347 @@ struct Row {
     rtt: Duration,
     rtt_hot: Duration,
     rss_per_tunnel: u64,
+    /// CPU use with all N open and no traffic (percent of one core):
+    /// gateway, client processes together, target.
+    idle_cpu: (f64, f64, f64),
 }
 
-fn scale_row(n: usize) -> Row {
+// ---------------------------------------------------------------------------
+// The socket-level table, over processes: the gateway in one, the echo
+// target in another, the client tunnels in as many as `TUNNELS_PER_CLIENT`
+// needs. Each child is this binary again (`ROLE_ENV` says which part it
+// plays), driven by the parent over its stdin and stdout, one line per
+// command and per answer.
+
+/// Client tunnels per client process. Each takes four descriptors there
+/// (its UDP socket and forward listener, the application's stream and its
+/// accepted end), so 2,500 stay well below a hard limit of 20,000; the
+/// gateway and the target take one per tunnel each.
+const TUNNELS_PER_CLIENT: usize = 2500;
+
+/// Set in a child of the socket-level table: `gateway`, `target` or
+/// `clients`.
+const ROLE_ENV: &str = "GATEWAY_SCALE_ROLE";
+/// The clients' settings: the gateway's address, its key, the target and
+/// the range of tunnel indices (`first count`), space-separated.
+const CLIENTS_ENV: &str = "GATEWAY_SCALE_CLIENTS";
+
+/// Raise the soft limit of open files to the hard limit (each process of
+/// the table holds thousands of sockets).
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// A child of the table and its pipes.
+struct Part {
+    name: String,
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Part {
+    fn spawn(role: &str, clients: Option<String>) -> Self {
+        use std::process::{Command, Stdio};
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.env(ROLE_ENV, role)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let name = match clients {
+            Some(c) => {
+                cmd.env(CLIENTS_ENV, &c);
+                format!("{role} {c}")
+            }
+            None => role.to_string(),
+        };
+        let mut child = cmd.spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        Self {
+            name,
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+    }
+
+    /// The next line of the child, as words.
+    fn line(&mut self) -> Vec<String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let n = self.stdout.read_line(&mut line).unwrap();
+        assert!(n > 0, "{} ended early", self.name);
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn ask(&mut self, line: &str) -> Vec<String> {
+        self.send(line);
+        self.stdin.flush().unwrap();
+        self.line()
+    }
+
+    /// Close its stdin (it shuts down) and wait for it.
+    fn finish(self) {
+        let Self {
+            name,
+            mut child,
+            stdin,
+            stdout,
+        } = self;
+        drop(stdin);
+        drop(stdout);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{name}: {status}");
+    }
+}
+
+/// A child's commands, one per line of its stdin, until it closes; `run`
+/// answers each (an empty answer sends nothing).
+fn serve(mut run: impl FnMut(&[&str]) -> String) {
+    for line in std::io::stdin().lines() {
+        let line = line.unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = run(&words);
+        if !answer.is_empty() {
+            println!("{answer}");
+        }
+    }
+}
+
+/// The echo target's process. Prints `ready <addr> <rss at start>`;
+/// answers `rss`.
+fn target_role() {
+    raise_fd_limit();
+    let before = rss();
+    let addr = echo_target();
+    println!("ready {addr} {before}");
+    serve(|_| rss().to_string());
+}
+
+/// The gateway's process. Prints `ready <addr> <key> <rss at start>`;
+/// `add <key> <client address> <target>` grants a peer (no answer), `sync`
+/// answers `ok`, `rss` the resident set.
+fn gateway_role() {
+    raise_fd_limit();
     let before = rss();
     let rt = runtime(2);
     let gw = start_gateway(&rt);
-    let target = Target::tcp(echo_target());
-    let (mut clients, setup) = burst(&rt, &gw, target, 0, n);
-    connect_all(&mut clients, target);
-    let rss_per_tunnel = rss().saturating_sub(before) / n as u64;
+    println!("ready {} {} {before}", gw.local_addr(), gw.public_key());
+    serve(|w| match w {
+        ["add", key, addr, target] => {
+            let target: Target = target.parse().unwrap();
+            let grant = PeerGrant {
+                public_key: key.parse().unwrap(),
+                client_address: addr.parse().unwrap(),
+                targets: vec![target],
+                expires_at: SystemTime::now() + Duration::from_secs(3600),
+            };
+            rt.block_on(gw.add_peer(grant)).unwrap();
+            String::new()
+        }
+        ["sync"] => "ok".into(),
+        ["rss"] => rss().to_string(),
+        other => panic!("gateway: unknown command {other:?}"),
+    });
+    rt.block_on(gw.shutdown());
+}
+
+/// A process of client tunnels (`CLIENTS_ENV` says which). Prints
+/// `ready <rss at start>`, then `grant <key> <client address>` for each
+/// tunnel and `done`. Commands: `go` starts all tunnels in a row and
+/// answers `<sum of setup times> <slowest>` (ns) once all are established;
+/// `connect` opens each tunnel's connection (one untimed echo) and answers
+/// `ok`; `pass` does one echo on each tunnel in turn and answers the time
+/// it took (ns); `hot <n> <passes>` does `passes` passes over the first
+/// `n`; `rss`.
+fn clients_role() {
+    raise_fd_limit();
+    let before = rss();
+    let rt = runtime(2);
+    let settings = std::env::var(CLIENTS_ENV).unwrap();
+    let w: Vec<&str> = settings.split_whitespace().collect();
+    let [gw_addr, gw_key, target, first, count] = w[..] else {
+        panic!("{CLIENTS_ENV}: {settings:?}");
+    };
+    let (gw_addr, gw_key) = (gw_addr.parse().unwrap(), gw_key.parse().unwrap());
+    let target: Target = target.parse().unwrap();
+    let first: usize = first.parse().unwrap();
+    let count: usize = count.parse().unwrap();
+    println!("ready {before}");
+    let mut configs = Vec::with_capacity(count);
+    for i in first..first + count {
+        let (cfg, grant) = config(gw_addr, gw_key, i, target);
+        println!("grant {} {}", grant.public_key, grant.client_address);
+        configs.push(cfg);
+    }
+    println!("done");
+    let mut configs = Some(configs);
+    let mut clients = Vec::new();
+    serve(|w| match w {
+        ["go"] => {
+            let (started, setup) = start_all(&rt, configs.take().unwrap());
+            clients = started;
+            let sum: Duration = setup.iter().sum();
+            let max = setup.iter().max().copied().unwrap_or_default();
+            format!("{} {}", sum.as_nanos(), max.as_nanos())
+        }
+        ["connect"] => {
+            connect_all(&mut clients, target);
+            "ok".into()
+        }
+        ["pass"] => echo_total(&mut clients, 1).as_nanos().to_string(),
+        ["hot", n, passes] => {
+            let n: usize = n.parse().unwrap();
+            let passes: usize = passes.parse().unwrap();
+            echo_total(&mut clients[..n], passes).as_nanos().to_string()
+        }
+        ["rss"] => rss().to_string(),
+        other => panic!("clients: unknown command {other:?}"),
+    });
+    for c in clients {
+        drop(c.stream);
+        rt.block_on(c.handle.shutdown());
+    }
+}
+
+fn nanos(word: &str) -> Duration {
+    Duration::from_nanos(word.parse().unwrap())
+}
+
+fn scale_row(n: usize) -> Row {
+    let mut target_part = Part::spawn("target", None);
+    let w = target_part.line();
+    let target = Target::tcp(w[1].parse().unwrap());
+    let mut before: u64 = w[2].parse().unwrap();
+    let mut gw = Part::spawn("gateway", None);
+    let w = gw.line();
+    let (gw_addr, gw_key) = (w[1].clone(), w[2].clone());
+    before += w[3].parse::<u64>().unwrap();
+    let mut parts: Vec<Part> = (0..n)
+        .step_by(TUNNELS_PER_CLIENT)
+        .map(|first| {
+            let count = TUNNELS_PER_CLIENT.min(n - first);
+            let settings = format!("{gw_addr} {gw_key} {target} {first} {count}");
+            Part::spawn("clients", Some(settings))
+        })
+        .collect();
+    for p in &mut parts {
+        before += p.line()[1].parse::<u64>().unwrap();
+        loop {
+            let w = p.line();
+            match &w[..] {
+                [done] if done == "done" => break,
+                [grant, key, addr] if grant == "grant" => {
+                    gw.send(&format!("add {key} {addr} {target}"));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(gw.ask("sync"), ["ok"]);
+    // The burst: every client process starts its tunnels at once.
+    for p in &mut parts {
+        p.send("go");
+        p.stdin.flush().unwrap();
+    }
+    let (mut setup_sum, mut setup_max) = (Duration::ZERO, Duration::ZERO);
+    for p in &mut parts {
+        let w = p.line();
+        setup_sum += nanos(&w[0]);
+        setup_max = setup_max.max(nanos(&w[1]));
+    }
+    for p in &mut parts {
+        p.send("connect");
+        p.stdin.flush().unwrap();
+    }
+    for p in &mut parts {
+        assert_eq!(p.line(), ["ok"]);
+    }
+    let mut after: u64 = 0;
+    for p in parts.iter_mut().chain([&mut gw, &mut target_part]) {
+        after += p.ask("rss")[0].parse::<u64>().unwrap();
+    }
+    let rss_per_tunnel = after.saturating_sub(before) / n as u64;
+    // What the processes spend with no traffic (timers, keepalives): the
+    // client processes' share is what N clients on N machines would spend
+    // each on its own, and here it competes with the round trips for the
+    // cores.
+    let quiet = Duration::from_secs(2);
+    let cpu = |p: &Part| cpu_ticks(p.child.id());
+    let (g0, t0) = (cpu(&gw), cpu(&target_part));
+    let c0: u64 = parts.iter().map(cpu).sum();
+    std::thread::sleep(quiet);
+    let percent = |ticks: u64| ticks as f64 / TICKS_PER_SEC / quiet.as_secs_f64() * 100.0;
+    let idle_cpu = (
+        percent(cpu(&gw) - g0),
+        percent(parts.iter().map(cpu).sum::<u64>() - c0),
+        percent(cpu(&target_part) - t0),
+    );
     // At least 2,000 round trips per row (two passes at 1,000 tunnels and
     // more), so small rows are not one scheduler hiccup.
     let rounds = std::env::var("SCALE_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
-    let rtt = echo_rtt(&mut clients, (rounds / n).max(2));
+    // A pass visits all N tunnels in turn: each client process its own, one
+    // process after the other (the parent's messages between them are not
+    // timed).
+    let passes = (rounds / n).max(2);
+    let mut total = Duration::ZERO;
+    for _ in 0..passes {
+        for p in &mut parts {
+            total += nanos(&p.ask("pass")[0]);
+        }
+    }
+    let rtt = total / u32::try_from(passes * n).unwrap();
     // The same number of round trips on the first 10 tunnels only, with all
     // N open: what a packet costs when the N tunnels' memory is not all
     // visited in turn (the round-robin above is the cache's worst case).
     let hot = n.min(10);
-    let rtt_hot = echo_rtt(&mut clients[..hot], (rounds / hot).max(2));
-    let row = Row {
+    let hot_passes = (rounds / hot).max(2);
+    let rtt_hot = nanos(&parts[0].ask(&format!("hot {hot} {hot_passes}"))[0])
+        / u32::try_from(hot_passes * hot).unwrap();
+    for p in parts {
+        p.finish();
+    }
+    gw.finish();
+    target_part.finish();
+    Row {
         peers: n,
-        setup_mean: mean(&setup),
-        setup_max: setup.iter().copied().max().unwrap_or_default(),
+        setup_mean: setup_sum / u32::try_from(n).unwrap(),
+        setup_max,
         rtt,
         rtt_hot,
         rss_per_tunnel,
-    };
-    for c in clients {
-        drop(c.stream);
-        rt.block_on(c.handle.shutdown());
+        idle_cpu,
     }
-    rt.block_on(gw.shutdown());
-    row
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// CPU time of a process so far, user and system, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces).
+    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    f.iter().sum()
 }
 
 // ---------------------------------------------------------------------------
@@ -766,7 +1094,7 @@ fn peer_counts() -> Vec<usize> {
                 .collect::<Vec<usize>>()
         })
         .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| vec![10, 100, 1000])
+        .unwrap_or_else(|| vec![10, 100, 1000, 10_000])
 }
 
 /// Runs `core_figures` in a fresh process (this binary again), so the
@@ -798,6 +1126,12 @@ fn core_figures_in_child(n: usize) -> (Duration, usize, u64) {
 const CHILD_ENV: &str = "GATEWAY_SCALE_CORE_FIGURES";
 
 fn main() {
+    match std::env::var(ROLE_ENV).as_deref() {
+        Ok("target") => return target_role(),
+        Ok("gateway") => return gateway_role(),
+        Ok("clients") => return clients_role(),
+        _ => {}
+    }
     if let Some(n) = std::env::var(CHILD_ENV).ok().and_then(|n| n.parse().ok()) {
         let (cost, answered, idle) = core_figures(n);
         println!("{} {answered} {idle}", cost.as_nanos());
@@ -805,13 +1139,16 @@ fn main() {
     }
     // `cargo bench` passes `--bench`; nothing else is understood.
     let counts: Vec<usize> = peer_counts().into_iter().filter(|n| *n > 0).collect();
-    println!("gateway_scale: one gateway, N client tunnels, one TCP echo connection each");
+    println!(
+        "gateway_scale: one gateway, N client tunnels, one TCP echo connection each (gateway, target and clients in separate processes, at most {TUNNELS_PER_CLIENT} tunnels per client process)"
+    );
     println!();
     println!(
-        "| tunnels | setup per tunnel | slowest setup | echo round trip per tunnel | vs. first row | round trip, 10 of the tunnels | RSS per tunnel (client + gateway side) |"
+        "| tunnels | setup per tunnel | slowest setup | echo round trip per tunnel | vs. first row | round trip, 10 of the tunnels | RSS per tunnel (client, gateway and target processes) |"
     );
     println!("|---|---|---|---|---|---|---|");
     let mut reference = None;
+    let mut idle = Vec::new();
     for n in counts {
         let row = scale_row(n);
         let reference = *reference.get_or_insert(row.rtt);
@@ -825,6 +1162,16 @@ fn main() {
             ms(row.rtt_hot),
             row.rss_per_tunnel / 1000,
         );
+        idle.push((row.peers, row.idle_cpu));
+    }
+    println!();
+    for (n, (gw, clients, target)) in idle {
+        println!(
+            "CPU with {n} tunnels open and no traffic (2 s): gateway {gw:.0} %, client processes {clients:.0} %, target {target:.0} % of one core"
+        );
+    }
+    if std::env::var_os("SCALE_SOCKETS_ONLY").is_some() {
+        return;
     }
     println!();
     println!(
