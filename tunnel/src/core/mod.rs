@@ -27,12 +27,15 @@ pub use wg::HandshakeState;
 
 /// How often boringtun's `update_timers` runs (boringtun's own device uses
 /// 250 ms). A 1 s tick was tried for the gateway's sake (WireGuard's
-/// timers are whole seconds), but boringtun stamps events with the time of
-/// the last tick, and in three runs with 1 s the wireguard-go interop test
-/// waited for a 5 s handshake retry every time (7-15 s), against two runs in
-/// six with 250 ms (1.2-3.3 s otherwise). The cause was not found, so the
-/// tick stays at boringtun's 250 ms; the gateway's cost of many idle peers
-/// is kept down by coalescing their ticks instead (`gateway::TIMER_SLOT`).
+/// timers are whole seconds), and the wireguard-go interop test then took
+/// 7-15 s, which was read as a 5 s handshake retry. The slow runs were
+/// later traced (with 250 ms, where they happened too) to the test's TCP
+/// echo, not its handshake (done in 10-20 ms every time): burst loss at
+/// wireguard-go's socket buffer and smoltcp's backed-off retransmit
+/// timeouts, fixed by congestion control (`stack.rs` `new_tcp_socket`).
+/// A 1 s tick has not been tried again since; the gateway's cost of many
+/// idle peers is kept down by coalescing their ticks instead
+/// (`gateway::TIMER_SLOT`).
 pub(crate) const TIMER_TICK: Duration = Duration::from_millis(250);
 
 /// One in-tunnel connection (TCP stream or UDP flow).

@@ -138,6 +138,14 @@ impl Stack {
         // Forwarded streams are already coalesced by the OS socket on the
         // other side; Nagle would only add latency.
         s.set_nagle_enabled(false);
+        // Without congestion control smoltcp sends the peer's whole window
+        // at once. Towards wireguard-go (its UDP socket keeps the kernel's
+        // default 208 KiB receive buffer) such a burst lost 200-odd
+        // datagrams, and smoltcp, which has no SACK, recovered by
+        // retransmit timeouts that back off from 1 s: the interop test's
+        // 1 MB echo took 3, 7 or 15 s. With Reno's slow start the loss is a
+        // few datagrams at most, recovered in one timeout or none.
+        s.set_congestion_control(tcp::CongestionControl::Reno);
         s.set_keep_alive(Some(smoltcp::time::Duration::from_secs(30)));
         s
     }
