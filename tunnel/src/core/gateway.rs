@@ -726,7 +726,9 @@ impl GatewayCore {
             if stack_due {
                 self.run_stack(id, now);
             } else {
-                self.reschedule(id, now);
+                // A timer tick does not touch the stack: its `stack_at`
+                // stands (smoltcp's `poll_at` walks the peer's sockets).
+                self.schedule(id);
             }
         }
         // Peers with input: timers if due, then the stack.
@@ -827,8 +829,19 @@ impl GatewayCore {
         self.reschedule(id, now);
     }
 
-    /// Put the peer's next deadline in the heap if it moved earlier.
+    /// Put the peer's next deadline in the heap if it moved earlier, with
+    /// its stack's next deadline computed afresh.
     fn reschedule(&mut self, id: PeerId, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        peer.stack_at = peer.stack.poll_at(now);
+        self.schedule(id);
+    }
+
+    /// Put the peer's next deadline in the heap if it moved earlier (its
+    /// stack's deadline as last computed).
+    fn schedule(&mut self, id: PeerId) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
@@ -836,7 +849,6 @@ impl GatewayCore {
         if let Some(t) = peer.next_timer {
             at = at.min(t);
         }
-        peer.stack_at = peer.stack.poll_at(now);
         if let Some(s) = peer.stack_at {
             at = at.min(s);
         }
