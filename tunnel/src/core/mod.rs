@@ -33,10 +33,21 @@ pub use wg::HandshakeState;
 /// echo, not its handshake (done in 10-20 ms every time): burst loss at
 /// wireguard-go's socket buffer and smoltcp's backed-off retransmit
 /// timeouts, fixed by congestion control (`stack.rs` `new_tcp_socket`).
-/// A 1 s tick has not been tried again since; the gateway's cost of many
-/// idle peers is kept down by coalescing their ticks instead
+/// Client and gateway now tick once a second while no handshake of their
+/// own is in flight ([`IDLE_TIMER_TICK`]), and the gateway puts its
+/// peers' ticks on a grid so that many share a wakeup
 /// (`gateway::TIMER_SLOT`).
 pub(crate) const TIMER_TICK: Duration = Duration::from_millis(250);
+
+/// The tick of a client, and of a gateway peer, while no handshake of its
+/// own is in flight. WireGuard's timers
+/// (keepalive, rekey after 120 s, session expiry) are whole seconds, so an
+/// established, idle tunnel only needs its timers checked once a second;
+/// the 250 ms [`TIMER_TICK`] is kept while a handshake waits for its answer
+/// (its retry and its give-up timeout). An agent with three idle tunnels
+/// woke 12 times a second for their ticks alone, most of its idle CPU
+/// (`scripts/bench-app-idle`, README "Tray app").
+pub(crate) const IDLE_TIMER_TICK: Duration = Duration::from_secs(1);
 
 /// One in-tunnel connection (TCP stream or UDP flow).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -582,6 +582,13 @@ mod deadlines_and_admission {
             second > first,
             "the fired entry is gone, a later one is due"
         );
+        // No handshake of the gateway's own in flight: the next tick is a
+        // second away, not 250 ms.
+        assert!(
+            second >= first + crate::core::IDLE_TIMER_TICK,
+            "idle tick of an established peer: {:?}",
+            second - first
+        );
         // Walk the deadlines to the grant's end: the peer is dropped then,
         // and not before.
         let end = net.now + Duration::from_secs(600);
