@@ -275,6 +275,11 @@ impl WgPeer {
         self.clock.state(now)
     }
 
+    /// Whether a handshake initiation was sent and not answered yet.
+    pub(crate) fn handshake_in_flight(&self) -> bool {
+        self.clock.started.is_some()
+    }
+
     pub(crate) fn handshake_clock(&self) -> HandshakeClock {
         self.clock
     }
