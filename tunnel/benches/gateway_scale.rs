@@ -34,7 +34,10 @@
 //!   start, summed and divided by N.
 //! - CPU with all N open and no traffic, over 2 s, per role (printed below
 //!   the table): what timers and keepalives cost. The client processes'
-//!   share is spent here on the same two cores as the round trips.
+//!   share is spent here on the same two cores as the round trips. And the
+//!   CPU time per round trip during the passes over all N, of the gateway
+//!   and of all processes (`/proc/<pid>/stat`, 10 ms resolution: use
+//!   `SCALE_ROUNDS=10000` or more for small rows).
 //!
 //! Then, without sockets (the sans-IO cores, as `core/tests.rs` drives
 //! them), in this process:
@@ -292,6 +295,9 @@ struct Row {
     /// CPU use with all N open and no traffic (percent of one core):
     /// gateway, client processes together, target.
     idle_cpu: (f64, f64, f64),
+    /// CPU time per round trip during the passes over all N: the gateway
+    /// process, and all processes of the table together.
+    busy_cpu: (Duration, Duration),
 }
 
 // ---------------------------------------------------------------------------
@@ -585,13 +591,23 @@ fn scale_row(n: usize) -> Row {
     // process after the other (the parent's messages between them are not
     // timed).
     let passes = (rounds / n).max(2);
+    let all_cpu = |parts: &[Part], gw: &Part, target: &Part| {
+        parts.iter().map(cpu).sum::<u64>() + cpu(gw) + cpu(target)
+    };
+    let (g0, a0) = (cpu(&gw), all_cpu(&parts, &gw, &target_part));
     let mut total = Duration::ZERO;
     for _ in 0..passes {
         for p in &mut parts {
             total += nanos(&p.ask("pass")[0]);
         }
     }
-    let rtt = total / u32::try_from(passes * n).unwrap();
+    let count = u32::try_from(passes * n).unwrap();
+    let rtt = total / count;
+    let per_rtt = |ticks: u64| Duration::from_secs_f64(ticks as f64 / TICKS_PER_SEC) / count;
+    let busy_cpu = (
+        per_rtt(cpu(&gw) - g0),
+        per_rtt(all_cpu(&parts, &gw, &target_part) - a0),
+    );
     // The same number of round trips on the first 10 tunnels only, with all
     // N open: what a packet costs when the N tunnels' memory is not all
     // visited in turn (the round-robin above is the cache's worst case).
@@ -612,6 +628,7 @@ fn scale_row(n: usize) -> Row {
         rtt_hot,
         rss_per_tunnel,
         idle_cpu,
+        busy_cpu,
     }
 }
 
@@ -1162,12 +1179,14 @@ fn main() {
             ms(row.rtt_hot),
             row.rss_per_tunnel / 1000,
         );
-        idle.push((row.peers, row.idle_cpu));
+        idle.push((row.peers, row.idle_cpu, row.busy_cpu));
     }
     println!();
-    for (n, (gw, clients, target)) in idle {
+    for (n, (gw, clients, target), (gw_busy, all_busy)) in idle {
         println!(
-            "CPU with {n} tunnels open and no traffic (2 s): gateway {gw:.0} %, client processes {clients:.0} %, target {target:.0} % of one core"
+            "CPU with {n} tunnels open and no traffic (2 s): gateway {gw:.0} %, client processes {clients:.0} %, target {target:.0} % of one core; per round trip over all {n}: gateway {:.0} µs, all processes {:.0} µs",
+            gw_busy.as_secs_f64() * 1e6,
+            all_busy.as_secs_f64() * 1e6,
         );
     }
     if std::env::var_os("SCALE_SOCKETS_ONLY").is_some() {
