@@ -10,7 +10,7 @@ use super::device::BufferPool;
 use super::packet::{Unparsable, inspect};
 use super::stack::{Stack, endpoint, socket_addr, to_smol};
 use super::wg::{Decapsulated, HandshakeState, WgPeer};
-use super::{CloseReason, ConnId, ConnectError, DropCounters, TIMER_TICK};
+use super::{CloseReason, ConnId, ConnectError, DropCounters, IDLE_TIMER_TICK, TIMER_TICK};
 use crate::config::{ConfigError, Protocol, Target, TunnelConfig};
 
 /// First port of the ephemeral range used inside the tunnel (IANA dynamic).
@@ -184,12 +184,26 @@ impl ClientCore {
             return;
         }
         if now >= self.next_timer {
-            self.next_timer = now + TIMER_TICK;
             let (out, pool) = (&mut self.out, &mut self.pool);
             self.wg.update_timers(now, &mut |d| push_out(out, pool, d));
+            self.next_timer = now + self.timer_tick();
         }
         self.stack.poll(now);
         self.encapsulate_pending(now);
+        // Data for a session that ran out starts a handshake here, outside
+        // the timers: its retry wants the short tick from now on.
+        self.next_timer = self.next_timer.min(now + self.timer_tick());
+    }
+
+    /// How long until the WireGuard timers run again: short while a
+    /// handshake waits for its answer, a second otherwise
+    /// ([`IDLE_TIMER_TICK`]).
+    fn timer_tick(&self) -> std::time::Duration {
+        if self.wg.handshake_in_flight() {
+            TIMER_TICK
+        } else {
+            IDLE_TIMER_TICK
+        }
     }
 
     fn encapsulate_pending(&mut self, now: Instant) {
@@ -431,4 +445,49 @@ pub(crate) fn push_out(out: &mut VecDeque<Vec<u8>>, pool: &mut BufferPool, datag
     let mut buf = pool.take();
     buf.extend_from_slice(datagram);
     out.push_back(buf);
+}
+
+/// The client's timer tick: short while a handshake waits, a second once
+/// the session is up (an idle agent's wake-ups, README "Tray app").
+#[cfg(test)]
+mod idle_ticks {
+    use std::time::Duration;
+
+    use super::super::tests::Net;
+    use super::*;
+    use crate::config::Target;
+
+    #[test]
+    fn an_established_idle_tunnel_ticks_once_a_second_and_a_pending_one_faster() {
+        let mut net = Net::new();
+        let target: Target = "10.1.0.1:443/tcp".parse().unwrap();
+        let c = net.add_client(2, &[target], &[target]);
+        // Before the gateway answers, the initiation is in flight.
+        let now = net.now;
+        let pending = net.clients[c].1.poll_timeout(now).unwrap();
+        assert!(pending <= now + TIMER_TICK, "fast tick while pending");
+        net.run();
+        assert!(matches!(
+            net.clients[c].1.status(net.now).handshake,
+            HandshakeState::Established { .. }
+        ));
+        // Walk the client's own deadlines for a minute: after the short tick
+        // that was due when the answer came, no wake-up comes sooner than
+        // the idle tick.
+        let start = net.now;
+        let mut wakeups = 0;
+        while net.now < start + Duration::from_secs(60) {
+            let next = net.clients[c].1.poll_timeout(net.now).unwrap();
+            assert!(
+                wakeups == 0 || next >= net.now + IDLE_TIMER_TICK - Duration::from_millis(1),
+                "woken after {:?}",
+                next - net.now
+            );
+            net.now = next;
+            net.clients[c].1.poll(net.now);
+            while net.clients[c].1.poll_transmit().is_some() {}
+            wakeups += 1;
+        }
+        assert!(wakeups <= 61, "{wakeups} wake-ups in 60 s");
+    }
 }
