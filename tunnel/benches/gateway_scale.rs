@@ -321,13 +321,17 @@ const ROLE_ENV: &str = "GATEWAY_SCALE_ROLE";
 const CLIENTS_ENV: &str = "GATEWAY_SCALE_CLIENTS";
 
 /// Raise the soft limit of open files to the hard limit (each process of
-/// the table holds thousands of sockets).
+/// the table holds thousands of sockets). Unix only; elsewhere the limit
+/// stays as it is.
 fn raise_fd_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
+    #[cfg(unix)]
     {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+            && soft < hard
+        {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
     }
 }
 
