@@ -63,7 +63,9 @@ impl Daemon {
         let child = command.spawn().expect("spawn sallyportd");
         let daemon = Daemon { child, socket };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !daemon.socket.exists() {
+        // Accepting, not only bound: the file exists from `bind`, a moment
+        // before `listen`, when a connection is still refused.
+        while std::os::unix::net::UnixStream::connect(&daemon.socket).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "sallyportd did not bind its socket"

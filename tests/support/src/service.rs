@@ -104,7 +104,9 @@ impl Sallyportd {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
+        // Accepting, not only bound: the file exists from `bind`, a moment
+        // before `listen`, when a connection is still refused.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("sallyportd {backend:?} exited before serving: {status}");
             }
