@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -45,32 +44,12 @@ async fn a_closed_port_stops_at_tcp() {
 #[tokio::test]
 async fn an_untrusted_certificate_is_described_and_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=sallyport-test-broker",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("the openssl CLI (Debian package `openssl`)");
-    assert!(out.status.success(), "{out:?}");
+    let (cert, key) = support::certs::self_signed_server_named(
+        dir.path(),
+        "IP:127.0.0.1",
+        "sallyport-test-broker",
+        30,
+    );
 
     let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
         rustls::pki_types::pem::PemObject::pem_file_iter(&cert)

@@ -9,6 +9,17 @@ use std::process::Command;
 /// an end entity, not a CA (webpki refuses a CA as an end entity), so a
 /// client trusts it by listing it as its own root.
 pub fn self_signed_server(dir: &Path, subject_alt_name: &str) -> (PathBuf, PathBuf) {
+    self_signed_server_named(dir, subject_alt_name, "sallyport-test-server", 1)
+}
+
+/// [`self_signed_server`] with its subject's common name and its validity
+/// in days chosen (a test that reads them back).
+pub fn self_signed_server_named(
+    dir: &Path,
+    subject_alt_name: &str,
+    common_name: &str,
+    days: u32,
+) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = Command::new("openssl")
         .args([
@@ -19,7 +30,9 @@ pub fn self_signed_server(dir: &Path, subject_alt_name: &str) -> (PathBuf, PathB
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
         ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=sallyport-test-server"])
+        .args(["-nodes", "-days", &days.to_string()])
+        .arg("-subj")
+        .arg(format!("/CN={common_name}"))
         .arg("-addext")
         .arg(format!("subjectAltName={subject_alt_name}"))
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])

@@ -10,7 +10,7 @@ use super::device::BufferPool;
 use super::packet::{Unparsable, inspect};
 use super::stack::{Stack, endpoint, socket_addr, to_smol};
 use super::wg::{Decapsulated, HandshakeState, WgPeer};
-use super::{CloseReason, ConnId, ConnectError, DropCounters, IDLE_TIMER_TICK, TIMER_TICK};
+use super::{CloseReason, ConnId, ConnectError, DropCounters, TIMER_TICK};
 use crate::config::{ConfigError, Protocol, Target, TunnelConfig};
 
 /// First port of the ephemeral range used inside the tunnel (IANA dynamic).
@@ -186,24 +186,13 @@ impl ClientCore {
         if now >= self.next_timer {
             let (out, pool) = (&mut self.out, &mut self.pool);
             self.wg.update_timers(now, &mut |d| push_out(out, pool, d));
-            self.next_timer = now + self.timer_tick();
+            self.next_timer = now + self.wg.timer_tick();
         }
         self.stack.poll(now);
         self.encapsulate_pending(now);
         // Data for a session that ran out starts a handshake here, outside
         // the timers: its retry wants the short tick from now on.
-        self.next_timer = self.next_timer.min(now + self.timer_tick());
-    }
-
-    /// How long until the WireGuard timers run again: short while a
-    /// handshake waits for its answer, a second otherwise
-    /// ([`IDLE_TIMER_TICK`]).
-    fn timer_tick(&self) -> std::time::Duration {
-        if self.wg.handshake_in_flight() {
-            TIMER_TICK
-        } else {
-            IDLE_TIMER_TICK
-        }
+        self.next_timer = self.next_timer.min(now + self.wg.timer_tick());
     }
 
     fn encapsulate_pending(&mut self, now: Instant) {
@@ -456,6 +445,7 @@ mod idle_ticks {
     use super::super::tests::Net;
     use super::*;
     use crate::config::Target;
+    use crate::core::IDLE_TIMER_TICK;
 
     #[test]
     fn an_established_idle_tunnel_ticks_once_a_second_and_a_pending_one_faster() {

@@ -30,7 +30,7 @@ use super::device::BufferPool;
 use super::packet::{Unparsable, inspect};
 use super::stack::{Stack, endpoint, socket_addr, to_smol};
 use super::wg::{Decapsulated, HandshakeState, WgPeer};
-use super::{CloseReason, ConnId, DropCounters, IDLE_TIMER_TICK, TIMER_TICK};
+use super::{CloseReason, ConnId, DropCounters, TIMER_TICK};
 use crate::config::{ConfigError, PeerGrant, Protocol, StackOptions, Target};
 use crate::key::{PrivateKey, PublicKey};
 
@@ -761,14 +761,8 @@ impl GatewayCore {
             return;
         }
         // As on the client: a second between ticks unless a handshake of
-        // the gateway's own waits for its answer (WireGuard's other timers
-        // are whole seconds).
-        let tick = if peer.wg.handshake_in_flight() {
-            TIMER_TICK
-        } else {
-            IDLE_TIMER_TICK
-        };
-        peer.next_timer = Some(on_grid(self.epoch, now + tick));
+        // the gateway's own waits for its answer (`WgPeer::timer_tick`).
+        peer.next_timer = Some(on_grid(self.epoch, now + peer.wg.timer_tick()));
         let to = peer.endpoint;
         let (out, pool) = (&mut self.out, &mut self.pool);
         if peer

@@ -275,9 +275,16 @@ impl WgPeer {
         self.clock.state(now)
     }
 
-    /// Whether a handshake initiation was sent and not answered yet.
-    pub(crate) fn handshake_in_flight(&self) -> bool {
-        self.clock.started.is_some()
+    /// How long until boringtun's timers should run again: the short
+    /// [`super::TIMER_TICK`] while a handshake initiation waits for its
+    /// answer (its retry and give-up timeout), [`super::IDLE_TIMER_TICK`]
+    /// otherwise. Client and gateway both schedule by it.
+    pub(crate) fn timer_tick(&self) -> Duration {
+        if self.clock.started.is_some() {
+            super::TIMER_TICK
+        } else {
+            super::IDLE_TIMER_TICK
+        }
     }
 
     pub(crate) fn handshake_clock(&self) -> HandshakeClock {
