@@ -5,6 +5,7 @@
 //! cargo bench -p tunnel --bench gateway_scale
 //! SCALE_PEERS=10,100,1000,10000 cargo bench -p tunnel --bench gateway_scale
 //! SCALE_SOCKETS_ONLY=1 cargo bench -p tunnel --bench gateway_scale   # first table only
+//! SCALE_CAPACITY_ONLY=1 cargo bench -p tunnel --bench gateway_scale  # capacity, 1 and 2 workers
 //! ```
 //!
 //! Printed, for each N (default 10, 100, 1,000 and 10,000; `SCALE_PEERS`
@@ -65,6 +66,9 @@
 // Setup failures panic by design; the table goes to stdout.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[cfg(target_os = "linux")]
+#[path = "gateway_scale/capacity.rs"]
+mod capacity;
 mod common;
 
 use std::collections::HashMap;
@@ -980,6 +984,42 @@ fn upload(s: &mut TcpStream, len: usize) {
     s.read_exact(&mut ack).unwrap();
 }
 
+/// The gateway's capacity (`capacity`): 1 and 2 workers alternating,
+/// three times each, then the medians.
+#[cfg(target_os = "linux")]
+fn capacity_rounds() {
+    let (mut ones, mut twos) = (Vec::new(), Vec::new());
+    for round in 1..=3 {
+        for workers in [1, 2] {
+            let c = capacity::run(workers);
+            println!(
+                "gateway capacity (round {round}), {workers} worker(s): {:.2} Gbit/s, {} of {} datagrams received (dropped: {} by the gateway, {} by the kernel); load: sender {:.0} %, sink {:.0} % of a core; whole process {:.0} %",
+                c.gbits,
+                c.received,
+                c.sent,
+                c.gateway_drops,
+                c.kernel_drops,
+                c.sender_cpu * 100.0,
+                c.sink_cpu * 100.0,
+                c.process_cpu * 100.0,
+            );
+            if workers == 1 {
+                ones.push(c.gbits)
+            } else {
+                twos.push(c.gbits)
+            }
+        }
+    }
+    ones.sort_by(f64::total_cmp);
+    twos.sort_by(f64::total_cmp);
+    println!(
+        "gateway capacity, medians: 1 worker {:.2} Gbit/s, 2 workers {:.2} Gbit/s ({:.2}x)",
+        ones[1],
+        twos[1],
+        twos[1] / ones[1]
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Flood: bogus initiations while real tunnels work.
 
@@ -1158,6 +1198,10 @@ fn main() {
         println!("{} {answered} {idle}", cost.as_nanos());
         return;
     }
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("SCALE_CAPACITY_ONLY").is_some() {
+        return capacity_rounds();
+    }
     // `cargo bench` passes `--bench`; nothing else is understood.
     let counts: Vec<usize> = peer_counts().into_iter().filter(|n| *n > 0).collect();
     println!(
@@ -1253,6 +1297,8 @@ fn main() {
         twos[1],
         twos[1] / ones[1]
     );
+    #[cfg(target_os = "linux")]
+    capacity_rounds();
     println!();
     let f = flood_case(100, 100, 4);
     println!(

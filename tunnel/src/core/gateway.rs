@@ -237,6 +237,8 @@ pub struct GatewayCore {
     shard: Shard,
     /// Datagrams for peers of other workers.
     forwards: VecDeque<Forwarded>,
+    /// Datagrams passed to another worker so far (`handed_over`).
+    handed_over: u64,
     /// Origin of the `TIMER_SLOT` grid.
     epoch: Instant,
     /// Peers with input since the last `poll` (each at most once).
@@ -303,6 +305,7 @@ impl GatewayCore {
             next_index: 1,
             shard,
             forwards: VecDeque::new(),
+            handed_over: 0,
             out: VecDeque::new(),
             pool: BufferPool::default(),
             events: VecDeque::new(),
@@ -513,6 +516,7 @@ impl GatewayCore {
     fn forward(&mut self, shard: u32, from: SocketAddr, datagram: &[u8], key: Option<PublicKey>) {
         let mut buf = self.pool.take();
         buf.extend_from_slice(datagram);
+        self.handed_over += 1;
         self.forwards.push_back(Forwarded {
             shard,
             from,
@@ -557,8 +561,10 @@ impl GatewayCore {
         self.pool.give(fwd.datagram);
     }
 
-    /// A forward that could not be handed to its worker (queue full).
-    pub fn forward_dropped(&mut self) {
+    /// A datagram the driver dropped for a full queue: a forward that the
+    /// other worker's inbox would not take, or a datagram for a target
+    /// whose OS socket would not take it (send buffer full).
+    pub fn dropped_queue_full(&mut self) {
         self.dropped.queue_full += 1;
     }
 
@@ -1059,6 +1065,13 @@ impl GatewayCore {
     /// What was dropped, by reason.
     pub fn dropped(&self) -> DropCounters {
         self.dropped
+    }
+
+    /// Datagrams this worker received for another worker's peer and passed
+    /// on (`poll_forward`). With the kernel steering data messages to their
+    /// owner, only handshake initiations should be among them.
+    pub fn handed_over(&self) -> u64 {
+        self.handed_over
     }
 
     /// Status of every peer.

@@ -67,15 +67,63 @@ pub(crate) struct UdpIo {
     cmsg: Vec<u8>,
 }
 
+/// Whether a datagram of `len` bytes may join a batch of `count` datagrams
+/// and `bytes` bytes cut at `segment`: the kernel sends all of a batch's
+/// datagrams at that size except the last, which may be shorter (and then
+/// closes the batch; the caller sees to that).
+pub(crate) fn joins_batch(count: usize, bytes: usize, segment: usize, len: usize) -> bool {
+    segment > 0 && len <= segment && count < MAX_SEGMENTS && bytes + len <= MAX_BATCH_BYTES
+}
+
+/// Send `data` on a connected socket as `segment`-byte datagrams (the last
+/// may be shorter): one system call with segmentation offload on Linux,
+/// unless `gso` is false or the kernel refuses it (then `gso` is cleared
+/// and they go one by one). Never waits. Returns how many datagrams were
+/// dropped because the socket would not take them.
+pub(crate) fn send_segments(
+    socket: &UdpSocket,
+    data: &[u8],
+    segment: usize,
+    gso: &mut bool,
+) -> usize {
+    // Straight to the OS socket: tokio's `try_send` refuses until its
+    // reactor has seen the socket writable, which dropped a new socket's
+    // first datagrams.
+    let os = socket2::SockRef::from(socket);
+    let count = if segment == 0 {
+        1
+    } else {
+        data.len().div_ceil(segment).max(1)
+    };
+    #[cfg(target_os = "linux")]
+    if *gso && count > 1 {
+        match linux::send_gso_connected(socket, data, segment) {
+            Ok(()) => return 0,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return count,
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP segmentation offload refused; sending datagrams one by one");
+                *gso = false;
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = gso;
+    if count == 1 {
+        return usize::from(os.send(data).is_err());
+    }
+    data.chunks(segment).filter(|d| os.send(d).is_err()).count()
+}
+
 /// Bind a non-blocking UDP socket with large buffers (and offloads on Linux).
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpIo> {
     bind_with(addr, false)
 }
 
 /// `count` sockets on one address with `SO_REUSEPORT` (Linux), one per
-/// gateway worker: the kernel hashes each 4-tuple to one of them, so a
-/// client's datagrams keep arriving at the same worker. Elsewhere (no load
-/// balancing of UDP by `SO_REUSEPORT`) only one socket is bound.
+/// gateway worker, in shard order. A BPF program hands each data message to
+/// the worker that owns its peer (`linux::steer_by_peer_index`); the kernel
+/// hashes everything else by 4-tuple. Elsewhere (no load balancing of UDP
+/// by `SO_REUSEPORT`) only one socket is bound.
 pub(crate) fn bind_workers(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpIo>> {
     if count <= 1 || !cfg!(target_os = "linux") {
         return Ok(vec![bind(addr)?]);
@@ -86,6 +134,18 @@ pub(crate) fn bind_workers(addr: SocketAddr, count: usize) -> io::Result<Vec<Udp
     let mut all = vec![first];
     for _ in 1..count {
         all.push(bind_with(addr, true)?);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let count =
+            u32::try_from(count).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let socket = socket2::SockRef::from(&all[0].socket);
+        // Best effort: without it the kernel hashes by 4-tuple and the
+        // workers hand misdelivered datagrams to each other, which is
+        // correct, only slower.
+        if let Err(e) = linux::steer_by_peer_index(&socket, count) {
+            tracing::warn!(error = %e, "cannot steer datagrams to their peer's worker");
+        }
     }
     Ok(all)
 }
@@ -239,9 +299,7 @@ impl UdpIo {
                 self.segment = d.len();
             } else if !self.gso
                 || self.to != Some(to)
-                || d.len() > self.segment
-                || self.batch.len() >= MAX_SEGMENTS
-                || self.batch_bytes + d.len() > MAX_BATCH_BYTES
+                || !joins_batch(self.batch.len(), self.batch_bytes, self.segment, d.len())
             {
                 self.held = Some((to, d));
                 return;

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::config::{ConfigError, GatewayConfig, PeerGrant};
 use crate::core::gateway::{PeerError, PeerStatus, PeerView, Shard};
 use crate::core::{DropCounters, GatewayCore, PeerId};
+use crate::driver::flow::Segments;
 use crate::driver::{Driver, udp};
 use crate::key::PublicKey;
 
@@ -62,6 +63,9 @@ pub struct GatewayStatus {
     pub dropped: DropCounters,
     /// Open connections to targets.
     pub open_connections: usize,
+    /// Datagrams a worker received for another worker's peer and passed on
+    /// (several workers only; see `Gateway::start_with_workers`).
+    pub handed_over: u64,
 }
 
 /// What the driver publishes: each peer's view as of its last change.
@@ -74,6 +78,7 @@ pub(crate) struct StatusBoard {
     peers: BTreeMap<PeerId, PeerView>,
     dropped: DropCounters,
     open_connections: usize,
+    handed_over: u64,
 }
 
 impl StatusBoard {
@@ -82,6 +87,7 @@ impl StatusBoard {
             peers: self.peers.values().map(|v| v.at(now)).collect(),
             dropped: self.dropped,
             open_connections: self.open_connections,
+            handed_over: self.handed_over,
         }
     }
 }
@@ -166,6 +172,7 @@ impl Gateway {
                 ready: Default::default(),
                 flows: HashMap::new(),
                 flow_ready: Default::default(),
+                segments: Segments::new(),
                 next_flow_sweep: now,
                 status: status.clone(),
                 buf: vec![0u8; crate::core::wg::MAX_DATAGRAM],
@@ -259,12 +266,14 @@ impl GatewayHandle {
             peers: Vec::new(),
             dropped: DropCounters::default(),
             open_connections: 0,
+            handed_over: 0,
         };
         for board in &self.status {
             let s = board.lock().unwrap_or_else(PoisonError::into_inner).at(now);
             all.peers.extend(s.peers);
             all.dropped = all.dropped.plus(&s.dropped);
             all.open_connections += s.open_connections;
+            all.handed_over += s.handed_over;
         }
         all
     }

@@ -26,9 +26,9 @@ use crate::core::gateway::Forwarded;
 use crate::core::{ConnId, GatewayCore, GatewayEvent, PeerId};
 use crate::driver::Side;
 use crate::driver::bridge::{Step, TcpBridge};
-use crate::driver::flow::{FLOW_IDLE, recv_each};
+use crate::driver::flow::{FLOW_IDLE, Segments, recv_each};
 use crate::driver::ready::ReadySet;
-use crate::driver::udp::{Outbox, UdpIo};
+use crate::driver::udp::{Outbox, UdpIo, send_segments};
 use crate::key::PublicKey;
 
 /// Connecting to a target must finish within this time.
@@ -56,6 +56,9 @@ pub(super) type ConnKey = (PeerId, ConnId);
 /// One UDP flow's connected OS socket to its target.
 pub(super) struct Flow {
     socket: UdpSocket,
+    /// Send bursts with segmentation offload (cleared if the kernel or
+    /// the route refuses it).
+    gso: bool,
     last: Instant,
     /// Queues the flow in `GatewaySide::flow_ready` when its socket has
     /// datagrams.
@@ -94,6 +97,8 @@ pub(super) struct GatewaySide {
     pub(super) flows: HashMap<FlowKey, Flow>,
     /// Flows whose OS socket became readable.
     pub(super) flow_ready: ReadySet<FlowKey>,
+    /// Datagrams from the tunnels for one flow, sent together.
+    pub(super) segments: Segments<FlowKey>,
     /// When idle flows are looked for next.
     pub(super) next_flow_sweep: Instant,
     pub(super) status: Arc<Mutex<StatusBoard>>,
@@ -185,6 +190,7 @@ impl Side for GatewaySide {
         }
         s.dropped = self.core.dropped();
         s.open_connections = self.conns.len();
+        s.handed_over = self.core.handed_over();
     }
 
     /// Fail closed: every peer removed (RSTs into the tunnels), every target
@@ -236,7 +242,7 @@ impl GatewaySide {
                 .and_then(|l| l.workers.get(fwd.shard as usize))
                 .is_some_and(|w| w.try_send(fwd).is_ok());
             if !sent {
-                self.core.forward_dropped();
+                self.core.dropped_queue_full();
             }
         }
         progress
@@ -385,6 +391,9 @@ impl GatewaySide {
                 while let Some((n, client)) = self.core.udp_recv(peer, target, &mut self.buf) {
                     progress = true;
                     let key = (peer, target, client);
+                    if !self.segments.fits(key, n) {
+                        send_gathered(&mut self.segments, &mut self.flows, &mut self.core);
+                    }
                     if !self.flows.contains_key(&key)
                         && !may_open_flow(
                             self.flows.keys().map(|(p, _, _)| *p),
@@ -407,6 +416,7 @@ impl GatewaySide {
                                 self.flow_ready.push(key);
                                 entry.insert(Flow {
                                     socket,
+                                    gso: true,
                                     last: now,
                                     waker: self.flow_ready.waker(key),
                                 })
@@ -418,10 +428,11 @@ impl GatewaySide {
                         },
                     };
                     flow.last = now;
-                    let _ = flow.socket.try_send(&self.buf[..n]);
+                    self.segments.push(key, &self.buf[..n]);
                 }
             }
         }
+        send_gathered(&mut self.segments, &mut self.flows, &mut self.core);
         // Targets -> tunnel: only flows whose socket woke its waker. Each
         // is read until it runs dry (no per-flow cap, unlike the client's
         // forwards), which registers the waker again.
@@ -459,6 +470,23 @@ impl GatewaySide {
         }
         progress
     }
+}
+
+/// Send the datagrams gathered for one flow. UDP may drop what the socket
+/// will not take, but every drop is counted.
+fn send_gathered(
+    segments: &mut Segments<FlowKey>,
+    flows: &mut HashMap<FlowKey, Flow>,
+    core: &mut GatewayCore,
+) {
+    segments.flush(|key, data, segment| {
+        let Some(flow) = flows.get_mut(&key) else {
+            return;
+        };
+        for _ in 0..send_segments(&flow.socket, data, segment, &mut flow.gso) {
+            core.dropped_queue_full();
+        }
+    });
 }
 
 /// One connection's pump: finish the connect to the target, then move
