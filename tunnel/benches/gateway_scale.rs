@@ -67,9 +67,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[cfg(target_os = "linux")]
+#[path = "gateway_scale/backlog.rs"]
+mod backlog;
+#[cfg(target_os = "linux")]
 #[path = "gateway_scale/capacity.rs"]
 mod capacity;
 mod common;
+#[cfg(target_os = "linux")]
+#[path = "gateway_scale/load.rs"]
+mod load;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -157,12 +163,16 @@ fn echo_target() -> SocketAddr {
     addr
 }
 
-fn start_gateway(rt: &Runtime) -> GatewayHandle {
-    rt.block_on(Gateway::start(GatewayConfig {
-        private_key: PrivateKey::generate(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        stack: StackOptions::default(),
-    }))
+/// A gateway on loopback with `workers` workers, on `rt`.
+fn start_gateway(rt: &Runtime, workers: usize) -> GatewayHandle {
+    rt.block_on(Gateway::start_with_workers(
+        GatewayConfig {
+            private_key: PrivateKey::generate(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            stack: StackOptions::default(),
+        },
+        workers,
+    ))
     .unwrap()
 }
 
@@ -323,6 +333,8 @@ const ROLE_ENV: &str = "GATEWAY_SCALE_ROLE";
 /// The clients' settings: the gateway's address, its key, the target and
 /// the range of tunnel indices (`first count`), space-separated.
 const CLIENTS_ENV: &str = "GATEWAY_SCALE_CLIENTS";
+/// The gateway process's workers.
+const WORKERS_ENV: &str = "GATEWAY_SCALE_WORKERS";
 
 /// Raise the soft limit of open files to the hard limit (each process of
 /// the table holds thousands of sockets). Unix only; elsewhere the limit
@@ -348,17 +360,18 @@ struct Part {
 }
 
 impl Part {
-    fn spawn(role: &str, clients: Option<String>) -> Self {
+    /// This binary as `role`, with one more variable `env` if given.
+    fn spawn(role: &str, env: Option<(&str, String)>) -> Self {
         use std::process::{Command, Stdio};
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.env(ROLE_ENV, role)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let name = match clients {
-            Some(c) => {
-                cmd.env(CLIENTS_ENV, &c);
-                format!("{role} {c}")
+        let name = match env {
+            Some((key, value)) => {
+                cmd.env(key, &value);
+                format!("{role} {value}")
             }
             None => role.to_string(),
         };
@@ -430,14 +443,20 @@ fn target_role() {
     serve(|_| rss().to_string());
 }
 
-/// The gateway's process. Prints `ready <addr> <key> <rss at start>`;
-/// `add <key> <client address> <target>` grants a peer (no answer), `sync`
-/// answers `ok`, `rss` the resident set.
+/// The gateway's process, with `WORKERS_ENV` workers (default one).
+/// Prints `ready <addr> <key> <rss at start>`; `add <key> <client address>
+/// <target>` grants a peer (no answer), `sync` answers `ok`, `rss` the
+/// resident set, `status` the datagrams handed between workers and
+/// dropped.
 fn gateway_role() {
     raise_fd_limit();
     let before = rss();
     let rt = runtime(2);
-    let gw = start_gateway(&rt);
+    let workers = std::env::var(WORKERS_ENV)
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1);
+    let gw = start_gateway(&rt, workers);
     println!("ready {} {} {before}", gw.local_addr(), gw.public_key());
     serve(|w| match w {
         ["add", key, addr, target] => {
@@ -453,6 +472,10 @@ fn gateway_role() {
         }
         ["sync"] => "ok".into(),
         ["rss"] => rss().to_string(),
+        ["status"] => {
+            let s = gw.status();
+            format!("{} {}", s.handed_over, s.dropped.total())
+        }
         other => panic!("gateway: unknown command {other:?}"),
     });
     rt.block_on(gw.shutdown());
@@ -534,7 +557,7 @@ fn scale_row(n: usize) -> Row {
         .map(|first| {
             let count = TUNNELS_PER_CLIENT.min(n - first);
             let settings = format!("{gw_addr} {gw_key} {target} {first} {count}");
-            Part::spawn("clients", Some(settings))
+            Part::spawn("clients", Some((CLIENTS_ENV, settings)))
         })
         .collect();
     for p in &mut parts {
@@ -911,16 +934,7 @@ const UPLOAD_BYTES: usize = 16 * 1024 * 1024;
 fn aggregate_throughput(workers: usize) -> (f64, u64) {
     let gw_rt = runtime(2);
     let client_rt = runtime(2);
-    let gw = gw_rt
-        .block_on(Gateway::start_with_workers(
-            GatewayConfig {
-                private_key: PrivateKey::generate(),
-                listen: "127.0.0.1:0".parse().unwrap(),
-                stack: StackOptions::default(),
-            },
-            workers,
-        ))
-        .unwrap();
+    let gw = start_gateway(&gw_rt, workers);
     let target = Target::tcp(common::sink_target());
     let mut tunnels = Vec::new();
     let mut streams = Vec::new();
@@ -1018,6 +1032,38 @@ fn capacity_rounds() {
         twos[1],
         twos[1] / ones[1]
     );
+    // The gateway alone (`backlog`): 1, 2, 1, 2 workers.
+    let (mut ones, mut twos) = (Vec::new(), Vec::new());
+    for workers in [1, 2, 1, 2] {
+        let b = backlog::run(workers);
+        let mut sorted = b.gbits.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!(
+            "gateway alone, backlog drained, {workers} worker(s): median {:.2} Gbit/s over {} rounds (slowest {:.2}, fastest {:.2}); {} of {} datagrams received, {} dropped by the kernel, {} by the gateway, {} handed between workers",
+            sorted[sorted.len() / 2],
+            sorted.len(),
+            sorted[0],
+            sorted[sorted.len() - 1],
+            b.received,
+            b.sent,
+            b.kernel_drops,
+            b.gateway_drops,
+            b.handed_over,
+        );
+        if workers == 1 {
+            ones.extend(b.gbits);
+        } else {
+            twos.extend(b.gbits);
+        }
+    }
+    ones.sort_by(f64::total_cmp);
+    twos.sort_by(f64::total_cmp);
+    let (one, two) = (ones[ones.len() / 2], twos[twos.len() / 2]);
+    println!(
+        "gateway alone, medians of {} rounds each: 1 worker {one:.2} Gbit/s, 2 workers {two:.2} Gbit/s ({:.2}x)",
+        ones.len(),
+        two / one
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1057,7 +1103,7 @@ struct Flood {
 
 fn flood_case(established: usize, new: usize, secs: u64) -> Flood {
     let rt = runtime(2);
-    let gw = start_gateway(&rt);
+    let gw = start_gateway(&rt, 1);
     let target = Target::tcp(echo_target());
     let (mut clients, _) = burst(&rt, &gw, target, 0, established);
     connect_all(&mut clients, target);

@@ -7,6 +7,7 @@
 //! token_file = "/etc/sallyport-gateway/token"
 //! # ca_certificate = "/etc/sallyport-gateway/broker-ca.pem"
 //! # disconnected_grace_seconds = 30
+//! # workers = 4   # default: one per core
 //! ```
 
 use std::net::SocketAddr;
@@ -35,7 +36,15 @@ pub struct NodeConfig {
     /// How long peers are kept while no broker can be reached.
     #[serde(default = "default_grace")]
     pub disconnected_grace_seconds: u64,
+    /// Gateway workers, each a thread with its share of the peers on one
+    /// UDP port (`tunnel::Gateway::start_with_workers`; Linux, elsewhere
+    /// one). Default: one per core the process may use.
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
+
+/// Most workers a configuration may ask for.
+const MAX_WORKERS: usize = 256;
 
 fn default_grace() -> u64 {
     30
@@ -88,7 +97,22 @@ impl NodeConfig {
                 "disconnected_grace_seconds must be 1..=3600".into(),
             ));
         }
+        if config
+            .workers
+            .is_some_and(|w| !(1..=MAX_WORKERS).contains(&w))
+        {
+            return Err(NodeConfigError::Invalid(format!(
+                "workers must be 1..={MAX_WORKERS}"
+            )));
+        }
         Ok(config)
+    }
+
+    /// How many gateway workers to run: as configured, else one per core.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 
     /// The grace period.
@@ -143,5 +167,19 @@ mod tests {
         assert!(none.unwrap_err().to_string().contains("at least one"));
         let unknown = NodeConfig::parse(&format!("{BASE}brokers = [\"https://b\"]\nextra = 1"));
         assert!(matches!(unknown, Err(NodeConfigError::Syntax(_))));
+    }
+
+    #[test]
+    fn workers_default_to_the_cores_and_must_be_sensible() {
+        let brokers = "brokers = [\"https://b.example.com\"]\n";
+        let default = NodeConfig::parse(&format!("{BASE}{brokers}")).unwrap();
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(default.workers(), cores);
+        let two = NodeConfig::parse(&format!("{BASE}{brokers}workers = 2")).unwrap();
+        assert_eq!(two.workers(), 2);
+        for bad in ["workers = 0", "workers = 100000"] {
+            let e = NodeConfig::parse(&format!("{BASE}{brokers}{bad}")).unwrap_err();
+            assert!(e.to_string().contains("workers must be"), "{bad}: {e}");
+        }
     }
 }

@@ -48,15 +48,19 @@ enum Ended {
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let token = config.token()?;
     let client = https_client(&config)?;
-    let gateway = Gateway::start(GatewayConfig {
-        private_key: config.private_key()?,
-        listen: config.listen,
-        stack: StackOptions::default(),
-    })
+    let gateway = Gateway::start_with_workers(
+        GatewayConfig {
+            private_key: config.private_key()?,
+            listen: config.listen,
+            stack: StackOptions::default(),
+        },
+        config.workers(),
+    )
     .await?;
     tracing::info!(
         listen = %gateway.local_addr(),
         public_key = %gateway.public_key(),
+        workers = config.workers(),
         "gateway listening"
     );
     let mut node = Node {

@@ -27,30 +27,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use boringtun::noise::{Tunn, TunnResult};
-use std::os::fd::AsRawFd;
-
-use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg, setsockopt, sockopt,
-};
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr};
-use tunnel::{Gateway, GatewayConfig, PeerGrant, PrivateKey, StackOptions, Target};
+use nix::sys::socket::{setsockopt, sockopt};
+use tunnel::{PeerGrant, Target};
 use x25519_dalek::{PublicKey, StaticSecret};
+
+use crate::load::{
+    LoadPeer, PAYLOAD, cmsg_space, process_cpu, recv_coalesced, thread_cpu, thread_cpu_self,
+};
 
 /// Peers sending at once.
 const PEERS: usize = 32;
 /// Data messages each peer sends.
 const PER_PEER: usize = 12_000;
-/// UDP payload bytes of each (an inner packet of 1,400 bytes, under the
-/// default MTU of 1,420).
-const PAYLOAD: usize = 1_372;
 /// A peer's datagrams on their way at most.
 const WINDOW: u64 = 64;
-/// Datagrams per `sendmsg`: the kernel's most GSO segments, and their
-/// bytes must fit one IP packet (45 of 1,432 bytes).
-const GSO_BATCH: usize = 64;
-const GSO_BYTES: usize = 65_000;
 /// A peer whose sink count has not moved for this long lost its datagrams.
 const LOST_AFTER: Duration = Duration::from_millis(20);
 
@@ -76,25 +66,12 @@ pub struct Capacity {
 /// The gateway with `workers` workers, on a runtime of its own with two
 /// threads, carrying the pre-encrypted load.
 pub fn run(workers: usize) -> Capacity {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let gw = rt
-        .block_on(Gateway::start_with_workers(
-            GatewayConfig {
-                private_key: PrivateKey::generate(),
-                listen: "127.0.0.1:0".parse().unwrap(),
-                stack: StackOptions::default(),
-            },
-            workers,
-        ))
-        .unwrap();
+    let rt = crate::runtime(2);
+    let gw = crate::start_gateway(&rt, workers);
     let sink = Sink::start();
     let gw_public = PublicKey::from(*gw.public_key().as_bytes());
     let expires_at = SystemTime::now() + Duration::from_secs(3600);
-    let mut peers: Vec<Peer> = (0..PEERS)
+    let mut peers: Vec<Sender> = (0..PEERS)
         .map(|i| {
             let secret = StaticSecret::random();
             let address = Ipv4Addr::from(0x6440_0000 | (u32::try_from(i).unwrap() + 2));
@@ -105,7 +82,16 @@ pub fn run(workers: usize) -> Capacity {
                 expires_at,
             }))
             .unwrap();
-            Peer::handshake(i, secret, gw_public, address, gw.local_addr(), sink.addr)
+            let mut peer =
+                LoadPeer::connect(i, secret, gw_public, address, gw.local_addr(), sink.addr);
+            peer.encrypt(PER_PEER);
+            Sender {
+                peer,
+                sent: 0,
+                lost: 0,
+                last_got: 0,
+                last_change: Instant::now(),
+            }
         })
         .collect();
 
@@ -135,18 +121,29 @@ pub fn run(workers: usize) -> Capacity {
     }
 }
 
+/// A peer of the load and its window.
+struct Sender {
+    peer: LoadPeer,
+    sent: u64,
+    /// Given up for lost (`LOST_AFTER`).
+    lost: u64,
+    /// The sink's count when it last changed, and when.
+    last_got: u64,
+    last_change: Instant,
+}
+
 /// Send every peer's datagrams within its window; returns how many were sent.
-fn send_all(peers: &mut [Peer], sink: &Sink) -> u64 {
+fn send_all(peers: &mut [Sender], sink: &Sink) -> u64 {
     let mut sent = 0;
     loop {
         let mut any_left = false;
         let mut progress = false;
         for p in peers.iter_mut() {
-            if p.next == p.datagrams.len() {
+            if p.peer.remaining() == 0 {
                 continue;
             }
             any_left = true;
-            let got = sink.count(p.number);
+            let got = sink.count(p.peer.number);
             let now = Instant::now();
             if got != p.last_got {
                 p.last_got = got;
@@ -161,9 +158,9 @@ fn send_all(peers: &mut [Peer], sink: &Sink) -> u64 {
                 continue;
             }
             let room = usize::try_from(WINDOW - on_way).unwrap();
-            let per_send = GSO_BATCH.min(GSO_BYTES / p.datagrams[0].len());
-            let n = room.min(per_send).min(p.datagrams.len() - p.next);
-            p.send_batch(n);
+            let n = room.min(p.peer.per_send()).min(p.peer.remaining());
+            p.peer.send(n);
+            p.sent += n as u64;
             sent += n as u64;
             progress = true;
         }
@@ -175,126 +172,6 @@ fn send_all(peers: &mut [Peer], sink: &Sink) -> u64 {
             std::thread::sleep(Duration::from_micros(50));
         }
     }
-}
-
-/// One peer of the load: its socket and its datagrams, encrypted in advance.
-struct Peer {
-    number: usize,
-    socket: UdpSocket,
-    /// All of one size (what GSO requires).
-    datagrams: Vec<Vec<u8>>,
-    next: usize,
-    sent: u64,
-    lost: u64,
-    last_got: u64,
-    last_change: Instant,
-}
-
-impl Peer {
-    /// A real handshake with the gateway, then the data messages encrypted.
-    fn handshake(
-        number: usize,
-        secret: StaticSecret,
-        gw_public: PublicKey,
-        address: Ipv4Addr,
-        gateway: SocketAddr,
-        sink: SocketAddr,
-    ) -> Peer {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.connect(gateway).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let index = u32::try_from(number).unwrap();
-        let mut tunn = Tunn::new(secret, gw_public, None, None, index, None);
-        let mut buf = vec![0u8; 2048];
-        match tunn.format_handshake_initiation(&mut buf, false) {
-            TunnResult::WriteToNetwork(d) => socket.send(d).unwrap(),
-            _ => panic!("no handshake initiation"),
-        };
-        let mut response = vec![0u8; 2048];
-        let n = socket.recv(&mut response).unwrap();
-        let mut result = tunn.decapsulate(None, &response[..n], &mut buf);
-        // The keepalive that confirms the session, then anything queued.
-        while let TunnResult::WriteToNetwork(d) = result {
-            socket.send(d).unwrap();
-            result = tunn.decapsulate(None, &[], &mut buf);
-        }
-        assert!(tunn.time_since_last_handshake().is_some(), "no session");
-        let SocketAddr::V4(sink) = sink else {
-            panic!("the sink is IPv4")
-        };
-        let mut payload = vec![0x5a; PAYLOAD];
-        payload[..4].copy_from_slice(&index.to_le_bytes());
-        let packet = udp_packet(address, 40_000, *sink.ip(), sink.port(), &payload);
-        let mut out = vec![0u8; packet.len() + 64];
-        let datagrams = (0..PER_PEER)
-            .map(|_| match tunn.encapsulate(&packet, &mut out) {
-                TunnResult::WriteToNetwork(d) => d.to_vec(),
-                _ => panic!("not encrypted"),
-            })
-            .collect();
-        Peer {
-            number,
-            socket,
-            datagrams,
-            next: 0,
-            sent: 0,
-            lost: 0,
-            last_got: 0,
-            last_change: Instant::now(),
-        }
-    }
-
-    /// The next `n` datagrams in one GSO `sendmsg`.
-    fn send_batch(&mut self, n: usize) {
-        let batch = &self.datagrams[self.next..self.next + n];
-        let iov: Vec<std::io::IoSlice<'_>> =
-            batch.iter().map(|d| std::io::IoSlice::new(d)).collect();
-        let segment = u16::try_from(batch[0].len()).unwrap();
-        sendmsg::<()>(
-            self.socket.as_raw_fd(),
-            &iov,
-            &[ControlMessage::UdpGsoSegments(&segment)],
-            MsgFlags::empty(),
-            None,
-        )
-        .unwrap();
-        self.next += n;
-        self.sent += n as u64;
-    }
-}
-
-/// An IPv4/UDP packet with correct checksums.
-fn udp_packet(
-    src: Ipv4Addr,
-    src_port: u16,
-    dst: Ipv4Addr,
-    dst_port: u16,
-    payload: &[u8],
-) -> Vec<u8> {
-    let udp = UdpRepr { src_port, dst_port };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Udp,
-        payload_len: udp.header_len() + payload.len(),
-        hop_limit: 64,
-    };
-    let mut bytes = vec![0u8; ip.buffer_len() + ip.payload_len];
-    let caps = ChecksumCapabilities::default();
-    let mut packet = Ipv4Packet::new_unchecked(&mut bytes);
-    ip.emit(&mut packet, &caps);
-    let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
-    udp.emit(
-        &mut datagram,
-        &src.into(),
-        &dst.into(),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &caps,
-    );
-    bytes
 }
 
 /// The UDP target: a thread that reads and counts per peer (the first four
@@ -344,15 +221,13 @@ impl Sink {
                     Ordering::Relaxed,
                 );
                 let mut buf = vec![0u8; 65_536];
-                let mut cmsg = nix::cmsg_space!(i32);
+                let mut cmsg = cmsg_space();
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok((n, segment)) = recv_coalesced(&socket, &mut buf, &mut cmsg) else {
+                    let Ok(read) = recv_coalesced(&socket, &mut buf, &mut cmsg) else {
                         continue;
                     };
-                    for d in buf[..n].chunks(segment.unwrap_or(n).max(1)) {
-                        let Some(number) = d.get(..4) else { continue };
-                        let peer = u32::from_le_bytes(number.try_into().unwrap());
-                        if let Some(c) = counts.get(peer as usize) {
+                    for peer in read.peers(&buf) {
+                        if let Some(c) = counts.get(peer) {
                             c.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -407,49 +282,4 @@ impl Sink {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap();
     }
-}
-
-/// One read: the bytes, and the datagram size if the kernel coalesced
-/// several.
-fn recv_coalesced(
-    socket: &UdpSocket,
-    buf: &mut [u8],
-    cmsg: &mut [u8],
-) -> std::io::Result<(usize, Option<usize>)> {
-    let mut iov = [std::io::IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::empty())?;
-    let segment = msg.cmsgs()?.find_map(|c| match c {
-        ControlMessageOwned::UdpGroSegments(s) => usize::try_from(s).ok(),
-        _ => None,
-    });
-    Ok((msg.bytes, segment))
-}
-
-/// CPU time of this process, in seconds.
-fn process_cpu() -> f64 {
-    cpu_seconds("/proc/self/stat")
-}
-
-/// CPU time of the calling thread, in seconds.
-fn thread_cpu_self() -> f64 {
-    thread_cpu(u64::from(nix::unistd::gettid().as_raw().unsigned_abs()))
-}
-
-/// CPU time (user and system) of thread `tid` of this process, in seconds
-/// (`/proc/self/task/<tid>/stat`, clock ticks of 10 ms).
-fn thread_cpu(tid: u64) -> f64 {
-    cpu_seconds(&format!("/proc/self/task/{tid}/stat"))
-}
-
-/// utime + stime of a `stat` file, in seconds.
-fn cpu_seconds(path: &str) -> f64 {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|w| w.parse::<u64>().ok())
-        .sum();
-    ticks as f64 / 100.0
 }

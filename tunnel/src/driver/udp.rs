@@ -116,41 +116,49 @@ pub(crate) fn send_segments(
 
 /// Bind a non-blocking UDP socket with large buffers (and offloads on Linux).
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpIo> {
-    bind_with(addr, false)
+    open(addr, false)?.register()
 }
 
 /// `count` sockets on one address with `SO_REUSEPORT` (Linux), one per
 /// gateway worker, in shard order. A BPF program hands each data message to
 /// the worker that owns its peer (`linux::steer_by_peer_index`); the kernel
 /// hashes everything else by 4-tuple. Elsewhere (no load balancing of UDP
-/// by `SO_REUSEPORT`) only one socket is bound.
-pub(crate) fn bind_workers(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpIo>> {
+/// by `SO_REUSEPORT`) only one socket is bound. Each is registered with
+/// its worker's runtime later ([`OpenSocket::register`]).
+pub(crate) fn bind_workers(addr: SocketAddr, count: usize) -> io::Result<Vec<OpenSocket>> {
     if count <= 1 || !cfg!(target_os = "linux") {
-        return Ok(vec![bind(addr)?]);
+        return Ok(vec![open(addr, false)?]);
     }
-    let first = bind_with(addr, true)?;
+    let first = open(addr, true)?;
     // A port of 0 was chosen by the first bind; the others join it.
-    let addr = first.socket.local_addr()?;
+    let addr = first.local_addr()?;
     let mut all = vec![first];
     for _ in 1..count {
-        all.push(bind_with(addr, true)?);
+        all.push(open(addr, true)?);
     }
     #[cfg(target_os = "linux")]
     {
         let count =
             u32::try_from(count).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let socket = socket2::SockRef::from(&all[0].socket);
         // Best effort: without it the kernel hashes by 4-tuple and the
         // workers hand misdelivered datagrams to each other, which is
         // correct, only slower.
-        if let Err(e) = linux::steer_by_peer_index(&socket, count) {
+        if let Err(e) = linux::steer_by_peer_index(&all[0].socket, count) {
             tracing::warn!(error = %e, "cannot steer datagrams to their peer's worker");
         }
     }
     Ok(all)
 }
 
-fn bind_with(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpIo> {
+/// A bound WireGuard socket not yet registered with a tokio runtime.
+#[derive(Debug)]
+pub(crate) struct OpenSocket {
+    socket: Socket,
+    gso: bool,
+    gro: bool,
+}
+
+fn open(addr: SocketAddr, reuse_port: bool) -> io::Result<OpenSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     #[cfg(target_os = "linux")]
     if reuse_port {
@@ -168,26 +176,36 @@ fn bind_with(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpIo> {
     #[cfg(not(target_os = "linux"))]
     let (gso, gro) = (false, false);
     tracing::debug!(gso, gro, "udp socket bound");
-    Ok(UdpIo {
-        socket: UdpSocket::from_std(socket.into())?,
-        gso,
-        gro,
-        batch: Vec::with_capacity(MAX_SEGMENTS),
-        batch_bytes: 0,
-        segment: 0,
-        to: None,
-        held: None,
-        rx: vec![0u8; RECV_BUFFER],
-        #[cfg(target_os = "linux")]
-        cmsg: linux::cmsg_buffer(),
-    })
+    Ok(OpenSocket { socket, gso, gro })
+}
+
+impl OpenSocket {
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::AddrNotAvailable))
+    }
+
+    /// Hand the socket to the current tokio runtime's reactor.
+    pub(crate) fn register(self) -> io::Result<UdpIo> {
+        Ok(UdpIo {
+            socket: UdpSocket::from_std(self.socket.into())?,
+            gso: self.gso,
+            gro: self.gro,
+            batch: Vec::with_capacity(MAX_SEGMENTS),
+            batch_bytes: 0,
+            segment: 0,
+            to: None,
+            held: None,
+            rx: vec![0u8; RECV_BUFFER],
+            #[cfg(target_os = "linux")]
+            cmsg: linux::cmsg_buffer(),
+        })
+    }
 }
 
 impl UdpIo {
-    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
-    }
-
     /// Send everything `out` has at once, one datagram per call and without
     /// waiting for the socket: the last datagrams (RSTs into the tunnel) of a
     /// driver that is closing. What does not fit the socket buffer is

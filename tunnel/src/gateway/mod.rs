@@ -1,7 +1,8 @@
-//! The gateway: a [`GatewayCore`] driven by one tokio task that owns the UDP
-//! socket and the real OS sockets to the targets; or, with
-//! [`Gateway::start_with_workers`], several such tasks on one UDP port, each
-//! with the core of its share of the peers (`core::gateway::Shard`).
+//! The gateway: a [`GatewayCore`] driven by one worker (a thread with its
+//! own single-threaded tokio runtime) that owns the UDP socket and the real
+//! OS sockets to the targets; or, with [`Gateway::start_with_workers`],
+//! several such workers on one UDP port, each with the core of its share
+//! of the peers (`core::gateway::Shard`).
 //!
 //! For each connection a peer opens inside its tunnel (to a target in its
 //! grant — anything else never reaches the stack), the driver connects a real
@@ -19,7 +20,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, GatewayConfig, PeerGrant};
 use crate::core::gateway::{PeerError, PeerStatus, PeerView, Shard};
@@ -49,6 +49,9 @@ pub enum GatewayError {
     /// A peer change was refused.
     #[error(transparent)]
     Peer(#[from] PeerError),
+    /// A worker's thread or its runtime could not be started.
+    #[error("cannot start a gateway worker: {0}")]
+    Worker(io::Error),
     /// The gateway task has stopped.
     #[error("the gateway has stopped")]
     Stopped,
@@ -113,12 +116,14 @@ impl Gateway {
         Self::start_with_workers(config, 1).await
     }
 
-    /// Like [`Gateway::start`], with `workers` tasks that share the UDP port
-    /// (one socket each, `SO_REUSEPORT`; Linux only, elsewhere one worker),
-    /// so a multi-threaded runtime spreads the peers over its cores. Each
+    /// Like [`Gateway::start`], with `workers` workers that share the UDP
+    /// port (one socket and one thread each, `SO_REUSEPORT`; Linux only,
+    /// elsewhere one worker), so the peers are spread over the cores. Each
     /// peer belongs to one worker (`core::gateway::Shard`), which enforces
-    /// its grant and limits and reports its status; a datagram the kernel
-    /// hands to another worker is forwarded to the owner.
+    /// its grant and limits and reports its status. The kernel hands data
+    /// messages straight to their peer's worker (`driver::udp`); what
+    /// reaches another worker (handshake initiations) is forwarded to the
+    /// owner.
     pub async fn start_with_workers(
         config: GatewayConfig,
         workers: usize,
@@ -146,7 +151,7 @@ impl Gateway {
         let mut handle = GatewayHandle {
             commands: Vec::new(),
             status: Vec::new(),
-            tasks: Vec::new(),
+            workers: Vec::new(),
             local_addr,
             public_key,
         };
@@ -181,13 +186,42 @@ impl Gateway {
             };
             handle.commands.push(tx);
             handle.status.push(status);
-            handle
-                .tasks
-                .push(tokio::spawn(Driver::new(side, socket).run()));
+            handle.workers.push(spawn_worker(index, side, socket)?);
         }
         tracing::info!(%local_addr, key = %public_key, workers = count, "gateway listening");
         Ok(handle)
     }
+}
+
+/// Run one worker on a thread of its own with a single-threaded runtime,
+/// its WireGuard socket registered there. A worker is a loop over one
+/// socket and its share of the peers; on a runtime shared by several
+/// workers, which thread ran which worker changed from wakeup to wakeup
+/// (work stealing) and two workers often shared one core while the other
+/// idled. Its own thread lets the OS keep each worker running on a core.
+fn spawn_worker(
+    index: u32,
+    side: GatewaySide,
+    socket: udp::OpenSocket,
+) -> Result<oneshot::Receiver<()>, GatewayError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(GatewayError::Worker)?;
+    let (done, finished) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("gw-worker-{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                match socket.register() {
+                    Ok(udp) => Driver::new(side, udp).run().await,
+                    Err(e) => tracing::error!(error = %e, "gateway worker cannot use its socket"),
+                }
+            });
+            let _ = done.send(());
+        })
+        .map_err(GatewayError::Worker)?;
+    Ok(finished)
 }
 
 /// Datagrams one worker may queue for another before they are dropped
@@ -200,7 +234,8 @@ pub struct GatewayHandle {
     /// One per worker, by shard index.
     commands: Vec<mpsc::Sender<Command>>,
     status: Vec<Arc<Mutex<StatusBoard>>>,
-    tasks: Vec<JoinHandle<()>>,
+    /// One per worker: closed when its thread ends.
+    workers: Vec<oneshot::Receiver<()>>,
     local_addr: SocketAddr,
     public_key: PublicKey,
 }
@@ -283,8 +318,10 @@ impl GatewayHandle {
         for c in &self.commands {
             let _ = c.send(Command::Shutdown).await;
         }
-        for t in std::mem::take(&mut self.tasks) {
-            let _ = t.await;
+        for done in std::mem::take(&mut self.workers) {
+            // A closed channel is an ended worker, whether it said so or
+            // its thread ended without a word.
+            let _ = done.await;
         }
     }
 }
