@@ -51,9 +51,14 @@
 //! - idle RSS per gateway peer: 10,000 peers added and handshaken, no
 //!   connection (measured in a fresh child process of this binary).
 //!
-//! Aggregate throughput: 16 tunnels upload 16 MiB each at once through a
-//! gateway with 1, then 2 workers (`Gateway::start_with_workers`); the
-//! gateway has a runtime with two threads of its own.
+//! Aggregate throughput with 1 and 2 workers (`Gateway::start_with_workers`),
+//! three ways:
+//!
+//! - 16 tunnels of this crate's client upload 16 MiB each at once (TCP);
+//! - `capacity`: pre-encrypted UDP from 32 peers (`load`), the load on the
+//!   same cores as the gateway (Linux);
+//! - `backlog`: the gateway alone, in a process of its own, draining a
+//!   backlog queued while it was stopped (Linux).
 //!
 //! And the flood case: a loopback socket sends bogus handshake initiations
 //! (random keys, valid MAC1 for the gateway) at 30,000/s for 4 s while 100
