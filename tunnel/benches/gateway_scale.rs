@@ -1029,26 +1029,17 @@ fn capacity_rounds() {
             }
         }
     }
-    ones.sort_by(f64::total_cmp);
-    twos.sort_by(f64::total_cmp);
-    println!(
-        "gateway capacity, medians: 1 worker {:.2} Gbit/s, 2 workers {:.2} Gbit/s ({:.2}x)",
-        ones[1],
-        twos[1],
-        twos[1] / ones[1]
-    );
+    print_medians("gateway capacity, medians", ones, twos);
     // The gateway alone (`backlog`): 1, 2, 1, 2 workers.
     let (mut ones, mut twos) = (Vec::new(), Vec::new());
     for workers in [1, 2, 1, 2] {
         let b = backlog::run(workers);
-        let mut sorted = b.gbits.clone();
-        sorted.sort_by(f64::total_cmp);
+        let slowest = b.gbits.iter().copied().fold(f64::INFINITY, f64::min);
+        let fastest = b.gbits.iter().copied().fold(0.0, f64::max);
         println!(
-            "gateway alone, backlog drained, {workers} worker(s): median {:.2} Gbit/s over {} rounds (slowest {:.2}, fastest {:.2}); {} of {} datagrams received, {} dropped by the kernel, {} by the gateway, {} handed between workers",
-            sorted[sorted.len() / 2],
-            sorted.len(),
-            sorted[0],
-            sorted[sorted.len() - 1],
+            "gateway alone, backlog drained, {workers} worker(s): median {:.2} Gbit/s over {} rounds (slowest {slowest:.2}, fastest {fastest:.2}); {} of {} datagrams received, {} dropped by the kernel, {} by the gateway, {} handed between workers",
+            median(b.gbits.clone()),
+            b.gbits.len(),
             b.received,
             b.sent,
             b.kernel_drops,
@@ -1061,14 +1052,22 @@ fn capacity_rounds() {
             twos.extend(b.gbits);
         }
     }
-    ones.sort_by(f64::total_cmp);
-    twos.sort_by(f64::total_cmp);
-    let (one, two) = (ones[ones.len() / 2], twos[twos.len() / 2]);
+    let label = format!("gateway alone, medians of {} rounds each", ones.len());
+    print_medians(&label, ones, twos);
+}
+
+/// `label: 1 worker … Gbit/s, 2 workers … Gbit/s (ratio)`, of the medians.
+fn print_medians(label: &str, ones: Vec<f64>, twos: Vec<f64>) {
+    let (one, two) = (median(ones), median(twos));
     println!(
-        "gateway alone, medians of {} rounds each: 1 worker {one:.2} Gbit/s, 2 workers {two:.2} Gbit/s ({:.2}x)",
-        ones.len(),
+        "{label}: 1 worker {one:.2} Gbit/s, 2 workers {two:.2} Gbit/s ({:.2}x)",
         two / one
     );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 // ---------------------------------------------------------------------------
@@ -1340,14 +1339,7 @@ fn main() {
         ones.push(one);
         twos.push(two);
     }
-    ones.sort_by(f64::total_cmp);
-    twos.sort_by(f64::total_cmp);
-    println!(
-        "aggregate throughput, medians: 1 worker {:.2} Gbit/s, 2 workers {:.2} Gbit/s ({:.2}x)",
-        ones[1],
-        twos[1],
-        twos[1] / ones[1]
-    );
+    print_medians("aggregate throughput, medians", ones, twos);
     #[cfg(target_os = "linux")]
     capacity_rounds();
     println!();

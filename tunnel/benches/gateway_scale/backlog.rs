@@ -26,13 +26,12 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{Signal, kill};
-use nix::sys::socket::{setsockopt, sockopt};
 use nix::unistd::Pid;
 use tunnel::core::Shard;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::Part;
-use crate::load::{LoadPeer, PAYLOAD, cmsg_space, recv_coalesced};
+use crate::load::{LoadPeer, PAYLOAD, cmsg_space, recv_coalesced, target_socket};
 
 /// Peers; with two workers, half are each one's.
 const PEERS: usize = 32;
@@ -65,7 +64,7 @@ pub fn run(workers: usize) -> Backlog {
     let gw_key: tunnel::PublicKey = w[2].parse().unwrap();
     let gw_public = PublicKey::from(*gw_key.as_bytes());
     let pid = Pid::from_raw(i32::try_from(gw.child.id()).unwrap());
-    let sink = sink_socket();
+    let sink = target_socket(true, Duration::from_millis(500));
     let sink_addr = sink.local_addr().unwrap();
     let target = tunnel::Target::udp(sink_addr);
 
@@ -139,27 +138,6 @@ fn balanced_secrets(n: usize, shards: u32) -> Vec<StaticSecret> {
         }
     }
     secrets
-}
-
-/// The target: stamped arrivals, coalesced reads, a buffer for a round.
-fn sink_socket() -> UdpSocket {
-    let socket = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )
-    .unwrap();
-    let _ = socket.set_recv_buffer_size(4 << 20);
-    socket
-        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .unwrap();
-    setsockopt(&socket, sockopt::UdpGroSegment, &true).unwrap();
-    setsockopt(&socket, sockopt::ReceiveTimestampns, &true).unwrap();
-    let socket: UdpSocket = socket.into();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    socket
 }
 
 /// Stop the gateway's process and wait until all its threads are stopped.

@@ -22,17 +22,17 @@
 //!   first send to the last arrival. The sender's and the sink's CPU time
 //!   are printed next to it (`/proc/self/task`), to show what the load cost.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::socket::{setsockopt, sockopt};
 use tunnel::{PeerGrant, Target};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::load::{
-    LoadPeer, PAYLOAD, cmsg_space, process_cpu, recv_coalesced, thread_cpu, thread_cpu_self,
+    LoadPeer, PAYLOAD, cmsg_space, process_cpu, recv_coalesced, target_socket, thread_cpu,
+    thread_cpu_self,
 };
 
 /// Peers sending at once.
@@ -189,23 +189,7 @@ struct Sink {
 
 impl Sink {
     fn start() -> Sink {
-        let socket = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )
-        .unwrap();
-        let _ = socket.set_recv_buffer_size(4 << 20);
-        socket
-            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-            .unwrap();
-        // Like the gateway's own socket, it takes a burst sent with
-        // segmentation offload as one read (UDP_GRO).
-        setsockopt(&socket, sockopt::UdpGroSegment, &true).unwrap();
-        let socket: UdpSocket = socket.into();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
+        let socket = target_socket(false, Duration::from_millis(50));
         let addr = socket.local_addr().unwrap();
         let counts: Arc<Vec<AtomicU64>> = Arc::new((0..PEERS).map(|_| AtomicU64::new(0)).collect());
         let last = Arc::new(AtomicU64::new(0));

@@ -9,7 +9,9 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use boringtun::noise::{Tunn, TunnResult};
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg, setsockopt, sockopt,
+};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr};
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -155,6 +157,30 @@ fn udp_packet(
         &caps,
     );
     bytes
+}
+
+/// A UDP target on loopback for the load: a 4 MiB receive buffer, and like
+/// the gateway's own socket it takes a burst sent with segmentation
+/// offload as one read (UDP_GRO); with `stamped`, the kernel stamps each
+/// arrival (SO_TIMESTAMPNS). Reads wait at most `timeout`.
+pub fn target_socket(stamped: bool, timeout: Duration) -> UdpSocket {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .unwrap();
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    setsockopt(&socket, sockopt::UdpGroSegment, &true).unwrap();
+    if stamped {
+        setsockopt(&socket, sockopt::ReceiveTimestampns, &true).unwrap();
+    }
+    let socket: UdpSocket = socket.into();
+    socket.set_read_timeout(Some(timeout)).unwrap();
+    socket
 }
 
 /// What one read of a target socket with UDP_GRO brought.
