@@ -49,7 +49,7 @@ pub(crate) fn recv_each<A>(
 /// Datagrams for one flow's connected socket, gathered so that a burst goes
 /// out in one system call (`udp::send_segments`). The gateway reads a
 /// peer's datagrams for a target from its in-tunnel socket in bursts (the
-/// client sends them 64 to a system call); sending each with its own
+/// client sends up to 64 in one system call); sending each with its own
 /// `send` cost most of the gateway's time per datagram, and woke the
 /// target once per datagram.
 #[derive(Debug)]
